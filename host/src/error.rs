@@ -1,0 +1,104 @@
+//! The library's error type for starting a server: loading components and
+//! binding listeners. Failures while serving a request are not errors of the
+//! server: they become responses (see [`crate::http::HostError`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A boxed error, the `source` of errors that come from wasmtime.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a server could not start.
+///
+/// `Display` says what failed at this level; the cause is in
+/// [`source()`](std::error::Error::source). Print the whole chain with
+/// `anyhow`'s `{:#}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The WebAssembly engine could not be configured.
+    #[error("failed to configure the WebAssembly engine")]
+    Engine(#[source] BoxError),
+    /// A component file could not be read.
+    #[error("failed to read the component '{}'", path.display())]
+    ReadComponent {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `.wat` file is not valid WebAssembly text.
+    #[error("'{name}' is not valid WebAssembly text")]
+    Wat {
+        /// The component's name (its path for files).
+        name: String,
+        /// Where and why the text does not parse.
+        #[source]
+        source: wat::Error,
+    },
+    /// The file is WebAssembly but not a component.
+    #[error(
+        "'{name}' is {what}, not a WebAssembly component: build it as a `wasi:http` component \
+         (for example `cargo build --target wasm32-wasip2`, or `wasm-tools component new`)"
+    )]
+    NotAComponent {
+        /// The component's name (its path for files).
+        name: String,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The component failed to compile.
+    #[error("failed to compile '{name}'")]
+    Compile {
+        /// The component's name (its path for files).
+        name: String,
+        /// Wasmtime's reason.
+        #[source]
+        source: BoxError,
+    },
+    /// The component does not export `wasi:http/incoming-handler`.
+    #[error(
+        "'{name}' does not export `wasi:http/incoming-handler@0.2.x`, so catshost cannot serve it; \
+         it exports: {exports}"
+    )]
+    NoHandlerExport {
+        /// The component's name (its path for files).
+        name: String,
+        /// What it exports instead.
+        exports: String,
+    },
+    /// The component imports something the host does not provide.
+    #[error("'{name}' needs imports that catshost does not provide")]
+    Link {
+        /// The component's name (its path for files).
+        name: String,
+        /// Wasmtime's reason, naming the import.
+        #[source]
+        source: BoxError,
+    },
+    /// A listener could not be bound.
+    #[error("failed to listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The listener failed in a way the server cannot recover from.
+    #[error("the listener failed")]
+    Listener(#[source] std::io::Error),
+}
+
+/// Formats an error and its sources as one line: `outer: inner: root`.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,49 @@
+//! Serving one connection: hyper-util's auto builder speaks HTTP/1.1 and
+//! HTTP/2 (by prior knowledge, or chosen by ALPN over TLS) on the same port.
+
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Service;
+
+/// The HTTP settings of a server, applied to every connection it accepts.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnBuilder {
+    inner: auto::Builder<TokioExecutor>,
+}
+
+impl ConnBuilder {
+    pub(crate) fn new() -> Self {
+        let mut inner = auto::Builder::new(TokioExecutor::new());
+        inner
+            .http1()
+            // A timer makes hyper's header read timeout (30 s) work: a client
+            // that dribbles its headers is cut off (slowloris).
+            .timer(TokioTimer::new())
+            // Pipelined requests: answer them in one write where possible.
+            .pipeline_flush(true);
+        inner.http2().timer(TokioTimer::new());
+        Self { inner }
+    }
+
+    /// Serves `io` until the client closes it, the connection fails, or a
+    /// graceful stop (through `watcher`) lets it finish.
+    pub(crate) async fn serve<I>(&self, io: I, service: Arc<Service>, tls: bool, watcher: Watcher)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req| {
+            let service = service.clone();
+            async move { service.serve(req, tls).await }
+        });
+        let conn = self.inner.serve_connection(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(conn).await {
+            // Resets, bad requests, timeouts: the client's business.
+            tracing::debug!(error = %crate::error::chain(&*error), "connection ended with an error");
+        }
+    }
+}

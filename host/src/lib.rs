@@ -1,0 +1,41 @@
+//! catshost serves HTTP from sandboxed WebAssembly: it accepts connections,
+//! speaks HTTP/1.1 and HTTP/2 itself (hyper), and hands every request to a
+//! fresh instance of a `wasi:http` component (wasmtime).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), catshost::Error> {
+//! let runtime = catshost::Runtime::new()?;
+//! let handler = runtime.load_file("handler.wasm".as_ref())?;
+//! let server = catshost::Server::builder().build(handler);
+//!
+//! let stop = server.stop().clone();
+//! let ready = server.ready();
+//! let serving = tokio::spawn({
+//!     let server = server.clone();
+//!     async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
+//! });
+//! let addr = ready.await.expect("the server failed to start");
+//! println!("serving http://{addr}");
+//! stop.switch(); // graceful: in-flight requests finish
+//! serving.await.unwrap()?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+mod error;
+pub mod http;
+pub mod lifecycle;
+mod net;
+mod server;
+pub mod wasm;
+
+pub use error::{BoxError, Error};
+pub use lifecycle::{Ready, Stop};
+pub use server::{Builder, DEFAULT_BACKLOG, DEFAULT_SHUTDOWN_TIMEOUT, Server};
+pub use wasm::{Handler, Runtime};
+
+/// The demo component served by `catshost serve` with no file: it answers
+/// with the method, path and protocol of the request. Built from
+/// `host/demo/demo.wat` at build time.
+pub const DEMO_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.wasm"));

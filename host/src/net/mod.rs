@@ -1,0 +1,5 @@
+//! Sockets: binding listeners and accepting connections.
+
+mod listener;
+
+pub(crate) use listener::{Listener, bind};

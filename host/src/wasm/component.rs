@@ -1,0 +1,124 @@
+//! The engine and linker, and loading a component: read, check it is a
+//! `wasi:http` component, compile, pre-instantiate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::ctx::GuestCtx;
+use super::handler::Handler;
+use crate::error::{BoxError, Error};
+
+/// The interface a component must export to be served, without its version:
+/// any `wasi:http/incoming-handler@0.2.x` is accepted.
+const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
+
+/// The process-wide WebAssembly runtime: an engine and the linker that gives
+/// guests the host's WASI and `wasi:http` implementations.
+///
+/// Create one per process and load every component through it.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<GuestCtx>>,
+}
+
+impl Runtime {
+    /// A runtime with catshost's engine configuration.
+    pub fn new() -> Result<Self, Error> {
+        let mut config = Config::new();
+        // Components are compiled once at start: use every core for it.
+        config.parallel_compilation(true);
+        let engine = Engine::new(&config).map_err(|e| Error::Engine(e.into()))?;
+
+        let mut linker = Linker::new(&engine);
+        // The whole WASI 0.2 command surface, not just the proxy world:
+        // components from componentize-py and ComponentizeJS import it. The
+        // store's `WasiCtx` grants nothing (no preopens, no sockets, no host
+        // environment), so the extra imports give no access by themselves.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|e| Error::Engine(e.into()))?;
+
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// The engine every component of this runtime is compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads the component at `path`: a binary component (`.wasm`) or one in
+    /// the text format (`.wat`).
+    pub fn load_file(&self, path: &Path) -> Result<Handler, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadComponent {
+            path: path.into(),
+            source,
+        })?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Loads a component from memory. `name` names it in errors and logs.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Handler, Error> {
+        let binary = wat::parse_bytes(bytes).map_err(|source| Error::Wat {
+            name: name.into(),
+            source,
+        })?;
+        if !wasmparser::Parser::is_component(&binary) {
+            return Err(Error::NotAComponent {
+                name: name.into(),
+                what: if wasmparser::Parser::is_core_wasm(&binary) {
+                    "a core WebAssembly module"
+                } else {
+                    "not WebAssembly"
+                },
+            });
+        }
+        let component = Component::new(&self.engine, &binary).map_err(|e| Error::Compile {
+            name: name.into(),
+            source: e.into(),
+        })?;
+        self.check_exports(name, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ProxyPre::new)
+            .map_err(|e| Error::Link {
+                name: name.into(),
+                source: BoxError::from(e),
+            })?;
+        Ok(Handler::new(name, pre))
+    }
+
+    fn check_exports(&self, name: &str, component: &Component) -> Result<(), Error> {
+        let ty = component.component_type();
+        let mut exports = Vec::new();
+        for (export, item) in ty.exports(&self.engine) {
+            if export.starts_with(HANDLER_INTERFACE) && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                return Ok(());
+            }
+            exports.push(export.to_string());
+        }
+        Err(Error::NoHandlerExport {
+            name: name.into(),
+            exports: if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            },
+        })
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,173 @@
+//! Serving one request with a component: a fresh store and instance, the
+//! guest's `handle` on its own task, and the response it sets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::ctx::GuestCtx;
+use crate::http::RequestId;
+
+/// A component compiled and pre-instantiated, ready to serve requests.
+///
+/// Cloning is cheap: clones share the compiled code.
+#[derive(Clone)]
+pub struct Handler {
+    name: Arc<str>,
+    pre: ProxyPre<GuestCtx>,
+}
+
+/// What the host tells a guest about a request besides the request itself.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestInfo {
+    /// Names the request in logs and in the guest's output lines.
+    pub id: RequestId,
+    /// Whether the request came over TLS.
+    pub tls: bool,
+}
+
+/// Where guest tasks run: tracked so a stop can wait for them, and cancelled
+/// together when the stop's grace period runs out.
+#[derive(Clone, Debug, Default)]
+pub struct GuestTasks {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl GuestTasks {
+    /// No more tasks will be spawned; [`GuestTasks::wait`] can now finish.
+    pub fn close(&self) {
+        self.tracker.close();
+    }
+
+    /// Resolves when every task has ended (after [`GuestTasks::close`]).
+    pub async fn wait(&self) {
+        self.tracker.wait().await;
+    }
+
+    /// Stops every running guest where it is.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Why a guest gave no response. Every variant is the guest's fault, not the
+/// client's nor the host's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuestError {
+    /// The guest trapped or failed before setting a response.
+    #[error("the guest failed before sending a response")]
+    Trap(#[source] crate::error::BoxError),
+    /// The guest returned without setting a response.
+    #[error("the guest returned without setting a response")]
+    NoResponse,
+    /// The guest set the response outparam to an error.
+    #[error("the guest answered with an error: {0:?}")]
+    ErrorCode(ErrorCode),
+    /// The request could not be handed to the guest (a `Host` header that is
+    /// not text, say): the client's fault.
+    #[error("the request cannot be given to the guest")]
+    InvalidRequest(#[source] crate::error::BoxError),
+    /// The guest was cancelled by a forced stop.
+    #[error("the guest was stopped by the server shutting down")]
+    Cancelled,
+}
+
+impl Handler {
+    pub(crate) fn new(name: &str, pre: ProxyPre<GuestCtx>) -> Self {
+        Self {
+            name: name.into(),
+            pre,
+        }
+    }
+
+    /// The name the component was loaded under (its path for files).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Serves `req` with a new instance of the component.
+    ///
+    /// Returns once the guest has set its response; the guest goes on
+    /// running on a task of `tasks` while it writes the body.
+    pub async fn handle<B>(
+        &self,
+        req: http::Request<B>,
+        info: RequestInfo,
+        tasks: &GuestTasks,
+    ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut store = Store::new(self.pre.engine(), GuestCtx::new(info.id));
+        let scheme = if info.tls { Scheme::Https } else { Scheme::Http };
+        let (tx, rx) = oneshot::channel();
+        let responded = Arc::new(AtomicBool::new(false));
+        let (req, out) = {
+            let mut http = store.data_mut().http();
+            let req = http.new_incoming_request(scheme, req);
+            let flag = responded.clone();
+            let out = http.new_response_outparam_from_callback(move |response| {
+                flag.store(true, Ordering::Release);
+                // The receiver is gone when the client went away: nothing to do.
+                let _ = tx.send(response);
+            });
+            match (req, out) {
+                (Ok(req), Ok(out)) => (req, out),
+                (Err(e), _) | (_, Err(e)) => return Err(GuestError::InvalidRequest(e.into())),
+            }
+        };
+
+        let pre = self.pre.clone();
+        let name = self.name.clone();
+        let cancel = tasks.cancel.clone();
+        let task = tasks.tracker.spawn(async move {
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            let result = tokio::select! {
+                result = run => result.map_err(|e| GuestError::Trap(e.into())),
+                () = cancel.cancelled() => Err(GuestError::Cancelled),
+            };
+            if let Err(error) = &result
+                && responded.load(Ordering::Acquire)
+            {
+                // The response head is gone: the client sees a cut body.
+                tracing::warn!(request_id = %info.id, component = %name, error = %crate::error::chain(error), "guest failed after sending its response");
+            }
+            result
+        });
+
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
+            // The outparam was dropped unset: the task says why.
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(GuestError::NoResponse),
+                Ok(Err(e)) => Err(e),
+                Err(join) => Err(GuestError::Trap(join.into())),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").field("name", &self.name).finish_non_exhaustive()
+    }
+}

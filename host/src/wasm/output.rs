@@ -1,0 +1,158 @@
+//! Guest stdout and stderr: line-buffered onto the host's stderr, each line
+//! prefixed with the request id.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::http::RequestId;
+
+/// A line longer than this is written out in pieces rather than buffered
+/// without bound.
+const MAX_LINE: usize = 16 * 1024;
+
+/// One of a guest's output streams (`stdout` or `stderr`).
+#[derive(Clone, Copy)]
+pub(crate) struct GuestOutput {
+    id: RequestId,
+    stream: &'static str,
+}
+
+impl GuestOutput {
+    pub(crate) fn stdout(id: RequestId) -> Self {
+        Self {
+            id,
+            stream: "stdout",
+        }
+    }
+
+    pub(crate) fn stderr(id: RequestId) -> Self {
+        Self {
+            id,
+            stream: "stderr",
+        }
+    }
+
+    fn writer(&self) -> LineWriter {
+        LineWriter {
+            output: *self,
+            line: Vec::new(),
+        }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.writer())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.writer())
+    }
+}
+
+/// Collects bytes until a newline, then writes the line, prefixed, in one
+/// call so lines of concurrent requests never interleave.
+struct LineWriter {
+    output: GuestOutput,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&bytes[..end]);
+            self.emit();
+            bytes = &bytes[end + 1..];
+        }
+        self.line.extend_from_slice(bytes);
+        while self.line.len() >= MAX_LINE {
+            let rest = self.line.split_off(MAX_LINE);
+            self.emit();
+            self.line = rest;
+        }
+    }
+
+    fn emit(&mut self) {
+        let GuestOutput { id, stream } = self.output;
+        let text = String::from_utf8_lossy(&self.line);
+        let text = text.strip_suffix('\r').unwrap_or(&text);
+        // The host's stderr going away must not fail the guest: drop the line.
+        let _ = writeln!(std::io::stderr().lock(), "[req {id} {stream}] {text}");
+        self.line.clear();
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_LINE)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_split_and_partial_lines_kept() {
+        let mut w = GuestOutput::stdout(RequestId::next()).writer();
+        w.push(b"abc");
+        assert_eq!(w.line, b"abc");
+        w.push(b"def\nxy");
+        assert_eq!(w.line, b"xy");
+        w.push(&vec![b'z'; MAX_LINE * 2 + 3]);
+        assert_eq!(w.line.len(), 5);
+    }
+}
