@@ -67,10 +67,19 @@ impl Runtime {
 
     /// Loads a component from memory. `name` names it in errors and logs.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Handler, Error> {
-        let binary = wat::parse_bytes(bytes).map_err(|source| Error::Wat {
-            name: name.into(),
-            source,
-        })?;
+        let binary = if bytes.starts_with(b"\0asm") {
+            std::borrow::Cow::Borrowed(bytes)
+        } else if let Ok(text) = std::str::from_utf8(bytes) {
+            std::borrow::Cow::Owned(wat::parse_str(text).map_err(|source| Error::Wat {
+                name: name.into(),
+                source,
+            })?)
+        } else {
+            return Err(Error::NotAComponent {
+                name: name.into(),
+                what: "not WebAssembly",
+            });
+        };
         if !wasmparser::Parser::is_component(&binary) {
             return Err(Error::NotAComponent {
                 name: name.into(),

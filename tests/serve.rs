@@ -1,0 +1,288 @@
+//! End-to-end tests of the library: a server in this process on
+//! 127.0.0.1:0, real clients over real sockets.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use support::{Client, TestServer, fixture, get, temp_file};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
+
+#[tokio::test]
+async fn serves_http1_and_h2c_on_one_port() {
+    let server = TestServer::fixture("hello").await;
+    for version in BOTH {
+        let answer = get(server.addr, version, "/").await;
+        assert_eq!(answer.status, StatusCode::OK, "{version:?}");
+        assert_eq!(answer.version, version);
+        assert_eq!(answer.body, "hello from wasm\n");
+        assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_request_gets_a_fresh_instance() {
+    let server = TestServer::fixture("counter").await;
+    for version in BOTH {
+        // Several requests on one connection: still a new instance each.
+        let mut client = Client::connect(server.addr, version).await;
+        for _ in 0..5 {
+            let answer = client.request(server.addr, "GET", "/", b"").await;
+            assert_eq!(answer.body, "count: 1\n", "{version:?}");
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http1_pipelined_requests_are_answered_in_order() {
+    let server = TestServer::fixture("slow").await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    // Three requests in one write: the second sleeps longest, yet the
+    // answers must come back in request order.
+    let mut requests = String::new();
+    for ms in [10, 200, 20] {
+        requests.push_str(&format!("GET /{ms} HTTP/1.1\r\nhost: test\r\n\r\n"));
+    }
+    tcp.write_all(requests.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0; 4096];
+    while count(&received, b"0\r\n\r\n") < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("pipelined responses did not arrive")
+            .unwrap();
+        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&received));
+        received.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
+    assert_eq!(text.matches("finished").count(), 3, "{text}");
+    server.stop().await;
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+#[tokio::test]
+async fn a_trapping_guest_gets_500_and_the_server_goes_on() {
+    let server = TestServer::fixture("trap").await;
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        let answer = client.request(server.addr, "GET", "/boom", b"").await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(answer.body.starts_with("500 Internal Server Error"), "{}", answer.body);
+        assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+        // The same connection, then a new one, still work.
+        let answer = client.request(server.addr, "GET", "/ok", b"").await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok\n"));
+        let answer = get(server.addr, version, "/ok").await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok\n"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_guest_that_sets_no_response_gets_500_and_the_server_goes_on() {
+    let server = TestServer::fixture("no-response").await;
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        let answer = client.request(server.addr, "GET", "/nothing", b"").await;
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(answer.body.starts_with("500 Internal Server Error"), "{}", answer.body);
+        let answer = client.request(server.addr, "GET", "/ok", b"").await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok\n"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn echo_streams_bodies_back() {
+    let server = TestServer::fixture("echo").await;
+    let body: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        let response = client.send(server.addr, "POST", "/", &body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let echoed = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(echoed == body, "{version:?}: {} bytes back of {}", echoed.len(), body.len());
+        // An empty body echoes as an empty body.
+        let answer = client.request(server.addr, "POST", "/", b"").await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, ""));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    for version in BOTH {
+        let server = TestServer::fixture("slow").await;
+        let addr = server.addr;
+        let mut client = Client::connect(addr, version).await;
+        let response = client.send(addr, "GET", "/700", b"").await.unwrap();
+        let mut body = response.into_body();
+        // The guest has answered and is sleeping: the request is in flight.
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "started\n");
+
+        server.server.stop().switch();
+        // The listener closes promptly: new connections are refused.
+        let refused = tokio::time::timeout(Duration::from_secs(10), async {
+            while TcpStream::connect(addr).await.is_ok() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(refused.is_ok(), "{version:?}: still accepting after the stop");
+
+        // ... while the request in flight gets its whole response.
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "finished\n", "{version:?}");
+        server.finished().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_shutdown_timeout_cancels_requests_still_running() {
+    let mut builder = catshost::Server::builder();
+    builder.shutdown_timeout(Duration::from_millis(100));
+    let server = TestServer::start(&fixture("slow"), &builder).await;
+    let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+    // Sleeps a minute: only the cancellation can end it.
+    let response = client.send(server.addr, "GET", "/60000", b"").await.unwrap();
+    let mut body = response.into_body();
+    assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "started\n");
+    server.server.stop().switch();
+    let finished = tokio::time::timeout(Duration::from_secs(30), server.finished()).await;
+    finished.expect("the server did not cancel the request").unwrap();
+    // The client sees the body cut short, not "finished".
+    let rest = body.collect().await;
+    assert!(rest.is_err() || !rest.unwrap().to_bytes().ends_with(b"finished\n"));
+}
+
+#[tokio::test]
+async fn switching_twice_does_nothing_more() {
+    let server = TestServer::fixture("hello").await;
+    let stop = server.server.stop().clone();
+    stop.switch();
+    stop.switch();
+    server.finished().await.unwrap();
+    stop.switch();
+}
+
+#[tokio::test]
+async fn one_stop_controls_several_servers() {
+    let stop = catshost::Stop::new();
+    let mut builder = catshost::Server::builder();
+    builder.stop(stop.clone());
+    let a = TestServer::start(&fixture("hello"), &builder).await;
+    let b = TestServer::start(&fixture("counter"), &builder).await;
+    assert_eq!(get(b.addr, Version::HTTP_11, "/").await.body, "count: 1\n");
+    stop.switch();
+    a.finished().await.unwrap();
+    b.finished().await.unwrap();
+}
+
+struct Teapot;
+
+impl catshost::http::ErrorHandler for Teapot {
+    fn respond(
+        &self,
+        error: &catshost::http::HostError,
+        _id: catshost::http::RequestId,
+    ) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::from(format!("custom: {}", error.status().as_u16())));
+        *response.status_mut() = StatusCode::IM_A_TEAPOT;
+        response
+    }
+}
+
+#[tokio::test]
+async fn an_error_handler_replaces_the_host_responses() {
+    let mut builder = catshost::Server::builder();
+    builder.error_handler(Teapot);
+    let server = TestServer::start(&fixture("trap"), &builder).await;
+    let answer = get(server.addr, Version::HTTP_11, "/boom").await;
+    assert_eq!(answer.status, StatusCode::IM_A_TEAPOT);
+    assert_eq!(answer.body, "custom: 500");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_without_a_host_is_refused_with_400() {
+    let server = TestServer::fixture("hello").await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut buf = vec![0; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn components_load_from_wat_text_files() {
+    let text = catshost_wat::to_text(&fixture("hello")).unwrap();
+    let path = temp_file("hello.wat", text.as_bytes());
+    let runtime = catshost::Runtime::new().unwrap();
+    let handler = runtime.load_file(&path).unwrap();
+    assert_eq!(handler.name(), path.display().to_string());
+    let server = catshost::Server::builder().build(handler);
+    let ready = server.ready();
+    let task = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
+    });
+    let addr = ready.await.unwrap();
+    assert_eq!(get(addr, Version::HTTP_11, "/").await.body, "hello from wasm\n");
+    server.stop().switch();
+    task.await.unwrap().unwrap();
+}
+
+#[test]
+fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
+    let runtime = catshost::Runtime::new().unwrap();
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("module.wat", b"(module)", "is a core WebAssembly module, not a WebAssembly component"),
+        ("junk.wasm", &[0xff, 0xfe, 0x00, 0x01], "is not WebAssembly"),
+        ("empty.wat", b"(component)", "does not export `wasi:http/incoming-handler@0.2.x`, so catshost cannot serve it; it exports: nothing"),
+        (
+            "other.wat",
+            br#"(component
+                  (core module $m (func (export "f")))
+                  (core instance $i (instantiate $m))
+                  (func $f (canon lift (core func $i "f")))
+                  (export "run" (func $f)))"#,
+            "it exports: run",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let path = temp_file(name, bytes);
+        let error = runtime.load_file(&path).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains(&path.display().to_string()), "{name}: {text}");
+        assert!(text.contains(want), "{name}: {text}");
+    }
+    let missing = runtime.load_file("no/such/file.wasm".as_ref()).unwrap_err();
+    assert!(missing.to_string().contains("failed to read the component 'no/such/file.wasm'"));
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_an_error_and_ready_says_so() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let runtime = catshost::Runtime::new().unwrap();
+    let server = catshost::Server::builder().build(runtime.load_bytes("hello", &fixture("hello")).unwrap());
+    let ready = server.ready();
+    let error = server.serve_clear(addr).await.unwrap_err();
+    assert!(error.to_string().contains(&format!("failed to listen on {addr}")), "{error}");
+    assert_eq!(ready.await, None);
+}

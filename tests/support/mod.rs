@@ -1,0 +1,273 @@
+//! What the end-to-end tests share: fixture components built from
+//! `tests/fixtures/*.wat`, an in-process [`TestServer`], a running
+//! `catshost` binary ([`Process`]), and small HTTP clients.
+
+#![allow(dead_code)] // Each test binary uses a different part of this.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// The component built from `tests/fixtures/NAME.wat`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    static WIT: OnceLock<catshost_wat::Wit> = OnceLock::new();
+    let wit = WIT.get_or_init(|| catshost_wat::Wit::workspace().expect("the WIT in wit/ parses"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(format!("{name}.wat"));
+    wit.component_from_wat_file(&path)
+        .unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+}
+
+/// Writes `bytes` to a fresh file named `name` under the test's temporary
+/// folder and returns its path.
+pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// The fixture `name` written to a `.wasm` file.
+pub fn fixture_file(name: &str) -> PathBuf {
+    temp_file(&format!("{name}.wasm"), &fixture(name))
+}
+
+/// A catshost server running in this process on 127.0.0.1:0.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: catshost::Server,
+    task: tokio::task::JoinHandle<Result<(), catshost::Error>>,
+}
+
+impl TestServer {
+    /// Serves the fixture `name` with default settings.
+    pub async fn fixture(name: &str) -> Self {
+        Self::start(&fixture(name), &catshost::Server::builder()).await
+    }
+
+    /// Serves `component` with the settings of `builder`.
+    pub async fn start(component: &[u8], builder: &catshost::Builder) -> Self {
+        let runtime = catshost::Runtime::new().unwrap();
+        let handler = runtime.load_bytes("fixture", component).unwrap();
+        let server = builder.build(handler);
+        let ready = server.ready();
+        let task = tokio::spawn({
+            let server = server.clone();
+            async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
+        });
+        let addr = ready.await.expect("the test server failed to start");
+        Self { addr, server, task }
+    }
+
+    /// Switches the stop and waits for the server to finish.
+    pub async fn stop(self) {
+        self.server.stop().switch();
+        self.task.await.unwrap().unwrap();
+    }
+
+    /// Waits for the server to finish (after its stop was switched).
+    pub async fn finished(self) -> Result<(), catshost::Error> {
+        self.task.await.unwrap()
+    }
+}
+
+/// An HTTP/1.1 or HTTP/2 (prior knowledge) connection to `addr`.
+pub enum Client {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// A response with its body read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, version: Version) -> Self {
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        if version == Version::HTTP_2 {
+            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Client::H2(send)
+        } else {
+            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Client::H1(send)
+        }
+    }
+
+    /// Sends a request with `body` to `path` and returns the response head.
+    pub async fn send(
+        &mut self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> hyper::Result<Response<hyper::body::Incoming>> {
+        let req = Request::builder().method(method);
+        match self {
+            Client::H1(send) => {
+                let req = req
+                    .uri(path)
+                    .header(http::header::HOST, addr.to_string())
+                    .body(Full::new(Bytes::copy_from_slice(body)))
+                    .unwrap();
+                send.ready().await?;
+                send.send_request(req).await
+            }
+            Client::H2(send) => {
+                let req = req
+                    .uri(format!("http://{addr}{path}"))
+                    .version(Version::HTTP_2)
+                    .body(Full::new(Bytes::copy_from_slice(body)))
+                    .unwrap();
+                send.ready().await?;
+                send.send_request(req).await
+            }
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn request(&mut self, addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Answer {
+        let response = self.send(addr, method, path, body).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}
+
+/// GET `path` on a new connection of `version`.
+pub async fn get(addr: SocketAddr, version: Version, path: &str) -> Answer {
+    Client::connect(addr, version).await.request(addr, "GET", path, b"").await
+}
+
+/// The `catshost` binary, running.
+pub struct Process {
+    pub child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// The `catshost` binary under test.
+pub fn catshost() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catshost"));
+    command.env("RUST_LOG", "catshost=debug");
+    command
+}
+
+impl Process {
+    /// Runs `catshost serve ARGS --addr 127.0.0.1:0` and waits for its ready
+    /// line.
+    pub fn serve(args: &[&str]) -> Self {
+        let mut child = catshost()
+            .arg("serve")
+            .args(args)
+            .args(["--addr", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let lines = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn({
+            let stderr = stderr.clone();
+            move || {
+                for line in lines.lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.strip_prefix("catshost: serving http://") {
+                        let _ = ready_tx.send(addr.parse::<SocketAddr>().unwrap());
+                    }
+                    stderr.lock().unwrap().push(line);
+                }
+            }
+        });
+        let addr = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("catshost did not become ready; stderr:\n{}", stderr.lock().unwrap().join("\n"));
+            }
+        };
+        Self { child, addr, stderr }
+    }
+
+    /// Every stderr line so far.
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a stderr line that satisfies `want`.
+    pub fn wait_for_line(&self, timeout: Duration, want: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(line) = self.stderr().into_iter().find(|l| want(l)) {
+                return Some(line);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// A line of /proc/PID/status, in KiB (VmHWM, VmRSS, ...).
+    pub fn status_kib(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("catshost stderr:\n{}", self.stderr().join("\n"));
+        }
+    }
+}
