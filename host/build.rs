@@ -6,8 +6,14 @@ use std::path::PathBuf;
 fn main() -> anyhow::Result<()> {
     let demo = PathBuf::from("demo/demo.wat");
     println!("cargo::rerun-if-changed={}", demo.display());
-    println!("cargo::rerun-if-changed={}", catshost_wat::wit_dir().display());
-    println!("cargo::rerun-if-changed={}", catshost_wat::prelude_path().display());
+    println!(
+        "cargo::rerun-if-changed={}",
+        catshost_wat::wit_dir().display()
+    );
+    println!(
+        "cargo::rerun-if-changed={}",
+        catshost_wat::prelude_path().display()
+    );
 
     let wit = catshost_wat::Wit::workspace()?;
     let component = wit.component_from_wat_file(&demo)?;

@@ -59,7 +59,11 @@ async fn http1_pipelined_requests_are_answered_in_order() {
             .await
             .expect("pipelined responses did not arrive")
             .unwrap();
-        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&received));
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&received)
+        );
         received.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&received);
@@ -69,7 +73,10 @@ async fn http1_pipelined_requests_are_answered_in_order() {
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
 }
 
 #[tokio::test]
@@ -79,13 +86,23 @@ async fn a_trapping_guest_gets_500_and_the_server_goes_on() {
         let mut client = Client::connect(server.addr, version).await;
         let answer = client.request(server.addr, "GET", "/boom", b"").await;
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(answer.body.starts_with("500 Internal Server Error"), "{}", answer.body);
+        assert!(
+            answer.body.starts_with("500 Internal Server Error"),
+            "{}",
+            answer.body
+        );
         assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
         // The same connection, then a new one, still work.
         let answer = client.request(server.addr, "GET", "/ok", b"").await;
-        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok\n"));
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok\n")
+        );
         let answer = get(server.addr, version, "/ok").await;
-        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok\n"));
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok\n")
+        );
     }
     server.stop().await;
 }
@@ -97,9 +114,16 @@ async fn a_guest_that_sets_no_response_gets_500_and_the_server_goes_on() {
         let mut client = Client::connect(server.addr, version).await;
         let answer = client.request(server.addr, "GET", "/nothing", b"").await;
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(answer.body.starts_with("500 Internal Server Error"), "{}", answer.body);
+        assert!(
+            answer.body.starts_with("500 Internal Server Error"),
+            "{}",
+            answer.body
+        );
         let answer = client.request(server.addr, "GET", "/ok", b"").await;
-        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok\n"));
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok\n")
+        );
     }
     server.stop().await;
 }
@@ -113,7 +137,12 @@ async fn echo_streams_bodies_back() {
         let response = client.send(server.addr, "POST", "/", &body).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let echoed = response.into_body().collect().await.unwrap().to_bytes();
-        assert!(echoed == body, "{version:?}: {} bytes back of {}", echoed.len(), body.len());
+        assert!(
+            echoed == body,
+            "{version:?}: {} bytes back of {}",
+            echoed.len(),
+            body.len()
+        );
         // An empty body echoes as an empty body.
         let answer = client.request(server.addr, "POST", "/", b"").await;
         assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, ""));
@@ -141,7 +170,10 @@ async fn a_stop_lets_in_flight_requests_finish_and_refuses_new_connections() {
             }
         })
         .await;
-        assert!(refused.is_ok(), "{version:?}: still accepting after the stop");
+        assert!(
+            refused.is_ok(),
+            "{version:?}: still accepting after the stop"
+        );
 
         // ... while the request in flight gets its whole response.
         let rest = body.collect().await.unwrap().to_bytes();
@@ -157,12 +189,20 @@ async fn the_shutdown_timeout_cancels_requests_still_running() {
     let server = TestServer::start(&fixture("slow"), &builder).await;
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
     // Sleeps a minute: only the cancellation can end it.
-    let response = client.send(server.addr, "GET", "/60000", b"").await.unwrap();
+    let response = client
+        .send(server.addr, "GET", "/60000", b"")
+        .await
+        .unwrap();
     let mut body = response.into_body();
-    assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "started\n");
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "started\n"
+    );
     server.server.stop().switch();
     let finished = tokio::time::timeout(Duration::from_secs(30), server.finished()).await;
-    finished.expect("the server did not cancel the request").unwrap();
+    finished
+        .expect("the server did not cancel the request")
+        .unwrap();
     // The client sees the body cut short, not "finished".
     let rest = body.collect().await;
     assert!(rest.is_err() || !rest.unwrap().to_bytes().ends_with(b"finished\n"));
@@ -199,7 +239,8 @@ impl catshost::http::ErrorHandler for Teapot {
         error: &catshost::http::HostError,
         _id: catshost::http::RequestId,
     ) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::from(format!("custom: {}", error.status().as_u16())));
+        let mut response =
+            Response::new(Full::from(format!("custom: {}", error.status().as_u16())));
         *response.status_mut() = StatusCode::IM_A_TEAPOT;
         response
     }
@@ -242,7 +283,10 @@ async fn components_load_from_wat_text_files() {
         async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
     });
     let addr = ready.await.unwrap();
-    assert_eq!(get(addr, Version::HTTP_11, "/").await.body, "hello from wasm\n");
+    assert_eq!(
+        get(addr, Version::HTTP_11, "/").await.body,
+        "hello from wasm\n"
+    );
     server.stop().switch();
     task.await.unwrap().unwrap();
 }
@@ -251,9 +295,17 @@ async fn components_load_from_wat_text_files() {
 fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
     let runtime = catshost::Runtime::new().unwrap();
     let cases: [(&str, &[u8], &str); 4] = [
-        ("module.wat", b"(module)", "is a core WebAssembly module, not a WebAssembly component"),
+        (
+            "module.wat",
+            b"(module)",
+            "is a core WebAssembly module, not a WebAssembly component",
+        ),
         ("junk.wasm", &[0xff, 0xfe, 0x00, 0x01], "is not WebAssembly"),
-        ("empty.wat", b"(component)", "does not export `wasi:http/incoming-handler@0.2.x`, so catshost cannot serve it; it exports: nothing"),
+        (
+            "empty.wat",
+            b"(component)",
+            "does not export `wasi:http/incoming-handler@0.2.x`, so catshost cannot serve it; it exports: nothing",
+        ),
         (
             "other.wat",
             br#"(component
@@ -272,7 +324,11 @@ fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
         assert!(text.contains(want), "{name}: {text}");
     }
     let missing = runtime.load_file("no/such/file.wasm".as_ref()).unwrap_err();
-    assert!(missing.to_string().contains("failed to read the component 'no/such/file.wasm'"));
+    assert!(
+        missing
+            .to_string()
+            .contains("failed to read the component 'no/such/file.wasm'")
+    );
 }
 
 #[tokio::test]
@@ -280,9 +336,15 @@ async fn a_port_in_use_is_an_error_and_ready_says_so() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let runtime = catshost::Runtime::new().unwrap();
-    let server = catshost::Server::builder().build(runtime.load_bytes("hello", &fixture("hello")).unwrap());
+    let server =
+        catshost::Server::builder().build(runtime.load_bytes("hello", &fixture("hello")).unwrap());
     let ready = server.ready();
     let error = server.serve_clear(addr).await.unwrap_err();
-    assert!(error.to_string().contains(&format!("failed to listen on {addr}")), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("failed to listen on {addr}")),
+        "{error}"
+    );
     assert_eq!(ready.await, None);
 }

@@ -31,7 +31,8 @@ impl Stop {
     /// to finish, and wait for in-flight requests up to their shutdown
     /// timeout. Does nothing when already switched.
     pub fn switch(&self) {
-        self.tx.send_if_modified(|stopped| !std::mem::replace(stopped, true));
+        self.tx
+            .send_if_modified(|stopped| !std::mem::replace(stopped, true));
     }
 
     /// Whether [`Stop::switch`] has been called.
@@ -100,7 +101,11 @@ impl ReadyLatch {
         let mut rx = self.tx.subscribe();
         Ready {
             fut: Box::pin(async move {
-                match *rx.wait_for(|s| !matches!(s, ReadyState::Pending)).await.ok()? {
+                match *rx
+                    .wait_for(|s| !matches!(s, ReadyState::Pending))
+                    .await
+                    .ok()?
+                {
                     ReadyState::Ready(addr) => Some(addr),
                     _ => None,
                 }

@@ -51,6 +51,7 @@ fn serve_command(config: ServeConfig) -> anyhow::Result<()> {
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.get())
+        .thread_name("catshost-worker")
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;

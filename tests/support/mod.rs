@@ -146,7 +146,13 @@ impl Client {
     }
 
     /// Sends a request and reads the whole response.
-    pub async fn request(&mut self, addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Answer {
+    pub async fn request(
+        &mut self,
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Answer {
         let response = self.send(addr, method, path, body).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
@@ -161,7 +167,10 @@ impl Client {
 
 /// GET `path` on a new connection of `version`.
 pub async fn get(addr: SocketAddr, version: Version, path: &str) -> Answer {
-    Client::connect(addr, version).await.request(addr, "GET", path, b"").await
+    Client::connect(addr, version)
+        .await
+        .request(addr, "GET", path, b"")
+        .await
 }
 
 /// The `catshost` binary, running.
@@ -210,10 +219,17 @@ impl Process {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("catshost did not become ready; stderr:\n{}", stderr.lock().unwrap().join("\n"));
+                panic!(
+                    "catshost did not become ready; stderr:\n{}",
+                    stderr.lock().unwrap().join("\n")
+                );
             }
         };
-        Self { child, addr, stderr }
+        Self {
+            child,
+            addr,
+            stderr,
+        }
     }
 
     /// Every stderr line so far.

@@ -69,7 +69,7 @@ impl Runtime {
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Handler, Error> {
         let binary = if bytes.starts_with(b"\0asm") {
             std::borrow::Cow::Borrowed(bytes)
-        } else if let Ok(text) = std::str::from_utf8(bytes) {
+        } else if let Some(text) = as_wat_text(bytes) {
             std::borrow::Cow::Owned(wat::parse_str(text).map_err(|source| Error::Wat {
                 name: name.into(),
                 source,
@@ -110,7 +110,9 @@ impl Runtime {
         let ty = component.component_type();
         let mut exports = Vec::new();
         for (export, item) in ty.exports(&self.engine) {
-            if export.starts_with(HANDLER_INTERFACE) && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            if export.starts_with(HANDLER_INTERFACE)
+                && matches!(item.ty, ComponentItem::ComponentInstance(_))
+            {
                 return Ok(());
             }
             exports.push(export.to_string());
@@ -124,6 +126,14 @@ impl Runtime {
             },
         })
     }
+}
+
+/// `bytes` as text if they look like WebAssembly text: UTF-8 whose first
+/// token opens an s-expression or a comment.
+fn as_wat_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let start = text.trim_start();
+    (start.starts_with('(') || start.starts_with(";;")).then_some(text)
 }
 
 impl std::fmt::Debug for Runtime {

@@ -111,7 +111,11 @@ impl Handler {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let mut store = Store::new(self.pre.engine(), GuestCtx::new(info.id));
-        let scheme = if info.tls { Scheme::Https } else { Scheme::Http };
+        let scheme = if info.tls {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
         let (tx, rx) = oneshot::channel();
         let responded = Arc::new(AtomicBool::new(false));
         let (req, out) = {
@@ -168,6 +172,8 @@ impl Handler {
 
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handler").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Handler")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,339 @@
+//! End-to-end tests of the `catshost` binary: started on 127.0.0.1:0, ready
+//! when it prints `catshost: serving http://ADDR`, driven by real clients
+//! and real signals.
+
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use hyper_util::rt::TokioIo;
+use support::{Client, Process, catshost, fixture_file, get, temp_file};
+
+#[tokio::test]
+async fn the_built_in_demo_reports_method_path_and_protocol() {
+    let server = Process::serve(&[]);
+    let answer = get(server.addr, Version::HTTP_11, "/hello?x=1").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.body,
+        "catshost demo\nmethod: GET\npath: /hello?x=1\nprotocol: HTTP/1.1\n"
+    );
+    let mut h2 = Client::connect(server.addr, Version::HTTP_2).await;
+    let answer = h2.request(server.addr, "POST", "/submit", b"data").await;
+    assert_eq!(answer.version, Version::HTTP_2);
+    assert_eq!(
+        answer.body,
+        "catshost demo\nmethod: POST\npath: /submit\nprotocol: HTTP/2\n"
+    );
+    let ready_lines = server
+        .stderr()
+        .iter()
+        .filter(|l| l.starts_with("catshost: serving"))
+        .count();
+    assert_eq!(ready_lines, 1);
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    let mut server = Process::serve(&[fixture_file("slow").to_str().unwrap()]);
+    let addr = server.addr;
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    tcp.write_all(b"GET /800 HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0; 1024];
+    while !String::from_utf8_lossy(&received).contains("started") {
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(n > 0);
+        received.extend_from_slice(&buf[..n]);
+    }
+
+    server.signal(libc::SIGTERM);
+    // New connections are refused once the listener is closed...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // ... the request in flight is answered whole, and the connection then
+    // closed (HTTP/1: `Connection: close` semantics after a stop) ...
+    tcp.read_to_end(&mut received).unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.contains("finished\n") && text.ends_with("0\r\n\r\n"),
+        "{text}"
+    );
+    // ... and the process exits 0.
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("catshost did not exit");
+    assert_eq!(status.code(), Some(0), "{:?}", server.stderr());
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut server = Process::serve(&[fixture_file("slow").to_str().unwrap()]);
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    use std::io::{Read, Write};
+    // A request that would hold the graceful stop for a minute.
+    tcp.write_all(b"GET /60000 HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut buf = [0; 1024];
+    let mut received = Vec::new();
+    while !String::from_utf8_lossy(&received).contains("started") {
+        let n = tcp.read(&mut buf).unwrap();
+        received.extend_from_slice(&buf[..n]);
+    }
+    server.signal(libc::SIGTERM);
+    server
+        .wait_for_line(Duration::from_secs(10), |l| l.contains("stop requested"))
+        .expect("the first signal was not seen");
+    server.signal(libc::SIGINT);
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("catshost did not exit");
+    assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test]
+async fn guest_output_goes_to_stderr_prefixed_with_the_request_id() {
+    let server = Process::serve(&[fixture_file("stdio").to_str().unwrap()]);
+    for _ in 0..2 {
+        let answer = get(server.addr, Version::HTTP_11, "/").await;
+        assert_eq!(answer.body, "logged\n");
+    }
+    let line = server
+        .wait_for_line(Duration::from_secs(10), |l| l.ends_with("a line on stderr"))
+        .unwrap();
+    let id = line
+        .strip_prefix("[req ")
+        .and_then(|rest| rest.split_once(' '))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| panic!("no request id in {line:?}"));
+    let stderr = server.stderr();
+    for want in [
+        format!("[req {id} stdout] first line on stdout"),
+        format!("[req {id} stdout] unfinished line on stdout"),
+        format!("[req {id} stderr] a line on stderr"),
+    ] {
+        assert!(stderr.contains(&want), "{want:?} not in {stderr:#?}");
+    }
+    // The second request has its own id.
+    let ids: std::collections::HashSet<_> = stderr
+        .iter()
+        .filter(|l| l.ends_with("a line on stderr"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{stderr:#?}");
+}
+
+/// A request body of `remaining` bytes of a known pattern, made as it is
+/// sent.
+struct Pattern {
+    sent: u64,
+    remaining: u64,
+}
+
+const CHUNK: u64 = 256 * 1024;
+
+fn pattern_byte(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+impl Body for Pattern {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(CHUNK);
+        let chunk: Vec<u8> = (self.sent..self.sent + n).map(pattern_byte).collect();
+        self.sent += n;
+        self.remaining -= n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+#[tokio::test]
+async fn a_100_mib_upload_is_echoed_back_without_buffering_it() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let server = Process::serve(&[fixture_file("echo").to_str().unwrap()]);
+    // Warm up, then take the peak memory so far as the baseline.
+    assert_eq!(
+        get(server.addr, Version::HTTP_11, "/").await.status,
+        StatusCode::OK
+    );
+    let before = server.status_kib("VmHWM:");
+
+    let io = TokioIo::new(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let request = Request::post("/")
+        .header("host", "test")
+        .body(Pattern {
+            sent: 0,
+            remaining: SIZE,
+        })
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        for (i, byte) in data.iter().enumerate() {
+            assert_eq!(
+                *byte,
+                pattern_byte(received + i as u64),
+                "at byte {}",
+                received + i as u64
+            );
+        }
+        received += data.len() as u64;
+    }
+    assert_eq!(received, SIZE);
+
+    let after = server.status_kib("VmHWM:");
+    let growth_mib = (after.saturating_sub(before)) / 1024;
+    eprintln!("VmHWM before {before} KiB, after {after} KiB");
+    // Buffering the upload or the echo whole would add at least 100 MiB.
+    assert!(
+        growth_mib < 32,
+        "peak memory grew by {growth_mib} MiB while echoing 100 MiB"
+    );
+}
+
+/// Runs `catshost ARGS` to its end and returns its status and stderr.
+fn run(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let output = catshost().args(args).stdin(Stdio::null()).output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn bad_components_are_refused_before_anything_is_bound() {
+    let cases: [(&str, &[u8], &str); 4] = [
+        (
+            "core.wat",
+            b"(module)",
+            "is a core WebAssembly module, not a WebAssembly component",
+        ),
+        ("junk.wasm", b"\x00\x01\x02", "is not WebAssembly"),
+        (
+            "broken.wat",
+            b"(component (oops))",
+            "is not valid WebAssembly text",
+        ),
+        (
+            "empty.wat",
+            b"(component)",
+            "does not export `wasi:http/incoming-handler@0.2.x`",
+        ),
+    ];
+    for (name, bytes, want) in cases {
+        let path = temp_file(name, bytes);
+        let addr = free_port();
+        let (status, stderr) = run(&["serve", path.to_str().unwrap(), "--addr", &addr.to_string()]);
+        assert!(!status.success(), "{name}");
+        assert!(
+            stderr.contains(&format!("catshost: error: '{}' {want}", path.display())),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("serving"), "{name}: {stderr}");
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "{name}: something listens on {addr}"
+        );
+    }
+    let (status, stderr) = run(&["serve", "does/not/exist.wasm"]);
+    assert!(!status.success());
+    assert!(
+        stderr.contains("failed to read the component 'does/not/exist.wasm'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("No such file"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_refused_with_usage() {
+    for args in [
+        &["serve", "--shutdown-timeout", "10x"][..],
+        &["serve", "--addr", "localhost"],
+        &["serve", "--workers", "0"],
+    ] {
+        let (status, stderr) = run(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("error: invalid value"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// The threads of `server` named like the runtime's workers, once their
+/// number has settled (threads name themselves as they start).
+fn worker_threads(server: &Process, expected: usize) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim() == "catshost-worker")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count() != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    count()
+}
+
+#[test]
+fn workers_sets_the_worker_threads_and_defaults_to_the_cores() {
+    let server = Process::serve(&["--workers", "3"]);
+    assert_eq!(worker_threads(&server, 3), 3);
+    let server = Process::serve(&[]);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(worker_threads(&server, cores), cores);
+}
+
+#[test]
+fn help_and_version_describe_the_command() {
+    let (status, _) = run(&["--version"]);
+    assert!(status.success());
+    let output = catshost().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--addr",
+        "--workers",
+        "--shutdown-timeout",
+        "[default: 127.0.0.1:8080]",
+        "[default: 30s]",
+    ] {
+        assert!(help.contains(flag), "{flag} not in:\n{help}");
+    }
+}
