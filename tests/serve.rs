@@ -108,6 +108,29 @@ async fn a_trapping_guest_gets_500_and_the_server_goes_on() {
 }
 
 #[tokio::test]
+async fn a_guest_that_traps_mid_body_cuts_the_response_instead_of_ending_it() {
+    let server = TestServer::fixture("trap").await;
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        // HTTP/1: the connection closes without the last chunk; HTTP/2: the
+        // stream is reset. Either way the client sees an error, not an end
+        // (on the head already, when the trap came before hyper flushed it).
+        if let Ok(response) = client.send(server.addr, "GET", "/partial", b"").await {
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = response.into_body().collect().await;
+            assert!(body.is_err(), "{version:?}: a cut body looked complete");
+        }
+        // The server goes on.
+        let answer = get(server.addr, version, "/ok").await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "ok\n")
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_guest_that_sets_no_response_gets_500_and_the_server_goes_on() {
     let server = TestServer::fixture("no-response").await;
     for version in BOTH {

@@ -1,10 +1,12 @@
 //! The HTTP side: serving a connection with hyper, turning each request into
 //! a guest call, and the responses the host makes itself.
 
+mod body;
 mod conn;
 mod error;
 mod service;
 
+pub use body::ResponseBody;
 pub(crate) use conn::ConnBuilder;
 pub use error::{DefaultErrorHandler, ErrorHandler, HostError};
 pub(crate) use service::Service;

@@ -4,11 +4,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, Version, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{ErrorHandler, HostError, RequestId};
+use super::{ErrorHandler, HostError, RequestId, ResponseBody};
 use crate::wasm::{GuestTasks, Handler, RequestInfo};
 
 /// What every connection of a server shares.
@@ -32,7 +30,7 @@ impl Service {
         &self,
         mut req: Request<Incoming>,
         tls: bool,
-    ) -> Result<Response<HyperOutgoingBody>, Infallible> {
+    ) -> Result<Response<ResponseBody>, Infallible> {
         let id = RequestId::next();
         let result = match check(&req) {
             Ok(()) => {
@@ -41,18 +39,16 @@ impl Service {
                 let via = via(req.version());
                 req.headers_mut().append(header::VIA, via);
                 let info = RequestInfo { id, tls };
-                self.handler
-                    .handle(req, info, &self.tasks)
-                    .await
-                    .map_err(HostError::from)
+                match self.handler.handle(req, info, &self.tasks).await {
+                    Ok(response) => Ok(response.map(ResponseBody::Guest)),
+                    Err(error) => Err(HostError::from(error)),
+                }
             }
             Err(error) => Err(error),
         };
         Ok(result.unwrap_or_else(|error| {
             error.log(id, self.handler.name());
-            self.errors
-                .respond(&error, id)
-                .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+            self.errors.respond(&error, id).map(ResponseBody::Host)
         }))
     }
 }

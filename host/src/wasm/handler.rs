@@ -1,8 +1,10 @@
 //! Serving one request with a component: a fresh store and instance, the
 //! guest's `handle` on its own task, and the response it sets.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -15,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ctx::GuestCtx;
+use crate::error::BoxError;
 use crate::http::RequestId;
 
 /// A component compiled and pre-instantiated, ready to serve requests.
@@ -67,7 +70,7 @@ impl GuestTasks {
 pub enum GuestError {
     /// The guest trapped or failed before setting a response.
     #[error("the guest failed before sending a response")]
-    Trap(#[source] crate::error::BoxError),
+    Trap(#[source] BoxError),
     /// The guest returned without setting a response.
     #[error("the guest returned without setting a response")]
     NoResponse,
@@ -77,7 +80,7 @@ pub enum GuestError {
     /// The request could not be handed to the guest (a `Host` header that is
     /// not text, say): the client's fault.
     #[error("the request cannot be given to the guest")]
-    InvalidRequest(#[source] crate::error::BoxError),
+    InvalidRequest(#[source] BoxError),
     /// The guest was cancelled by a forced stop.
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
@@ -105,7 +108,7 @@ impl Handler {
         req: http::Request<B>,
         info: RequestInfo,
         tasks: &GuestTasks,
-    ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
+    ) -> Result<http::Response<GuestBody>, GuestError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -117,13 +120,13 @@ impl Handler {
             Scheme::Http
         };
         let (tx, rx) = oneshot::channel();
-        let responded = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Progress::default());
         let (req, out) = {
             let mut http = store.data_mut().http();
             let req = http.new_incoming_request(scheme, req);
-            let flag = responded.clone();
+            let responded = progress.clone();
             let out = http.new_response_outparam_from_callback(move |response| {
-                flag.store(true, Ordering::Release);
+                responded.set(Progress::RESPONDED);
                 // The receiver is gone when the client went away: nothing to do.
                 let _ = tx.send(response);
             });
@@ -136,6 +139,7 @@ impl Handler {
         let pre = self.pre.clone();
         let name = self.name.clone();
         let cancel = tasks.cancel.clone();
+        let guest = progress.clone();
         let task = tasks.tracker.spawn(async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -149,16 +153,21 @@ impl Handler {
                 () = cancel.cancelled() => Err(GuestError::Cancelled),
             };
             if let Err(error) = &result
-                && responded.load(Ordering::Acquire)
+                && guest.fail()
             {
-                // The response head is gone: the client sees a cut body.
+                // The response head is gone: its body ends in an error (see
+                // `GuestBody`), so the client sees a cut response, never a
+                // short one that looks whole.
                 tracing::warn!(request_id = %info.id, component = %name, error = %crate::error::chain(error), "guest failed after sending its response");
             }
+            // Only now, with the failure recorded, may the store (and with it
+            // the body's sender) go.
+            drop(store);
             result
         });
 
         match rx.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|inner| GuestBody { inner, progress })),
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
             // The outparam was dropped unset: the task says why.
             Err(_) => match task.await {
@@ -167,6 +176,73 @@ impl Handler {
                 Err(join) => Err(GuestError::Trap(join.into())),
             },
         }
+    }
+}
+
+/// How far a guest got: shared by its task and its response body.
+#[derive(Default)]
+struct Progress(AtomicU8);
+
+impl Progress {
+    const RESPONDED: u8 = 1;
+    const FAILED_AFTER_RESPONSE: u8 = 2;
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::Release);
+    }
+
+    /// Records a failure; returns whether it came after the response head.
+    fn fail(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::RESPONDED,
+                Self::FAILED_AFTER_RESPONSE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    fn failed_after_response(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::FAILED_AFTER_RESPONSE
+    }
+}
+
+/// The body of a guest's response, as the guest writes it.
+///
+/// If the guest fails before finishing the body, the body ends with an error
+/// instead of a clean end, so hyper closes the HTTP/1 connection (no final
+/// chunk) or resets the HTTP/2 stream.
+pub struct GuestBody {
+    inner: HyperOutgoingBody,
+    progress: Arc<Progress>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Poll::Ready(match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(frame) => Some(frame.map_err(BoxError::from)),
+            None if self.progress.failed_after_response() => Some(Err(
+                "the guest failed before finishing the response body".into(),
+            )),
+            None => None,
+        })
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl std::fmt::Debug for GuestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestBody").finish_non_exhaustive()
     }
 }
 

@@ -10,4 +10,4 @@ mod handler;
 mod output;
 
 pub use component::Runtime;
-pub use handler::{GuestError, GuestTasks, Handler, RequestInfo};
+pub use handler::{GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
