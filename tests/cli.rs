@@ -114,6 +114,22 @@ async fn guest_output_goes_to_stderr_prefixed_with_the_request_id() {
         let answer = get(server.addr, Version::HTTP_11, "/").await;
         assert_eq!(answer.body, "logged\n");
     }
+    // Both requests' lines have arrived once the second request's last one has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server
+        .stderr()
+        .iter()
+        .filter(|l| l.ends_with("a line on stderr"))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let line = server
         .wait_for_line(Duration::from_secs(10), |l| l.ends_with("a line on stderr"))
         .unwrap();
@@ -173,7 +189,8 @@ impl Body for Pattern {
 #[tokio::test]
 async fn a_100_mib_upload_is_echoed_back_without_buffering_it() {
     const SIZE: u64 = 100 * 1024 * 1024;
-    let server = Process::serve(&[fixture_file("echo").to_str().unwrap()]);
+    let echo = fixture_file("echo");
+    let server = Process::serve(&[echo.to_str().unwrap(), "--max-body-size", "200MiB"]);
     // Warm up, then take the peak memory so far as the baseline.
     assert_eq!(
         get(server.addr, Version::HTTP_11, "/").await.status,

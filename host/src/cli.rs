@@ -45,6 +45,38 @@ pub struct Serve {
     /// (ms, s or m).
     #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How long a guest may run for one request, response body included;
+    /// past it: 504, or a cut response once the head is sent.
+    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// The largest linear memory of an instance (bytes, KiB, MiB, GiB); a
+    /// guest that grows past it gets 500.
+    #[arg(long, default_value = "128MiB", value_parser = config::parse_size)]
+    pub max_memory: u64,
+
+    /// The largest request body; larger ones get 413.
+    #[arg(long, default_value = "10MiB", value_parser = config::parse_size)]
+    pub max_body_size: u64,
+
+    /// The most requests running at once; more get 503 with Retry-After.
+    #[arg(long, default_value = "1024")]
+    pub max_concurrent_requests: NonZeroUsize,
+
+    /// The most connections open at once; more wait in the listen backlog.
+    #[arg(long, default_value = "10000")]
+    pub max_connections: NonZeroUsize,
+
+    /// How long a client may take to send a request head (also closes idle
+    /// HTTP/1 keep-alive connections and silent new connections).
+    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// The largest request head (HTTP/1) or header list (HTTP/2); larger
+    /// ones get 431.
+    #[arg(long, default_value = "64KiB", value_parser = config::parse_size)]
+    pub max_header_size: u64,
 }
 
 impl Serve {
@@ -54,6 +86,13 @@ impl Serve {
             addr: self.addr,
             workers: self.workers.unwrap_or_else(config::default_workers),
             shutdown_timeout: self.shutdown_timeout,
+            request_timeout: self.request_timeout,
+            max_memory: self.max_memory,
+            max_body_size: self.max_body_size,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            max_header_size: self.max_header_size,
         }
     }
 }

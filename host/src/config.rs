@@ -20,6 +20,40 @@ pub struct ServeConfig {
     pub workers: NonZeroUsize,
     /// How long a stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// How long a guest may run for one request.
+    pub request_timeout: Duration,
+    /// The largest linear memory of an instance, in bytes.
+    pub max_memory: u64,
+    /// The largest request body, in bytes.
+    pub max_body_size: u64,
+    /// The most requests running at once.
+    pub max_concurrent_requests: NonZeroUsize,
+    /// The most connections open at once.
+    pub max_connections: NonZeroUsize,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// The largest request head, in bytes.
+    pub max_header_size: u64,
+}
+
+impl ServeConfig {
+    /// Applies the server settings to `builder`.
+    pub fn apply(&self, builder: &mut crate::Builder) -> Result<(), String> {
+        let max_memory = usize::try_from(self.max_memory)
+            .map_err(|_| format!("--max-memory {} is too large", self.max_memory))?;
+        let max_header_size = usize::try_from(self.max_header_size)
+            .map_err(|_| format!("--max-header-size {} is too large", self.max_header_size))?;
+        builder
+            .shutdown_timeout(self.shutdown_timeout)
+            .request_timeout(self.request_timeout)
+            .max_memory(max_memory)
+            .max_body_size(self.max_body_size)
+            .max_concurrent_requests(self.max_concurrent_requests.get())
+            .max_connections(self.max_connections.get())
+            .header_read_timeout(self.header_read_timeout)
+            .max_header_size(max_header_size);
+        Ok(())
+    }
 }
 
 /// The number of cores, the default number of workers.
@@ -47,6 +81,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
+/// Parses a size in bytes: a whole number with an optional unit of `B`,
+/// `KiB`, `MiB` or `GiB` (`65536`, `64KiB`, `10MiB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || {
+        format!(
+            "invalid size '{text}': expected bytes, or a number with KiB, MiB or GiB, like 10MiB"
+        )
+    };
+    let value: u64 = number.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    value.checked_mul(scale).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +126,25 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(parse_duration(text).ok(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let cases = [
+            ("65536", Some(65536)),
+            ("64KiB", Some(64 << 10)),
+            ("10MiB", Some(10 << 20)),
+            ("2 GiB", Some(2 << 30)),
+            ("7B", Some(7)),
+            ("10MB", None),
+            ("1.5MiB", None),
+            ("-1", None),
+            ("", None),
+            ("99999999999GiB", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_size(text).ok(), want, "{text:?}");
         }
     }
 }

@@ -32,7 +32,10 @@ pub mod wasm;
 
 pub use error::{BoxError, Error};
 pub use lifecycle::{Ready, Stop};
-pub use server::{Builder, DEFAULT_BACKLOG, DEFAULT_SHUTDOWN_TIMEOUT, Server};
+pub use server::{
+    Builder, DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, InFlight, Server,
+};
 pub use wasm::{Handler, Runtime};
 
 /// The demo component served by `catshost serve` with no file: it answers

@@ -36,6 +36,10 @@ fn init_logging() {
 }
 
 fn serve_command(config: ServeConfig) -> anyhow::Result<()> {
+    let stop = Stop::new();
+    let mut builder = Server::builder();
+    config.apply(&mut builder).map_err(anyhow::Error::msg)?;
+    builder.stop(stop.clone());
     // Compile before building the runtime or binding anything: a bad
     // component is reported with nothing started.
     let runtime = Runtime::new()?;
@@ -43,11 +47,7 @@ fn serve_command(config: ServeConfig) -> anyhow::Result<()> {
         Some(path) => runtime.load_file(path)?,
         None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
     };
-    let stop = Stop::new();
-    let server = Server::builder()
-        .shutdown_timeout(config.shutdown_timeout)
-        .stop(stop.clone())
-        .build(handler);
+    let server = builder.build(handler);
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.get())

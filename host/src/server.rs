@@ -6,18 +6,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::error::Error;
-use crate::http::{ConnBuilder, DefaultErrorHandler, ErrorHandler, Service};
+use crate::http::{ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, Service};
 use crate::lifecycle::{Ready, ReadyLatch, Stop};
 use crate::net::{self, Listener};
-use crate::wasm::{GuestTasks, Handler};
+use crate::wasm::{GuestTasks, Handler, InstanceLimits};
 
 /// How long a stop waits for in-flight requests by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The listen queue length by default.
 pub const DEFAULT_BACKLOG: u32 = 1024;
+/// The most requests running at once by default.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// The most open connections by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The largest request body by default: 10 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
 
 /// Settings for a [`Server`].
 #[derive(Clone)]
@@ -26,6 +33,11 @@ pub struct Builder {
     backlog: u32,
     stop: Stop,
     errors: Arc<dyn ErrorHandler>,
+    limits: InstanceLimits,
+    http: HttpSettings,
+    max_body_size: u64,
+    max_concurrent_requests: usize,
+    max_connections: usize,
 }
 
 impl Builder {
@@ -36,7 +48,77 @@ impl Builder {
             backlog: DEFAULT_BACKLOG,
             stop: Stop::new(),
             errors: Arc::new(DefaultErrorHandler),
+            limits: InstanceLimits::default(),
+            http: HttpSettings::default(),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
+    }
+
+    /// How long a guest may run for one request, response body included.
+    /// Past it the request gets 504 (or, once the response head is sent, a
+    /// cut response) and the instance is dropped.
+    ///
+    /// Default is 30 seconds.
+    pub fn request_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.limits.request_timeout = timeout;
+        self
+    }
+
+    /// The largest linear memory an instance may grow to, in bytes; a guest
+    /// that grows past it traps (500).
+    ///
+    /// Default is 128 MiB.
+    pub fn max_memory(&mut self, bytes: usize) -> &mut Self {
+        self.limits.max_memory = bytes;
+        self
+    }
+
+    /// The largest request body, in bytes: a larger `content-length` gets 413
+    /// before the guest runs; a body without one is counted as it streams
+    /// and stops the guest when it goes past (413, or a cut response once
+    /// the guest has answered).
+    ///
+    /// Default is 10 MiB.
+    pub fn max_body_size(&mut self, bytes: u64) -> &mut Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// The most requests running at once; more get 503 with `Retry-After`.
+    ///
+    /// Default is 1024.
+    pub fn max_concurrent_requests(&mut self, max: usize) -> &mut Self {
+        self.max_concurrent_requests = max;
+        self
+    }
+
+    /// The most connections open at once; more wait in the listen backlog.
+    ///
+    /// Default is 10,000.
+    pub fn max_connections(&mut self, max: usize) -> &mut Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// How long a client may take to send a request head, and to send the
+    /// first byte of a connection; also how long an idle HTTP/1 keep-alive
+    /// connection stays open.
+    ///
+    /// Default is 30 seconds.
+    pub fn header_read_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.http.header_read_timeout = timeout;
+        self
+    }
+
+    /// The largest request head (HTTP/1) or header list (HTTP/2), in bytes;
+    /// larger ones get 431.
+    ///
+    /// Default is 64 KiB.
+    pub fn max_header_size(&mut self, bytes: usize) -> &mut Self {
+        self.http.max_header_size = bytes;
+        self
     }
 
     /// How long a stop waits for in-flight requests before cancelling them.
@@ -75,11 +157,22 @@ impl Builder {
     /// A server that serves every request with `handler`.
     pub fn build(&self, handler: Handler) -> Server {
         let tasks = GuestTasks::default();
+        let service = Service::new(
+            handler,
+            tasks.clone(),
+            self.errors.clone(),
+            self.limits,
+            self.max_body_size,
+            self.max_concurrent_requests,
+        );
         Server {
             inner: Arc::new(Inner {
-                service: Arc::new(Service::new(handler, tasks.clone(), self.errors.clone())),
+                service: Arc::new(service),
                 tasks,
-                conn: ConnBuilder::new(),
+                conn: ConnBuilder::new(&self.http),
+                header_read_timeout: self.http.header_read_timeout,
+                connections: Arc::new(Semaphore::new(self.max_connections)),
+                max_connections: self.max_connections,
                 shutdown_timeout: self.shutdown_timeout,
                 backlog: self.backlog,
                 stop: self.stop.clone(),
@@ -105,6 +198,10 @@ struct Inner {
     service: Arc<Service>,
     tasks: GuestTasks,
     conn: ConnBuilder,
+    header_read_timeout: Duration,
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
+    max_connections: usize,
     shutdown_timeout: Duration,
     backlog: u32,
     stop: Stop,
@@ -125,6 +222,14 @@ impl Server {
     /// The switch that stops this server.
     pub fn stop(&self) -> &Stop {
         &self.inner.stop
+    }
+
+    /// What the server is doing now.
+    pub fn in_flight(&self) -> InFlight {
+        InFlight {
+            connections: self.inner.max_connections - self.inner.connections.available_permits(),
+            requests: self.inner.service.in_flight(),
+        }
     }
 
     /// Binds `addr` and serves plaintext HTTP/1.1 and h2c (HTTP/2 by prior
@@ -161,17 +266,22 @@ impl Server {
             tokio::select! {
                 biased;
                 () = inner.stop.switched() => break Ok(()),
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => {
+                // At the connection limit, stop accepting: connections wait
+                // in the listen backlog.
+                accepted = async {
+                    let permit = inner.connections.clone().acquire_owned().await;
+                    (permit, listener.accept().await)
+                } => match accepted {
+                    (Ok(permit), Ok(accepted)) => {
                         let server = self.inner.clone();
                         let watcher = graceful.watcher();
                         connections.spawn(async move {
-                            let service = server.service.clone();
-                            tracing::trace!(peer = %accepted.peer, "connection accepted");
-                            server.conn.serve(accepted.stream, service, false, watcher).await;
+                            server.serve_connection(accepted.stream, accepted.peer, watcher).await;
+                            drop(permit);
                         });
                     }
-                    Err(error) => break Err(Error::Listener(error)),
+                    (_, Err(error)) => break Err(Error::Listener(error)),
+                    (Err(_closed), _) => unreachable!("the connection semaphore is never closed"),
                 },
                 // Reap finished connections so the set does not grow.
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -207,6 +317,39 @@ impl Server {
         }
         while connections.join_next().await.is_some() {}
     }
+}
+
+impl Inner {
+    async fn serve_connection(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        // A client must start talking within the header read timeout: before
+        // hyper has chosen HTTP/1 or HTTP/2 no timer of its own runs.
+        let mut first = [0; 1];
+        match tokio::time::timeout(self.header_read_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return,
+            Err(_) => {
+                tracing::debug!(%peer, "connection closed: nothing received within the header read timeout");
+                return;
+            }
+        }
+        self.conn
+            .serve(stream, self.service.clone(), false, watcher)
+            .await;
+    }
+}
+
+/// What a server is doing at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Connections open.
+    pub connections: usize,
+    /// Requests whose guest is still running.
+    pub requests: usize,
 }
 
 impl std::fmt::Debug for Server {

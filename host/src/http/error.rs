@@ -15,12 +15,21 @@ pub enum HostError {
     /// The request is malformed (400).
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
-    /// The guest failed (500), or the request could not be given to it (400).
+    /// The declared request body is larger than the limit (413).
+    #[error("the request body of {declared} bytes is larger than the limit of {limit}")]
+    BodyTooLarge {
+        /// The `content-length`.
+        declared: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Too many requests are running (503, with `Retry-After`).
+    #[error("too many requests in flight")]
+    Overloaded,
+    /// The guest failed (500), ran out of time (504), or the request could
+    /// not be given to it (400, 413).
     #[error(transparent)]
     Guest(#[from] GuestError),
-    /// The server is stopping and the guest was cancelled (503).
-    #[error("the server is stopping")]
-    Stopping,
 }
 
 impl HostError {
@@ -30,26 +39,41 @@ impl HostError {
             HostError::BadRequest(_) | HostError::Guest(GuestError::InvalidRequest(_)) => {
                 StatusCode::BAD_REQUEST
             }
-            HostError::Guest(GuestError::Cancelled) | HostError::Stopping => {
+            HostError::BodyTooLarge { .. } | HostError::Guest(GuestError::BodyTooLarge) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            HostError::Overloaded | HostError::Guest(GuestError::Cancelled) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            HostError::Guest(GuestError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             HostError::Guest(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// Whether the client caused it (logged at debug level) rather than the
-    /// guest or the host (logged as a warning).
-    pub fn is_client_error(&self) -> bool {
-        self.status().is_client_error()
+    /// Whether the guest caused it (a trap, a timeout, running out of
+    /// memory): logged as a warning. Client errors and load shedding are
+    /// logged at debug level.
+    pub fn is_guest_fault(&self) -> bool {
+        matches!(
+            self,
+            HostError::Guest(
+                GuestError::Trap(_)
+                    | GuestError::NoResponse
+                    | GuestError::ErrorCode(_)
+                    | GuestError::MemoryExhausted(_)
+                    | GuestError::Timeout
+            )
+        )
     }
 
     /// Logs the failure once, at the level its cause deserves.
     pub(crate) fn log(&self, id: RequestId, component: &str) {
         let error = crate::error::chain(self);
-        if self.is_client_error() {
-            tracing::debug!(request_id = %id, component, status = self.status().as_u16(), %error, "request refused");
+        let status = self.status().as_u16();
+        if self.is_guest_fault() {
+            tracing::warn!(request_id = %id, component, status, %error, "guest failed");
         } else {
-            tracing::warn!(request_id = %id, component, status = self.status().as_u16(), %error, "request failed");
+            tracing::debug!(request_id = %id, component, status, %error, "request refused");
         }
     }
 }

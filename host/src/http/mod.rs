@@ -8,6 +8,7 @@ mod service;
 
 pub use body::ResponseBody;
 pub(crate) use conn::ConnBuilder;
+pub use conn::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, HttpSettings};
 pub use error::{DefaultErrorHandler, ErrorHandler, HostError};
 pub(crate) use service::Service;
 

@@ -1,55 +1,113 @@
-//! The hyper service: one request in, a guest call, one response out.
+//! The hyper service: one request in, admission and limits, a guest call,
+//! one response out.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, Version, header};
+use http_body::Body as _;
 use hyper::body::Incoming;
+use tokio::sync::Semaphore;
 
+use super::body::RequestBody;
 use super::{ErrorHandler, HostError, RequestId, ResponseBody};
-use crate::wasm::{GuestTasks, Handler, RequestInfo};
+use crate::wasm::{BodyLimit, GuestTasks, Handler, InstanceLimits, RequestInfo};
 
 /// What every connection of a server shares.
 pub(crate) struct Service {
     handler: Handler,
     tasks: GuestTasks,
     errors: Arc<dyn ErrorHandler>,
+    limits: InstanceLimits,
+    max_body_size: u64,
+    /// One permit per request running, held until its guest ends.
+    requests: Arc<Semaphore>,
+    max_concurrent_requests: usize,
 }
 
 impl Service {
-    pub(crate) fn new(handler: Handler, tasks: GuestTasks, errors: Arc<dyn ErrorHandler>) -> Self {
+    pub(crate) fn new(
+        handler: Handler,
+        tasks: GuestTasks,
+        errors: Arc<dyn ErrorHandler>,
+        limits: InstanceLimits,
+        max_body_size: u64,
+        max_concurrent_requests: usize,
+    ) -> Self {
         Self {
             handler,
             tasks,
             errors,
+            limits,
+            max_body_size,
+            requests: Arc::new(Semaphore::new(max_concurrent_requests)),
+            max_concurrent_requests,
         }
+    }
+
+    /// Requests whose guest is still running.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.max_concurrent_requests - self.requests.available_permits()
     }
 
     /// Serves one request; every failure becomes a host-made response.
     pub(crate) async fn serve(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         tls: bool,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let id = RequestId::next();
-        let result = match check(&req) {
-            Ok(()) => {
-                // Like any gateway, record the protocol the request came in
-                // by (RFC 9110, section 7.6.3): the guest can see it.
-                let via = via(req.version());
-                req.headers_mut().append(header::VIA, via);
-                let info = RequestInfo { id, tls };
-                match self.handler.handle(req, info, &self.tasks).await {
-                    Ok(response) => Ok(response.map(ResponseBody::Guest)),
-                    Err(error) => Err(HostError::from(error)),
-                }
+        Ok(match self.call_guest(req, id, tls).await {
+            Ok(response) => response,
+            Err(error) => {
+                error.log(id, self.handler.name());
+                self.errors.respond(&error, id).map(ResponseBody::Host)
             }
-            Err(error) => Err(error),
+        })
+    }
+
+    async fn call_guest(
+        &self,
+        req: Request<Incoming>,
+        id: RequestId,
+        tls: bool,
+    ) -> Result<Response<ResponseBody>, HostError> {
+        check(&req)?;
+        let permit = self
+            .requests
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HostError::Overloaded)?;
+
+        let (mut parts, body) = req.into_parts();
+        let (body, body_limit) = match body.size_hint().exact() {
+            Some(declared) if declared > self.max_body_size => {
+                return Err(HostError::BodyTooLarge {
+                    declared,
+                    limit: self.max_body_size,
+                });
+            }
+            Some(_) => (RequestBody::declared(body), None),
+            None => {
+                let limit = Arc::new(BodyLimit::default());
+                let body = RequestBody::counted(body, self.max_body_size, limit.clone());
+                (body, Some(limit))
+            }
         };
-        Ok(result.unwrap_or_else(|error| {
-            error.log(id, self.handler.name());
-            self.errors.respond(&error, id).map(ResponseBody::Host)
-        }))
+        // Like any gateway, record the protocol the request came in by
+        // (RFC 9110, section 7.6.3): the guest can see it.
+        parts.headers.append(header::VIA, via(parts.version));
+
+        let info = RequestInfo {
+            id,
+            tls,
+            limits: self.limits,
+            body_limit,
+            permit: Some(permit),
+        };
+        let request = Request::from_parts(parts, body);
+        let response = self.handler.handle(request, info, &self.tasks).await?;
+        Ok(response.map(ResponseBody::Guest))
     }
 }
 

@@ -11,6 +11,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::ctx::GuestCtx;
 use super::handler::Handler;
+use super::limits::EpochTicker;
 use crate::error::{BoxError, Error};
 
 /// The interface a component must export to be served, without its version:
@@ -25,6 +26,7 @@ const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<GuestCtx>>,
+    _ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -33,7 +35,11 @@ impl Runtime {
         let mut config = Config::new();
         // Components are compiled once at start: use every core for it.
         config.parallel_compilation(true);
+        // Guests that compute without calling the host yield every epoch
+        // tick, so request deadlines hold and no worker thread is pinned.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| Error::Engine(e.into()))?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.into()))?;
 
         let mut linker = Linker::new(&engine);
         // The whole WASI 0.2 command surface, not just the proxy world:
@@ -47,6 +53,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            _ticker: Arc::new(ticker),
         })
     }
 

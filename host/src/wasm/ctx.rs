@@ -5,6 +5,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::limits::{InstanceLimits, Limiter};
 use super::output::GuestOutput;
 use crate::http::RequestId;
 
@@ -14,6 +15,7 @@ pub(crate) struct GuestCtx {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: HostHooks,
+    pub(crate) limiter: Limiter,
 }
 
 impl GuestCtx {
@@ -21,7 +23,7 @@ impl GuestCtx {
     /// it is handed: no environment, no arguments, no preopened directories,
     /// no sockets, no outgoing HTTP. Its stdout and stderr go to the host's
     /// stderr, each line prefixed with `id`.
-    pub(crate) fn new(id: RequestId) -> Self {
+    pub(crate) fn new(id: RequestId, limits: &InstanceLimits) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::stdout(id))
             .stderr(GuestOutput::stderr(id))
@@ -31,6 +33,7 @@ impl GuestCtx {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: HostHooks,
+            limiter: Limiter::new(limits),
         }
     }
 }

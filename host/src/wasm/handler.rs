@@ -3,11 +3,11 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wasmtime::Store;
@@ -17,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ctx::GuestCtx;
+use super::limits::{InstanceLimits, MemoryExhausted};
 use crate::error::BoxError;
 use crate::http::RequestId;
 
@@ -29,13 +30,42 @@ pub struct Handler {
     pre: ProxyPre<GuestCtx>,
 }
 
-/// What the host tells a guest about a request besides the request itself.
-#[derive(Clone, Copy, Debug)]
+/// What the host tells a guest about a request besides the request itself,
+/// and what the request may use.
+#[derive(Debug)]
 pub struct RequestInfo {
     /// Names the request in logs and in the guest's output lines.
     pub id: RequestId,
     /// Whether the request came over TLS.
     pub tls: bool,
+    /// What the instance may use.
+    pub limits: InstanceLimits,
+    /// Trips when the request body grows past its limit; ends the guest.
+    pub body_limit: Option<Arc<BodyLimit>>,
+    /// Held until the guest ends (an admission permit, say).
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Signals that a request body went past its size limit.
+#[derive(Debug, Default)]
+pub struct BodyLimit {
+    tripped: AtomicBool,
+    notify: Notify,
+}
+
+impl BodyLimit {
+    /// Marks the limit as passed and wakes the guest's task.
+    pub fn trip(&self) {
+        self.tripped.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    async fn tripped(&self) {
+        // `notify_one` stores a permit when nobody waits yet: no lost wake-up.
+        while !self.tripped.load(Ordering::Acquire) {
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// Where guest tasks run: tracked so a stop can wait for them, and cancelled
@@ -81,6 +111,15 @@ pub enum GuestError {
     /// not text, say): the client's fault.
     #[error("the request cannot be given to the guest")]
     InvalidRequest(#[source] BoxError),
+    /// The guest grew its memory past its limit.
+    #[error("the guest ran out of memory")]
+    MemoryExhausted(#[source] BoxError),
+    /// The guest ran past its request timeout.
+    #[error("the guest ran past its request timeout")]
+    Timeout,
+    /// The request body went past its size limit; the guest was stopped.
+    #[error("the request body is larger than the limit")]
+    BodyTooLarge,
     /// The guest was cancelled by a forced stop.
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
@@ -113,12 +152,21 @@ impl Handler {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let mut store = Store::new(self.pre.engine(), GuestCtx::new(info.id));
-        let scheme = if info.tls {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        };
+        let RequestInfo {
+            id,
+            tls,
+            limits,
+            body_limit,
+            permit,
+        } = info;
+        let mut store = Store::new(self.pre.engine(), GuestCtx::new(id, &limits));
+        store.limiter(|ctx| &mut ctx.limiter);
+        // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+        let deadline = tokio::time::Instant::now() + limits.request_timeout;
+
+        let scheme = if tls { Scheme::Https } else { Scheme::Http };
         let (tx, rx) = oneshot::channel();
         let progress = Arc::new(Progress::default());
         let (req, out) = {
@@ -148,8 +196,19 @@ impl Handler {
                     .call_handle(&mut store, req, out)
                     .await
             };
+            let body_too_large = async {
+                match &body_limit {
+                    Some(limit) => limit.tripped().await,
+                    None => std::future::pending().await,
+                }
+            };
             let result = tokio::select! {
-                result = run => result.map_err(|e| GuestError::Trap(e.into())),
+                result = tokio::time::timeout_at(deadline, run) => match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(classify(error)),
+                    Err(_) => Err(GuestError::Timeout),
+                },
+                () = body_too_large => Err(GuestError::BodyTooLarge),
                 () = cancel.cancelled() => Err(GuestError::Cancelled),
             };
             if let Err(error) = &result
@@ -158,11 +217,12 @@ impl Handler {
                 // The response head is gone: its body ends in an error (see
                 // `GuestBody`), so the client sees a cut response, never a
                 // short one that looks whole.
-                tracing::warn!(request_id = %info.id, component = %name, error = %crate::error::chain(error), "guest failed after sending its response");
+                tracing::warn!(request_id = %id, component = %name, error = %crate::error::chain(error), "guest failed after sending its response");
             }
             // Only now, with the failure recorded, may the store (and with it
-            // the body's sender) go.
+            // the body's sender) go; the permit goes with it.
             drop(store);
+            drop(permit);
             result
         });
 
@@ -243,6 +303,15 @@ impl http_body::Body for GuestBody {
 impl std::fmt::Debug for GuestBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestBody").finish_non_exhaustive()
+    }
+}
+
+/// Sorts a guest's failure by its cause.
+fn classify(error: wasmtime::Error) -> GuestError {
+    if error.is::<MemoryExhausted>() {
+        GuestError::MemoryExhausted(error.into())
+    } else {
+        GuestError::Trap(error.into())
     }
 }
 

@@ -7,7 +7,9 @@
 mod component;
 mod ctx;
 mod handler;
+mod limits;
 mod output;
 
 pub use component::Runtime;
-pub use handler::{GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
+pub use handler::{BodyLimit, GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
+pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted};

@@ -1,0 +1,142 @@
+//! What one instance may use: memory, tables, instances, and time. Time is
+//! enforced by the handler's deadline; epoch interruption makes a guest that
+//! computes without calling the host yield to it.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter};
+
+/// How long a guest may run by default (response and body included).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest linear memory an instance may have by default: 128 MiB.
+pub const DEFAULT_MAX_MEMORY: usize = 128 << 20;
+/// The most elements a table of an instance may have.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// The most core instances, tables and memories one component instance may
+/// create (a component is made of a few core instances).
+const MAX_INSTANCES: usize = 100;
+const MAX_TABLES: usize = 100;
+const MAX_MEMORIES: usize = 100;
+
+/// How often the epoch advances: how long a busy guest runs before it yields
+/// to the executor (so it cannot pin a worker) and its deadline is checked.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits of one instance.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceLimits {
+    /// How long the guest may run, from the start of the request to the end
+    /// of its response body. Past it: 504 before the response head, a cut
+    /// response after.
+    pub request_timeout: Duration,
+    /// The largest linear memory, in bytes. A guest that grows past it traps
+    /// (500).
+    pub max_memory: usize,
+}
+
+impl Default for InstanceLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_memory: DEFAULT_MAX_MEMORY,
+        }
+    }
+}
+
+/// The error a guest traps with when it grows its memory past the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest's memory would grow to {desired} bytes, past its limit of {limit} bytes")]
+pub struct MemoryExhausted {
+    desired: usize,
+    limit: usize,
+}
+
+/// The store's resource limiter.
+pub(crate) struct Limiter {
+    max_memory: usize,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &InstanceLimits) -> Self {
+        Self {
+            max_memory: limits.max_memory,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            // A trap, not a failed `memory.grow`: most guests cannot recover
+            // from running out of memory, and the trap says why.
+            return Err(MemoryExhausted {
+                desired,
+                limit: self.max_memory,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// One thread that advances the engine's epoch every [`EPOCH_TICK`]; dropping
+/// it stops and joins the thread.
+pub(crate) struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("catshost-epoch".into())
+            .spawn(move || {
+                // Ends when the sender is dropped.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
