@@ -36,7 +36,8 @@ impl HostError {
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            HostError::BadRequest(_) | HostError::Guest(GuestError::InvalidRequest(_)) => {
+            HostError::BadRequest(_)
+            | HostError::Guest(GuestError::InvalidRequest(_) | GuestError::ClientGone) => {
                 StatusCode::BAD_REQUEST
             }
             HostError::BodyTooLarge { .. } | HostError::Guest(GuestError::BodyTooLarge) => {

@@ -26,6 +26,7 @@ const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<GuestCtx>>,
+    /// Shared with every handler: it must tick while any can run.
     _ticker: Arc<EpochTicker>,
 }
 
@@ -110,7 +111,7 @@ impl Runtime {
                 name: name.into(),
                 source: BoxError::from(e),
             })?;
-        Ok(Handler::new(name, pre))
+        Ok(Handler::new(name, pre, self._ticker.clone()))
     }
 
     fn check_exports(&self, name: &str, component: &Component) -> Result<(), Error> {

@@ -17,7 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::ctx::GuestCtx;
-use super::limits::{InstanceLimits, MemoryExhausted};
+use super::limits::{EpochTicker, InstanceLimits, MemoryExhausted};
 use crate::error::BoxError;
 use crate::http::RequestId;
 
@@ -28,6 +28,9 @@ use crate::http::RequestId;
 pub struct Handler {
     name: Arc<str>,
     pre: ProxyPre<GuestCtx>,
+    /// Keeps the engine's epoch advancing while this handler lives, even if
+    /// the `Runtime` that loaded it is gone.
+    _ticker: Arc<EpochTicker>,
 }
 
 /// What the host tells a guest about a request besides the request itself,
@@ -58,6 +61,10 @@ impl BodyLimit {
     pub fn trip(&self) {
         self.tripped.store(true, Ordering::Release);
         self.notify.notify_one();
+    }
+
+    fn is_tripped(&self) -> bool {
+        self.tripped.load(Ordering::Acquire)
     }
 
     async fn tripped(&self) {
@@ -120,16 +127,21 @@ pub enum GuestError {
     /// The request body went past its size limit; the guest was stopped.
     #[error("the request body is larger than the limit")]
     BodyTooLarge,
+    /// The client went away (the connection closed or the stream was
+    /// reset) before the guest finished; the guest was stopped.
+    #[error("the client went away")]
+    ClientGone,
     /// The guest was cancelled by a forced stop.
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
 }
 
 impl Handler {
-    pub(crate) fn new(name: &str, pre: ProxyPre<GuestCtx>) -> Self {
+    pub(crate) fn new(name: &str, pre: ProxyPre<GuestCtx>, ticker: Arc<EpochTicker>) -> Self {
         Self {
             name: name.into(),
             pre,
+            _ticker: ticker,
         }
     }
 
@@ -168,6 +180,10 @@ impl Handler {
 
         let scheme = if tls { Scheme::Https } else { Scheme::Http };
         let (tx, rx) = oneshot::channel();
+        // Never sent on: dropped when the client no longer waits for the
+        // response (this future dropped before it, or its body after), which
+        // ends the guest so it holds no instance or permit for nobody.
+        let (client, client_gone) = oneshot::channel::<std::convert::Infallible>();
         let progress = Arc::new(Progress::default());
         let (req, out) = {
             let mut http = store.data_mut().http();
@@ -184,6 +200,7 @@ impl Handler {
             }
         };
 
+        let limit = body_limit.clone();
         let pre = self.pre.clone();
         let name = self.name.clone();
         let cancel = tasks.cancel.clone();
@@ -202,17 +219,24 @@ impl Handler {
                     None => std::future::pending().await,
                 }
             };
-            let result = tokio::select! {
+            let mut result = tokio::select! {
                 result = tokio::time::timeout_at(deadline, run) => match result {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(error)) => Err(classify(error)),
                     Err(_) => Err(GuestError::Timeout),
                 },
                 () = body_too_large => Err(GuestError::BodyTooLarge),
+                _ = client_gone => Err(GuestError::ClientGone),
                 () = cancel.cancelled() => Err(GuestError::Cancelled),
             };
+            // A guest that fails on reading a body cut at its limit fails
+            // because of the limit.
+            if result.is_err() && tripped(&body_limit) {
+                result = Err(GuestError::BodyTooLarge);
+            }
             if let Err(error) = &result
                 && guest.fail()
+                && !matches!(error, GuestError::ClientGone)
             {
                 // The response head is gone: its body ends in an error (see
                 // `GuestBody`), so the client sees a cut response, never a
@@ -227,7 +251,14 @@ impl Handler {
         });
 
         match rx.await {
-            Ok(Ok(response)) => Ok(response.map(|inner| GuestBody { inner, progress })),
+            // The guest answered a request whose body went past the limit
+            // (with an error of its own, most likely): the client learns why.
+            Ok(_) if tripped(&limit) => Err(GuestError::BodyTooLarge),
+            Ok(Ok(response)) => Ok(response.map(|inner| GuestBody {
+                inner,
+                progress,
+                _client: client,
+            })),
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
             // The outparam was dropped unset: the task says why.
             Err(_) => match task.await {
@@ -276,6 +307,8 @@ impl Progress {
 pub struct GuestBody {
     inner: HyperOutgoingBody,
     progress: Arc<Progress>,
+    /// Dropped with the body: the guest is stopped if still running.
+    _client: oneshot::Sender<std::convert::Infallible>,
 }
 
 impl http_body::Body for GuestBody {
@@ -304,6 +337,10 @@ impl std::fmt::Debug for GuestBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestBody").finish_non_exhaustive()
     }
+}
+
+fn tripped(limit: &Option<Arc<BodyLimit>>) -> bool {
+    limit.as_ref().is_some_and(|limit| limit.is_tripped())
 }
 
 /// Sorts a guest's failure by its cause.

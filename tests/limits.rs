@@ -1,0 +1,317 @@
+//! Limits and faults: whatever a guest or a client does, the culprit gets
+//! the right status and the server goes on serving everyone else.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{Client, TestServer, fixture, get};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
+
+/// The faults fixture with short limits.
+async fn faults_server() -> TestServer {
+    let mut builder = catshost::Server::builder();
+    builder
+        .request_timeout(Duration::from_millis(500))
+        .max_memory(8 << 20)
+        .max_body_size(1 << 20);
+    TestServer::start(&fixture("faults"), &builder).await
+}
+
+/// What the client sees of a request to `path`.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Status(StatusCode),
+    /// The response (head or body) was cut: an error, not an end.
+    Cut,
+}
+
+async fn outcome(client: &mut Client, addr: std::net::SocketAddr, path: &str) -> Outcome {
+    match client.send(addr, "GET", path, b"").await {
+        Err(_) => Outcome::Cut,
+        Ok(response) => {
+            let status = response.status();
+            match response.into_body().collect().await {
+                Ok(_) => Outcome::Status(status),
+                Err(_) => Outcome::Cut,
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_gets_its_status_and_the_server_goes_on() {
+    let server = faults_server().await;
+    let table = [
+        ("/ok", Outcome::Status(StatusCode::OK)),
+        ("/loop", Outcome::Status(StatusCode::GATEWAY_TIMEOUT)),
+        (
+            "/memory-bomb",
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        (
+            "/recursion",
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        ("/trap", Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR)),
+        (
+            "/no-response",
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        (
+            "/invalid-header",
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        (
+            "/huge-headers",
+            Outcome::Status(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        ("/trap-mid-body", Outcome::Cut),
+        ("/set-twice", Outcome::Cut),
+        ("/slow-body", Outcome::Cut),
+        ("/ok", Outcome::Status(StatusCode::OK)),
+    ];
+    for version in BOTH {
+        for (path, want) in &table {
+            // A fresh connection each: an HTTP/1 fault may close its own.
+            let mut client = Client::connect(server.addr, version).await;
+            let got = outcome(&mut client, server.addr, path).await;
+            assert_eq!(&got, want, "{version:?} {path}");
+        }
+    }
+    wait_idle(&server).await;
+    server.stop().await;
+}
+
+/// Waits until no request holds a guest or a permit.
+async fn wait_idle(server: &TestServer) {
+    let idle = tokio::time::timeout(Duration::from_secs(10), async {
+        while server.server.in_flight().requests != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        idle.is_ok(),
+        "requests still in flight: {:?}",
+        server.server.in_flight()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_busy_guest_does_not_hold_up_other_requests() {
+    // One worker thread: a guest that computes forever must still yield it.
+    let server = faults_server().await;
+    let looping = tokio::spawn({
+        let addr = server.addr;
+        async move { get(addr, Version::HTTP_11, "/loop").await.status }
+    });
+    for _ in 0..5 {
+        assert_eq!(
+            get(server.addr, Version::HTTP_11, "/ok").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(looping.await.unwrap(), StatusCode::GATEWAY_TIMEOUT);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_past_the_concurrency_limit_get_503_with_retry_after() {
+    let mut builder = catshost::Server::builder();
+    builder.max_concurrent_requests(2);
+    let server = TestServer::start(&fixture("slow"), &builder).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+        let response = client.send(server.addr, "GET", "/300", b"").await.unwrap();
+        held.push((client, response));
+    }
+    assert_eq!(server.server.in_flight().requests, 2);
+    let answer = get(server.addr, Version::HTTP_2, "/1").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers["retry-after"], "1");
+    for (_client, response) in held {
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "started\nfinished\n"
+        );
+    }
+    wait_idle(&server).await;
+    assert_eq!(
+        get(server.addr, Version::HTTP_11, "/1").await.status,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_leaves_no_guest_running() {
+    let server = TestServer::fixture("slow").await;
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        let response = client
+            .send(server.addr, "GET", "/60000", b"")
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "started\n"
+        );
+        assert_eq!(server.server.in_flight().requests, 1);
+        drop(body);
+        drop(client);
+        wait_idle(&server).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_gets_413_before_the_guest_runs() {
+    let server = faults_server().await;
+    let big = vec![b'x'; (1 << 20) + 1];
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        let answer = client.request(server.addr, "POST", "/consume", &big).await;
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{version:?}");
+        let answer = get(server.addr, version, "/ok").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        // Just under the limit is fine.
+        let mut client = Client::connect(server.addr, version).await;
+        let answer = client
+            .request(server.addr, "POST", "/consume", &big[1..])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{version:?}");
+    }
+    server.stop().await;
+}
+
+/// Sends `size` bytes to `path` as a body of unknown length (chunked on
+/// HTTP/1, no content-length on HTTP/2) and returns the status.
+async fn send_streamed(
+    addr: std::net::SocketAddr,
+    version: Version,
+    path: &str,
+    size: usize,
+) -> StatusCode {
+    let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..size / 4096)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 4096]))))
+        .collect();
+    let body = StreamBody::new(futures_util::stream::iter(chunks));
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let response = if version == Version::HTTP_2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let request = Request::post(format!("http://{addr}{path}"))
+            .body(body)
+            .unwrap();
+        send.send_request(request).await
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let request = Request::post(path)
+            .header("host", "test")
+            .body(body)
+            .unwrap();
+        send.send_request(request).await
+    };
+    match response {
+        Ok(response) => response.status(),
+        // The server may answer and close before the upload is done.
+        Err(error) => panic!("{version:?}: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_gets_413() {
+    let server = faults_server().await;
+    for version in BOTH {
+        assert_eq!(
+            send_streamed(server.addr, version, "/consume", 2 << 20).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{version:?}"
+        );
+        assert_eq!(
+            send_streamed(server.addr, version, "/consume", 512 << 10).await,
+            StatusCode::OK,
+            "{version:?}"
+        );
+    }
+    wait_idle(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn request_heads_over_the_limit_get_431() {
+    let mut builder = catshost::Server::builder();
+    builder.max_header_size(16 << 10);
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let big = "a".repeat(32 << 10);
+    tcp.write_all(format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {big}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = tcp.read_to_end(&mut received).await;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    // A head under the limit is served.
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let small = "a".repeat(8 << 10);
+    tcp.write_all(
+        format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {small}\r\nconnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut received = Vec::new();
+    tcp.read_to_end(&mut received).await.unwrap();
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn slow_and_silent_clients_are_cut_off_at_the_header_read_timeout() {
+    let mut builder = catshost::Server::builder();
+    builder.header_read_timeout(Duration::from_millis(300));
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    // A client that says nothing, one that dribbles a head, and an idle
+    // keep-alive connection after one request.
+    let silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut dribbling = TcpStream::connect(server.addr).await.unwrap();
+    dribbling.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    for (name, mut tcp) in [("silent", silent), ("dribbling", dribbling), ("idle", idle)] {
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0; 1024];
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the {name} connection was not closed");
+    }
+    // Meanwhile good clients are served.
+    assert_eq!(
+        get(server.addr, Version::HTTP_11, "/").await.status,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
