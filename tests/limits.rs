@@ -315,3 +315,104 @@ async fn slow_and_silent_clients_are_cut_off_at_the_header_read_timeout() {
     );
     server.stop().await;
 }
+
+/// The fault suite and the abuse programs of `bench/` at a small size (the
+/// full size: `target/release/fault-suite`, see bench/README.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fault_suite_at_small_size() {
+    use catshost_bench::{abuse, faults};
+
+    let mut builder = catshost::Server::builder();
+    builder
+        .request_timeout(Duration::from_millis(200))
+        .max_memory(8 << 20)
+        .header_read_timeout(Duration::from_millis(500));
+    let server = TestServer::start(&fixture("faults"), &builder).await;
+    let addr = server.addr;
+
+    let suite = faults::Suite {
+        requests: 300,
+        clients: 8,
+        fault_every: 5,
+    };
+    let mut report = faults::run(addr, suite).await.unwrap();
+    assert!(report.unexpected().is_empty(), "{}", report.table());
+    assert_eq!(report.rows["/ok"].outcomes.values().sum::<usize>(), 240);
+    wait_idle(&server).await;
+
+    // Slow headers are cut at the header read timeout.
+    let closed = abuse::slowloris(
+        addr,
+        20,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert!(closed.iter().all(Option::is_some), "{closed:?}");
+
+    // HTTP/2 abuse: the server stays up and serves others.
+    let listen = Duration::from_secs(2);
+    let reset = abuse::rapid_reset(addr, 5000, "/ok", listen).await.unwrap();
+    assert!(reset.goaway || reset.closed, "{reset:?}");
+    let many = abuse::too_many_streams(addr, 300, "/slow-body", listen)
+        .await
+        .unwrap();
+    assert!(
+        many.resets >= 100,
+        "streams over the limit were not refused: {many:?}"
+    );
+    let huge = abuse::huge_headers(addr, 5, 100 << 10, listen)
+        .await
+        .unwrap();
+    assert!(huge.responses + huge.resets >= 5 || huge.goaway, "{huge:?}");
+
+    assert_eq!(
+        get(addr, Version::HTTP_2, "/ok").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(addr, Version::HTTP_11, "/ok").await.status,
+        StatusCode::OK
+    );
+    wait_idle(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let mut builder = catshost::Server::builder();
+    builder.max_connections(1);
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    let mut first = Client::connect(server.addr, Version::HTTP_11).await;
+    assert_eq!(
+        first.request(server.addr, "GET", "/", b"").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(server.server.in_flight().connections, 1);
+
+    // The second connection is made (the kernel's backlog takes it) but not
+    // served while the first is open.
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
+    second
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(300), second.read_to_end(&mut buf)).await;
+    assert!(
+        waited.is_err(),
+        "served over the cap: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert_eq!(server.server.in_flight().connections, 1);
+
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut buf))
+        .await
+        .expect("the waiting connection was not served once the first closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK"));
+    server.stop().await;
+}

@@ -1,0 +1,301 @@
+//! The fault suite at full size, against the real `catshost` binary: prints
+//! markdown tables of what every kind of abuse got.
+//!
+//!     cargo build --release -p catshost -p catshost-bench
+//!     target/release/fault-suite
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use catshost_bench::client::{Conn, Outcome};
+use catshost_bench::{abuse, faults, percentile};
+use clap::Parser;
+use http::Version;
+
+#[derive(Parser)]
+struct Args {
+    /// The catshost binary.
+    #[arg(long, default_value = "target/release/catshost")]
+    catshost: PathBuf,
+    /// Requests in the fault mix.
+    #[arg(long, default_value_t = 10_000)]
+    requests: usize,
+    /// Concurrent clients in the fault mix.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Slowloris connections.
+    #[arg(long, default_value_t = 1000)]
+    slowloris: usize,
+    /// The server's --request-timeout, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    request_timeout_ms: u64,
+    /// The server's --header-read-timeout, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    header_timeout_ms: u64,
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(args: &Args, component: &std::path::Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(&args.catshost)
+            .arg("serve")
+            .arg(component)
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--max-memory",
+                "8MiB",
+                "--max-connections",
+                "20000",
+            ])
+            .args([
+                "--request-timeout",
+                &format!("{}ms", args.request_timeout_ms),
+            ])
+            .args([
+                "--header-read-timeout",
+                &format!("{}ms", args.header_timeout_ms),
+            ])
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "failed to run '{}' (build it with cargo build --release)",
+                    args.catshost.display()
+                )
+            })?;
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .context("catshost exited before it was ready")??;
+            if let Some(addr) = line.strip_prefix("catshost: serving http://") {
+                break addr.parse()?;
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self { child, addr })
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+}
+
+/// GETs /ok on `clients` connections until `stop`, returning the latencies
+/// and any request that did not get 200.
+async fn good_clients(
+    addr: SocketAddr,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Duration>, usize) {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let version = if c % 2 == 0 {
+                Version::HTTP_11
+            } else {
+                Version::HTTP_2
+            };
+            let mut conn = Conn::open(addr, version).await.expect("connect");
+            let (mut latencies, mut failed) = (Vec::new(), 0);
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                if conn.get(addr, "/ok").await != Outcome::Status(200) {
+                    failed += 1;
+                }
+                latencies.push(start.elapsed());
+                if conn.is_closed() {
+                    conn = Conn::open(addr, version).await.expect("connect");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (latencies, failed)
+        }));
+    }
+    let (mut all, mut failed) = (Vec::new(), 0);
+    for task in tasks {
+        let (latencies, f) = task.await.expect("client");
+        all.extend(latencies);
+        failed += f;
+    }
+    (all, failed)
+}
+
+/// Runs `abuse` while good clients run; returns its result and the good
+/// clients' (p50, p99, failures, count).
+async fn under<T>(
+    addr: SocketAddr,
+    abuse: impl Future<Output = T>,
+) -> (T, Duration, Duration, usize, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let good = tokio::spawn(good_clients(addr, 4, stop.clone()));
+    let result = abuse.await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut latencies, failed) = good.await.expect("good clients");
+    let p50 = percentile(&mut latencies, 50.0);
+    let p99 = percentile(&mut latencies, 99.0);
+    (result, p50, p99, failed, latencies.len())
+}
+
+type AbuseRun = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<abuse::H2Abuse>>>>;
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wit = catshost_wat::Wit::workspace()?;
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/faults.wat");
+    let component =
+        std::env::temp_dir().join(format!("catshost-faults-{}.wasm", std::process::id()));
+    std::fs::write(&component, wit.component_from_wat_file(&fixture)?)?;
+    let mut server = Server::start(&args, &component)?;
+    let addr = server.addr;
+
+    println!("# catshost fault suite\n");
+    println!(
+        "{} requests from {} clients, one in 5 to a faulty path; --request-timeout {} ms, --max-memory 8MiB.\n",
+        args.requests, args.clients, args.request_timeout_ms
+    );
+    let mut warm = Conn::open(addr, Version::HTTP_11).await?;
+    for _ in 0..100 {
+        warm.get(addr, "/ok").await;
+    }
+    let rss_before = server.rss_mib();
+    let suite = faults::Suite {
+        requests: args.requests,
+        clients: args.clients,
+        fault_every: 5,
+    };
+    let mut report = faults::run(addr, suite).await?;
+    let deadline = Duration::from_millis(args.request_timeout_ms + 100);
+    println!("{}", report.table());
+    let wrong = report.unexpected();
+    println!(
+        "- unexpected outcomes: {}",
+        if wrong.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{wrong:?}")
+        }
+    );
+    println!(
+        "- slowest request: {} (deadline + 100 ms = {}): {}",
+        ms(report.max_latency()),
+        ms(deadline),
+        if report.max_latency() <= deadline {
+            "within"
+        } else {
+            "OVER"
+        }
+    );
+    println!(
+        "- {:.0} requests/s; server RSS {:.1} MiB before, {:.1} MiB after",
+        args.requests as f64 / report.elapsed.as_secs_f64(),
+        rss_before,
+        server.rss_mib()
+    );
+
+    println!("\n## Slowloris\n");
+    let (closed, p50, p99, failed, count) = under(
+        addr,
+        abuse::slowloris(
+            addr,
+            args.slowloris,
+            Duration::from_millis(500),
+            Duration::from_millis(args.header_timeout_ms * 3),
+        ),
+    )
+    .await;
+    let closed = closed?;
+    let mut times: Vec<Duration> = closed.iter().flatten().copied().collect();
+    println!(
+        "| slow connections | cut by the server | cut after (p50 / max) | good requests | good failures | good p50 | good p99 |\n|---|---|---|---|---|---|---|"
+    );
+    let max = times.iter().max().copied().unwrap_or_default();
+    println!(
+        "| {} | {} | {} / {} | {count} | {failed} | {} | {} |",
+        closed.len(),
+        times.len(),
+        ms(percentile(&mut times, 50.0)),
+        ms(max),
+        ms(p50),
+        ms(p99)
+    );
+
+    println!("\n## HTTP/2 abuse\n");
+    println!(
+        "| abuse | streams | server GOAWAY | server closed | RST_STREAM from server | responses | good requests | good failures | good p99 |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    let listen = Duration::from_secs(3);
+    let cases: Vec<(&str, AbuseRun)> = vec![
+        (
+            "rapid reset (HEADERS + RST_STREAM)",
+            Box::pin(abuse::rapid_reset(addr, 20_000, "/ok", listen)),
+        ),
+        (
+            "too many streams (/slow-body)",
+            Box::pin(abuse::too_many_streams(addr, 1000, "/slow-body", listen)),
+        ),
+        (
+            "huge header lists (100 KiB)",
+            Box::pin(abuse::huge_headers(addr, 50, 100 << 10, listen)),
+        ),
+    ];
+    for (name, case) in cases {
+        let (result, _p50, p99, failed, count) = under(addr, case).await;
+        let r = result?;
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {count} | {failed} | {} |",
+            r.streams,
+            r.goaway,
+            r.closed,
+            r.resets,
+            r.responses,
+            ms(p99)
+        );
+    }
+
+    let mut check = Conn::open(addr, Version::HTTP_11).await?;
+    let after = check.get(addr, "/ok").await;
+    println!(
+        "\nAfter everything: /ok -> {after}; server RSS {:.1} MiB.",
+        server.rss_mib()
+    );
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = server.child.wait()?;
+    println!(
+        "The server exited with {status} after SIGTERM (host crashes: {}).",
+        if status.success() { 0 } else { 1 }
+    );
+    let _ = std::fs::remove_file(&component);
+    if !wrong.is_empty() || after != Outcome::Status(200) || !status.success() {
+        bail!("the fault suite failed");
+    }
+    Ok(())
+}
