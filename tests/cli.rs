@@ -22,16 +22,21 @@ async fn the_built_in_demo_reports_method_path_and_protocol() {
     let server = Process::serve(&[]);
     let answer = get(server.addr, Version::HTTP_11, "/hello?x=1").await;
     assert_eq!(answer.status, StatusCode::OK);
+    let authority = server.addr.to_string();
     assert_eq!(
         answer.body,
-        "catshost demo\nmethod: GET\npath: /hello?x=1\nprotocol: HTTP/1.1\n"
+        format!(
+            "catshost demo\nmethod: GET\npath: /hello?x=1\nprotocol: HTTP/1.1\nscheme: http\nauthority: {authority}\n"
+        )
     );
     let mut h2 = Client::connect(server.addr, Version::HTTP_2).await;
     let answer = h2.request(server.addr, "POST", "/submit", b"data").await;
     assert_eq!(answer.version, Version::HTTP_2);
     assert_eq!(
         answer.body,
-        "catshost demo\nmethod: POST\npath: /submit\nprotocol: HTTP/2\n"
+        format!(
+            "catshost demo\nmethod: POST\npath: /submit\nprotocol: HTTP/2\nscheme: http\nauthority: {authority}\n"
+        )
     );
     let ready_lines = server
         .stderr()
@@ -353,4 +358,22 @@ fn help_and_version_describe_the_command() {
     ] {
         assert!(help.contains(flag), "{flag} not in:\n{help}");
     }
+}
+
+#[test]
+fn reuse_port_serves_one_listener_per_worker() {
+    let mut server = Process::serve(&["--reuse-port", "--workers", "2"]);
+    assert_eq!(worker_threads(&server, 2), 2);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        for _ in 0..4 {
+            let answer = runtime.block_on(get(server.addr, version, "/per-core"));
+            assert!(answer.body.contains("path: /per-core"), "{}", answer.body);
+        }
+    }
+    server.signal(libc::SIGTERM);
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("catshost did not exit");
+    assert_eq!(status.code(), Some(0));
 }

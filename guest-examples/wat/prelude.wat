@@ -13,6 +13,8 @@
   (import "wasi:http/types@0.2.12" "[resource-drop]fields" (func $fields_drop (param i32)))
   (import "wasi:http/types@0.2.12" "[method]incoming-request.method" (func $request_method (param i32 i32)))
   (import "wasi:http/types@0.2.12" "[method]incoming-request.path-with-query" (func $request_path (param i32 i32)))
+  (import "wasi:http/types@0.2.12" "[method]incoming-request.scheme" (func $request_scheme (param i32 i32)))
+  (import "wasi:http/types@0.2.12" "[method]incoming-request.authority" (func $request_authority (param i32 i32)))
   (import "wasi:http/types@0.2.12" "[method]incoming-request.headers" (func $request_headers (param i32) (result i32)))
   (import "wasi:http/types@0.2.12" "[method]incoming-request.consume" (func $request_consume (param i32 i32)))
   (import "wasi:http/types@0.2.12" "[resource-drop]incoming-request" (func $request_drop (param i32)))

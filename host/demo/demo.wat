@@ -1,5 +1,6 @@
   ;; The built-in demo of `catshost serve` with no component: answers every
-  ;; request with the method, path and protocol it saw, as text.
+  ;; request with the method, path, protocol, scheme and authority it saw, as
+  ;; text.
   ;;
   ;; Written against the WAT guest prelude (guest-examples/wat/prelude.wat)
   ;; and built into a component by host/build.rs.
@@ -15,6 +16,9 @@
   (data (i32.const 2352) "\nprotocol: ")              ;; 11 bytes
   (data (i32.const 2368) "via")                       ;; 3 bytes
   (data (i32.const 2376) "unknown")                   ;; 7 bytes
+  (data (i32.const 2384) "\nscheme: ")                ;; 9 bytes
+  (data (i32.const 2400) "\nauthority: ")             ;; 12 bytes
+  (data (i32.const 2416) "httphttps")                 ;; 4 + 5 bytes
 
   ;; Where the body is being assembled.
   (global $cursor (mut i32) (i32.const 0))
@@ -29,6 +33,7 @@
     (local $proto i32) (local $proto_len i32)
     (local $headers i32) (local $values i32) (local $count i32) (local $i i32)
     (local $body i32) (local $stream i32)
+    (local $scheme i32) (local $scheme_len i32) (local $authority i32) (local $authority_len i32)
     (global.set $outparam (local.get $outparam))
 
     ;; The method: a known one from the table, or `other(string)`.
@@ -69,8 +74,32 @@
         (local.set $proto_len (local.get $i))))
     (call $fields_drop (local.get $headers))
 
-    (local.set $body (call $alloc (i32.add (i32.const 64)
-      (i32.add (local.get $method_len) (i32.add (local.get $path_len) (local.get $proto_len))))))
+    ;; The scheme: HTTP, HTTPS or other(string), and the authority.
+    (local.set $scheme (i32.const 2376))
+    (local.set $scheme_len (i32.const 7))
+    (call $request_scheme (local.get $request) (global.get $RET))
+    (if (i32.load8_u (global.get $RET))
+      (then
+        (local.set $i (i32.load8_u (i32.add (global.get $RET) (i32.const 4))))
+        (if (i32.eqz (local.get $i))
+          (then (local.set $scheme (i32.const 2416)) (local.set $scheme_len (i32.const 4))))
+        (if (i32.eq (local.get $i) (i32.const 1))
+          (then (local.set $scheme (i32.const 2420)) (local.set $scheme_len (i32.const 5))))
+        (if (i32.eq (local.get $i) (i32.const 2))
+          (then
+            (local.set $scheme (i32.load (i32.add (global.get $RET) (i32.const 8))))
+            (local.set $scheme_len (i32.load (i32.add (global.get $RET) (i32.const 12))))))))
+    (local.set $authority (i32.const 2376))
+    (local.set $authority_len (i32.const 7))
+    (call $request_authority (local.get $request) (global.get $RET))
+    (if (i32.load8_u (global.get $RET))
+      (then
+        (local.set $authority (i32.load (i32.add (global.get $RET) (i32.const 4))))
+        (local.set $authority_len (i32.load (i32.add (global.get $RET) (i32.const 8))))))
+
+    (local.set $body (call $alloc (i32.add (i32.const 96)
+      (i32.add (i32.add (local.get $method_len) (i32.add (local.get $path_len) (local.get $proto_len)))
+               (i32.add (local.get $scheme_len) (local.get $authority_len))))))
     (global.set $cursor (local.get $body))
     (call $put (i32.const 2304) (i32.const 22))
     (call $put (local.get $method) (local.get $method_len))
@@ -78,6 +107,10 @@
     (call $put (local.get $path) (local.get $path_len))
     (call $put (i32.const 2352) (i32.const 11))
     (call $put (local.get $proto) (local.get $proto_len))
+    (call $put (i32.const 2384) (i32.const 9))
+    (call $put (local.get $scheme) (local.get $scheme_len))
+    (call $put (i32.const 2400) (i32.const 12))
+    (call $put (local.get $authority) (local.get $authority_len))
     (call $put (i32.const 2336) (i32.const 1))
 
     (call $respond (i32.const 200) (local.get $body) (i32.sub (global.get $cursor) (local.get $body))))

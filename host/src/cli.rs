@@ -1,13 +1,15 @@
-//! The command line: clap structs only. Turning them into settings happens
-//! in [`Serve::into_config`].
+//! The command line: clap structs, and turning them into validated settings
+//! in one place ([`Serve::into_config`]).
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use catshost::config::{self, ServeConfig};
-use clap::{Parser, Subcommand};
+use catshost::config::{self, Listen, ServeConfig, TlsSource};
+use catshost::http::{HttpSettings, HttpVersions};
+use clap::{Args, Parser, Subcommand};
 
 /// Serve HTTP from sandboxed wasi:http WebAssembly components.
 #[derive(Debug, Parser)]
@@ -19,33 +21,85 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve a wasi:http component over HTTP/1.1 and HTTP/2 (h2c).
+    /// Serve a wasi:http component over HTTP/1.1 and HTTP/2 (h2c, or HTTPS
+    /// with ALPN).
     ///
     /// Every request runs in a fresh instance of the component. The line
-    /// `catshost: serving http://ADDR` on stderr says the server is ready.
-    /// SIGINT or SIGTERM stops it gracefully; a second one exits at once.
-    Serve(Serve),
+    /// `catshost: serving http://ADDR` (or https://) on stderr says the server
+    /// is ready. SIGINT or SIGTERM stops it gracefully; a second one exits at
+    /// once.
+    Serve(Box<Serve>),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
 pub struct Serve {
     /// The component to serve (`.wasm`, or `.wat` text). Without it, a
     /// built-in demo answers with the method, path and protocol it saw.
     pub component: Option<PathBuf>,
 
-    /// Address to listen on. Port 0 picks a free port.
-    #[arg(long, default_value = config::DEFAULT_ADDR)]
-    pub addr: SocketAddr,
+    /// Address to listen on. Port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, conflicts_with = "listen_fd")]
+    pub addr: Option<SocketAddr>,
+
+    /// Serve on this already-bound listening socket instead of binding one
+    /// (systemd's LISTEN_FDS is used the same way when set). catshost does
+    /// not close it.
+    #[arg(long, value_name = "FD")]
+    pub listen_fd: Option<RawFd>,
+
+    /// The listen queue length of the socket catshost binds.
+    #[arg(long, default_value = "1024")]
+    pub backlog: u32,
 
     /// Worker threads serving requests [default: the number of cores].
     #[arg(long)]
     pub workers: Option<NonZeroUsize>,
+
+    /// Per-core mode: one listener per worker (SO_REUSEPORT), each served by
+    /// its own single-threaded runtime, instead of one listener and a
+    /// work-stealing runtime.
+    #[arg(long, conflicts_with = "listen_fd")]
+    pub reuse_port: bool,
 
     /// How long a stop waits for in-flight requests before cancelling them
     /// (ms, s or m).
     #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// Serve HTTPS with this PEM certificate chain (leaf first).
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (RSA, ECDSA or Ed25519) of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a certificate for localhost and 127.0.0.1 made at
+    /// start (for development); its SHA-256 fingerprint is printed.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_self_signed: bool,
+
+    /// How long a TLS handshake may take.
+    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
+    pub tls_handshake_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
     /// How long a guest may run for one request, response body included;
     /// past it: 504, or a cut response once the head is sent.
     #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
@@ -67,6 +121,16 @@ pub struct Serve {
     /// The most connections open at once; more wait in the listen backlog.
     #[arg(long, default_value = "10000")]
     pub max_connections: NonZeroUsize,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpArgs {
+    /// The HTTP versions served: both, http1 or h2. Over TLS this is the
+    /// ALPN list (both: h2 and http/1.1, HTTP/1.1 when the client offers
+    /// none); in cleartext, h2 means h2c by prior knowledge.
+    #[arg(long, default_value = "both")]
+    pub http: HttpVersions,
 
     /// How long a client may take to send a request head (also closes idle
     /// HTTP/1 keep-alive connections and silent new connections).
@@ -77,22 +141,135 @@ pub struct Serve {
     /// ones get 431.
     #[arg(long, default_value = "64KiB", value_parser = config::parse_size)]
     pub max_header_size: u64,
+
+    /// HTTP/1 keep-alive.
+    #[arg(long, default_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub http1_keep_alive: bool,
+
+    /// The most headers of an HTTP/1 request [default: 100].
+    #[arg(long, value_name = "N")]
+    pub http1_max_headers: Option<usize>,
+
+    /// The most concurrent streams of an HTTP/2 connection [default: 200].
+    #[arg(long, value_name = "N")]
+    pub http2_max_concurrent_streams: Option<u32>,
+
+    /// HTTP/2 initial stream window [default: 1MiB].
+    #[arg(long, value_parser = config::parse_size, value_name = "SIZE")]
+    pub http2_initial_stream_window: Option<u64>,
+
+    /// HTTP/2 initial connection window [default: 1MiB].
+    #[arg(long, value_parser = config::parse_size, value_name = "SIZE")]
+    pub http2_initial_connection_window: Option<u64>,
+
+    /// HTTP/2 largest frame, 16KiB to 16MiB [default: 16KiB].
+    #[arg(long, value_parser = config::parse_size, value_name = "SIZE")]
+    pub http2_max_frame_size: Option<u64>,
+
+    /// Interval of HTTP/2 keep-alive pings [default: no pings].
+    #[arg(long, value_parser = config::parse_duration, value_name = "TIME")]
+    pub http2_keep_alive_interval: Option<Duration>,
+
+    /// How long to wait for a keep-alive ping's answer [default: 20s].
+    #[arg(long, value_parser = config::parse_duration, value_name = "TIME")]
+    pub http2_keep_alive_timeout: Option<Duration>,
+
+    /// Streams a client may reset before the server accepts them (rapid
+    /// reset) before it gets GOAWAY [default: 20].
+    #[arg(long, value_name = "N")]
+    pub http2_max_pending_accept_reset_streams: Option<usize>,
+
+    /// Streams the server may reset for a client's protocol errors before it
+    /// closes the connection [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub http2_max_local_error_reset_streams: Option<usize>,
 }
 
 impl Serve {
-    pub fn into_config(self) -> ServeConfig {
-        ServeConfig {
-            component: self.component,
-            addr: self.addr,
-            workers: self.workers.unwrap_or_else(config::default_workers),
-            shutdown_timeout: self.shutdown_timeout,
-            request_timeout: self.request_timeout,
-            max_memory: self.max_memory,
-            max_body_size: self.max_body_size,
-            max_concurrent_requests: self.max_concurrent_requests,
-            max_connections: self.max_connections,
-            header_read_timeout: self.header_read_timeout,
-            max_header_size: self.max_header_size,
-        }
+    /// The validated settings, or what is wrong with the flags.
+    pub fn into_config(self) -> Result<ServeConfig, String> {
+        let Serve {
+            component,
+            addr,
+            listen_fd,
+            backlog,
+            workers,
+            reuse_port,
+            shutdown_timeout,
+            tls,
+            limits,
+            http,
+        } = self;
+        let listen = match listen_fd {
+            Some(fd) => Listen::Fd(fd),
+            None => Listen::Addr(addr.unwrap_or_else(config::default_addr)),
+        };
+        let handshake_timeout = tls.tls_handshake_timeout;
+        let tls = match (tls.tls_cert, tls.tls_key, tls.tls_self_signed) {
+            (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
+            (_, _, true) => Some(TlsSource::SelfSigned),
+            _ => None,
+        };
+        let mut server = catshost::Server::builder();
+        server
+            .backlog(backlog)
+            .shutdown_timeout(shutdown_timeout)
+            .tls_handshake_timeout(handshake_timeout)
+            .request_timeout(limits.request_timeout)
+            .max_memory(to_usize(limits.max_memory, "--max-memory")?)
+            .max_body_size(limits.max_body_size)
+            .max_concurrent_requests(limits.max_concurrent_requests.get())
+            .max_connections(limits.max_connections.get())
+            .http(HttpSettings {
+                versions: http.http,
+                header_read_timeout: http.header_read_timeout,
+                max_header_size: to_usize(http.max_header_size, "--max-header-size")?,
+                http1_keep_alive: http.http1_keep_alive,
+                http1_max_headers: http.http1_max_headers,
+                http2_max_concurrent_streams: http.http2_max_concurrent_streams,
+                http2_initial_stream_window: to_u32(
+                    http.http2_initial_stream_window,
+                    "--http2-initial-stream-window",
+                )?,
+                http2_initial_connection_window: to_u32(
+                    http.http2_initial_connection_window,
+                    "--http2-initial-connection-window",
+                )?,
+                http2_max_frame_size: frame_size(http.http2_max_frame_size)?,
+                http2_keep_alive_interval: http.http2_keep_alive_interval,
+                http2_keep_alive_timeout: http.http2_keep_alive_timeout,
+                http2_max_pending_accept_reset_streams: http.http2_max_pending_accept_reset_streams,
+                http2_max_local_error_reset_streams: http.http2_max_local_error_reset_streams,
+            });
+        Ok(ServeConfig {
+            component,
+            listen,
+            workers: workers.unwrap_or_else(config::default_workers),
+            reuse_port,
+            tls,
+            server,
+        })
+    }
+}
+
+fn to_usize(value: u64, flag: &str) -> Result<usize, String> {
+    usize::try_from(value).map_err(|_| format!("{flag} {value} is too large"))
+}
+
+fn to_u32(value: Option<u64>, flag: &str) -> Result<Option<u32>, String> {
+    value
+        .map(|v| {
+            u32::try_from(v).map_err(|_| format!("{flag} {v} is too large (at most 4GiB - 1)"))
+        })
+        .transpose()
+}
+
+/// HTTP/2 allows frames of 16 KiB to 16 MiB - 1 (RFC 9113, 6.5.2).
+fn frame_size(value: Option<u64>) -> Result<Option<u32>, String> {
+    match value {
+        Some(v) if !(16 << 10..16 << 20).contains(&v) => Err(format!(
+            "--http2-max-frame-size {v} is out of range: HTTP/2 allows 16KiB to 16MiB - 1"
+        )),
+        v => to_u32(v, "--http2-max-frame-size"),
     }
 }

@@ -3,11 +3,36 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The address `catshost serve` listens on by default: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// Where `catshost serve` listens.
+#[derive(Clone, Copy, Debug)]
+pub enum Listen {
+    /// Bind this address.
+    Addr(SocketAddr),
+    /// Serve on this already-bound listening socket (`--listen-fd`, or
+    /// systemd's LISTEN_FDS).
+    Fd(RawFd),
+}
+
+/// Where the TLS certificate comes from.
+#[derive(Clone, Debug)]
+pub enum TlsSource {
+    /// PEM files.
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// Its private key.
+        key: PathBuf,
+    },
+    /// A self-signed certificate made at start.
+    SelfSigned,
+}
 
 /// What `catshost serve` runs, validated.
 #[derive(Clone, Debug)]
@@ -15,45 +40,22 @@ pub struct ServeConfig {
     /// The component to serve; `None` serves the built-in demo.
     pub component: Option<PathBuf>,
     /// Where to listen.
-    pub addr: SocketAddr,
+    pub listen: Listen,
     /// Worker threads of the runtime that serves requests.
     pub workers: NonZeroUsize,
-    /// How long a stop waits for in-flight requests.
-    pub shutdown_timeout: Duration,
-    /// How long a guest may run for one request.
-    pub request_timeout: Duration,
-    /// The largest linear memory of an instance, in bytes.
-    pub max_memory: u64,
-    /// The largest request body, in bytes.
-    pub max_body_size: u64,
-    /// The most requests running at once.
-    pub max_concurrent_requests: NonZeroUsize,
-    /// The most connections open at once.
-    pub max_connections: NonZeroUsize,
-    /// How long a client may take to send a request head.
-    pub header_read_timeout: Duration,
-    /// The largest request head, in bytes.
-    pub max_header_size: u64,
+    /// One listener and single-threaded runtime per worker (SO_REUSEPORT).
+    pub reuse_port: bool,
+    /// HTTPS when set.
+    pub tls: Option<TlsSource>,
+    /// Every server setting: limits, timeouts, HTTP tunables.
+    pub server: crate::Builder,
 }
 
-impl ServeConfig {
-    /// Applies the server settings to `builder`.
-    pub fn apply(&self, builder: &mut crate::Builder) -> Result<(), String> {
-        let max_memory = usize::try_from(self.max_memory)
-            .map_err(|_| format!("--max-memory {} is too large", self.max_memory))?;
-        let max_header_size = usize::try_from(self.max_header_size)
-            .map_err(|_| format!("--max-header-size {} is too large", self.max_header_size))?;
-        builder
-            .shutdown_timeout(self.shutdown_timeout)
-            .request_timeout(self.request_timeout)
-            .max_memory(max_memory)
-            .max_body_size(self.max_body_size)
-            .max_concurrent_requests(self.max_concurrent_requests.get())
-            .max_connections(self.max_connections.get())
-            .header_read_timeout(self.header_read_timeout)
-            .max_header_size(max_header_size);
-        Ok(())
-    }
+/// The address `catshost serve` listens on by default.
+pub fn default_addr() -> SocketAddr {
+    DEFAULT_ADDR
+        .parse()
+        .expect("DEFAULT_ADDR is a valid address")
 }
 
 /// The number of cores, the default number of workers.

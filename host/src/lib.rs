@@ -26,15 +26,17 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod lifecycle;
-mod net;
+pub mod net;
 mod server;
 pub mod wasm;
 
 pub use error::{BoxError, Error};
 pub use lifecycle::{Ready, Stop};
+pub use net::{Tls, TlsError};
 pub use server::{
     Builder, DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, InFlight, Server,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight,
+    Server,
 };
 pub use wasm::{Handler, Runtime};
 

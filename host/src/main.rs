@@ -3,18 +3,26 @@
 mod cli;
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use catshost::config::ServeConfig;
-use catshost::{Runtime, Server, Stop};
+use catshost::config::{Listen, ServeConfig, TlsSource};
+use catshost::{Runtime, Server, Stop, Tls};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging();
     let result = match cli.command {
-        cli::Command::Serve(serve) => serve_command(serve.into_config()),
+        cli::Command::Serve(serve) => match serve.into_config() {
+            Ok(config) => serve_command(config),
+            Err(message) => {
+                eprintln!("catshost: error: {message}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -35,20 +43,43 @@ fn init_logging() {
         .init();
 }
 
-fn serve_command(config: ServeConfig) -> anyhow::Result<()> {
-    let stop = Stop::new();
-    let mut builder = Server::builder();
-    config.apply(&mut builder).map_err(anyhow::Error::msg)?;
-    builder.stop(stop.clone());
-    // Compile before building the runtime or binding anything: a bad
-    // component is reported with nothing started.
+fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
+    // Everything that can fail is checked before anything is bound: the
+    // certificate, the component, the socket passed in.
+    let versions = config.server.http_settings().versions;
+    let tls = match &config.tls {
+        None => None,
+        Some(TlsSource::Files { cert, key }) => Some(Tls::from_pem_files(cert, key, versions)?),
+        Some(TlsSource::SelfSigned) => {
+            let (tls, fingerprint, _pem) = Tls::self_signed(versions)?;
+            eprintln!(
+                "catshost: self-signed certificate for localhost, 127.0.0.1; SHA-256 {fingerprint}"
+            );
+            Some(tls)
+        }
+    };
     let runtime = Runtime::new()?;
     let handler = match &config.component {
         Some(path) => runtime.load_file(path)?,
         None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
     };
-    let server = builder.build(handler);
+    if let (Listen::Addr(_), Some(fd)) = (config.listen, systemd_listen_fd()) {
+        config.listen = Listen::Fd(fd);
+    }
+    let listener = match config.listen {
+        Listen::Fd(fd) => Some(listener_from_fd(fd)?),
+        Listen::Addr(_) => None,
+    };
 
+    let stop = Stop::new();
+    let backlog = config.server.backlog_len();
+    let server = config.server.stop(stop.clone()).build(handler);
+    if config.reuse_port {
+        let Listen::Addr(addr) = config.listen else {
+            anyhow::bail!("--reuse-port binds its own sockets: it cannot serve on --listen-fd");
+        };
+        return serve_per_core(server, addr, backlog, config.workers.get(), tls, stop);
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.get())
         .thread_name("catshost-worker")
@@ -57,15 +88,114 @@ fn serve_command(config: ServeConfig) -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
         let signals = tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
-        let ready = server.ready();
-        tokio::spawn(async move {
-            if let Some(addr) = ready.await {
-                eprintln!("catshost: serving http://{addr}");
-            }
-        });
-        let served = server.serve_clear(config.addr).await;
+        announce_ready(&server, tls.is_some());
+        let served = match (listener, config.listen, tls) {
+            (Some(listener), _, tls) => server.serve_listener(listener, tls).await,
+            (None, Listen::Addr(addr), None) => server.serve_clear(addr).await,
+            (None, Listen::Addr(addr), Some(tls)) => server.serve_tls(addr, tls).await,
+            (None, Listen::Fd(_), _) => unreachable!("a listener was made for the fd"),
+        };
         signals.abort();
         served
     })?;
     Ok(())
+}
+
+/// Prints the ready line once `server` is ready.
+fn announce_ready(server: &Server, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    let ready = server.ready();
+    tokio::spawn(async move {
+        if let Some(addr) = ready.await {
+            eprintln!("catshost: serving {scheme}://{addr}");
+        }
+    });
+}
+
+/// Per-core mode: `workers` listeners on `addr` (SO_REUSEPORT), each served
+/// by a single-threaded runtime on its own thread.
+fn serve_per_core(
+    server: Server,
+    addr: SocketAddr,
+    backlog: u32,
+    workers: usize,
+    tls: Option<Tls>,
+    stop: Stop,
+) -> anyhow::Result<()> {
+    let bind = |addr| {
+        catshost::net::bind(addr, backlog, true)
+            .with_context(|| format!("failed to listen on {addr} with SO_REUSEPORT"))
+    };
+    let first = bind(addr)?;
+    // With port 0 the others must share the port the first one got.
+    let bound = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind(bound)?);
+    }
+    let mut threads = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (server, tls, stop) = (server.clone(), tls.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("catshost-worker".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("failed to start an async runtime")?;
+                runtime.block_on(async move {
+                    if i == 0 {
+                        tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
+                        announce_ready(&server, tls.is_some());
+                    }
+                    server.serve_listener(listener, tls).await
+                })?;
+                Ok(())
+            })
+            .context("failed to start a worker thread")?;
+        threads.push(thread);
+    }
+    let mut result = Ok(());
+    for thread in threads {
+        let served = thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")));
+        if result.is_ok() {
+            result = served;
+        }
+    }
+    result
+}
+
+/// The socket systemd passed (LISTEN_FDS, for this process), if any.
+fn systemd_listen_fd() -> Option<RawFd> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let count: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    // sd_listen_fds(3): the first passed socket is fd 3.
+    (pid == std::process::id() && count >= 1).then_some(3)
+}
+
+/// A listener on a duplicate of `fd`: the caller's descriptor stays open
+/// whatever catshost does with its own.
+fn listener_from_fd(fd: RawFd) -> anyhow::Result<std::net::TcpListener> {
+    if fd < 0 {
+        anyhow::bail!("--listen-fd {fd} is not a file descriptor");
+    }
+    // SAFETY: the descriptor is only borrowed for the `dup`; if it is not
+    // open, `try_clone_to_owned` fails with EBADF.
+    let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+        .try_clone_to_owned()
+        .with_context(|| format!("--listen-fd {fd} is not an open file descriptor"))?;
+    let socket = socket2::Socket::from(owned);
+    let is_listening_tcp = socket.r#type().ok() == Some(socket2::Type::STREAM)
+        && socket.is_listener().unwrap_or(false)
+        && socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some();
+    if !is_listening_tcp {
+        anyhow::bail!("--listen-fd {fd} is not a listening TCP socket");
+    }
+    Ok(socket.into())
 }

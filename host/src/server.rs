@@ -10,9 +10,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::error::Error;
-use crate::http::{ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, Service};
+use crate::http::{
+    ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, HttpVersions, Protocol, Service,
+};
 use crate::lifecycle::{Ready, ReadyLatch, Stop};
-use crate::net::{self, Listener};
+use crate::net::{self, Listener, Tls};
 use crate::wasm::{GuestTasks, Handler, InstanceLimits};
 
 /// How long a stop waits for in-flight requests by default.
@@ -25,6 +27,8 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The largest request body by default: 10 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
+/// How long a TLS handshake may take by default.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings for a [`Server`].
 #[derive(Clone)]
@@ -38,6 +42,7 @@ pub struct Builder {
     max_body_size: u64,
     max_concurrent_requests: usize,
     max_connections: usize,
+    tls_handshake_timeout: Duration,
 }
 
 impl Builder {
@@ -53,7 +58,38 @@ impl Builder {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// Every HTTP setting at once (versions, timeouts, HTTP/1 and HTTP/2
+    /// tunables); see [`HttpSettings`] for each one's default.
+    pub fn http(&mut self, settings: HttpSettings) -> &mut Self {
+        self.http = settings;
+        self
+    }
+
+    /// The HTTP settings so far.
+    pub fn http_settings(&self) -> &HttpSettings {
+        &self.http
+    }
+
+    /// The HTTP versions served: over TLS they are the ALPN list.
+    ///
+    /// Default is [`HttpVersions::Both`].
+    pub fn http_versions(&mut self, versions: HttpVersions) -> &mut Self {
+        self.http.versions = versions;
+        self
+    }
+
+    /// How long a TLS handshake may take; past it the connection is closed.
+    /// The handshake runs in the connection's own task, never in the accept
+    /// loop.
+    ///
+    /// Default is 10 seconds.
+    pub fn tls_handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.tls_handshake_timeout = timeout;
+        self
     }
 
     /// How long a guest may run for one request, response body included.
@@ -137,6 +173,11 @@ impl Builder {
         self
     }
 
+    /// The listen queue length set so far.
+    pub fn backlog_len(&self) -> u32 {
+        self.backlog
+    }
+
     /// The switch that stops the server. Give several servers clones of one
     /// `Stop` to stop them together.
     ///
@@ -170,7 +211,9 @@ impl Builder {
                 service: Arc::new(service),
                 tasks,
                 conn: ConnBuilder::new(&self.http),
+                versions: self.http.versions,
                 header_read_timeout: self.http.header_read_timeout,
+                tls_handshake_timeout: self.tls_handshake_timeout,
                 connections: Arc::new(Semaphore::new(self.max_connections)),
                 max_connections: self.max_connections,
                 shutdown_timeout: self.shutdown_timeout,
@@ -179,6 +222,21 @@ impl Builder {
                 ready: ReadyLatch::new(),
             }),
         }
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("backlog", &self.backlog)
+            .field("limits", &self.limits)
+            .field("http", &self.http)
+            .field("max_body_size", &self.max_body_size)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_connections", &self.max_connections)
+            .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -198,7 +256,9 @@ struct Inner {
     service: Arc<Service>,
     tasks: GuestTasks,
     conn: ConnBuilder,
+    versions: HttpVersions,
     header_read_timeout: Duration,
+    tls_handshake_timeout: Duration,
     /// One permit per open connection.
     connections: Arc<Semaphore>,
     max_connections: usize,
@@ -236,26 +296,42 @@ impl Server {
     /// knowledge) on it until the stop switch is switched and in-flight
     /// requests are done.
     pub async fn serve_clear(&self, addr: SocketAddr) -> Result<(), Error> {
-        let listener = net::bind(addr, self.inner.backlog)
-            .and_then(Listener::new)
-            .map_err(|source| {
-                self.inner.ready.fail();
-                Error::Bind { addr, source }
-            })?;
-        self.serve(listener).await
+        let listener = self.bind(addr)?;
+        self.serve(listener, None).await
     }
 
-    /// Serves plaintext HTTP on a listener the caller bound. The listener is
-    /// closed when serving ends.
-    pub async fn serve_listener(&self, listener: std::net::TcpListener) -> Result<(), Error> {
+    /// Binds `addr` and serves HTTPS on it: HTTP/1.1 and HTTP/2 chosen by
+    /// ALPN.
+    pub async fn serve_tls(&self, addr: SocketAddr, tls: Tls) -> Result<(), Error> {
+        let listener = self.bind(addr)?;
+        self.serve(listener, Some(tls)).await
+    }
+
+    /// Serves on a listener the caller bound: plaintext, or TLS when `tls`
+    /// is given. The listener is closed when serving ends.
+    pub async fn serve_listener(
+        &self,
+        listener: std::net::TcpListener,
+        tls: Option<Tls>,
+    ) -> Result<(), Error> {
         let listener = Listener::new(listener).map_err(|e| {
             self.inner.ready.fail();
             Error::Listener(e)
         })?;
-        self.serve(listener).await
+        self.serve(listener, tls).await
     }
 
-    async fn serve(&self, listener: Listener) -> Result<(), Error> {
+    fn bind(&self, addr: SocketAddr) -> Result<Listener, Error> {
+        net::bind(addr, self.inner.backlog, false)
+            .and_then(Listener::new)
+            .map_err(|source| {
+                self.inner.ready.fail();
+                Error::Bind { addr, source }
+            })
+    }
+
+    async fn serve(&self, listener: Listener, tls: Option<Tls>) -> Result<(), Error> {
+        let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
         let inner = &*self.inner;
         let addr = listener.local_addr().map_err(Error::Listener)?;
         inner.ready.open(addr);
@@ -275,8 +351,13 @@ impl Server {
                     (Ok(permit), Ok(accepted)) => {
                         let server = self.inner.clone();
                         let watcher = graceful.watcher();
+                        let acceptor = acceptor.clone();
                         connections.spawn(async move {
-                            server.serve_connection(accepted.stream, accepted.peer, watcher).await;
+                            let (stream, peer) = (accepted.stream, accepted.peer);
+                            match acceptor {
+                                None => server.serve_clear(stream, peer, watcher).await,
+                                Some(acceptor) => server.serve_tls(stream, peer, acceptor, watcher).await,
+                            }
                             drop(permit);
                         });
                     }
@@ -312,15 +393,44 @@ impl Server {
         if finished.is_err() {
             tracing::warn!(timeout = ?inner.shutdown_timeout, "shutdown timeout reached: cancelling the requests still running");
             inner.tasks.cancel();
-            connections.abort_all();
-            inner.tasks.wait().await;
         }
+        // What is left serves no request: connections still in their TLS
+        // handshake or silent (or, past the timeout, cut short).
+        connections.abort_all();
         while connections.join_next().await.is_some() {}
+        inner.tasks.wait().await;
     }
 }
 
 impl Inner {
-    async fn serve_connection(
+    async fn serve_tls(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        acceptor: tokio_rustls::TlsAcceptor,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        // In the connection's task, under a timeout: a client that never
+        // finishes its handshake holds nothing but its own task.
+        let stream =
+            match tokio::time::timeout(self.tls_handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+        let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol(), self.versions);
+        self.conn
+            .serve(stream, protocol, self.service.clone(), true, watcher)
+            .await;
+    }
+
+    async fn serve_clear(
         &self,
         stream: tokio::net::TcpStream,
         peer: std::net::SocketAddr,
@@ -337,8 +447,9 @@ impl Inner {
                 return;
             }
         }
+        let protocol = Protocol::cleartext(self.versions);
         self.conn
-            .serve(stream, self.service.clone(), false, watcher)
+            .serve(stream, protocol, self.service.clone(), false, watcher)
             .await;
     }
 }

@@ -191,10 +191,26 @@ impl Process {
     /// Runs `catshost serve ARGS --addr 127.0.0.1:0` and waits for its ready
     /// line.
     pub fn serve(args: &[&str]) -> Self {
-        let mut child = catshost()
-            .arg("serve")
-            .args(args)
-            .args(["--addr", "127.0.0.1:0"])
+        Self::serve_with(args, true)
+    }
+
+    /// Runs `catshost serve ARGS` (and `--addr 127.0.0.1:0` if `any_port`)
+    /// and waits for its ready line.
+    pub fn serve_with(args: &[&str], any_port: bool) -> Self {
+        let addr_args: &[&str] = if any_port {
+            &["--addr", "127.0.0.1:0"]
+        } else {
+            &[]
+        };
+        let mut command = catshost();
+        command.arg("serve").args(args).args(addr_args);
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (which runs `catshost serve`) and waits for the ready
+    /// line.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -208,7 +224,10 @@ impl Process {
             move || {
                 for line in lines.lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = line.strip_prefix("catshost: serving http://") {
+                    let ready = line
+                        .strip_prefix("catshost: serving http://")
+                        .or_else(|| line.strip_prefix("catshost: serving https://"));
+                    if let Some(addr) = ready {
                         let _ = ready_tx.send(addr.parse::<SocketAddr>().unwrap());
                     }
                     stderr.lock().unwrap().push(line);

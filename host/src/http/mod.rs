@@ -7,8 +7,8 @@ mod error;
 mod service;
 
 pub use body::ResponseBody;
-pub(crate) use conn::ConnBuilder;
-pub use conn::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, HttpSettings};
+pub(crate) use conn::{ConnBuilder, Protocol};
+pub use conn::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, HttpSettings, HttpVersions};
 pub use error::{DefaultErrorHandler, ErrorHandler, HostError};
 pub(crate) use service::Service;
 

@@ -13,10 +13,15 @@ use tokio::net::{TcpListener, TcpStream};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Binds a listener on `addr` with a listen queue of `backlog` connections.
-pub(crate) fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+/// With `reuse_port`, several listeners can bind the same address and the
+/// kernel spreads connections across them (SO_REUSEPORT).
+pub fn bind(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Restarting the server must not fail on the old connections' TIME_WAIT.
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         // `[::]` means IPv6 only; a second listener can take IPv4.
         socket.set_only_v6(true)?;

@@ -1,5 +1,8 @@
 //! Sockets: binding listeners and accepting connections.
 
 mod listener;
+mod tls;
 
-pub(crate) use listener::{Listener, bind};
+pub(crate) use listener::Listener;
+pub use listener::bind;
+pub use tls::{Tls, TlsError, fingerprint};

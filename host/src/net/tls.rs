@@ -1,0 +1,160 @@
+//! TLS: loading a certificate and key (or making a self-signed pair for
+//! development) into a rustls server configuration with the ALPN list of the
+//! HTTP versions served.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::http::HttpVersions;
+
+/// A TLS server configuration, ready for connections.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub(crate) config: Arc<ServerConfig>,
+}
+
+/// Why a certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("failed to read '{}'", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate file holds no usable PEM certificate.
+    #[error("no PEM certificate found in '{}'", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The certificate file's PEM is broken.
+    #[error("failed to parse the certificates in '{}'", path.display())]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The key file holds no usable PEM private key.
+    #[error("no PEM private key (PKCS#8, PKCS#1 or SEC1) found in '{}'", path.display())]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the pair: an unsupported key, or a key that does not
+    /// belong to the certificate.
+    #[error(
+        "the private key in '{}' cannot be used with the certificate in '{}'",
+        key.display(),
+        cert.display()
+    )]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's reason.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A self-signed certificate could not be made.
+    #[error("failed to make a self-signed certificate")]
+    SelfSigned(#[source] crate::BoxError),
+}
+
+impl Tls {
+    /// Loads a PEM certificate chain (leaf first) and its PEM private key
+    /// (RSA, ECDSA or Ed25519), offering the ALPN protocols of `versions`.
+    pub fn from_pem_files(
+        cert: &Path,
+        key: &Path,
+        versions: HttpVersions,
+    ) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.into(),
+                source,
+            })
+        };
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsError::BadCertificate {
+                path: cert.into(),
+                source,
+            })?;
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate { path: cert.into() });
+        }
+        let private_key =
+            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::BadKey {
+                path: key.into(),
+                source,
+            })?;
+        Self::new(chain, private_key, versions).map_err(|source| TlsError::Mismatch {
+            cert: cert.into(),
+            key: key.into(),
+            source,
+        })
+    }
+
+    /// A fresh self-signed certificate for `localhost` and `127.0.0.1`, for
+    /// development. Returns it with its SHA-256 fingerprint
+    /// (`AB:CD:...`) and its PEM text.
+    pub fn self_signed(versions: HttpVersions) -> Result<(Self, String, String), TlsError> {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(names)
+                .map_err(|e| TlsError::SelfSigned(e.into()))?;
+        let fingerprint = fingerprint(cert.der());
+        let pem = cert.pem();
+        let key = PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let tls = Self::new(vec![cert.der().clone()], key, versions)
+            .map_err(|e| TlsError::SelfSigned(e.into()))?;
+        Ok((tls, fingerprint, pem))
+    }
+
+    fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        versions: HttpVersions,
+    ) -> Result<Self, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        // A client offering none of these is refused in the handshake
+        // (no_application_protocol); one offering no ALPN at all gets
+        // HTTP/1.1, or HTTP/2 when only h2 is served.
+        config.alpn_protocols = versions.alpn();
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The SHA-256 fingerprint of a DER certificate, as colon-separated hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
