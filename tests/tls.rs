@@ -481,3 +481,41 @@ fn serves_on_a_socket_passed_by_systemd() {
     let answer = runtime.block_on(support::get(addr, Version::HTTP_2, "/systemd"));
     assert!(answer.body.contains("path: /systemd"), "{}", answer.body);
 }
+
+/// Headless Chromium (installed by scripts/test.sh) loads a guest's page
+/// over HTTPS; the page reports the protocol the browser used.
+#[test]
+fn chromium_loads_a_page_over_h2() {
+    let page = support::fixture_file("page");
+    let server = Process::serve(&[page.to_str().unwrap(), "--tls-self-signed"]);
+    let profile = temp_file("chromium-marker", b"")
+        .parent()
+        .unwrap()
+        .join("chromium-profile");
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            // The certificate is the self-signed one made at start.
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("https://localhost:{}/", server.addr.port()))
+        .output()
+        .expect("chromium is installed (scripts/test.sh installs it)");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("protocol=h2"),
+        "status {:?}\nDOM: {dom}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
