@@ -12,6 +12,9 @@ use catshost::config::{Listen, ServeConfig, TlsSource};
 use catshost::{Runtime, Server, Stop, Tls};
 use clap::Parser;
 
+/// Scheduler ticks between two checks of I/O and timers (tokio: 61).
+const EVENT_INTERVAL: u32 = 8;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging();
@@ -83,6 +86,10 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.get())
         .thread_name("catshost-worker")
+        // A guest runs up to an epoch tick per poll; check I/O and timers
+        // every few polls rather than tokio's 61, so a worker busy with
+        // computing guests still sees new requests and deadlines promptly.
+        .event_interval(EVENT_INTERVAL)
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
@@ -140,6 +147,7 @@ fn serve_per_core(
             .name("catshost-worker".into())
             .spawn(move || -> anyhow::Result<()> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
+                    .event_interval(EVENT_INTERVAL)
                     .enable_all()
                     .build()
                     .context("failed to start an async runtime")?;

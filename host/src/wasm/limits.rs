@@ -22,7 +22,7 @@ const MAX_MEMORIES: usize = 100;
 
 /// How often the epoch advances: how long a busy guest runs before it yields
 /// to the executor (so it cannot pin a worker) and its deadline is checked.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Limits of one instance.
 #[derive(Clone, Copy, Debug)]
