@@ -416,3 +416,54 @@ async fn connections_over_the_cap_wait_until_one_closes() {
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
+    let runtime = catshost::Runtime::with_pool(catshost::Pool {
+        instances: 2,
+        max_memory: 8 << 20,
+    })
+    .unwrap();
+    assert!(
+        runtime.is_pooled(),
+        "the pool did not fit in this machine's address space"
+    );
+    let handler = runtime.load_bytes("slow", &fixture("slow")).unwrap();
+    // More admission permits than pool slots: the pool is the limit here.
+    let server = catshost::Server::builder()
+        .max_concurrent_requests(10)
+        .build(handler);
+    let ready = server.ready();
+    let task = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
+    });
+    let addr = ready.await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = Client::connect(addr, Version::HTTP_11).await;
+        let response = client.send(addr, "GET", "/300", b"").await.unwrap();
+        held.push((client, response));
+    }
+    let answer = get(addr, Version::HTTP_11, "/1").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    for (_client, response) in held {
+        assert_eq!(
+            response.into_body().collect().await.unwrap().to_bytes(),
+            "started\nfinished\n"
+        );
+    }
+    // The slots are back.
+    let idle = tokio::time::timeout(Duration::from_secs(10), async {
+        while server.in_flight().requests != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    idle.await.unwrap();
+    assert_eq!(
+        get(addr, Version::HTTP_11, "/1").await.status,
+        StatusCode::OK
+    );
+    server.stop().switch();
+    task.await.unwrap().unwrap();
+}

@@ -241,7 +241,12 @@ impl Serve {
                 http2_max_pending_accept_reset_streams: http.http2_max_pending_accept_reset_streams,
                 http2_max_local_error_reset_streams: http.http2_max_local_error_reset_streams,
             });
+        let pool = catshost::Pool {
+            instances: u32::try_from(limits.max_concurrent_requests.get()).unwrap_or(u32::MAX),
+            max_memory: to_usize(limits.max_memory, "--max-memory")?,
+        };
         Ok(ServeConfig {
+            pool,
             component,
             listen,
             workers: workers.unwrap_or_else(config::default_workers),

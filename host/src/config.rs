@@ -49,6 +49,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsSource>,
     /// Every server setting: limits, timeouts, HTTP tunables.
     pub server: crate::Builder,
+    /// The instance pool, sized by the limits.
+    pub pool: crate::Pool,
 }
 
 /// The address `catshost serve` listens on by default.

@@ -38,7 +38,7 @@ pub use server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight,
     Server,
 };
-pub use wasm::{Handler, Runtime};
+pub use wasm::{Handler, Pool, Runtime};
 
 /// The demo component served by `catshost serve` with no file: it answers
 /// with the method, path and protocol of the request. Built from

@@ -61,7 +61,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
             Some(tls)
         }
     };
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_pool(config.pool)?;
     let handler = match &config.component {
         Some(path) => runtime.load_file(path)?,
         None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,

@@ -43,7 +43,8 @@ impl HostError {
             HostError::BodyTooLarge { .. } | HostError::Guest(GuestError::BodyTooLarge) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            HostError::Overloaded | HostError::Guest(GuestError::Cancelled) => {
+            HostError::Overloaded
+            | HostError::Guest(GuestError::Cancelled | GuestError::NoInstance(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             HostError::Guest(GuestError::Timeout) => StatusCode::GATEWAY_TIMEOUT,

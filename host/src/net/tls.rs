@@ -128,6 +128,12 @@ impl Tls {
         Ok((tls, fingerprint, pem))
     }
 
+    /// The rustls configuration, for serving TLS outside catshost (the
+    /// benchmarks' native server).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
     fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::ctx::GuestCtx;
@@ -28,12 +28,81 @@ pub struct Runtime {
     linker: Arc<Linker<GuestCtx>>,
     /// Shared with every handler: it must tick while any can run.
     _ticker: Arc<EpochTicker>,
+    pooled: bool,
 }
 
+/// Instances preallocated in a pool (wasmtime's pooling allocator): a
+/// request then takes a ready slot instead of mapping fresh memory, and
+/// memory that stays resident between requests is reset, not faulted in
+/// again.
+#[derive(Clone, Copy, Debug)]
+pub struct Pool {
+    /// Instances alive at once; give it the server's
+    /// `max_concurrent_requests`.
+    pub instances: u32,
+    /// The largest linear memory of an instance; give it the server's
+    /// `max_memory`.
+    pub max_memory: usize,
+}
+
+/// Per slot, bytes of linear memory, table and async stack kept mapped
+/// between instances: reset with `memset` (or `pagemap_scan`) instead of
+/// page faults on the next request.
+const KEEP_RESIDENT: usize = 1 << 20;
+const STACK_KEEP_RESIDENT: usize = 256 << 10;
+/// Core instances one component may hold: wit-component's shims add a few to
+/// each module, and language runtimes bring several modules.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+
 impl Runtime {
-    /// A runtime with catshost's engine configuration.
+    /// A runtime that allocates instance memory on demand (the simplest
+    /// setup, and the one for many small servers in one process).
     pub fn new() -> Result<Self, Error> {
+        Self::build(None)
+    }
+
+    /// A runtime with an instance pool, or on-demand allocation (logged)
+    /// when the address space cannot hold the pool.
+    pub fn with_pool(pool: Pool) -> Result<Self, Error> {
+        Self::build(Some(pool))
+    }
+
+    /// Whether instances come from a pool.
+    pub fn is_pooled(&self) -> bool {
+        self.pooled
+    }
+
+    fn build(pool: Option<Pool>) -> Result<Self, Error> {
+        if let Some(pool) = pool {
+            match Self::with_config(Some(pool)) {
+                Ok(runtime) => return Ok(runtime),
+                Err(error) => tracing::warn!(
+                    error = %crate::error::chain(&error),
+                    "the instance pool does not fit this machine's address space: allocating on demand"
+                ),
+            }
+        }
+        Self::with_config(None)
+    }
+
+    fn with_config(pool: Option<Pool>) -> Result<Self, Error> {
         let mut config = Config::new();
+        if let Some(pool) = pool {
+            let instances = pool.instances.max(1);
+            let mut pooling = PoolingAllocationConfig::new();
+            pooling
+                .total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(8))
+                .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+                .total_memories(instances.saturating_mul(2))
+                .total_tables(instances.saturating_mul(4))
+                .total_stacks(instances)
+                .max_memory_size(pool.max_memory)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT)
+                .async_stack_keep_resident(STACK_KEEP_RESIDENT);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        }
         // Components are compiled once at start: use every core for it.
         config.parallel_compilation(true);
         // Guests that compute without calling the host yield every epoch
@@ -55,6 +124,7 @@ impl Runtime {
             engine,
             linker: Arc::new(linker),
             _ticker: Arc::new(ticker),
+            pooled: pool.is_some(),
         })
     }
 

@@ -121,6 +121,9 @@ pub enum GuestError {
     /// The guest grew its memory past its limit.
     #[error("the guest ran out of memory")]
     MemoryExhausted(#[source] BoxError),
+    /// No instance slot was free in the pool (503).
+    #[error("no instance is free")]
+    NoInstance(#[source] BoxError),
     /// The guest ran past its request timeout.
     #[error("the guest ran past its request timeout")]
     Timeout,
@@ -347,6 +350,8 @@ fn tripped(limit: &Option<Arc<BodyLimit>>) -> bool {
 fn classify(error: wasmtime::Error) -> GuestError {
     if error.is::<MemoryExhausted>() {
         GuestError::MemoryExhausted(error.into())
+    } else if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+        GuestError::NoInstance(error.into())
     } else {
         GuestError::Trap(error.into())
     }

@@ -10,6 +10,6 @@ mod handler;
 mod limits;
 mod output;
 
-pub use component::Runtime;
+pub use component::{Pool, Runtime};
 pub use handler::{BodyLimit, GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
 pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted};

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The benchmark: catshost against a native hyper server and `wasmtime serve`
+# on the same machine, in one run. Prints a markdown table and writes it,
+# with the machine, versions and commands, to bench/RESULTS.md.
+#
+#   bench/run.sh            # 10 s per load after a 2 s warm-up
+#   DURATION=3 bench/run.sh # shorter
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+WASMTIME=${WASMTIME:-$(command -v wasmtime || echo /opt/wasmtime-cli/bin/wasmtime)}
+OUT=bench/RESULTS.md
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+need() { command -v "$1" >/dev/null || { echo "bench/run.sh: $1 is missing (apt-get install $2)" >&2; exit 1; }; }
+need wrk wrk
+need h2load nghttp2-client
+need taskset util-linux
+if [ ! -x "$WASMTIME" ]; then
+  echo "bench/run.sh: wasmtime 48 is missing: cargo install wasmtime-cli@48.0.8 --locked (20-35 min)," >&2
+  echo "or set WASMTIME=/path/to/wasmtime" >&2
+  exit 1
+fi
+
+echo "building (release)..." >&2
+cargo build --release -q -p catshost -p catshost-bench -p catshost-wat
+target/release/wat-component tests/fixtures/hello.wat "$work/hello.wasm"
+target/release/wat-component tests/fixtures/echo.wat "$work/echo.wasm"
+
+# start NAME COMMAND...: runs a server pinned to SERVER_CPU on a new port
+# (written @PORT@ in COMMAND) and waits until it accepts connections.
+port=18400
+start() {
+  local name=$1 args=() a; shift
+  port=$((port + 1))
+  for a in "$@"; do args+=("${a//@PORT@/$port}"); done
+  taskset -c "$SERVER_CPU" "${args[@]}" >"$work/$name.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "bench/run.sh: $name did not start:" >&2; cat "$work/$name.log" >&2; exit 1
+}
+stop() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$server_pid/status"; }
+
+# load KIND URL: prints "rps p50 p99" (latencies in ms; h2load has no
+# percentiles: its mean and mean + 2 sd stand in, marked with ~).
+load() {
+  local kind=$1 url=$2 out
+  case $kind in
+    wrk|wrk-tls)
+      taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${WARMUP}s" "$url" >/dev/null 2>&1
+      out=$(taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${DURATION}s" --latency "$url")
+      echo "$out" | awk '
+        /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        END { printf "%.0f %.2f %.2f\n", rps, ms(p50), ms(p99) }' ;;
+    echo)
+      taskset -c "$LOAD_CPU" wrk -t1 -c8 -d"${WARMUP}s" -s bench/post-1mib.lua "$url" >/dev/null 2>&1
+      out=$(taskset -c "$LOAD_CPU" wrk -t1 -c8 -d"${DURATION}s" --latency -s bench/post-1mib.lua "$url")
+      echo "$out" | awk '
+        /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        END { printf "%.1f %.2f %.2f\n", rps, ms(p50), ms(p99) }' ;;
+    h2|h2-tls)
+      taskset -c "$LOAD_CPU" h2load -c64 -m16 -D"$WARMUP" "$url" >/dev/null 2>&1 || true
+      out=$(taskset -c "$LOAD_CPU" h2load -c64 -m16 -D"$DURATION" "$url")
+      echo "$out" | awk '
+        /finished in/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^req\/s/) rps = $i }
+        /time for request:/ { mean = $6; sd = $7 }
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        END { printf "%.0f ~%.2f ~%.2f\n", rps, ms(mean), ms(mean) + 2 * ms(sd) }' ;;
+  esac
+}
+
+declare -A result
+run_server() { # NAME TLS-FLAG (or -) COMMAND...
+  local name=$1 tls=$2; shift 2
+  start "$name" "$@"
+  result[$name,wrk]=$(load wrk "http://127.0.0.1:$port/")
+  result[$name,h2]=$(load h2 "http://127.0.0.1:$port/")
+  result[$name,rss]=$(hwm_mib)
+  stop
+  if [ "$tls" != - ]; then
+    start "$name-tls" "$@" "$tls"
+    result[$name,wrk-tls]=$(load wrk-tls "https://127.0.0.1:$port/")
+    result[$name,h2-tls]=$(load h2-tls "https://127.0.0.1:$port/")
+    stop
+  fi
+}
+
+echo "catshost..." >&2
+run_server catshost --tls-self-signed target/release/catshost serve "$work/hello.wasm" --addr 127.0.0.1:@PORT@ --workers 1
+echo "native hyper..." >&2
+run_server native --tls target/release/native-hello --addr 127.0.0.1:@PORT@ --workers 1
+echo "wasmtime serve..." >&2
+run_server wasmtime - "$WASMTIME" serve --addr 127.0.0.1:@PORT@ "$work/hello.wasm"
+
+echo "echo 1 MiB..." >&2
+start catshost-echo target/release/catshost serve "$work/echo.wasm" --addr 127.0.0.1:@PORT@ --workers 1 --max-body-size 2MiB
+result[catshost,echo]=$(load echo "http://127.0.0.1:$port/"); stop
+start native-echo target/release/native-hello --addr 127.0.0.1:@PORT@ --workers 1
+result[native,echo]=$(load echo "http://127.0.0.1:$port/"); stop
+start wasmtime-echo "$WASMTIME" serve --addr 127.0.0.1:@PORT@ "$work/echo.wasm"
+result[wasmtime,echo]=$(load echo "http://127.0.0.1:$port/"); stop
+
+echo "startup..." >&2
+startup=()
+for _ in 1 2 3 4 5; do
+  start_ns=$(date +%s%N)
+  target/release/catshost serve "$work/hello.wasm" --addr 127.0.0.1:0 2>&1 | { grep -m1 -q "catshost: serving"; echo $(( ($(date +%s%N) - start_ns) / 1000000 )); pkill -f "catshost serve $work/hello.wasm" || true; } >"$work/startup"
+  startup+=("$(cat "$work/startup")")
+done
+
+field() { echo "${result[$1,$2]:-n/a n/a n/a}" | awk -v f="$3" '{ print $f }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0 && a > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+{
+  echo "# catshost benchmark"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+  echo "- catshost $(target/release/catshost --version | awk '{ print $2 }') (wasmtime 48.0.8), $("$WASMTIME" --version), $(wrk --version 2>&1 | head -1 | awk '{ print $1, $2 }'), $(h2load --version | head -1)"
+  echo "- servers pinned to CPU $SERVER_CPU (catshost and native hyper: --workers 1), the load to CPU $LOAD_CPU; ${DURATION} s per load after ${WARMUP} s of warm-up"
+  echo "- component: tests/fixtures/hello.wat (WAT hello, 16-byte body); echo: tests/fixtures/echo.wat"
+  echo "- loads: \`wrk -t1 -c64 -d${DURATION}s --latency URL\` (HTTP/1.1), \`h2load -c64 -m16 -D${DURATION} URL\` (h2c, TLS h2); echo: \`wrk -t1 -c8 -s bench/post-1mib.lua\`"
+  echo
+  echo "| load | server | requests/s | p50 ms | p99 ms | vs native | vs wasmtime serve |"
+  echo "|---|---|---|---|---|---|---|"
+  for load in wrk h2 wrk-tls h2-tls; do
+    case $load in wrk) label="HTTP/1.1";; h2) label="h2c";; wrk-tls) label="HTTPS HTTP/1.1";; h2-tls) label="HTTPS h2";; esac
+    for server in catshost native wasmtime; do
+      [ -n "${result[$server,$load]:-}" ] || continue
+      rps=$(field $server $load 1)
+      echo "| $label | $server | $rps | $(field $server $load 2) | $(field $server $load 3) | $(ratio "$rps" "$(field native $load 1)") | $(ratio "$rps" "$(field wasmtime $load 1)") |"
+    done
+  done
+  echo
+  echo "| echo 1 MiB POST (HTTP/1.1, 8 connections) | requests/s | MiB/s echoed | p50 ms | p99 ms |"
+  echo "|---|---|---|---|---|"
+  for server in catshost native wasmtime; do
+    echo "| $server | $(field $server echo 1) | $(field $server echo 1) | $(field $server echo 2) | $(field $server echo 3) |"
+  done
+  echo
+  echo "Peak RSS after the cleartext loads: catshost ${result[catshost,rss]} MiB, native ${result[native,rss]} MiB, wasmtime serve ${result[wasmtime,rss]} MiB."
+  echo
+  echo "Startup to the ready line (catshost serve hello.wasm, no compile cache yet), 5 runs: ${startup[*]} ms."
+} | tee "$OUT"
