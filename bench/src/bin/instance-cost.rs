@@ -1,0 +1,64 @@
+//! The per-request cost of the WebAssembly side alone: a new store and
+//! instance of the hello component, its `handle` call, its response body
+//! read, and the instance dropped. No sockets. With and without the pool.
+//!
+//!     target/release/instance-cost [--requests 20000]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use catshost::http::RequestId;
+use catshost::wasm::{GuestTasks, InstanceLimits, RequestInfo};
+use catshost::{Handler, Pool, Runtime};
+use clap::Parser;
+use http_body_util::{BodyExt, Empty};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    requests: u32,
+}
+
+async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duration> {
+    let tasks = GuestTasks::default();
+    let run = async |n: u32| -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        for _ in 0..n {
+            let request = http::Request::get("http://bench/").body(Empty::<Bytes>::new())?;
+            let info = RequestInfo {
+                id: RequestId::next(),
+                tls: false,
+                limits: InstanceLimits::default(),
+                body_limit: None,
+                permit: None,
+            };
+            let response = handler.handle(request, info, &tasks).await?;
+            response.into_body().collect().await.map_err(|e| anyhow::anyhow!(e))?;
+        }
+        Ok(start.elapsed() / n)
+    };
+    run(requests / 10).await?; // warm-up
+    run(requests).await
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wit = catshost_wat::Wit::workspace()?;
+    let hello = wit.component_from_wat_file(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hello.wat"),
+    )?;
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    println!("| allocation | per request (instantiate + handle + body + drop) |\n|---|---|");
+    for pooled in [false, true] {
+        let runtime = if pooled {
+            Runtime::with_pool(Pool { instances: 1024, max_memory: 128 << 20 })?
+        } else {
+            Runtime::new()?
+        };
+        let handler = runtime.load_bytes("hello", &hello)?;
+        let cost = tokio.block_on(per_request(&handler, args.requests))?;
+        let label = if runtime.is_pooled() { "pooling (1 MiB kept resident)" } else { "on demand" };
+        println!("| {label} | {:.1} us |", cost.as_secs_f64() * 1e6);
+    }
+    Ok(())
+}
