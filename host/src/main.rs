@@ -16,6 +16,7 @@ use clap::Parser;
 const EVENT_INTERVAL: u32 = 8;
 
 fn main() -> ExitCode {
+    disable_library_backtraces();
     let cli = cli::Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -33,6 +34,19 @@ fn main() -> ExitCode {
             eprintln!("catshost: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// wasmtime makes an error value each time a store is dropped, and with
+/// `RUST_BACKTRACE=1` in the environment every one captures a backtrace:
+/// ~6 us per request of a 19 us instance cost (bench/README.md). Library
+/// backtraces are off unless `RUST_LIB_BACKTRACE` asks for them; panics
+/// still follow `RUST_BACKTRACE`.
+fn disable_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread
+        // exists that could read the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }
 

@@ -33,7 +33,11 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
                 permit: None,
             };
             let response = handler.handle(request, info, &tasks).await?;
-            response.into_body().collect().await.map_err(|e| anyhow::anyhow!(e))?;
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
         }
         Ok(start.elapsed() / n)
     };
@@ -47,17 +51,26 @@ fn main() -> anyhow::Result<()> {
     let hello = wit.component_from_wat_file(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hello.wat"),
     )?;
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     println!("| allocation | per request (instantiate + handle + body + drop) |\n|---|---|");
     for pooled in [false, true] {
         let runtime = if pooled {
-            Runtime::with_pool(Pool { instances: 1024, max_memory: 128 << 20 })?
+            Runtime::with_pool(Pool {
+                instances: 1024,
+                max_memory: 128 << 20,
+            })?
         } else {
             Runtime::new()?
         };
         let handler = runtime.load_bytes("hello", &hello)?;
         let cost = tokio.block_on(per_request(&handler, args.requests))?;
-        let label = if runtime.is_pooled() { "pooling (1 MiB kept resident)" } else { "on demand" };
+        let label = if runtime.is_pooled() {
+            "pooling (1 MiB kept resident)"
+        } else {
+            "on demand"
+        };
         println!("| {label} | {:.1} us |", cost.as_secs_f64() * 1e6);
     }
     Ok(())
