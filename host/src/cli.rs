@@ -34,7 +34,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct Serve {
     /// The component to serve (`.wasm`, or `.wat` text). Without it, a
-    /// built-in demo answers with the method, path and protocol it saw.
+    /// built-in demo answers with the method, path, protocol, scheme and
+    /// authority it saw.
     pub component: Option<PathBuf>,
 
     /// Address to listen on. Port 0 picks a free port [default: 127.0.0.1:8080].
