@@ -10,7 +10,7 @@ use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Client, TestServer, fixture, get};
+use support::{Client, TestServer, closed_within, fixture, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -87,23 +87,8 @@ async fn every_fault_gets_its_status_and_the_server_goes_on() {
             assert_eq!(&got, want, "{version:?} {path}");
         }
     }
-    wait_idle(&server).await;
+    server.wait_idle().await;
     server.stop().await;
-}
-
-/// Waits until no request holds a guest or a permit.
-async fn wait_idle(server: &TestServer) {
-    let idle = tokio::time::timeout(Duration::from_secs(10), async {
-        while server.server.in_flight().requests != 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(
-        idle.is_ok(),
-        "requests still in flight: {:?}",
-        server.server.in_flight()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -145,7 +130,7 @@ async fn requests_past_the_concurrency_limit_get_503_with_retry_after() {
             "started\nfinished\n"
         );
     }
-    wait_idle(&server).await;
+    server.wait_idle().await;
     assert_eq!(
         get(server.addr, Version::HTTP_11, "/1").await.status,
         StatusCode::OK
@@ -170,7 +155,7 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
         assert_eq!(server.server.in_flight().requests, 1);
         drop(body);
         drop(client);
-        wait_idle(&server).await;
+        server.wait_idle().await;
     }
     server.stop().await;
 }
@@ -248,7 +233,7 @@ async fn a_streamed_body_over_the_limit_gets_413() {
             "{version:?}"
         );
     }
-    wait_idle(&server).await;
+    server.wait_idle().await;
     server.stop().await;
 }
 
@@ -296,17 +281,10 @@ async fn slow_and_silent_clients_are_cut_off_at_the_header_read_timeout() {
         .await
         .unwrap();
     for (name, mut tcp) in [("silent", silent), ("dribbling", dribbling), ("idle", idle)] {
-        let closed = tokio::time::timeout(Duration::from_secs(10), async {
-            let mut buf = [0; 1024];
-            loop {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "the {name} connection was not closed");
+        assert!(
+            closed_within(&mut tcp, Duration::from_secs(10)).await,
+            "the {name} connection was not closed"
+        );
     }
     // Meanwhile good clients are served.
     assert_eq!(
@@ -338,7 +316,7 @@ async fn the_fault_suite_at_small_size() {
     let mut report = faults::run(addr, suite).await.unwrap();
     assert!(report.unexpected().is_empty(), "{}", report.table());
     assert_eq!(report.rows["/ok"].outcomes.values().sum::<usize>(), 240);
-    wait_idle(&server).await;
+    server.wait_idle().await;
 
     // Slow headers are cut at the header read timeout.
     let closed = abuse::slowloris(
@@ -375,7 +353,7 @@ async fn the_fault_suite_at_small_size() {
         get(addr, Version::HTTP_11, "/ok").await.status,
         StatusCode::OK
     );
-    wait_idle(&server).await;
+    server.wait_idle().await;
     server.stop().await;
 }
 
@@ -430,15 +408,14 @@ async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
     );
     let handler = runtime.load_bytes("slow", &fixture("slow")).unwrap();
     // More admission permits than pool slots: the pool is the limit here.
-    let server = catshost::Server::builder()
-        .max_concurrent_requests(10)
-        .build(handler);
-    let ready = server.ready();
-    let task = tokio::spawn({
-        let server = server.clone();
-        async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
-    });
-    let addr = ready.await.unwrap();
+    let server = TestServer::serve(
+        catshost::Server::builder()
+            .max_concurrent_requests(10)
+            .build(handler),
+        None,
+    )
+    .await;
+    let addr = server.addr;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut client = Client::connect(addr, Version::HTTP_11).await;
@@ -454,16 +431,10 @@ async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
         );
     }
     // The slots are back.
-    let idle = tokio::time::timeout(Duration::from_secs(10), async {
-        while server.in_flight().requests != 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    idle.await.unwrap();
+    server.wait_idle().await;
     assert_eq!(
         get(addr, Version::HTTP_11, "/1").await.status,
         StatusCode::OK
     );
-    server.stop().switch();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }

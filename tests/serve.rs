@@ -299,19 +299,12 @@ async fn components_load_from_wat_text_files() {
     let runtime = catshost::Runtime::new().unwrap();
     let handler = runtime.load_file(&path).unwrap();
     assert_eq!(handler.name(), path.display().to_string());
-    let server = catshost::Server::builder().build(handler);
-    let ready = server.ready();
-    let task = tokio::spawn({
-        let server = server.clone();
-        async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
-    });
-    let addr = ready.await.unwrap();
+    let server = TestServer::serve(catshost::Server::builder().build(handler), None).await;
     assert_eq!(
-        get(addr, Version::HTTP_11, "/").await.body,
+        get(server.addr, Version::HTTP_11, "/").await.body,
         "hello from wasm\n"
     );
-    server.stop().switch();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[test]

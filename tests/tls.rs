@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Process, catshost, temp_file};
+use support::{Process, TestServer, catshost, temp_file};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,12 +29,11 @@ fn certificate() -> (String, String) {
     (cert.pem(), signing_key.serialize_pem())
 }
 
-/// A TLS server of the demo component in this process.
+/// A TLS server of the demo component in this process, and its certificate.
 struct TlsServer {
     addr: SocketAddr,
     cert: String,
-    server: catshost::Server,
-    task: tokio::task::JoinHandle<Result<(), catshost::Error>>,
+    server: TestServer,
 }
 
 impl TlsServer {
@@ -43,29 +42,25 @@ impl TlsServer {
         let cert_path = temp_file("cert.pem", cert.as_bytes());
         let key_path = temp_file("key.pem", key.as_bytes());
         let tls = catshost::Tls::from_pem_files(&cert_path, &key_path, versions).unwrap();
-        let runtime = catshost::Runtime::new().unwrap();
-        let handler = runtime
-            .load_bytes("demo", catshost::DEMO_COMPONENT)
-            .unwrap();
-        let server = builder.http_versions(versions).build(handler);
-        let ready = server.ready();
-        let task = tokio::spawn({
-            let server = server.clone();
-            async move { server.serve_tls("127.0.0.1:0".parse().unwrap(), tls).await }
-        });
-        let addr = ready.await.unwrap();
+        let server =
+            TestServer::serve(builder.http_versions(versions).build(demo()), Some(tls)).await;
         Self {
-            addr,
+            addr: server.addr,
             cert,
             server,
-            task,
         }
     }
 
     async fn stop(self) {
-        self.server.stop().switch();
-        self.task.await.unwrap().unwrap();
+        self.server.stop().await;
     }
+}
+
+fn demo() -> catshost::Handler {
+    let runtime = catshost::Runtime::new().unwrap();
+    runtime
+        .load_bytes("demo", catshost::DEMO_COMPONENT)
+        .unwrap()
 }
 
 fn client_config(cert_pem: &str, alpn: &[&str]) -> rustls::ClientConfig {
@@ -210,17 +205,10 @@ async fn half_open_handshakes_do_not_hold_up_good_clients() {
     assert_eq!(version, Version::HTTP_2);
     // The stalled ones are closed at the handshake timeout.
     for mut tcp in stalled {
-        let mut buf = [0; 64];
-        let closed = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "a stalled handshake was not closed");
+        assert!(
+            support::closed_within(&mut tcp, Duration::from_secs(20)).await,
+            "a stalled handshake was not closed"
+        );
     }
     server.stop().await;
 }
@@ -304,25 +292,13 @@ async fn rsa_ecdsa_and_ed25519_certificates_serve() {
     for kind in ["rsa", "ec", "ed25519"] {
         let (cert, key) = openssl_certificate(kind);
         let tls = catshost::Tls::from_pem_files(&cert, &key, HttpVersions::Both).unwrap();
-        let runtime = catshost::Runtime::new().unwrap();
-        let server = catshost::Server::builder().build(
-            runtime
-                .load_bytes("demo", catshost::DEMO_COMPONENT)
-                .unwrap(),
-        );
-        let ready = server.ready();
-        let task = tokio::spawn({
-            let server = server.clone();
-            async move { server.serve_tls("127.0.0.1:0".parse().unwrap(), tls).await }
-        });
-        let addr = ready.await.unwrap();
+        let server = TestServer::serve(catshost::Server::builder().build(demo()), Some(tls)).await;
         let pem = std::fs::read_to_string(&cert).unwrap();
-        let stream = connect(addr, &pem, &["h2"])
+        let stream = connect(server.addr, &pem, &["h2"])
             .await
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(get(stream, true).await.0, Version::HTTP_2, "{kind}");
-        server.stop().switch();
-        task.await.unwrap().unwrap();
+        server.stop().await;
     }
 }
 

@@ -62,14 +62,40 @@ impl TestServer {
     pub async fn start(component: &[u8], builder: &catshost::Builder) -> Self {
         let runtime = catshost::Runtime::new().unwrap();
         let handler = runtime.load_bytes("fixture", component).unwrap();
-        let server = builder.build(handler);
+        Self::serve(builder.build(handler), None).await
+    }
+
+    /// Runs `server` on 127.0.0.1:0 (HTTPS with `tls`) and waits until it
+    /// is ready.
+    pub async fn serve(server: catshost::Server, tls: Option<catshost::Tls>) -> Self {
         let ready = server.ready();
         let task = tokio::spawn({
             let server = server.clone();
-            async move { server.serve_clear("127.0.0.1:0".parse().unwrap()).await }
+            let addr = "127.0.0.1:0".parse().unwrap();
+            async move {
+                match tls {
+                    Some(tls) => server.serve_tls(addr, tls).await,
+                    None => server.serve_clear(addr).await,
+                }
+            }
         });
         let addr = ready.await.expect("the test server failed to start");
         Self { addr, server, task }
+    }
+
+    /// Waits until no request holds a guest or a permit.
+    pub async fn wait_idle(&self) {
+        let idle = tokio::time::timeout(Duration::from_secs(10), async {
+            while self.server.in_flight().requests != 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            idle.is_ok(),
+            "requests still in flight: {:?}",
+            self.server.in_flight()
+        );
     }
 
     /// Switches the stop and waits for the server to finish.
@@ -163,6 +189,23 @@ impl Client {
             body: String::from_utf8_lossy(&body).into_owned(),
         }
     }
+}
+
+/// Reads from `tcp` until the server closes it; `false` if it is still open
+/// after `timeout`.
+pub async fn closed_within(tcp: &mut TcpStream, timeout: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0; 1024];
+    tokio::time::timeout(timeout, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// GET `path` on a new connection of `version`.
