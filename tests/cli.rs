@@ -307,13 +307,30 @@ fn bad_flags_are_refused_with_usage() {
         &["serve", "--shutdown-timeout", "10x"][..],
         &["serve", "--addr", "localhost"],
         &["serve", "--workers", "0"],
+        &["serve", "--http", "h3"],
+        &["serve", "--max-memory", "1.5GiB"],
+        &["serve", "--tls-cert", "cert.pem"],
+        &["serve", "--addr", "127.0.0.1:0", "--listen-fd", "3"],
     ] {
         let (status, stderr) = run(args);
         assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.contains("error: invalid value"),
-            "{args:?}: {stderr}"
-        );
+        assert!(stderr.contains("error:"), "{args:?}: {stderr}");
+    }
+    // Values clap accepts but the server cannot use.
+    for (args, want) in [
+        (
+            &["serve", "--http2-max-frame-size", "1KiB"][..],
+            "--http2-max-frame-size 1024 is out of range",
+        ),
+        (
+            &["serve", "--listen-fd", "999"],
+            "--listen-fd 999 is not an open file descriptor",
+        ),
+    ] {
+        let (status, stderr) = run(args);
+        assert!(!status.success(), "{args:?}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!stderr.contains("serving"), "{args:?}: {stderr}");
     }
 }
 
