@@ -23,6 +23,9 @@ async fn serves_http1_and_h2c_on_one_port() {
         assert_eq!(answer.version, version);
         assert_eq!(answer.body, "hello from wasm\n");
         assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
+        // The body was complete when the head left: sent with its length,
+        // not chunked.
+        assert_eq!(answer.headers["content-length"], "16");
     }
     server.stop().await;
 }

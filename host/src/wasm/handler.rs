@@ -5,8 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -257,11 +260,19 @@ impl Handler {
             // The guest answered a request whose body went past the limit
             // (with an error of its own, most likely): the client learns why.
             Ok(_) if tripped(&limit) => Err(GuestError::BodyTooLarge),
-            Ok(Ok(response)) => Ok(response.map(|inner| GuestBody {
-                inner,
-                progress,
-                _client: client,
-            })),
+            Ok(Ok(response)) => {
+                let (mut parts, inner) = response.into_parts();
+                let mut body = GuestBody::new(inner, progress, client);
+                if let Some(len) = body.read_ahead().await
+                    && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+                    && !parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+                {
+                    parts
+                        .headers
+                        .insert(http::header::CONTENT_LENGTH, len.into());
+                }
+                Ok(http::Response::from_parts(parts, body))
+            }
             Ok(Err(code)) => Err(GuestError::ErrorCode(code)),
             // The outparam was dropped unset: the task says why.
             Err(_) => match task.await {
@@ -302,6 +313,11 @@ impl Progress {
     }
 }
 
+/// How long the host waits, once a guest has set its response, for the
+/// first bytes of its body, so the head and a small body leave in one write
+/// (and a body complete by then gets a `content-length`).
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(2);
+
 /// The body of a guest's response, as the guest writes it.
 ///
 /// If the guest fails before finishing the body, the body ends with an error
@@ -310,8 +326,79 @@ impl Progress {
 pub struct GuestBody {
     inner: HyperOutgoingBody,
     progress: Arc<Progress>,
+    /// Frames read ahead (see [`FIRST_FRAME_WAIT`]).
+    first: Option<Result<http_body::Frame<Bytes>, BoxError>>,
+    second: Option<Result<http_body::Frame<Bytes>, BoxError>>,
+    /// The body is known to have ended after `first`.
+    ended: bool,
     /// Dropped with the body: the guest is stopped if still running.
     _client: oneshot::Sender<std::convert::Infallible>,
+}
+
+impl GuestBody {
+    fn new(
+        inner: HyperOutgoingBody,
+        progress: Arc<Progress>,
+        client: oneshot::Sender<std::convert::Infallible>,
+    ) -> Self {
+        Self {
+            inner,
+            progress,
+            first: None,
+            second: None,
+            ended: false,
+            _client: client,
+        }
+    }
+
+    /// The next frame, or the error that replaces the end when the guest
+    /// failed.
+    fn finish_frame(
+        &self,
+        frame: Option<Result<http_body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    ) -> Option<Result<http_body::Frame<Bytes>, BoxError>> {
+        match frame {
+            Some(frame) => Some(frame.map_err(BoxError::from)),
+            None if self.progress.failed_after_response() => Some(Err(
+                "the guest failed before finishing the response body".into(),
+            )),
+            None => None,
+        }
+    }
+
+    /// Waits up to [`FIRST_FRAME_WAIT`] for the first frame and reads it
+    /// ahead. Returns the body's whole length when it is already complete.
+    async fn read_ahead(&mut self) -> Option<u64> {
+        let first = tokio::time::timeout(FIRST_FRAME_WAIT, self.inner.frame()).await;
+        let Ok(first) = first else {
+            return None;
+        };
+        let first = self.finish_frame(first);
+        let len = match &first {
+            None => Some(0),
+            Some(Ok(frame)) => frame.data_ref().map(|data| data.len() as u64),
+            Some(Err(_)) => None,
+        };
+        self.ended = first.is_none();
+        self.first = first;
+        let len = len?;
+        if self.ended {
+            return Some(len);
+        }
+        // A small body is often complete as soon as its first frame is.
+        match self.inner.frame().now_or_never() {
+            Some(None) if !self.progress.failed_after_response() => {
+                self.ended = true;
+                Some(len)
+            }
+            Some(next) => {
+                self.second = self.finish_frame(next);
+                self.ended = self.second.is_none();
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 impl http_body::Body for GuestBody {
@@ -322,13 +409,18 @@ impl http_body::Body for GuestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        Poll::Ready(match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-            Some(frame) => Some(frame.map_err(BoxError::from)),
-            None if self.progress.failed_after_response() => Some(Err(
-                "the guest failed before finishing the response body".into(),
-            )),
-            None => None,
-        })
+        if let Some(frame) = self.first.take().or_else(|| self.second.take()) {
+            return Poll::Ready(Some(frame));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        Poll::Ready(self.finish_frame(frame))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.second.is_none() && self.ended
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
