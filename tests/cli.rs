@@ -362,8 +362,13 @@ fn workers_sets_the_worker_threads_and_defaults_to_the_cores() {
 
 #[test]
 fn help_and_version_describe_the_command() {
-    let (status, _) = run(&["--version"]);
-    assert!(status.success());
+    let output = catshost().arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let version = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        version.starts_with("catshost 0.1.0 (wasmtime 48.0.") && version.contains("WASI 0.2."),
+        "{version}"
+    );
     let output = catshost().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
@@ -393,4 +398,36 @@ fn reuse_port_serves_one_listener_per_worker() {
         .wait_exit(Duration::from_secs(30))
         .expect("catshost did not exit");
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn readiness_reaches_a_ready_file_and_a_notify_socket() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = temp_file("marker", b"").parent().unwrap().to_path_buf();
+    let ready_file = dir.join("ready");
+    let socket_path = dir.join("notify.sock");
+    let supervisor = UnixDatagram::bind(&socket_path).unwrap();
+    supervisor
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut command = catshost();
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready_file)
+        .env("NOTIFY_SOCKET", &socket_path);
+    let mut server = Process::spawn(command);
+    let mut buf = [0; 64];
+    let n = supervisor.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    assert_eq!(
+        std::fs::read_to_string(&ready_file).unwrap(),
+        format!("http://{}\n", server.addr)
+    );
+    server.signal(libc::SIGTERM);
+    let n = supervisor.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)).unwrap().code(),
+        Some(0)
+    );
 }

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// Serve HTTP from sandboxed wasi:http WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "catshost", version, about)]
+#[command(name = "catshost", version = catshost::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -66,6 +66,10 @@ pub struct Serve {
     /// (ms, s or m).
     #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Write the served URL (`http://ADDR`) to this file once ready.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -197,6 +201,7 @@ impl Serve {
             workers,
             reuse_port,
             shutdown_timeout,
+            ready_file,
             tls,
             limits,
             http,
@@ -252,6 +257,7 @@ impl Serve {
             listen,
             workers: workers.unwrap_or_else(config::default_workers),
             reuse_port,
+            ready_file,
             tls,
             server,
         })

@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub workers: NonZeroUsize,
     /// One listener and single-threaded runtime per worker (SO_REUSEPORT).
     pub reuse_port: bool,
+    /// Where to write the served URL once ready.
+    pub ready_file: Option<PathBuf>,
     /// HTTPS when set.
     pub tls: Option<TlsSource>,
     /// Every server setting: limits, timeouts, HTTP tunables.

@@ -40,6 +40,17 @@ pub use server::{
 };
 pub use wasm::{Handler, Pool, Runtime};
 
+/// catshost's version, with the wasmtime it runs guests on and the WASI
+/// version of the world it serves.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (wasmtime ",
+    env!("CATSHOST_WASMTIME_VERSION"),
+    ", WASI ",
+    env!("CATSHOST_WASI_VERSION"),
+    ": wasi:http/proxy)"
+);
+
 /// The demo component served by `catshost serve` with no file: it answers
 /// with the method, path and protocol of the request. Built from
 /// `host/demo/demo.wat` at build time.

@@ -137,6 +137,28 @@ impl std::fmt::Debug for Ready {
     }
 }
 
+/// Tells a supervisor that speaks systemd's notify protocol about the
+/// process's state (`READY=1`, `STOPPING=1`): a datagram to `NOTIFY_SOCKET`,
+/// when that is set. A supervisor that went away is not an error of ours.
+#[cfg(target_os = "linux")]
+pub fn notify_supervisor(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy();
+    let addr = match path.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&*path),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(error) = sent {
+        tracing::warn!(socket = %path, %error, "failed to notify the supervisor");
+    }
+}
+
 /// Switches `stop` on the first SIGINT or SIGTERM and exits the process at
 /// once, with status 130, on the second.
 #[cfg(unix)]

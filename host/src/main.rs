@@ -5,6 +5,7 @@ mod cli;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -95,7 +96,16 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         let Listen::Addr(addr) = config.listen else {
             anyhow::bail!("--reuse-port binds its own sockets: it cannot serve on --listen-fd");
         };
-        return serve_per_core(server, addr, backlog, config.workers.get(), tls, stop);
+        let ready_file = config.ready_file.clone();
+        return serve_per_core(
+            server,
+            addr,
+            backlog,
+            config.workers.get(),
+            tls,
+            stop,
+            ready_file,
+        );
     }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.get())
@@ -109,7 +119,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
         let signals = tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
-        announce_ready(&server, tls.is_some());
+        announce_ready(&server, tls.is_some(), config.ready_file.clone());
         let served = match (listener, config.listen, tls) {
             (Some(listener), _, tls) => server.serve_listener(listener, tls).await,
             (None, Listen::Addr(addr), None) => server.serve_clear(addr).await,
@@ -122,15 +132,34 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the ready line once `server` is ready.
-fn announce_ready(server: &Server, tls: bool) {
+/// Once `server` is ready: the ready line on stderr, the ready file, and
+/// READY=1 to a systemd-style supervisor; STOPPING=1 once it stops.
+fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) {
     let scheme = if tls { "https" } else { "http" };
     let ready = server.ready();
+    let stop = server.stop().clone();
     tokio::spawn(async move {
-        if let Some(addr) = ready.await {
-            eprintln!("catshost: serving {scheme}://{addr}");
+        let Some(addr) = ready.await else { return };
+        let url = format!("{scheme}://{addr}");
+        if let Some(path) = ready_file
+            && let Err(error) = write_ready_file(&path, &url)
+        {
+            tracing::warn!(path = %path.display(), %error, "failed to write the ready file");
         }
+        eprintln!("catshost: serving {url}");
+        catshost::lifecycle::notify_supervisor("READY=1");
+        stop.switched().await;
+        catshost::lifecycle::notify_supervisor("STOPPING=1");
     });
+}
+
+/// Writes `url` to `path` whole or not at all (a reader polling for the
+/// file never sees it half written).
+fn write_ready_file(path: &Path, url: &str) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, format!("{url}\n"))?;
+    std::fs::rename(&partial, path)
 }
 
 /// Per-core mode: `workers` listeners on `addr` (SO_REUSEPORT), each served
@@ -142,6 +171,7 @@ fn serve_per_core(
     workers: usize,
     tls: Option<Tls>,
     stop: Stop,
+    ready_file: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let bind = |addr| {
         catshost::net::bind(addr, backlog, true)
@@ -157,6 +187,7 @@ fn serve_per_core(
     let mut threads = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let (server, tls, stop) = (server.clone(), tls.clone(), stop.clone());
+        let ready_file = ready_file.clone();
         let thread = std::thread::Builder::new()
             .name("catshost-worker".into())
             .spawn(move || -> anyhow::Result<()> {
@@ -168,7 +199,7 @@ fn serve_per_core(
                 runtime.block_on(async move {
                     if i == 0 {
                         tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
-                        announce_ready(&server, tls.is_some());
+                        announce_ready(&server, tls.is_some(), ready_file);
                     }
                     server.serve_listener(listener, tls).await
                 })?;
