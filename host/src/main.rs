@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::Context;
 use catshost::config::{Listen, ServeConfig, TlsSource};
@@ -119,7 +121,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
         let signals = tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
-        announce_ready(&server, tls.is_some(), config.ready_file.clone());
+        let supervisor = announce_ready(&server, tls.is_some(), config.ready_file.clone());
         let served = match (listener, config.listen, tls) {
             (Some(listener), _, tls) => server.serve_listener(listener, tls).await,
             (None, Listen::Addr(addr), None) => server.serve_clear(addr).await,
@@ -127,6 +129,8 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
             (None, Listen::Fd(_), _) => unreachable!("a listener was made for the fd"),
         };
         signals.abort();
+        // The announcing task may not have run since the stop: say it now.
+        supervisor.stopping();
         served
     })?;
     Ok(())
@@ -134,10 +138,12 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
 
 /// Once `server` is ready: the ready line on stderr, the ready file, and
 /// READY=1 to a systemd-style supervisor; STOPPING=1 once it stops.
-fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) {
+fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) -> Supervisor {
     let scheme = if tls { "https" } else { "http" };
     let ready = server.ready();
     let stop = server.stop().clone();
+    let supervisor = Supervisor::default();
+    let announcer = supervisor.clone();
     tokio::spawn(async move {
         let Some(addr) = ready.await else { return };
         let url = format!("{scheme}://{addr}");
@@ -147,10 +153,41 @@ fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) {
             tracing::warn!(path = %path.display(), %error, "failed to write the ready file");
         }
         eprintln!("catshost: serving {url}");
-        catshost::lifecycle::notify_supervisor("READY=1");
+        announcer.ready();
         stop.switched().await;
-        catshost::lifecycle::notify_supervisor("STOPPING=1");
+        announcer.stopping();
     });
+    supervisor
+}
+
+/// What a systemd-style supervisor has been told: READY=1 once, then
+/// STOPPING=1 once, whichever of the announcing task and the serving code
+/// gets there first.
+#[derive(Clone, Default)]
+struct Supervisor(Arc<AtomicU8>);
+
+impl Supervisor {
+    const STARTING: u8 = 0;
+    const READY: u8 = 1;
+    const STOPPING: u8 = 2;
+
+    fn ready(&self) {
+        self.advance(Self::STARTING, Self::READY, "READY=1");
+    }
+
+    /// STOPPING=1, if READY=1 was sent and STOPPING=1 was not.
+    fn stopping(&self) {
+        self.advance(Self::READY, Self::STOPPING, "STOPPING=1");
+    }
+
+    fn advance(&self, from: u8, to: u8, state: &str) {
+        let advanced = self
+            .0
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire);
+        if advanced.is_ok() {
+            catshost::lifecycle::notify_supervisor(state);
+        }
+    }
 }
 
 /// Writes `url` to `path` whole or not at all (a reader polling for the
@@ -197,11 +234,14 @@ fn serve_per_core(
                     .build()
                     .context("failed to start an async runtime")?;
                 runtime.block_on(async move {
+                    let mut supervisor = None;
                     if i == 0 {
                         tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
-                        announce_ready(&server, tls.is_some(), ready_file);
+                        supervisor = Some(announce_ready(&server, tls.is_some(), ready_file));
                     }
-                    server.serve_listener(listener, tls).await
+                    let served = server.serve_listener(listener, tls).await;
+                    supervisor.inspect(Supervisor::stopping);
+                    served
                 })?;
                 Ok(())
             })
