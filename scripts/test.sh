@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests drive
-# (curl, openssl, a headless Chromium) when missing, then runs every test of
-# the workspace.
+# (curl, openssl, a headless Chromium; kubernetes-validate from PyPI for the
+# manifest check) when missing, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  echo "== installing kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
 fi
 
 # cargo prints one "test result" line per test binary (many of them doc-test

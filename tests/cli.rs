@@ -112,53 +112,6 @@ fn a_second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(130));
 }
 
-#[tokio::test]
-async fn guest_output_goes_to_stderr_prefixed_with_the_request_id() {
-    let server = Process::serve(&[fixture_file("stdio").to_str().unwrap()]);
-    for _ in 0..2 {
-        let answer = get(server.addr, Version::HTTP_11, "/").await;
-        assert_eq!(answer.body, "logged\n");
-    }
-    // Both requests' lines have arrived once the second request's last one has.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server
-        .stderr()
-        .iter()
-        .filter(|l| l.ends_with("a line on stderr"))
-        .count()
-        < 2
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:#?}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let line = server
-        .wait_for_line(Duration::from_secs(10), |l| l.ends_with("a line on stderr"))
-        .unwrap();
-    let id = line
-        .strip_prefix("[req ")
-        .and_then(|rest| rest.split_once(' '))
-        .map(|(id, _)| id.to_string())
-        .unwrap_or_else(|| panic!("no request id in {line:?}"));
-    let stderr = server.stderr();
-    for want in [
-        format!("[req {id} stdout] first line on stdout"),
-        format!("[req {id} stdout] unfinished line on stdout"),
-        format!("[req {id} stderr] a line on stderr"),
-    ] {
-        assert!(stderr.contains(&want), "{want:?} not in {stderr:#?}");
-    }
-    // The second request has its own id.
-    let ids: std::collections::HashSet<_> = stderr
-        .iter()
-        .filter(|l| l.ends_with("a line on stderr"))
-        .collect();
-    assert_eq!(ids.len(), 2, "{stderr:#?}");
-}
-
 /// A request body of `remaining` bytes of a known pattern, made as it is
 /// sent.
 struct Pattern {

@@ -15,8 +15,22 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "catshost", version = catshost::VERSION, about)]
 pub struct Cli {
+    /// Log lines as text or as JSON objects, one per line (filter with
+    /// RUST_LOG, e.g. `RUST_LOG=info,catshost::access=off`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +84,16 @@ pub struct Serve {
     /// Write the served URL (`http://ADDR`) to this file once ready.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+
+    /// Serve /healthz, /readyz and /metrics (Prometheus) on this address;
+    /// a bare port means 127.0.0.1:PORT [default: none].
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_addr)]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// No access log line per request (they are `info` events of target
+    /// catshost::access).
+    #[arg(long)]
+    pub no_access_log: bool,
 
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -202,6 +226,8 @@ impl Serve {
             reuse_port,
             shutdown_timeout,
             ready_file,
+            admin_addr,
+            no_access_log,
             tls,
             limits,
             http,
@@ -219,6 +245,7 @@ impl Serve {
         let mut server = catshost::Server::builder();
         server
             .backlog(backlog)
+            .access_log(!no_access_log)
             .shutdown_timeout(shutdown_timeout)
             .tls_handshake_timeout(handshake_timeout)
             .request_timeout(limits.request_timeout)
@@ -260,6 +287,7 @@ impl Serve {
             ready_file,
             tls,
             server,
+            admin_addr,
         })
     }
 }

@@ -53,6 +53,20 @@ pub struct ServeConfig {
     pub server: crate::Builder,
     /// The instance pool, sized by the limits.
     pub pool: crate::Pool,
+    /// Where to serve the admin endpoints (`/healthz`, `/readyz`,
+    /// `/metrics`); `None` serves none.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// Parses the admin address: `HOST:PORT`, or a bare `PORT` on loopback
+/// (the endpoints tell about the server: not for everyone by default).
+pub fn parse_admin_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        format!("'{text}' is not an address: expected HOST:PORT (127.0.0.1:9090) or a port (9090)")
+    })
 }
 
 /// The address `catshost serve` listens on by default.
@@ -65,6 +79,30 @@ pub fn default_addr() -> SocketAddr {
 /// The number of cores, the default number of workers.
 pub fn default_workers() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+#[cfg(test)]
+mod admin_addr_tests {
+    use super::parse_admin_addr;
+
+    #[test]
+    fn a_bare_port_is_loopback_and_bad_text_is_refused() {
+        assert_eq!(
+            parse_admin_addr("9090").unwrap().to_string(),
+            "127.0.0.1:9090"
+        );
+        assert_eq!(
+            parse_admin_addr("0.0.0.0:9").unwrap().to_string(),
+            "0.0.0.0:9"
+        );
+        assert_eq!(parse_admin_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(
+            parse_admin_addr("localhost")
+                .unwrap_err()
+                .contains("HOST:PORT")
+        );
+        assert!(parse_admin_addr("70000").is_err());
+    }
 }
 
 /// Parses a duration: a number with a unit of `ms`, `s` or `m` (`500ms`,

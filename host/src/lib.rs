@@ -22,10 +22,12 @@
 //! # }
 //! ```
 
+pub mod admin;
 pub mod config;
 mod error;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod net;
 mod server;
 pub mod wasm;
@@ -35,8 +37,8 @@ pub use lifecycle::{Ready, Stop};
 pub use net::{Tls, TlsError};
 pub use server::{
     Builder, DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight,
-    Server,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TENANT,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight, Server,
 };
 pub use wasm::{Handler, Pool, Runtime};
 

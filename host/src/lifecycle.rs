@@ -86,6 +86,11 @@ impl ReadyLatch {
         });
     }
 
+    /// Whether the latch has opened.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(*self.tx.borrow(), ReadyState::Ready(_))
+    }
+
     /// Marks the server as never going to be ready (it failed to start).
     pub(crate) fn fail(&self) {
         self.tx.send_if_modified(|state| match state {

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use catshost::config::{Listen, ServeConfig, TlsSource};
@@ -21,7 +21,7 @@ const EVENT_INTERVAL: u32 = 8;
 fn main() -> ExitCode {
     disable_library_backtraces();
     let cli = cli::Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         cli::Command::Serve(serve) => match serve.into_config() {
             Ok(config) => serve_command(config),
@@ -53,14 +53,22 @@ fn disable_library_backtraces() {
     }
 }
 
-fn init_logging() {
+/// Log events to stderr, filtered by `RUST_LOG` (default: warnings, and
+/// catshost's own info events: access log, guest output, start-up).
+fn init_logging(format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,catshost=info"));
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(|| LogWriter);
+    match format {
+        cli::LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => logger
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
@@ -80,9 +88,10 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     };
     let runtime = Runtime::with_pool(config.pool)?;
     let handler = match &config.component {
-        Some(path) => runtime.load_file(path)?,
+        Some(path) => with_spinner(path, || runtime.load_file(path))?,
         None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
     };
+    let admin = config.admin_addr.map(bind_admin).transpose()?;
     if let (Listen::Addr(_), Some(fd)) = (config.listen, systemd_listen_fd()) {
         config.listen = Listen::Fd(fd);
     }
@@ -94,6 +103,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     let stop = Stop::new();
     let backlog = config.server.backlog_len();
     let server = config.server.stop(stop.clone()).build(handler);
+    let admin = admin.map(|listener| (listener, server.clone()));
     if config.reuse_port {
         let Listen::Addr(addr) = config.listen else {
             anyhow::bail!("--reuse-port binds its own sockets: it cannot serve on --listen-fd");
@@ -107,6 +117,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
             tls,
             stop,
             ready_file,
+            admin,
         );
     }
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -121,6 +132,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
         let signals = tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
+        spawn_admin(admin)?;
         let supervisor = announce_ready(&server, tls.is_some(), config.ready_file.clone());
         let served = match (listener, config.listen, tls) {
             (Some(listener), _, tls) => server.serve_listener(listener, tls).await,
@@ -131,8 +143,76 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         signals.abort();
         // The announcing task may not have run since the stop: say it now.
         supervisor.stopping();
-        served
+        Ok::<_, anyhow::Error>(served?)
     })?;
+    Ok(())
+}
+
+/// The spinner on screen, if any: log lines are written around it.
+static SPINNER: RwLock<Option<indicatif::ProgressBar>> = RwLock::new(None);
+
+/// Writes log lines to stderr, hiding the spinner while it does.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let spinner = SPINNER
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*spinner {
+            Some(spinner) => spinner.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Shows a spinner naming the component while `load` compiles it, when
+/// stderr is a terminal; the library logs the time it took either way.
+fn with_spinner<T>(path: &Path, load: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return load();
+    }
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "compiling {} ({})",
+        path.display(),
+        indicatif::HumanBytes(size)
+    ));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    *SPINNER
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(spinner.clone());
+    let loaded = load();
+    SPINNER
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    spinner.finish_and_clear();
+    loaded
+}
+
+/// Binds the admin listener up front, so a taken port fails the start.
+fn bind_admin(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("failed to listen on --admin-addr {addr}"))?;
+    listener.set_nonblocking(true)?;
+    eprintln!(
+        "catshost: admin endpoints on http://{}",
+        listener.local_addr()?
+    );
+    Ok(listener)
+}
+
+/// Serves the admin endpoints on the current runtime until it ends.
+fn spawn_admin(admin: Option<(std::net::TcpListener, Server)>) -> anyhow::Result<()> {
+    if let Some((listener, server)) = admin {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(catshost::admin::serve(listener, server));
+    }
     Ok(())
 }
 
@@ -200,7 +280,9 @@ fn write_ready_file(path: &Path, url: &str) -> std::io::Result<()> {
 }
 
 /// Per-core mode: `workers` listeners on `addr` (SO_REUSEPORT), each served
-/// by a single-threaded runtime on its own thread.
+/// by a single-threaded runtime on its own thread (the first one also serves
+/// the admin endpoints).
+#[allow(clippy::too_many_arguments)]
 fn serve_per_core(
     server: Server,
     addr: SocketAddr,
@@ -209,6 +291,7 @@ fn serve_per_core(
     tls: Option<Tls>,
     stop: Stop,
     ready_file: Option<PathBuf>,
+    mut admin: Option<(std::net::TcpListener, Server)>,
 ) -> anyhow::Result<()> {
     let bind = |addr| {
         catshost::net::bind(addr, backlog, true)
@@ -225,6 +308,7 @@ fn serve_per_core(
     for (i, listener) in listeners.into_iter().enumerate() {
         let (server, tls, stop) = (server.clone(), tls.clone(), stop.clone());
         let ready_file = ready_file.clone();
+        let admin = if i == 0 { admin.take() } else { None };
         let thread = std::thread::Builder::new()
             .name("catshost-worker".into())
             .spawn(move || -> anyhow::Result<()> {
@@ -237,11 +321,12 @@ fn serve_per_core(
                     let mut supervisor = None;
                     if i == 0 {
                         tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
+                        spawn_admin(admin)?;
                         supervisor = Some(announce_ready(&server, tls.is_some(), ready_file));
                     }
                     let served = server.serve_listener(listener, tls).await;
                     supervisor.inspect(Supervisor::stopping);
-                    served
+                    Ok::<_, anyhow::Error>(served?)
                 })?;
                 Ok(())
             })

@@ -11,9 +11,11 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::http::{
-    ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, HttpVersions, Protocol, Service,
+    ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, HttpVersions, Protocol, Recorder,
+    Service,
 };
 use crate::lifecycle::{Ready, ReadyLatch, Stop};
+use crate::metrics::Metrics;
 use crate::net::{self, Listener, Tls};
 use crate::wasm::{GuestTasks, Handler, InstanceLimits};
 
@@ -43,7 +45,13 @@ pub struct Builder {
     max_concurrent_requests: usize,
     max_connections: usize,
     tls_handshake_timeout: Duration,
+    tenant: Arc<str>,
+    access_log: bool,
+    metrics: Arc<Metrics>,
 }
+
+/// The tenant name of a server built without one.
+pub const DEFAULT_TENANT: &str = "default";
 
 impl Builder {
     /// Settings with every default.
@@ -59,7 +67,36 @@ impl Builder {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            tenant: DEFAULT_TENANT.into(),
+            access_log: true,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// The tenant this server's requests are logged and counted under.
+    ///
+    /// Default is `default`.
+    pub fn tenant(&mut self, name: &str) -> &mut Self {
+        self.tenant = name.into();
+        self
+    }
+
+    /// Whether every request gets an access log line (an `info` event of
+    /// target `catshost::access`, written when its response ends).
+    ///
+    /// Default is on.
+    pub fn access_log(&mut self, on: bool) -> &mut Self {
+        self.access_log = on;
+        self
+    }
+
+    /// Where the server counts what it does. Give several servers one
+    /// `Metrics` to count them together.
+    ///
+    /// Default is new metrics of the server's own, see [`Server::metrics`].
+    pub fn metrics(&mut self, metrics: Arc<Metrics>) -> &mut Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Every HTTP setting at once (versions, timeouts, HTTP/1 and HTTP/2
@@ -205,6 +242,7 @@ impl Builder {
             self.limits,
             self.max_body_size,
             self.max_concurrent_requests,
+            Recorder::new(self.tenant.clone(), self.metrics.clone(), self.access_log),
         );
         Server {
             inner: Arc::new(Inner {
@@ -220,6 +258,7 @@ impl Builder {
                 backlog: self.backlog,
                 stop: self.stop.clone(),
                 ready: ReadyLatch::new(),
+                metrics: self.metrics.clone(),
             }),
         }
     }
@@ -236,6 +275,8 @@ impl std::fmt::Debug for Builder {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("max_connections", &self.max_connections)
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
+            .field("tenant", &self.tenant)
+            .field("access_log", &self.access_log)
             .finish_non_exhaustive()
     }
 }
@@ -266,6 +307,7 @@ struct Inner {
     backlog: u32,
     stop: Stop,
     ready: ReadyLatch,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -279,9 +321,19 @@ impl Server {
         self.inner.ready.subscribe()
     }
 
+    /// Whether the server accepts connections now: ready, and not stopped.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.is_open() && !self.inner.stop.is_switched()
+    }
+
     /// The switch that stops this server.
     pub fn stop(&self) -> &Stop {
         &self.inner.stop
+    }
+
+    /// What this server has counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// What the server is doing now.
@@ -353,6 +405,7 @@ impl Server {
                         let watcher = graceful.watcher();
                         let acceptor = acceptor.clone();
                         connections.spawn(async move {
+                            let _open = server.metrics.connection_opened();
                             let (stream, peer) = (accepted.stream, accepted.peer);
                             match acceptor {
                                 None => server.serve_clear(stream, peer, watcher).await,
@@ -417,16 +470,18 @@ impl Inner {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
+                    self.metrics.tls_handshake_failed("error");
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "TLS handshake timed out");
+                    self.metrics.tls_handshake_failed("timeout");
                     return;
                 }
             };
         let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol(), self.versions);
         self.conn
-            .serve(stream, protocol, self.service.clone(), true, watcher)
+            .serve(stream, protocol, self.service.clone(), true, peer, watcher)
             .await;
     }
 
@@ -449,7 +504,7 @@ impl Inner {
         }
         let protocol = Protocol::cleartext(self.versions);
         self.conn
-            .serve(stream, protocol, self.service.clone(), false, watcher)
+            .serve(stream, protocol, self.service.clone(), false, peer, watcher)
             .await;
     }
 }

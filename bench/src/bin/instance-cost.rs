@@ -21,6 +21,9 @@ struct Args {
 
 async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duration> {
     let tasks = GuestTasks::default();
+    // As the server does: instance creation time is counted per tenant.
+    let tenant: std::sync::Arc<str> = "bench".into();
+    let metrics = std::sync::Arc::new(catshost::metrics::Metrics::new());
     let run = async |n: u32| -> anyhow::Result<Duration> {
         let start = Instant::now();
         for _ in 0..n {
@@ -31,6 +34,8 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
                 limits: InstanceLimits::default(),
                 body_limit: None,
                 permit: None,
+                tenant: tenant.clone(),
+                metrics: Some(metrics.clone()),
             };
             let response = handler.handle(request, info, &tasks).await?;
             response

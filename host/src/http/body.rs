@@ -4,22 +4,53 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 
+use super::access::Exchange;
 use crate::error::BoxError;
 use crate::wasm::{BodyLimit, GuestBody};
 
-/// A response body.
+/// A response body: a guest's or the host's, carrying its request's
+/// record (see [`Exchange`]) until it ends.
+pub struct ResponseBody {
+    kind: Kind,
+    exchange: Option<Exchange>,
+}
+
 #[derive(Debug)]
-pub enum ResponseBody {
+enum Kind {
     /// Written by a guest while it runs.
     Guest(GuestBody),
     /// Made by the host (an error response).
     Host(Full<Bytes>),
+}
+
+impl ResponseBody {
+    pub(crate) fn guest(body: GuestBody) -> Self {
+        Self {
+            kind: Kind::Guest(body),
+            exchange: None,
+        }
+    }
+
+    pub(crate) fn host(body: Full<Bytes>) -> Self {
+        Self {
+            kind: Kind::Host(body),
+            exchange: None,
+        }
+    }
+
+    /// Records the request with this response's status, size and end.
+    pub(crate) fn recorded(mut self, mut exchange: Exchange, status: http::StatusCode) -> Self {
+        exchange.responded(status);
+        self.exchange = Some(exchange);
+        self
+    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -31,26 +62,54 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // Both bodies are `Unpin`.
-        match self.get_mut() {
-            ResponseBody::Guest(body) => Pin::new(body).poll_frame(cx),
-            ResponseBody::Host(body) => Pin::new(body)
+        let this = self.get_mut();
+        let frame = ready!(match &mut this.kind {
+            Kind::Guest(body) => Pin::new(body).poll_frame(cx),
+            Kind::Host(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+        });
+        if let Some(exchange) = &mut this.exchange {
+            match &frame {
+                Some(Ok(frame)) => exchange.sent(frame.data_ref().map_or(0, Bytes::len)),
+                None => exchange.completed(),
+                Some(Err(_)) => {}
+            }
         }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Guest(body) => body.is_end_stream(),
-            ResponseBody::Host(body) => body.is_end_stream(),
+        match &self.kind {
+            Kind::Guest(body) => body.is_end_stream(),
+            Kind::Host(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Guest(body) => body.size_hint(),
-            ResponseBody::Host(body) => body.size_hint(),
+        match &self.kind {
+            Kind::Guest(body) => body.size_hint(),
+            Kind::Host(body) => body.size_hint(),
         }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper stops polling a body that says it has ended.
+        if http_body::Body::is_end_stream(self)
+            && let Some(exchange) = &mut self.exchange
+        {
+            exchange.completed();
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,6 +124,8 @@ pub(crate) struct RequestBody {
     seen: u64,
     max: u64,
     limit: Option<Arc<BodyLimit>>,
+    /// Bytes read, for the access log.
+    read: Option<Arc<AtomicU64>>,
 }
 
 impl RequestBody {
@@ -75,6 +136,7 @@ impl RequestBody {
             seen: 0,
             max: u64::MAX,
             limit: None,
+            read: None,
         }
     }
 
@@ -85,7 +147,14 @@ impl RequestBody {
             seen: 0,
             max,
             limit: Some(limit),
+            read: None,
         }
+    }
+
+    /// Adds the bytes read to `read` as they stream.
+    pub(crate) fn counting_into(mut self, read: Option<Arc<AtomicU64>>) -> Self {
+        self.read = read;
+        self
     }
 }
 
@@ -104,6 +173,9 @@ impl http_body::Body for RequestBody {
         };
         if let Some(data) = frame.data_ref() {
             self.seen += data.len() as u64;
+            if let Some(read) = &self.read {
+                read.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
             if self.seen > self.max {
                 if let Some(limit) = &self.limit {
                     limit.trip();

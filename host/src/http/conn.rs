@@ -2,6 +2,7 @@
 //! (by prior knowledge in cleartext, chosen by ALPN over TLS), with the
 //! server's HTTP settings.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,13 +214,14 @@ impl ConnBuilder {
         protocol: Protocol,
         service: Arc<Service>,
         tls: bool,
+        client: SocketAddr,
         watcher: Watcher,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let service = hyper::service::service_fn(move |req| {
             let service = service.clone();
-            async move { service.serve(req, tls).await }
+            async move { service.serve(req, tls, client).await }
         });
         let builder = match protocol {
             Protocol::Detect => &self.detect,

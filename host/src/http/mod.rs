@@ -1,11 +1,13 @@
 //! The HTTP side: serving a connection with hyper, turning each request into
 //! a guest call, and the responses the host makes itself.
 
+mod access;
 mod body;
 mod conn;
 mod error;
 mod service;
 
+pub(crate) use access::{Recorder, millis};
 pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, Protocol};
 pub use conn::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, HttpSettings, HttpVersions};

@@ -2,13 +2,16 @@
 //! one response out.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use http::{HeaderValue, Request, Response, Version, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
+use super::access::Recorder;
 use super::body::RequestBody;
 use super::{ErrorHandler, HostError, RequestId, ResponseBody};
 use crate::wasm::{BodyLimit, GuestTasks, Handler, InstanceLimits, RequestInfo};
@@ -23,6 +26,7 @@ pub(crate) struct Service {
     /// One permit per request running, held until its guest ends.
     requests: Arc<Semaphore>,
     max_concurrent_requests: usize,
+    recorder: Arc<Recorder>,
 }
 
 impl Service {
@@ -33,6 +37,7 @@ impl Service {
         limits: InstanceLimits,
         max_body_size: u64,
         max_concurrent_requests: usize,
+        recorder: Recorder,
     ) -> Self {
         Self {
             handler,
@@ -42,6 +47,7 @@ impl Service {
             max_body_size,
             requests: Arc::new(Semaphore::new(max_concurrent_requests)),
             max_concurrent_requests,
+            recorder: Arc::new(recorder),
         }
     }
 
@@ -55,15 +61,23 @@ impl Service {
         &self,
         req: Request<Incoming>,
         tls: bool,
+        client: SocketAddr,
     ) -> Result<Response<ResponseBody>, Infallible> {
         let id = RequestId::next();
-        Ok(match self.call_guest(req, id, tls).await {
+        // Dropped with the response body, or with this future if the client
+        // goes away first: either way the request is recorded once.
+        let exchange = self.recorder.start(id, &req, client);
+        let response = match self.call_guest(req, id, tls, exchange.bytes_in()).await {
             Ok(response) => response,
             Err(error) => {
                 error.log(id, self.handler.name());
-                self.errors.respond(&error, id).map(ResponseBody::Host)
+                let recorder = &self.recorder;
+                recorder.metrics.host_error(&recorder.tenant, &error);
+                self.errors.respond(&error, id).map(ResponseBody::host)
             }
-        })
+        };
+        let status = response.status();
+        Ok(response.map(|body| body.recorded(exchange, status)))
     }
 
     async fn call_guest(
@@ -71,6 +85,7 @@ impl Service {
         req: Request<Incoming>,
         id: RequestId,
         tls: bool,
+        bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ResponseBody>, HostError> {
         check(&req)?;
         let permit = self
@@ -94,6 +109,7 @@ impl Service {
                 (body, Some(limit))
             }
         };
+        let body = body.counting_into(bytes_in);
         // Like any gateway, record the protocol the request came in by
         // (RFC 9110, section 7.6.3): the guest can see it.
         parts.headers.append(header::VIA, via(parts.version));
@@ -104,10 +120,12 @@ impl Service {
             limits: self.limits,
             body_limit,
             permit: Some(permit),
+            tenant: self.recorder.tenant.clone(),
+            metrics: Some(self.recorder.metrics.clone()),
         };
         let request = Request::from_parts(parts, body);
         let response = self.handler.handle(request, info, &self.tasks).await?;
-        Ok(response.map(ResponseBody::Guest))
+        Ok(response.map(ResponseBody::guest))
     }
 }
 

@@ -168,10 +168,17 @@ impl Runtime {
                 },
             });
         }
+        let started = std::time::Instant::now();
         let component = Component::new(&self.engine, &binary).map_err(|e| Error::Compile {
             name: name.into(),
             source: e.into(),
         })?;
+        tracing::info!(
+            component = name,
+            size = binary.len(),
+            elapsed_ms = crate::http::millis(started.elapsed()),
+            "component compiled"
+        );
         self.check_exports(name, &component)?;
         let pre = self
             .linker

@@ -1,6 +1,8 @@
 //! The state of one request's store: WASI, `wasi:http`, and the resource
 //! table they share.
 
+use std::sync::Arc;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -22,11 +24,11 @@ impl GuestCtx {
     /// A context that grants the guest nothing beyond the `wasi:http` request
     /// it is handed: no environment, no arguments, no preopened directories,
     /// no sockets, no outgoing HTTP. Its stdout and stderr go to the host's
-    /// stderr, each line prefixed with `id`.
-    pub(crate) fn new(id: RequestId, limits: &InstanceLimits) -> Self {
+    /// log, each line an event carrying `id` and `tenant`.
+    pub(crate) fn new(id: RequestId, tenant: Arc<str>, limits: &InstanceLimits) -> Self {
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::stdout(id))
-            .stderr(GuestOutput::stderr(id))
+            .stdout(GuestOutput::new(id, tenant.clone(), "stdout"))
+            .stderr(GuestOutput::new(id, tenant, "stderr"))
             .build();
         Self {
             wasi,

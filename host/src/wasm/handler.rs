@@ -23,6 +23,7 @@ use super::ctx::GuestCtx;
 use super::limits::{EpochTicker, InstanceLimits, MemoryExhausted};
 use crate::error::BoxError;
 use crate::http::RequestId;
+use crate::metrics::Metrics;
 
 /// A component compiled and pre-instantiated, ready to serve requests.
 ///
@@ -50,6 +51,11 @@ pub struct RequestInfo {
     pub body_limit: Option<Arc<BodyLimit>>,
     /// Held until the guest ends (an admission permit, say).
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Names the tenant in the guest's output lines and in metrics.
+    pub tenant: Arc<str>,
+    /// Where instance creation time and guest faults after the response
+    /// head are counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Signals that a request body went past its size limit.
@@ -176,8 +182,11 @@ impl Handler {
             limits,
             body_limit,
             permit,
+            tenant,
+            metrics,
         } = info;
-        let mut store = Store::new(self.pre.engine(), GuestCtx::new(id, &limits));
+        let ctx = GuestCtx::new(id, tenant.clone(), &limits);
+        let mut store = Store::new(self.pre.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
         store.set_epoch_deadline(1);
@@ -213,7 +222,11 @@ impl Handler {
         let guest = progress.clone();
         let task = tasks.tracker.spawn(async move {
             let run = async {
+                let started = std::time::Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                if let Some(metrics) = &metrics {
+                    metrics.instance_created(&tenant, started.elapsed());
+                }
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -247,7 +260,10 @@ impl Handler {
                 // The response head is gone: its body ends in an error (see
                 // `GuestBody`), so the client sees a cut response, never a
                 // short one that looks whole.
-                tracing::warn!(request_id = %id, component = %name, error = %crate::error::chain(error), "guest failed after sending its response");
+                tracing::warn!(request_id = %id, tenant = &*tenant, component = %name, error = %crate::error::chain(error), "guest failed after sending its response");
+                if let Some(metrics) = &metrics {
+                    metrics.guest_error(&tenant, error);
+                }
             }
             // Only now, with the failure recorded, may the store (and with it
             // the body's sender) go; the permit goes with it.

@@ -1,8 +1,9 @@
-//! Guest stdout and stderr: line-buffered onto the host's stderr, each line
-//! prefixed with the request id.
+//! Guest stdout and stderr: line-buffered, each line a `tracing` event
+//! (target `catshost::guest`) carrying the request id, the tenant and the
+//! stream.
 
-use std::io::Write;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -17,30 +18,22 @@ use crate::http::RequestId;
 const MAX_LINE: usize = 16 * 1024;
 
 /// One of a guest's output streams (`stdout` or `stderr`).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct GuestOutput {
     id: RequestId,
+    tenant: Arc<str>,
     stream: &'static str,
 }
 
 impl GuestOutput {
-    pub(crate) fn stdout(id: RequestId) -> Self {
-        Self {
-            id,
-            stream: "stdout",
-        }
-    }
-
-    pub(crate) fn stderr(id: RequestId) -> Self {
-        Self {
-            id,
-            stream: "stderr",
-        }
+    /// `stream` is `stdout` or `stderr`.
+    pub(crate) fn new(id: RequestId, tenant: Arc<str>, stream: &'static str) -> Self {
+        Self { id, tenant, stream }
     }
 
     fn writer(&self) -> LineWriter {
         LineWriter {
-            output: *self,
+            output: self.clone(),
             line: Vec::new(),
         }
     }
@@ -62,8 +55,8 @@ impl StdoutStream for GuestOutput {
     }
 }
 
-/// Collects bytes until a newline, then writes the line, prefixed, in one
-/// call so lines of concurrent requests never interleave.
+/// Collects bytes until a newline, then logs the line as one event, so lines
+/// of concurrent requests never interleave.
 struct LineWriter {
     output: GuestOutput,
     line: Vec<u8>,
@@ -85,11 +78,10 @@ impl LineWriter {
     }
 
     fn emit(&mut self) {
-        let GuestOutput { id, stream } = self.output;
+        let GuestOutput { id, tenant, stream } = &self.output;
         let text = String::from_utf8_lossy(&self.line);
         let text = text.strip_suffix('\r').unwrap_or(&text);
-        // The host's stderr going away must not fail the guest: drop the line.
-        let _ = writeln!(std::io::stderr().lock(), "[req {id} {stream}] {text}");
+        tracing::info!(target: "catshost::guest", request_id = %id, tenant = &**tenant, stream, "{text}");
         self.line.clear();
     }
 }
@@ -147,7 +139,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_split_and_partial_lines_kept() {
-        let mut w = GuestOutput::stdout(RequestId::next()).writer();
+        let mut w = GuestOutput::new(RequestId::next(), "t".into(), "stdout").writer();
         w.push(b"abc");
         assert_eq!(w.line, b"abc");
         w.push(b"def\nxy");

@@ -1,0 +1,304 @@
+//! What a server counts, in the Prometheus text format (`prometheus-client`):
+//! requests, latency, in-flight requests, connections, instance creation
+//! time, guest faults, admission rejections and TLS handshake failures.
+//!
+//! Every name starts with `catshost_`; the table is in docs/operations.md.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::http::HostError;
+use crate::wasm::GuestError;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A server's metrics. Share one between servers (with
+/// [`crate::Builder::metrics`]) to count them together.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<LatencyLabels>,
+    requests_in_flight: Family<TenantLabels, Gauge>,
+    connections_open: Gauge,
+    instance_creation: HistogramFamily<TenantLabels>,
+    guest_faults: Family<FaultLabels, Counter>,
+    admission_rejections: Family<RejectionLabels, Counter>,
+    tls_handshake_failures: Family<HandshakeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: Arc<str>,
+    status: u16,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    tenant: Arc<str>,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    tenant: Arc<str>,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    tenant: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    reason: &'static str,
+}
+
+/// Request latency: 100 us to about 13 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
+}
+
+/// Instance creation: 5 us to about 160 ms.
+fn instance_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_005, 2.0, 16))
+}
+
+impl Metrics {
+    /// Metrics at zero.
+    pub fn new() -> Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("catshost"),
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            requests_in_flight: Family::default(),
+            connections_open: Gauge::default(),
+            instance_creation: Family::new_with_constructor(instance_histogram),
+            guest_faults: Family::default(),
+            admission_rejections: Family::default(),
+            tls_handshake_failures: Family::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "build",
+            "catshost's version, and the wasmtime it runs guests on",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("wasmtime", env!("CATSHOST_WASMTIME_VERSION")),
+            ]),
+        );
+        registry.register(
+            "requests",
+            "Requests answered, by tenant, status and protocol",
+            metrics.requests.clone(),
+        );
+        registry.register_with_unit(
+            "request_duration",
+            "Time from a request's head to the end of its response",
+            Unit::Seconds,
+            metrics.request_duration.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests received whose response has not ended",
+            metrics.requests_in_flight.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open",
+            metrics.connections_open.clone(),
+        );
+        registry.register_with_unit(
+            "instance_creation",
+            "Time to instantiate a component for one request",
+            Unit::Seconds,
+            metrics.instance_creation.clone(),
+        );
+        registry.register(
+            "guest_faults",
+            "Guests that trapped (trap), ran past their request timeout (timeout) \
+             or past their memory limit (memory)",
+            metrics.guest_faults.clone(),
+        );
+        registry.register(
+            "admission_rejections",
+            "Requests refused with 503: too many running (concurrency) or no \
+             instance slot free (instance_pool)",
+            metrics.admission_rejections.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed (error) or took too long (timeout)",
+            metrics.tls_handshake_failures.clone(),
+        );
+        metrics
+    }
+
+    /// Every metric in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// The in-flight gauge of `tenant`, to keep rather than look up per
+    /// request.
+    pub(crate) fn in_flight_gauge(&self, tenant: &Arc<str>) -> Gauge {
+        self.requests_in_flight.get_or_create_owned(&TenantLabels {
+            tenant: tenant.clone(),
+        })
+    }
+
+    pub(crate) fn request_done(
+        &self,
+        tenant: &Arc<str>,
+        status: u16,
+        protocol: &'static str,
+        duration: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.clone(),
+                status,
+                protocol,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&LatencyLabels {
+                tenant: tenant.clone(),
+                protocol,
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    pub(crate) fn instance_created(&self, tenant: &Arc<str>, took: Duration) {
+        self.instance_creation
+            .get_or_create(&TenantLabels {
+                tenant: tenant.clone(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a request the host answered itself, when a guest fault or an
+    /// admission rejection is why.
+    pub(crate) fn host_error(&self, tenant: &Arc<str>, error: &HostError) {
+        match error {
+            HostError::Guest(guest) => self.guest_error(tenant, guest),
+            HostError::Overloaded => self.reject(tenant, "concurrency"),
+            _ => {}
+        }
+    }
+
+    /// Counts a guest's failure, before or after its response head.
+    pub(crate) fn guest_error(&self, tenant: &Arc<str>, error: &GuestError) {
+        let kind = match error {
+            GuestError::Trap(_) | GuestError::NoResponse | GuestError::ErrorCode(_) => "trap",
+            GuestError::Timeout => "timeout",
+            GuestError::MemoryExhausted(_) => "memory",
+            GuestError::NoInstance(_) => return self.reject(tenant, "instance_pool"),
+            _ => return,
+        };
+        self.guest_faults
+            .get_or_create(&FaultLabels {
+                tenant: tenant.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    fn reject(&self, tenant: &Arc<str>, reason: &'static str) {
+        self.admission_rejections
+            .get_or_create(&RejectionLabels {
+                tenant: tenant.clone(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Counts an open connection until the guard is dropped.
+    pub(crate) fn connection_opened(&self) -> ConnectionGuard {
+        self.connections_open.inc();
+        ConnectionGuard(self.connections_open.clone())
+    }
+
+    /// `reason` is `error` or `timeout`.
+    pub(crate) fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&HandshakeLabels { reason })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Counts one open connection while it lives.
+pub(crate) struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_in_the_exposition_with_its_labels() {
+        let metrics = Metrics::new();
+        let tenant: Arc<str> = "shop".into();
+        metrics.request_done(&tenant, 200, "HTTP/1.1", Duration::from_millis(3));
+        metrics.instance_created(&tenant, Duration::from_micros(20));
+        metrics.guest_error(&tenant, &GuestError::Timeout);
+        metrics.host_error(&tenant, &HostError::Overloaded);
+        metrics.tls_handshake_failed("timeout");
+        let gauge = metrics.in_flight_gauge(&tenant);
+        gauge.inc();
+        let _conn = metrics.connection_opened();
+
+        let text = metrics.encode();
+        for line in [
+            r#"catshost_requests_total{tenant="shop",status="200",protocol="HTTP/1.1"} 1"#,
+            r#"catshost_request_duration_seconds_count{tenant="shop",protocol="HTTP/1.1"} 1"#,
+            r#"catshost_requests_in_flight{tenant="shop"} 1"#,
+            "catshost_connections_open 1",
+            r#"catshost_instance_creation_seconds_count{tenant="shop"} 1"#,
+            r#"catshost_guest_faults_total{tenant="shop",kind="timeout"} 1"#,
+            r#"catshost_admission_rejections_total{tenant="shop",reason="concurrency"} 1"#,
+            r#"catshost_tls_handshake_failures_total{reason="timeout"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+        assert!(text.contains("# TYPE catshost_request_duration_seconds histogram"));
+    }
+}
