@@ -104,7 +104,10 @@ run_server() { # NAME TLS-FLAG (or -) COMMAND...
 }
 
 echo "catshost..." >&2
-run_server catshost --tls-self-signed target/release/catshost serve "$work/hello.wasm" --addr 127.0.0.1:@PORT@ --workers 1
+# --no-access-log: `wasmtime serve` writes no line per request. The access
+# log costs catshost about 18% of its hello throughput on one worker
+# (docs/operations.md).
+run_server catshost --tls-self-signed target/release/catshost serve "$work/hello.wasm" --addr 127.0.0.1:@PORT@ --workers 1 --no-access-log
 echo "native hyper..." >&2
 run_server native --tls target/release/native-hello --addr 127.0.0.1:@PORT@ --workers 1
 echo "wasmtime serve..." >&2
@@ -113,7 +116,7 @@ run_server wasmtime - "$WASMTIME" serve --addr 127.0.0.1:@PORT@ "$work/hello.was
 result[wasmtime,h2]=""
 
 echo "echo 1 MiB..." >&2
-start catshost-echo target/release/catshost serve "$work/echo.wasm" --addr 127.0.0.1:@PORT@ --workers 1 --max-body-size 2MiB
+start catshost-echo target/release/catshost serve "$work/echo.wasm" --addr 127.0.0.1:@PORT@ --workers 1 --max-body-size 2MiB --no-access-log
 result[catshost,echo]=$(load echo "http://127.0.0.1:$port/"); stop
 start native-echo target/release/native-hello --addr 127.0.0.1:@PORT@ --workers 1
 result[native,echo]=$(load echo "http://127.0.0.1:$port/"); stop
