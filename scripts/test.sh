@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what the tests drive
-# (curl, openssl, a headless Chromium; kubernetes-validate from PyPI for the
-# manifest check) when missing, then runs every test of the workspace.
+# The whole test suite, on a fresh machine: builds the guest examples of
+# every language (guest-examples/build.sh installs their toolchains), installs
+# what the tests drive (curl, openssl, a headless Chromium; kubernetes-validate
+# from PyPI for the manifest check) when missing, then runs every test of the
+# workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,8 @@ if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
   echo "== installing kubernetes-validate (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
 fi
+
+guest-examples/build.sh
 
 # cargo prints one "test result" line per test binary (many of them doc-test
 # runs with nothing in them); end with the totals on one line.

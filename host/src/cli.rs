@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use catshost::config::{self, Listen, ServeConfig, TlsSource};
 use catshost::http::{HttpSettings, HttpVersions};
+use catshost::wasm::Preopen;
 use clap::{Args, Parser, Subcommand};
 
 /// Serve HTTP from sandboxed wasi:http WebAssembly components.
@@ -43,6 +44,35 @@ pub enum Command {
     /// is ready. SIGINT or SIGTERM stops it gracefully; a second one exits at
     /// once.
     Serve(Box<Serve>),
+
+    /// Compile a component to native code ahead of time (a `.cwasm` file
+    /// `catshost serve` loads in milliseconds).
+    ///
+    /// The output runs only on this catshost build with the same engine
+    /// settings; serve only `.cwasm` files you compiled yourself: they are
+    /// native code. `serve` keeps a compile cache of its own anyway, so this
+    /// is for shipping compiled artifacts.
+    Compile(CompileArgs),
+
+    /// Tell what a component exports and imports and whether catshost can
+    /// serve it, without serving it. Exits 0 when it can, 1 when not.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component (`.wasm` or `.wat`).
+    pub component: PathBuf,
+
+    /// Where to write the compiled component.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The component (`.wasm`, `.wat` or `.cwasm`).
+    pub component: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +120,15 @@ pub struct Serve {
     #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_addr)]
     pub admin_addr: Option<SocketAddr>,
 
+    /// Keep compiled components in this folder, so a component is compiled
+    /// once [default: $XDG_CACHE_HOME/catshost or ~/.cache/catshost].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start; keep nothing on disk.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// No access log line per request (they are `info` events of target
     /// catshost::access).
     #[arg(long)]
@@ -100,6 +139,9 @@ pub struct Serve {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub access: AccessArgs,
 
     #[command(flatten)]
     pub http: HttpArgs,
@@ -150,6 +192,30 @@ pub struct LimitArgs {
     /// The most connections open at once; more wait in the listen backlog.
     #[arg(long, default_value = "10000")]
     pub max_connections: NonZeroUsize,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Guest access (none by default)")]
+pub struct AccessArgs {
+    /// Give guests the environment variable KEY=VALUE (repeatable). The
+    /// host's environment is never inherited.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Give guests the host directory HOST, read-only, as GUEST (repeatable).
+    #[arg(long = "dir", value_name = "HOST::GUEST", value_parser = |s: &str| Preopen::parse(s, false))]
+    pub dirs: Vec<Preopen>,
+
+    /// Give guests the host directory HOST, writable, as GUEST (repeatable).
+    #[arg(long = "dir-rw", value_name = "HOST::GUEST", value_parser = |s: &str| Preopen::parse(s, true))]
+    pub dirs_rw: Vec<Preopen>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.into(), value.into())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -227,9 +293,12 @@ impl Serve {
             shutdown_timeout,
             ready_file,
             admin_addr,
+            cache_dir,
+            no_cache,
             no_access_log,
             tls,
             limits,
+            access,
             http,
         } = self;
         let listen = match listen_fd {
@@ -274,6 +343,12 @@ impl Serve {
                 http2_max_pending_accept_reset_streams: http.http2_max_pending_accept_reset_streams,
                 http2_max_local_error_reset_streams: http.http2_max_local_error_reset_streams,
             });
+        for (key, value) in &access.env {
+            server.env(key, value);
+        }
+        for dir in access.dirs.into_iter().chain(access.dirs_rw) {
+            server.preopen(dir);
+        }
         let pool = catshost::Pool {
             instances: u32::try_from(limits.max_concurrent_requests.get()).unwrap_or(u32::MAX),
             max_memory: to_usize(limits.max_memory, "--max-memory")?,
@@ -288,6 +363,11 @@ impl Serve {
             tls,
             server,
             admin_addr,
+            cache: if no_cache {
+                None
+            } else {
+                cache_dir.or_else(config::default_cache_dir)
+            },
         })
     }
 }

@@ -56,6 +56,22 @@ pub struct ServeConfig {
     /// Where to serve the admin endpoints (`/healthz`, `/readyz`,
     /// `/metrics`); `None` serves none.
     pub admin_addr: Option<SocketAddr>,
+    /// The compile cache folder; `None` compiles at every start.
+    pub cache: Option<PathBuf>,
+}
+
+/// The compile cache by default: `$XDG_CACHE_HOME/catshost`, else
+/// `$HOME/.cache/catshost`; none without either.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cache"))
+        })?;
+    Some(base.join("catshost"))
 }
 
 /// Parses the admin address: `HOST:PORT`, or a bare `PORT` on loopback

@@ -69,11 +69,29 @@ pub enum Error {
         exports: String,
     },
     /// The component imports something the host does not provide.
-    #[error("'{name}' needs imports that catshost does not provide")]
+    #[error(
+        "'{name}' needs imports that catshost does not provide: {missing} \
+         (`catshost check` lists every import)"
+    )]
     Link {
         /// The component's name (its path for files).
         name: String,
+        /// The imports the host does not provide, by name, or what else is
+        /// wrong when every name is provided (a function's type, say).
+        missing: String,
         /// Wasmtime's reason, naming the import.
+        #[source]
+        source: BoxError,
+    },
+    /// A precompiled component (`.cwasm`) that this build cannot load.
+    #[error(
+        "'{name}' is a precompiled component this catshost cannot load (made by another \
+         catshost build or engine configuration): compile it again with `catshost compile`"
+    )]
+    Precompiled {
+        /// The component's name (its path for files).
+        name: String,
+        /// Wasmtime's reason.
         #[source]
         source: BoxError,
     },

@@ -30,6 +30,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        cli::Command::Compile(args) => compile_command(&args),
+        cli::Command::Check(args) => match check_command(&args) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,7 +92,10 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
             Some(tls)
         }
     };
-    let runtime = Runtime::with_pool(config.pool)?;
+    let mut runtime = Runtime::with_pool(config.pool)?;
+    if let Some(dir) = config.cache.clone() {
+        runtime = runtime.with_compile_cache(dir);
+    }
     let handler = match &config.component {
         Some(path) => with_spinner(path, || runtime.load_file(path))?,
         None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
@@ -168,6 +177,100 @@ impl std::io::Write for LogWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+/// `catshost compile`: the component compiled for the engine `serve` uses
+/// with default flags, written to `--output`.
+fn compile_command(args: &cli::CompileArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("failed to read '{}'", args.component.display()))?;
+    let runtime = Runtime::with_pool(catshost::Pool::default())?;
+    let name = args.component.display().to_string();
+    let compiled = with_spinner(&args.component, || runtime.precompile(&name, &bytes))?;
+    std::fs::write(&args.output, &compiled)
+        .with_context(|| format!("failed to write '{}'", args.output.display()))?;
+    eprintln!(
+        "catshost: compiled {} ({} bytes) to {} ({} bytes) in {} ms",
+        args.component.display(),
+        bytes.len(),
+        args.output.display(),
+        compiled.len(),
+        started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// `catshost check`: prints the report; `Ok(false)` when the component
+/// cannot be served.
+fn check_command(args: &cli::CheckArgs) -> anyhow::Result<bool> {
+    use catshost::wasm::check::Served;
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("failed to read '{}'", args.component.display()))?;
+    let runtime = Runtime::new()?;
+    let name = args.component.display().to_string();
+    let report = with_spinner(&args.component, || runtime.check(&name, &bytes))?;
+    println!("{name}: a component of {} bytes", bytes.len());
+    match &report.served {
+        Served::Proxy(export) => {
+            println!("world: wasi:http/proxy (WASI 0.2), exporting {export}")
+        }
+        Served::P3Handler(export) => println!(
+            "world: wasi:http handler of WASI 0.3 ({export}): catshost serves WASI 0.2's \
+             wasi:http/incoming-handler only"
+        ),
+        Served::Nothing => {
+            println!("world: none catshost serves (no wasi:http/incoming-handler@0.2.x export)")
+        }
+    }
+    println!(
+        "exports: {}",
+        if report.exports.is_empty() {
+            "nothing".into()
+        } else {
+            report.exports.join(", ")
+        }
+    );
+    let missing = report.missing().count();
+    println!(
+        "imports: {}, {}",
+        report.imports.len(),
+        if missing == 0 {
+            "all provided".to_string()
+        } else {
+            format!("{missing} not provided")
+        }
+    );
+    let width = report
+        .imports
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(0);
+    for import in &report.imports {
+        let status = match (&import.missing, import.grant) {
+            (Some(why), _) => format!("MISSING: {why}"),
+            (None, "") => "provided".to_string(),
+            (None, grant) => format!("provided: {grant}"),
+        };
+        println!("  {:width$}  {status}", import.name);
+    }
+    if let Some(error) = &report.link_error
+        && missing == 0
+        && matches!(report.served, Served::Proxy(_))
+    {
+        println!("link: {error}");
+    }
+    let servable = report.is_servable();
+    println!(
+        "{}",
+        if servable {
+            "catshost can serve it"
+        } else {
+            "catshost cannot serve it"
+        }
+    );
+    Ok(servable)
 }
 
 /// Shows a spinner naming the component while `load` compiles it, when

@@ -11,13 +11,13 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::http::{
-    ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, HttpVersions, Protocol, Recorder,
-    Service,
+    ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, HttpVersions, Policy, Protocol,
+    Recorder, Service,
 };
 use crate::lifecycle::{Ready, ReadyLatch, Stop};
 use crate::metrics::Metrics;
 use crate::net::{self, Listener, Tls};
-use crate::wasm::{GuestTasks, Handler, InstanceLimits};
+use crate::wasm::{GuestTasks, Handler, InstanceLimits, Preopen, WasiAccess};
 
 /// How long a stop waits for in-flight requests by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,6 +48,7 @@ pub struct Builder {
     tenant: Arc<str>,
     access_log: bool,
     metrics: Arc<Metrics>,
+    access: WasiAccess,
 }
 
 /// The tenant name of a server built without one.
@@ -70,7 +71,27 @@ impl Builder {
             tenant: DEFAULT_TENANT.into(),
             access_log: true,
             metrics: Arc::new(Metrics::new()),
+            access: WasiAccess::default(),
         }
+    }
+
+    /// Gives guests an environment variable. The host's own environment is
+    /// never inherited.
+    ///
+    /// Default is none.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.access.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Gives guests a host directory (read-only unless `writable`). The
+    /// directory is opened for each request: one that is gone fails its
+    /// requests (500), not the server.
+    ///
+    /// Default is none.
+    pub fn preopen(&mut self, dir: Preopen) -> &mut Self {
+        self.access.dirs.push(dir);
+        self
     }
 
     /// The tenant this server's requests are logged and counted under.
@@ -238,11 +259,14 @@ impl Builder {
         let service = Service::new(
             handler,
             tasks.clone(),
-            self.errors.clone(),
-            self.limits,
-            self.max_body_size,
-            self.max_concurrent_requests,
-            Recorder::new(self.tenant.clone(), self.metrics.clone(), self.access_log),
+            Policy {
+                errors: self.errors.clone(),
+                limits: self.limits,
+                max_body_size: self.max_body_size,
+                max_concurrent_requests: self.max_concurrent_requests,
+                recorder: Recorder::new(self.tenant.clone(), self.metrics.clone(), self.access_log),
+                access: self.access.clone(),
+            },
         );
         Server {
             inner: Arc::new(Inner {
@@ -277,6 +301,7 @@ impl std::fmt::Debug for Builder {
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
             .field("tenant", &self.tenant)
             .field("access_log", &self.access_log)
+            .field("access", &self.access)
             .finish_non_exhaustive()
     }
 }

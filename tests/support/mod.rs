@@ -227,6 +227,11 @@ pub struct Process {
 pub fn catshost() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_catshost"));
     command.env("RUST_LOG", "catshost=debug");
+    // The compile cache of the tests, not the user's.
+    command.env(
+        "XDG_CACHE_HOME",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
+    );
     command
 }
 
@@ -269,11 +274,14 @@ impl Process {
                     let Ok(line) = line else { break };
                     let ready = line
                         .strip_prefix("catshost: serving http://")
-                        .or_else(|| line.strip_prefix("catshost: serving https://"));
-                    if let Some(addr) = ready {
-                        let _ = ready_tx.send(addr.parse::<SocketAddr>().unwrap());
-                    }
+                        .or_else(|| line.strip_prefix("catshost: serving https://"))
+                        .map(|addr| addr.parse::<SocketAddr>().unwrap());
+                    // Recorded before the ready signal: a test that sees the
+                    // server ready also sees every line up to the ready one.
                     stderr.lock().unwrap().push(line);
+                    if let Some(addr) = ready {
+                        let _ = ready_tx.send(addr);
+                    }
                 }
             }
         });

@@ -24,6 +24,7 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
     // As the server does: instance creation time is counted per tenant.
     let tenant: std::sync::Arc<str> = "bench".into();
     let metrics = std::sync::Arc::new(catshost::metrics::Metrics::new());
+    let access = std::sync::Arc::new(catshost::wasm::WasiAccess::default());
     let run = async |n: u32| -> anyhow::Result<Duration> {
         let start = Instant::now();
         for _ in 0..n {
@@ -36,6 +37,7 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
                 permit: None,
                 tenant: tenant.clone(),
                 metrics: Some(metrics.clone()),
+                access: access.clone(),
             };
             let response = handler.handle(request, info, &tasks).await?;
             response

@@ -63,6 +63,8 @@ impl Wit {
             &self.resolve,
             self.world,
             StringEncoding::UTF8,
+            // The legacy (`wasm-tools component embed`) names the prelude uses.
+            false,
         )?;
         ComponentEncoder::default()
             .validate(true)

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use super::access::Recorder;
 use super::body::RequestBody;
 use super::{ErrorHandler, HostError, RequestId, ResponseBody};
-use crate::wasm::{BodyLimit, GuestTasks, Handler, InstanceLimits, RequestInfo};
+use crate::wasm::{BodyLimit, GuestTasks, Handler, InstanceLimits, RequestInfo, WasiAccess};
 
 /// What every connection of a server shares.
 pub(crate) struct Service {
@@ -27,27 +27,31 @@ pub(crate) struct Service {
     requests: Arc<Semaphore>,
     max_concurrent_requests: usize,
     recorder: Arc<Recorder>,
+    access: Arc<WasiAccess>,
+}
+
+/// What a [`Service`] applies to each request.
+pub(crate) struct Policy {
+    pub(crate) errors: Arc<dyn ErrorHandler>,
+    pub(crate) limits: InstanceLimits,
+    pub(crate) max_body_size: u64,
+    pub(crate) max_concurrent_requests: usize,
+    pub(crate) recorder: Recorder,
+    pub(crate) access: WasiAccess,
 }
 
 impl Service {
-    pub(crate) fn new(
-        handler: Handler,
-        tasks: GuestTasks,
-        errors: Arc<dyn ErrorHandler>,
-        limits: InstanceLimits,
-        max_body_size: u64,
-        max_concurrent_requests: usize,
-        recorder: Recorder,
-    ) -> Self {
+    pub(crate) fn new(handler: Handler, tasks: GuestTasks, policy: Policy) -> Self {
         Self {
             handler,
             tasks,
-            errors,
-            limits,
-            max_body_size,
-            requests: Arc::new(Semaphore::new(max_concurrent_requests)),
-            max_concurrent_requests,
-            recorder: Arc::new(recorder),
+            errors: policy.errors,
+            limits: policy.limits,
+            max_body_size: policy.max_body_size,
+            requests: Arc::new(Semaphore::new(policy.max_concurrent_requests)),
+            max_concurrent_requests: policy.max_concurrent_requests,
+            recorder: Arc::new(policy.recorder),
+            access: Arc::new(policy.access),
         }
     }
 
@@ -122,6 +126,7 @@ impl Service {
             permit: Some(permit),
             tenant: self.recorder.tenant.clone(),
             metrics: Some(self.recorder.metrics.clone()),
+            access: self.access.clone(),
         };
         let request = Request::from_parts(parts, body);
         let response = self.handler.handle(request, info, &self.tasks).await?;

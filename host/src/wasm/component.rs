@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::cache::CompileCache;
+use super::check::Report;
 use super::ctx::GuestCtx;
 use super::handler::Handler;
 use super::limits::EpochTicker;
@@ -29,6 +31,7 @@ pub struct Runtime {
     /// Shared with every handler: it must tick while any can run.
     _ticker: Arc<EpochTicker>,
     pooled: bool,
+    cache: Option<Arc<CompileCache>>,
 }
 
 /// Instances preallocated in a pool (wasmtime's pooling allocator): a
@@ -43,6 +46,16 @@ pub struct Pool {
     /// The largest linear memory of an instance; give it the server's
     /// `max_memory`.
     pub max_memory: usize,
+}
+
+impl Default for Pool {
+    /// The pool `catshost serve` makes with default flags.
+    fn default() -> Self {
+        Self {
+            instances: u32::try_from(crate::DEFAULT_MAX_CONCURRENT_REQUESTS).unwrap_or(u32::MAX),
+            max_memory: super::DEFAULT_MAX_MEMORY,
+        }
+    }
 }
 
 /// Per slot, bytes of linear memory, table and async stack kept mapped
@@ -65,6 +78,16 @@ impl Runtime {
     /// when the address space cannot hold the pool.
     pub fn with_pool(pool: Pool) -> Result<Self, Error> {
         Self::build(Some(pool))
+    }
+
+    /// Keeps compiled components in `dir`, keyed by the component's SHA-256
+    /// and the engine's configuration, so a component is compiled once and
+    /// loaded in milliseconds afterwards. The folder is created (mode 0700)
+    /// when first written; its files are native code that catshost runs:
+    /// give it a folder only you can write.
+    pub fn with_compile_cache(mut self, dir: std::path::PathBuf) -> Self {
+        self.cache = Some(Arc::new(CompileCache::new(dir)));
+        self
     }
 
     /// Whether instances come from a pool.
@@ -125,6 +148,7 @@ impl Runtime {
             linker: Arc::new(linker),
             _ticker: Arc::new(ticker),
             pooled: pool.is_some(),
+            cache: None,
         })
     }
 
@@ -144,51 +168,129 @@ impl Runtime {
     }
 
     /// Loads a component from memory. `name` names it in errors and logs.
+    ///
+    /// `bytes` may be a binary component, one in the text format, or one
+    /// precompiled by [`Runtime::precompile`] (`catshost compile`): only
+    /// load precompiled bytes you made yourself, wasmtime runs them as
+    /// native code.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Handler, Error> {
-        let binary = if bytes.starts_with(b"\0asm") {
-            std::borrow::Cow::Borrowed(bytes)
-        } else if let Some(text) = as_wat_text(bytes) {
-            std::borrow::Cow::Owned(wat::parse_str(text).map_err(|source| Error::Wat {
-                name: name.into(),
-                source,
-            })?)
-        } else {
-            return Err(Error::NotAComponent {
-                name: name.into(),
-                what: "not WebAssembly",
-            });
-        };
-        if !wasmparser::Parser::is_component(&binary) {
-            return Err(Error::NotAComponent {
-                name: name.into(),
-                what: if wasmparser::Parser::is_core_wasm(&binary) {
-                    "a core WebAssembly module"
-                } else {
-                    "not WebAssembly"
-                },
-            });
-        }
-        let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, &binary).map_err(|e| Error::Compile {
-            name: name.into(),
-            source: e.into(),
-        })?;
-        tracing::info!(
-            component = name,
-            size = binary.len(),
-            elapsed_ms = crate::http::millis(started.elapsed()),
-            "component compiled"
-        );
+        let component = self.compile(name, bytes)?;
         self.check_exports(name, &component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(ProxyPre::new)
-            .map_err(|e| Error::Link {
-                name: name.into(),
-                source: BoxError::from(e),
-            })?;
+        let pre = self.pre_instantiate(name, &component)?;
         Ok(Handler::new(name, pre, self._ticker.clone()))
+    }
+
+    /// What `bytes` export and import, against what catshost serves and
+    /// provides (`catshost check`).
+    pub fn check(&self, name: &str, bytes: &[u8]) -> Result<Report, Error> {
+        let component = self.compile(name, bytes)?;
+        let mut report = Report::new(&self.engine, &component);
+        if let Err(error) = self.pre_instantiate(name, &component) {
+            report.link_error = Some(crate::error::chain(&error));
+        }
+        Ok(report)
+    }
+
+    /// Compiles `bytes` to native code for this runtime's engine, checked
+    /// to be servable: what `catshost compile` writes to a `.cwasm` file.
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+        let binary = to_binary(name, bytes)?;
+        let compiled = self
+            .engine
+            .precompile_component(&binary)
+            .map_err(|e| compile_error(name, e))?;
+        // SAFETY: `compiled` was made just now by this engine.
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(|e| compile_error(name, e))?;
+        self.check_exports(name, &component)?;
+        self.pre_instantiate(name, &component)?;
+        Ok(compiled)
+    }
+
+    /// The compiled component: deserialized when `bytes` are precompiled,
+    /// from the compile cache when it has them, else compiled (and cached).
+    fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, Error> {
+        match Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Component) => {
+                // SAFETY: precompiled bytes are native code that wasmtime
+                // trusts; `load_bytes` documents that only the user's own
+                // `catshost compile` output may be given. Bytes from another
+                // engine version or configuration are refused by wasmtime.
+                return unsafe { Component::deserialize(&self.engine, bytes) }.map_err(|e| {
+                    Error::Precompiled {
+                        name: name.into(),
+                        source: e.into(),
+                    }
+                });
+            }
+            Some(Precompiled::Module) => {
+                return Err(Error::NotAComponent {
+                    name: name.into(),
+                    what: "a precompiled core module",
+                });
+            }
+            // Native code wasmtime cannot read: truncated, or from another
+            // wasmtime.
+            None if bytes.starts_with(b"\x7fELF") => {
+                return Err(Error::Precompiled {
+                    name: name.into(),
+                    source: "not a component precompiled by this wasmtime".into(),
+                });
+            }
+            None => {}
+        }
+        let binary = to_binary(name, bytes)?;
+        let started = std::time::Instant::now();
+        let (component, cached) = match &self.cache {
+            Some(cache) => cache.compile(&self.engine, name, &binary)?,
+            None => (
+                Component::new(&self.engine, &binary).map_err(|e| compile_error(name, e))?,
+                false,
+            ),
+        };
+        let elapsed_ms = crate::http::millis(started.elapsed());
+        if cached {
+            tracing::info!(
+                component = name,
+                size = binary.len(),
+                elapsed_ms,
+                "component loaded from the compile cache"
+            );
+        } else {
+            tracing::info!(
+                component = name,
+                size = binary.len(),
+                elapsed_ms,
+                "component compiled"
+            );
+        }
+        Ok(component)
+    }
+
+    fn pre_instantiate(
+        &self,
+        name: &str,
+        component: &Component,
+    ) -> Result<ProxyPre<GuestCtx>, Error> {
+        self.linker
+            .instantiate_pre(component)
+            .and_then(ProxyPre::new)
+            .map_err(|e| {
+                let report = Report::new(&self.engine, component);
+                let missing: Vec<String> = report
+                    .missing()
+                    .map(|i| format!("{} ({})", i.name, i.missing.as_deref().unwrap_or("")))
+                    .collect();
+                Error::Link {
+                    name: name.into(),
+                    missing: if missing.is_empty() {
+                        "every import is provided by name, but not as the component needs it".into()
+                    } else {
+                        missing.join(", ")
+                    },
+                    source: BoxError::from(e),
+                }
+            })
     }
 
     fn check_exports(&self, name: &str, component: &Component) -> Result<(), Error> {
@@ -210,6 +312,42 @@ impl Runtime {
                 exports.join(", ")
             },
         })
+    }
+}
+
+/// The binary component of `bytes`: as they are, or parsed from the text
+/// format; refused when they are not a component.
+fn to_binary<'a>(name: &str, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, Error> {
+    let binary = if bytes.starts_with(b"\0asm") {
+        std::borrow::Cow::Borrowed(bytes)
+    } else if let Some(text) = as_wat_text(bytes) {
+        std::borrow::Cow::Owned(wat::parse_str(text).map_err(|source| Error::Wat {
+            name: name.into(),
+            source,
+        })?)
+    } else {
+        return Err(Error::NotAComponent {
+            name: name.into(),
+            what: "not WebAssembly",
+        });
+    };
+    if !wasmparser::Parser::is_component(&binary) {
+        return Err(Error::NotAComponent {
+            name: name.into(),
+            what: if wasmparser::Parser::is_core_wasm(&binary) {
+                "a core WebAssembly module"
+            } else {
+                "not WebAssembly"
+            },
+        });
+    }
+    Ok(binary)
+}
+
+fn compile_error(name: &str, error: wasmtime::Error) -> Error {
+    Error::Compile {
+        name: name.into(),
+        source: error.into(),
     }
 }
 

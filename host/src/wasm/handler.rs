@@ -19,7 +19,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::ctx::GuestCtx;
+use super::ctx::{GuestCtx, WasiAccess};
 use super::limits::{EpochTicker, InstanceLimits, MemoryExhausted};
 use crate::error::BoxError;
 use crate::http::RequestId;
@@ -56,6 +56,8 @@ pub struct RequestInfo {
     /// Where instance creation time and guest faults after the response
     /// head are counted.
     pub metrics: Option<Arc<Metrics>>,
+    /// The environment and directories the guest is given.
+    pub access: Arc<WasiAccess>,
 }
 
 /// Signals that a request body went past its size limit.
@@ -184,8 +186,10 @@ impl Handler {
             permit,
             tenant,
             metrics,
+            access,
         } = info;
-        let ctx = GuestCtx::new(id, tenant.clone(), &limits);
+        let ctx = GuestCtx::new(id, tenant.clone(), &limits, &access)
+            .map_err(|e| GuestError::Trap(e.into()))?;
         let mut store = Store::new(self.pre.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         // Yield to the executor at every epoch tick (see `EPOCH_TICK`).

@@ -4,6 +4,8 @@
 //! Nothing here sees a socket: the HTTP layer hands over a request and gets
 //! back a response whose body the guest may still be writing.
 
+mod cache;
+pub mod check;
 mod component;
 mod ctx;
 mod handler;
@@ -11,5 +13,6 @@ mod limits;
 mod output;
 
 pub use component::{Pool, Runtime};
+pub use ctx::{Preopen, WasiAccess};
 pub use handler::{BodyLimit, GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
 pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted};

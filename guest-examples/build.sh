@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Builds every guest example into target/guest-examples/LANG-NAME.wasm,
+# installing the toolchains first when they are missing (into
+# target/guest-toolchains/, except Debian packages):
+#
+#   wat      the catshost-wat crate (wat + wit-component)
+#   c        Debian clang 14, lld, wasi-libc, libclang-rt-14-dev-wasm32;
+#            bindings and the component from catshost-guest-tools
+#            (wit-bindgen-c 0.63, wit-component, wasmtime 48's adapter)
+#   rust     Debian rustc-web 1.96 and lld-22, unpacked (not installed:
+#            they would clash with rustup) and driven by rustup's cargo,
+#            -Zbuild-std for wasm32-unknown-unknown, wit-bindgen 0.63
+#   python   componentize-py 0.25.1 (PyPI, in a venv)
+#   js       @bytecodealliance/componentize-js 0.23.0 (npm)
+#
+#   guest-examples/build.sh              # every language
+#   guest-examples/build.sh c python     # some
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+root=$PWD
+out=$root/target/guest-examples
+tools=$root/target/guest-toolchains
+mkdir -p "$out" "$tools"
+languages=("$@")
+[ ${#languages[@]} -gt 0 ] || languages=(wat c rust python js)
+
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
+apt_install() { # PACKAGE...: installs the Debian packages not yet installed
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing ${missing[*]} (apt)" >&2
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# What each build takes, for the README table: "LANG NAME SECONDS BYTES".
+record() { echo "$1 $2 $3 $(stat -c %s "$out/$1-$2.wasm")" >>"$out/build-times"; }
+
+guest_tools() {
+  cargo build -q --release -p catshost-guest-tools -p catshost-wat
+}
+
+build_wat() {
+  guest_tools
+  local name
+  for name in hello upper; do
+    local start=$SECONDS
+    target/release/wat-component "guest-examples/wat/examples/$name.wat" "$out/wat-$name.wasm"
+    record wat "$name" $((SECONDS - start))
+  done
+}
+
+build_c() {
+  apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
+  guest_tools
+  local gen=$tools/c-bindings name
+  target/release/catshost-guest-tools c-bindings wit catshost:guest/handler "$gen"
+  for name in hello sum; do
+    local start=$SECONDS
+    clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Werror \
+      -I "$gen" -o "$tools/c-$name.core.wasm" \
+      "guest-examples/c/$name.c" "$gen/handler.c" "$gen/handler_component_type.o"
+    target/release/catshost-guest-tools component "$tools/c-$name.core.wasm" "$out/c-$name.wasm" proxy
+    record c "$name" $((SECONDS - start))
+  done
+}
+
+rust_toolchain() {
+  local dir=$tools/rust-web
+  if [ ! -x "$dir/usr/bin/rustc" ]; then
+    echo "== unpacking Debian's rustc-web 1.96 and lld-22 into $dir" >&2
+    local debs=$tools/rust-web-debs
+    mkdir -p "$debs" "$dir"
+    (cd "$debs" && apt-get download -qq rustc-web libstd-rust-web-1.96 \
+      libstd-rust-web-dev rust-web-src libllvm22 lld-22)
+    local deb
+    for deb in "$debs"/*.deb; do dpkg -x "$deb" "$dir"; done
+  fi
+  echo "$dir"
+}
+
+build_rust() {
+  apt_install ca-certificates
+  local dir
+  dir=$(rust_toolchain)
+  guest_tools
+  local start=$SECONDS locked=--locked
+  # The first build writes the lock file; it is committed.
+  [ -f guest-examples/rust/Cargo.lock ] || locked=
+  (
+    export LD_LIBRARY_PATH=$dir/usr/lib/x86_64-linux-gnu
+    export RUSTC=$dir/usr/bin/rustc RUSTC_BOOTSTRAP=1
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=$dir/usr/bin/wasm-ld-22
+    # rustup's cargo drives Debian's rustc (cargo-web itself needs more
+    # shared libraries than rustc does); RUSTC_BOOTSTRAP allows -Z for both.
+    cargo build -q --release $locked \
+      --manifest-path guest-examples/rust/Cargo.toml \
+      --target-dir "$tools/rust-target" \
+      --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
+  )
+  local seconds=$((SECONDS - start)) name
+  for name in hello sum; do
+    target/release/catshost-guest-tools component \
+      "$tools/rust-target/wasm32-unknown-unknown/release/$name.wasm" "$out/rust-$name.wasm"
+    record rust "$name" "$seconds"
+  done
+}
+
+build_python() {
+  local venv=$tools/python
+  if [ ! -x "$venv/bin/componentize-py" ]; then
+    echo "== installing componentize-py 0.25.1 (PyPI) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check componentize-py==0.25.1
+  fi
+  local name
+  for name in hello sum files; do
+    local start=$SECONDS
+    "$venv/bin/componentize-py" -d wit -w catshost:guest/handler componentize app \
+      -p "guest-examples/python/$name" -o "$out/python-$name.wasm" >/dev/null
+    record python "$name" $((SECONDS - start))
+  done
+}
+
+build_js() {
+  local js=$tools/js
+  if [ ! -x "$js/node_modules/.bin/componentize-js" ]; then
+    echo "== installing @bytecodealliance/componentize-js 0.23.0 (npm) into $js" >&2
+    mkdir -p "$js"
+    npm install --silent --no-audit --no-fund --prefix "$js" @bytecodealliance/componentize-js@0.23.0
+  fi
+  guest_tools
+  # ComponentizeJS 0.23 knows wasi:http 0.2.10 exactly: the same WIT with
+  # that version; the proxy adapter keeps its imports to the proxy world.
+  local wit=$tools/js-wit
+  rm -rf "$wit" && cp -r wit "$wit"
+  sed -i 's/0\.2\.12/0.2.10/g' "$wit"/*.wit "$wit"/deps/*.wit
+  target/release/catshost-guest-tools adapter proxy "$tools/proxy-adapter.wasm"
+  local name
+  for name in hello sum; do
+    local start=$SECONDS
+    "$js/node_modules/.bin/componentize-js" "guest-examples/js/$name.js" --wit "$wit" \
+      -n handler --preview2-adapter "$tools/proxy-adapter.wasm" -o "$out/js-$name.wasm" >/dev/null
+    record js "$name" $((SECONDS - start))
+  done
+}
+
+for language in "${languages[@]}"; do
+  case $language in
+    wat | c | rust | python | js) ;;
+    *) echo "guest-examples/build.sh: unknown language '$language' (wat, c, rust, python, js)" >&2; exit 2 ;;
+  esac
+  echo "== $language" >&2
+  sed -i "/^$language /d" "$out/build-times" 2>/dev/null || true
+  "build_$language"
+done
+ls -l "$out"/*.wasm >&2

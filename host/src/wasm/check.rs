@@ -1,0 +1,178 @@
+//! What a component exports and imports, set against what catshost serves
+//! and provides: `catshost check`, and the error `serve` gives for a
+//! component whose imports cannot all be satisfied.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+/// The interfaces the host's linker defines (WASI 0.2's command surface
+/// and `wasi:http`'s imports), at any `0.2.x` version: wasmtime matches
+/// semver-compatible versions.
+const PROVIDED: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:http/outgoing-handler",
+    "wasi:http/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+];
+
+/// What the host grants through a provided interface, for the report.
+fn grant(interface: &str) -> &'static str {
+    match interface {
+        "wasi:cli/environment" => "only --env variables",
+        "wasi:filesystem/preopens" | "wasi:filesystem/types" => "only --dir directories",
+        "wasi:sockets/instance-network" | "wasi:sockets/tcp" | "wasi:sockets/udp" => {
+            "linked, every socket denied"
+        }
+        "wasi:sockets/ip-name-lookup" => "linked, every lookup denied",
+        "wasi:http/outgoing-handler" => "linked, every request denied",
+        "wasi:cli/stdout" | "wasi:cli/stderr" => "lines go to the log",
+        "wasi:cli/stdin" => "empty",
+        _ => "",
+    }
+}
+
+/// The world a component is served as, from its exports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// `wasi:http/incoming-handler@0.2.x`: the WASI 0.2 proxy world.
+    Proxy(String),
+    /// `wasi:http/handler@0.3.x`: WASI 0.3's handler, which catshost does
+    /// not serve yet.
+    P3Handler(String),
+    /// Neither.
+    Nothing,
+}
+
+/// One import and whether the host satisfies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Import {
+    /// As the component names it (`wasi:io/streams@0.2.6`).
+    pub name: String,
+    /// `None` when provided, else why not.
+    pub missing: Option<String>,
+    /// What the host grants through it (`only --env variables`, ...).
+    pub grant: &'static str,
+}
+
+/// A component's exports and imports, against what catshost serves.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Every export's name.
+    pub exports: Vec<String>,
+    /// The world catshost would serve it as.
+    pub served: Served,
+    /// Every import, with its status.
+    pub imports: Vec<Import>,
+    /// Why wasmtime refuses to link the component, when it does.
+    pub link_error: Option<String>,
+}
+
+impl Report {
+    /// Reads the exports and imports of `component`.
+    pub fn new(engine: &Engine, component: &Component) -> Self {
+        let ty = component.component_type();
+        let mut exports = Vec::new();
+        let mut served = Served::Nothing;
+        for (name, item) in ty.exports(engine) {
+            let instance = matches!(item.ty, ComponentItem::ComponentInstance(_));
+            if instance && name.starts_with("wasi:http/incoming-handler@0.2") {
+                served = Served::Proxy(name.to_string());
+            } else if instance
+                && name.starts_with("wasi:http/handler@0.3")
+                && served == Served::Nothing
+            {
+                served = Served::P3Handler(name.to_string());
+            }
+            exports.push(name.to_string());
+        }
+        let imports = ty
+            .imports(engine)
+            .map(|(name, _)| {
+                let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+                let known = PROVIDED.contains(&interface);
+                let missing = match (known, version.starts_with("0.2.")) {
+                    (true, true) => None,
+                    (true, false) => Some(format!(
+                        "version {} is not served (catshost provides 0.2.x)",
+                        if version.is_empty() {
+                            "(none)"
+                        } else {
+                            version
+                        }
+                    )),
+                    (false, _) => Some("not provided by catshost".to_string()),
+                };
+                Import {
+                    name: name.to_string(),
+                    grant: if missing.is_none() {
+                        grant(interface)
+                    } else {
+                        ""
+                    },
+                    missing,
+                }
+            })
+            .collect();
+        Self {
+            exports,
+            served,
+            imports,
+            link_error: None,
+        }
+    }
+
+    /// Whether `catshost serve` would serve the component.
+    pub fn is_servable(&self) -> bool {
+        matches!(self.served, Served::Proxy(_)) && self.link_error.is_none()
+    }
+
+    /// The imports the host cannot satisfy.
+    pub fn missing(&self) -> impl Iterator<Item = &Import> {
+        self.imports.iter().filter(|i| i.missing.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provided_list_is_sorted_and_every_grant_names_a_provided_interface() {
+        assert!(PROVIDED.windows(2).all(|w| w[0] < w[1]));
+        for interface in [
+            "wasi:cli/environment",
+            "wasi:filesystem/types",
+            "wasi:sockets/tcp",
+            "wasi:http/outgoing-handler",
+        ] {
+            assert!(PROVIDED.contains(&interface));
+            assert!(!grant(interface).is_empty());
+        }
+    }
+}
