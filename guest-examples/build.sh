@@ -73,8 +73,15 @@ rust_toolchain() {
     echo "== unpacking Debian's rustc-web 1.96 and lld-22 into $dir" >&2
     local debs=$tools/rust-web-debs
     mkdir -p "$debs" "$dir"
-    (cd "$debs" && apt-get download -qq rustc-web libstd-rust-web-1.96 \
-      libstd-rust-web-dev rust-web-src libllvm22 lld-22)
+    # The std package is named after rustc-web's version: ask apt which.
+    local std
+    std=$(apt-cache depends rustc-web 2>/dev/null | awk '/Depends: libstd-rust-web-[0-9]/ { print $2; exit }')
+    if [ -z "$std" ]; then
+      "${sudo[@]}" apt-get update -qq
+      std=$(apt-cache depends rustc-web | awk '/Depends: libstd-rust-web-[0-9]/ { print $2; exit }')
+    fi
+    (cd "$debs" && apt-get download -qq rustc-web "$std" libstd-rust-web-dev rust-web-src \
+      libllvm22 lld-22)
     local deb
     for deb in "$debs"/*.deb; do dpkg -x "$deb" "$dir"; done
   fi
@@ -112,7 +119,7 @@ build_python() {
   local venv=$tools/python
   if [ ! -x "$venv/bin/componentize-py" ]; then
     echo "== installing componentize-py 0.25.1 (PyPI) into $venv" >&2
-    python3 -m venv "$venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
     "$venv/bin/pip" install -q --disable-pip-version-check componentize-py==0.25.1
   fi
   local name
@@ -126,6 +133,7 @@ build_python() {
 
 build_js() {
   local js=$tools/js
+  command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -x "$js/node_modules/.bin/componentize-js" ]; then
     echo "== installing @bytecodealliance/componentize-js 0.23.0 (npm) into $js" >&2
     mkdir -p "$js"

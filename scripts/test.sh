@@ -11,16 +11,21 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v chromium >/dev/null || missing+=(chromium)
+if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing ${missing[*]}"
-  if [ "$(id -u)" -eq 0 ]; then sudo=(); else sudo=(sudo); fi
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
-  echo "== installing kubernetes-validate (PyPI)"
-  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
+# deploy/check.py's schema check, in a venv of its own (tests/deploy.rs
+# runs deploy/check.py with this venv's Python).
+venv=target/guest-toolchains/deploy-check
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "== installing kubernetes-validate (PyPI) into $venv"
+  python3 -m venv "$venv" 2>/dev/null || {
+    "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
 fi
 
 guest-examples/build.sh

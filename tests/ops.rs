@@ -186,6 +186,12 @@ fn no_access_log_writes_no_access_lines() {
     assert_eq!(answer.status, StatusCode::OK);
     server.signal(libc::SIGTERM);
     assert!(server.wait_exit(Duration::from_secs(10)).unwrap().success());
+    // Every line the process wrote before its stop line has been read.
+    assert!(
+        server
+            .wait_for_line(Duration::from_secs(10), |l| l.contains("stop requested"))
+            .is_some()
+    );
     let stderr = server.stderr();
     assert!(
         !stderr.iter().any(|l| l.contains("catshost::access")),
@@ -279,9 +285,9 @@ async fn readyz_turns_503_while_stopping_and_healthz_stays_up() {
         fixture_file("slow").to_str().unwrap(),
     ]);
     let admin = admin_addr(&server);
-    // A request that takes two seconds keeps the server draining.
+    // A request that takes five seconds keeps the server draining.
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
-    let response = client.send(server.addr, "GET", "/2000", b"").await.unwrap();
+    let response = client.send(server.addr, "GET", "/5000", b"").await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let metrics = get(admin, Version::HTTP_11, "/metrics").await.body;
     assert_eq!(
@@ -386,10 +392,12 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     builder.max_concurrent_requests(1).tenant("shop");
     let server = TestServer::start(&fixture("slow"), &builder).await;
     let mut busy = Client::connect(server.addr, Version::HTTP_11).await;
-    let held = busy.send(server.addr, "GET", "/1000", b"").await.unwrap();
+    // Held for 10 s: far longer than the next request takes to be refused.
+    let held = busy.send(server.addr, "GET", "/10000", b"").await.unwrap();
     let refused = get(server.addr, Version::HTTP_11, "/").await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     drop(held);
+    drop(busy);
     let rejected = r#"catshost_admission_rejections_total{tenant="shop",reason="concurrency"}"#;
     wait_for_sample(&server.server, rejected, 1.0).await;
     let refused = r#"catshost_requests_total{tenant="shop",status="503",protocol="HTTP/1.1"}"#;

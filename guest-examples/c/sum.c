@@ -4,6 +4,7 @@
 // anything that is not such an array gets 400 {"error":"..."}; GET /boom
 // writes to stderr and aborts (the host answers 500 and logs the line).
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -56,10 +57,13 @@ static bool total(const char *text, long *count, double *sum) {
   if (*p == ']') return *skip_space(p + 1) == '\0';
   for (;;) {
     // JSON numbers only: strtod would also take "inf", "nan" and hex.
-    if (*p != '-' && !isdigit((unsigned char)*p)) return false;
+    const char *digits = *p == '-' ? p + 1 : p;
+    if (!isdigit((unsigned char)*digits)) return false;
+    if (digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) return false;
     char *end;
     double value = strtod(p, &end);
     if (end == p) return false;
+    if (!isfinite(value)) return false;
     *sum += value;
     (*count)++;
     p = skip_space(end);
@@ -95,7 +99,7 @@ void exports_wasi_http_incoming_handler_handle(
     if (body == NULL) return;  // The client went away.
     long count;
     double sum;
-    if (strlen(body) != len || !total(body, &count, &sum)) {
+    if (strlen(body) != len || !total(body, &count, &sum) || !isfinite(sum)) {
       json(response_out, 400, "{\"error\":\"expected a JSON array of numbers\"}\n");
     } else {
       char answer[128];

@@ -12,10 +12,14 @@ function json(status, value) {
 }
 
 function total(numbers) {
-  if (!Array.isArray(numbers) || !numbers.every((n) => typeof n === 'number')) {
-    throw new TypeError('expected a JSON array of numbers');
+  if (!Array.isArray(numbers) || !numbers.every((n) => Number.isFinite(n))) {
+    throw new TypeError('expected a JSON array of finite numbers');
   }
-  return { count: numbers.length, sum: numbers.reduce((a, b) => a + b, 0) };
+  const sum = numbers.reduce((a, b) => a + b, 0);
+  if (!Number.isFinite(sum)) {
+    throw new TypeError('the sum is too large');
+  }
+  return { count: numbers.length, sum };
 }
 
 async function handle(request) {

@@ -415,12 +415,13 @@ fn serve_per_core(
         let thread = std::thread::Builder::new()
             .name("catshost-worker".into())
             .spawn(move || -> anyhow::Result<()> {
+                let stop_on_error = stop.clone();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .event_interval(EVENT_INTERVAL)
                     .enable_all()
                     .build()
                     .context("failed to start an async runtime")?;
-                runtime.block_on(async move {
+                let served = runtime.block_on(async move {
                     let mut supervisor = None;
                     if i == 0 {
                         tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
@@ -430,8 +431,13 @@ fn serve_per_core(
                     let served = server.serve_listener(listener, tls).await;
                     supervisor.inspect(Supervisor::stopping);
                     Ok::<_, anyhow::Error>(served?)
-                })?;
-                Ok(())
+                });
+                // One worker failing stops the others: the process must
+                // not go on half-served (or with its signal task gone).
+                if served.is_err() {
+                    stop_on_error.switch();
+                }
+                served
             })
             .context("failed to start a worker thread")?;
         threads.push(thread);

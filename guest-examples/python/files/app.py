@@ -3,6 +3,7 @@
 GET /env/NAME answers the environment variable NAME (404 when unset: the
 host's own environment is never inherited); GET /file/NAME reads /data/NAME;
 PUT /file/NAME writes the request body there (403 when /data is read-only).
+NAME is one file name: no folders, no way out of /data.
 """
 
 import os
@@ -35,19 +36,23 @@ def read_body(request: IncomingRequest) -> bytes:
     return bytes(data)
 
 
-def respond(response_out: ResponseOutparam, status: int, text: str) -> None:
-    response = OutgoingResponse(Fields.from_list([("content-type", b"text/plain; charset=utf-8")]))
+def respond(response_out: ResponseOutparam, status: int, data, content_type=b"text/plain; charset=utf-8") -> None:
+    if isinstance(data, str):
+        data = data.encode()
+    response = OutgoingResponse(Fields.from_list([("content-type", content_type)]))
     response.set_status_code(status)
     body = response.body()
     ResponseOutparam.set(response_out, Ok(response))
     with body.write() as stream:
-        stream.blocking_write_and_flush(text.encode())
+        # blocking-write-and-flush takes at most 4096 bytes at a time.
+        for start in range(0, len(data), 4096):
+            stream.blocking_write_and_flush(data[start : start + 4096])
     OutgoingBody.finish(body, None)
 
 
 class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
-        path = request.path_with_query() or "/"
+        path = (request.path_with_query() or "/").split("?", 1)[0]
         method = request.method()
         if path.startswith("/env/") and isinstance(method, Method_Get):
             value = os.environ.get(path[len("/env/"):])
@@ -55,11 +60,14 @@ class IncomingHandler(exports.IncomingHandler):
                 return respond(response_out, 404, "not set\n")
             return respond(response_out, 200, value + "\n")
         if path.startswith("/file/"):
-            name = os.path.join("/data", path[len("/file/"):])
+            name = path[len("/file/"):]
+            if not name or "/" in name or name in (".", ".."):
+                return respond(response_out, 400, "one file name, please\n")
+            name = "/data/" + name
             try:
                 if isinstance(method, Method_Get):
-                    with open(name) as file:
-                        return respond(response_out, 200, file.read())
+                    with open(name, "rb") as file:
+                        return respond(response_out, 200, file.read(), b"application/octet-stream")
                 if isinstance(method, Method_Put):
                     data = read_body(request)
                     with open(name, "wb") as file:

@@ -6,6 +6,7 @@ raises an exception (the host answers 500 and logs the traceback).
 """
 
 import json
+import math
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
@@ -47,12 +48,19 @@ def respond(response_out: ResponseOutparam, status: int, value) -> None:
     OutgoingBody.finish(body, None)
 
 
+def reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
 def total(numbers):
     if not isinstance(numbers, list) or not all(
-        isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers
+        isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers
     ):
-        raise ValueError("expected a JSON array of numbers")
-    return {"count": len(numbers), "sum": sum(numbers)}
+        raise ValueError("expected a JSON array of finite numbers")
+    total = sum(numbers)
+    if not math.isfinite(total):
+        raise ValueError("the sum is too large")
+    return {"count": len(numbers), "sum": total}
 
 
 class IncomingHandler(exports.IncomingHandler):
@@ -63,7 +71,7 @@ class IncomingHandler(exports.IncomingHandler):
             raise RuntimeError("boom: an exception the handler does not catch")
         if path == "/sum" and isinstance(method, Method_Post):
             try:
-                answer = total(json.loads(read_body(request)))
+                answer = total(json.loads(read_body(request), parse_constant=reject_constant))
             except ValueError as error:
                 return respond(response_out, 400, {"error": str(error)})
             return respond(response_out, 200, answer)

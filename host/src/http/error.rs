@@ -74,6 +74,8 @@ impl HostError {
         let status = self.status().as_u16();
         if self.is_guest_fault() {
             tracing::warn!(request_id = %id, component, status, %error, "guest failed");
+        } else if matches!(self, HostError::Guest(GuestError::Preopen(_))) {
+            tracing::error!(request_id = %id, component, status, %error, "request failed");
         } else {
             tracing::debug!(request_id = %id, component, status, %error, "request refused");
         }

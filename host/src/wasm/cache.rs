@@ -32,12 +32,20 @@ impl CompileCache {
         name: &str,
         binary: &[u8],
     ) -> Result<(Component, bool), Error> {
+        if let Err(why) = self.trusted() {
+            tracing::warn!(dir = %self.dir.display(), why, "not using the compile cache: compiling");
+            let component = Component::new(engine, binary).map_err(|e| Error::Compile {
+                name: name.into(),
+                source: e.into(),
+            })?;
+            return Ok((component, false));
+        }
         let path = self.dir.join(format!("{}.cwasm", key(engine, binary)));
         if path.is_file() {
             // SAFETY: entries are written only by `store` below, from
-            // `Engine::precompile_component`, into a folder the user gave
-            // catshost for this (see `Runtime::with_compile_cache`), under a
-            // name that includes the engine's compatibility hash.
+            // `Engine::precompile_component`, under a name that includes the
+            // engine's compatibility hash, into a folder that `trusted` found
+            // owned by this user and writable by nobody else.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, true)),
                 Err(error) => tracing::warn!(
@@ -65,20 +73,44 @@ impl CompileCache {
         Ok((component, false))
     }
 
-    /// Writes an entry whole or not at all: another catshost starting at the
-    /// same time never reads half of one.
-    fn store(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
+    /// Whether entries in the folder can be trusted: it is created (mode
+    /// 0700) if missing; an existing one must belong to this user and be
+    /// writable by nobody else, or anyone who can write to it could have
+    /// catshost run their native code.
+    fn trusted(&self) -> Result<(), &'static str> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&self.dir)?;
+            .create(&self.dir)
+            .map_err(|_| "the folder cannot be created")?;
+        let meta = std::fs::metadata(&self.dir).map_err(|_| "the folder cannot be read")?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if meta.uid() != uid {
+            return Err("the folder belongs to another user");
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err("the folder is writable by other users");
+        }
+        Ok(())
+    }
+
+    /// Writes an entry whole or not at all: another catshost starting at the
+    /// same time never reads half of one, and a failed write leaves nothing.
+    fn store(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
         let mut partial = path.as_os_str().to_owned();
         partial.push(format!(".{}.partial", std::process::id()));
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(compiled)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)
+        let written = std::fs::File::create(&partial)
+            .and_then(|mut file| {
+                file.write_all(compiled)?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&partial, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     }
 }
 

@@ -145,6 +145,10 @@ pub enum GuestError {
     /// reset) before the guest finished; the guest was stopped.
     #[error("the client went away")]
     ClientGone,
+    /// A directory given to guests could not be opened (it was removed,
+    /// say): the host's fault, the guest never ran.
+    #[error("a directory given to guests cannot be opened")]
+    Preopen(#[source] BoxError),
     /// The guest was cancelled by a forced stop.
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
@@ -189,7 +193,7 @@ impl Handler {
             access,
         } = info;
         let ctx = GuestCtx::new(id, tenant.clone(), &limits, &access)
-            .map_err(|e| GuestError::Trap(e.into()))?;
+            .map_err(|e| GuestError::Preopen(e.into()))?;
         let mut store = Store::new(self.pre.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
         // Yield to the executor at every epoch tick (see `EPOCH_TICK`).

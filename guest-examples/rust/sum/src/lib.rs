@@ -67,6 +67,9 @@ fn total(body: &[u8]) -> Result<Value, String> {
     let numbers: Vec<f64> = serde_json::from_slice(body)
         .map_err(|_| "expected a JSON array of numbers".to_string())?;
     let sum: f64 = numbers.iter().sum();
+    if !sum.is_finite() {
+        return Err("the sum is too large".to_string());
+    }
     // 6, not 6.0, like the other languages' examples.
     let sum = if sum.fract() == 0.0 && sum.abs() < 9e15 {
         json!(sum as i64)
