@@ -22,19 +22,18 @@ command -v wrk >/dev/null || { echo "bench/guests.sh: wrk is missing (apt-get in
 echo "building (release)..." >&2
 cargo build --release -q -p catshost
 
-# start_ms COMPONENT CACHE: ms from exec to the ready line; leaves the
-# server running (pid in $server_pid, port in $port).
-port=18700
-start_ms() {
-  port=$((port + 1))
+# start COMPONENT CACHE: starts a server on a free port and waits for its
+# ready line; sets $ready_ms (from exec to that line), $server_pid and $url.
+start() {
   local log=$work/server.log start_ns
   start_ns=$(date +%s%N)
-  taskset -c "$SERVER_CPU" target/release/catshost serve "$1" --addr "127.0.0.1:$port" \
+  taskset -c "$SERVER_CPU" target/release/catshost serve "$1" --addr 127.0.0.1:0 \
     --workers 1 --no-access-log --cache-dir "$2" >"$log" 2>&1 &
   server_pid=$!
   for _ in $(seq 6000); do
     if grep -q "catshost: serving" "$log"; then
-      echo $((($(date +%s%N) - start_ns) / 1000000))
+      ready_ms=$((($(date +%s%N) - start_ns) / 1000000))
+      url=$(sed -n 's/^catshost: serving //p' "$log")/
       return 0
     fi
     sleep 0.01
@@ -56,10 +55,10 @@ for language in wat c rust python js; do
   [ -f "$component" ] || { echo "bench/guests.sh: $component is missing: run guest-examples/build.sh" >&2; exit 1; }
   echo "$language..." >&2
   cache=$work/cache-$language
-  cold=$(start_ms "$component" "$cache"); stop
-  cached=$(start_ms "$component" "$cache")
-  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${WARMUP}s" "http://127.0.0.1:$port/" >/dev/null
-  rps=$(taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${DURATION}s" "http://127.0.0.1:$port/" |
+  start "$component" "$cache"; cold=$ready_ms; stop
+  start "$component" "$cache"; cached=$ready_ms
+  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${WARMUP}s" "$url" >/dev/null
+  rps=$(taskset -c "$LOAD_CPU" wrk -t1 -c64 -d"${DURATION}s" "$url" |
     awk '/Requests\/sec/ { printf "%.0f", $2 }')
   stop
   size=$(stat -c %s "$component")
