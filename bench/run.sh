@@ -36,6 +36,9 @@ echo "building (release)..." >&2
 cargo build --release -q -p catshost -p catshost-bench -p catshost-wat
 target/release/wat-component tests/fixtures/hello.wat "$work/hello.wasm"
 target/release/wat-component tests/fixtures/echo.wat "$work/echo.wasm"
+# The C hello (clang + wasi-libc + wit-bindgen-c), as a real compiler makes it.
+guest-examples/build.sh c >/dev/null
+cp target/guest-examples/c-hello.wasm "$work/c-hello.wasm"
 
 # start NAME COMMAND...: runs a server pinned to SERVER_CPU on a new port
 # (written @PORT@ in COMMAND) and waits until it accepts connections.
@@ -112,8 +115,12 @@ echo "native hyper..." >&2
 run_server native --tls target/release/native-hello --addr 127.0.0.1:@PORT@ --workers 1
 echo "wasmtime serve..." >&2
 run_server wasmtime - "$WASMTIME" serve --addr 127.0.0.1:@PORT@ "$work/hello.wasm"
+echo "C hello: catshost, wasmtime serve..." >&2
+run_server catshost-c - target/release/catshost serve "$work/c-hello.wasm" --addr 127.0.0.1:@PORT@ --workers 1 --no-access-log
+run_server wasmtime-c - "$WASMTIME" serve --addr 127.0.0.1:@PORT@ "$work/c-hello.wasm"
 # wasmtime serve speaks HTTP/1.1 only: h2load gets no answer from it.
 result[wasmtime,h2]=""
+result[wasmtime-c,h2]=""
 
 echo "echo 1 MiB..." >&2
 start catshost-echo target/release/catshost serve "$work/echo.wasm" --addr 127.0.0.1:@PORT@ --workers 1 --max-body-size 2MiB --no-access-log
@@ -124,10 +131,12 @@ start wasmtime-echo "$WASMTIME" serve --addr 127.0.0.1:@PORT@ "$work/echo.wasm"
 result[wasmtime,echo]=$(load echo "http://127.0.0.1:$port/"); stop
 
 echo "startup..." >&2
+# The C hello with a fresh compile cache: the first start compiles, the
+# other four load from the cache.
 startup=()
 for _ in 1 2 3 4 5; do
   start_ns=$(date +%s%N)
-  target/release/catshost serve "$work/hello.wasm" --addr 127.0.0.1:0 2>&1 | { grep -m1 -q "catshost: serving"; echo $(( ($(date +%s%N) - start_ns) / 1000000 )); pkill -f "catshost serve $work/hello.wasm" || true; } >"$work/startup"
+  target/release/catshost serve "$work/c-hello.wasm" --addr 127.0.0.1:0 --cache-dir "$work/cache" 2>&1 | { grep -m1 -q "catshost: serving"; echo $(( ($(date +%s%N) - start_ns) / 1000000 )); pkill -f "catshost serve $work/c-hello.wasm" || true; } >"$work/startup"
   startup+=("$(cat "$work/startup")")
 done
 
@@ -141,17 +150,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
   echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
   echo "- catshost $(target/release/catshost --version | awk '{ print $2 }') (wasmtime 48.0.8), $("$WASMTIME" --version), $(wrk --version 2>&1 | head -1 | awk '{ print $1, $2 }'), $(h2load --version | head -1)"
   echo "- servers pinned to CPU $SERVER_CPU (catshost and native hyper: --workers 1), the load to CPU $LOAD_CPU; ${DURATION} s per load after ${WARMUP} s of warm-up"
-  echo "- component: tests/fixtures/hello.wat (WAT hello, 16-byte body); echo: tests/fixtures/echo.wat"
+  echo "- components: tests/fixtures/hello.wat (WAT hello, 16-byte body; rows catshost, wasmtime), guest-examples/c/hello.c (C hello, 13-byte body; rows catshost-c, wasmtime-c); echo: tests/fixtures/echo.wat"
   echo "- loads: \`wrk -t1 -c64 -d${DURATION}s --latency URL\` (HTTP/1.1), \`h2load -c64 -m16 -D${DURATION} URL\` (h2c, TLS h2); echo: \`wrk -t1 -c8 -s bench/post-1mib.lua\`"
   echo
   echo "| load | server | requests/s | p50 ms | p99 ms | vs native | vs wasmtime serve |"
   echo "|---|---|---|---|---|---|---|"
   for load in wrk h2 wrk-tls h2-tls; do
     case $load in wrk) label="HTTP/1.1";; h2) label="h2c";; wrk-tls) label="HTTPS HTTP/1.1";; h2-tls) label="HTTPS h2";; esac
-    for server in catshost native wasmtime; do
+    for server in catshost catshost-c native wasmtime wasmtime-c; do
       [ -n "${result[$server,$load]:-}" ] || continue
       rps=$(field $server $load 1)
-      echo "| $label | $server | $rps | $(field $server $load 2) | $(field $server $load 3) | $(ratio "$rps" "$(field native $load 1)") | $(ratio "$rps" "$(field wasmtime $load 1)") |"
+      # Each catshost row against wasmtime serve on the same component.
+      case $server in catshost-c) peer=wasmtime-c;; *) peer=wasmtime;; esac
+      echo "| $label | $server | $rps | $(field $server $load 2) | $(field $server $load 3) | $(ratio "$rps" "$(field native $load 1)") | $(ratio "$rps" "$(field $peer $load 1)") |"
     done
   done
   echo
@@ -163,5 +174,5 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
   echo
   echo "Peak RSS after the cleartext loads: catshost ${result[catshost,rss]} MiB, native ${result[native,rss]} MiB, wasmtime serve ${result[wasmtime,rss]} MiB."
   echo
-  echo "Startup to the ready line (catshost serve hello.wasm, no compile cache yet), 5 runs: ${startup[*]} ms."
+  echo "Startup to the ready line (catshost serve c-hello.wasm with a fresh --cache-dir: the first run compiles, the others load from the cache), 5 runs: ${startup[*]} ms."
 } | tee "$OUT"

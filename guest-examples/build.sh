@@ -16,6 +16,7 @@
 #   guest-examples/build.sh              # every language
 #   guest-examples/build.sh c python     # some
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 root=$PWD
@@ -73,13 +74,15 @@ rust_toolchain() {
     echo "== unpacking Debian's rustc-web 1.96 and lld-22 into $dir" >&2
     local debs=$tools/rust-web-debs
     mkdir -p "$debs" "$dir"
-    # The std package is named after rustc-web's version: ask apt which.
+    # The std package is named after rustc-web's version
+    # (libstd-rust-web-1.96): ask apt which.
     local std
-    std=$(apt-cache depends rustc-web 2>/dev/null | awk '/Depends: libstd-rust-web-[0-9]/ { print $2; exit }')
+    std=$(apt-cache depends libstd-rust-web-dev 2>/dev/null | awk '/Depends: libstd-rust-web-[0-9]/ { print $2; exit }')
     if [ -z "$std" ]; then
       "${sudo[@]}" apt-get update -qq
-      std=$(apt-cache depends rustc-web | awk '/Depends: libstd-rust-web-[0-9]/ { print $2; exit }')
+      std=$(apt-cache depends libstd-rust-web-dev | awk '/Depends: libstd-rust-web-[0-9]/ { print $2; exit }')
     fi
+    [ -n "$std" ] || { echo "guest-examples/build.sh: apt knows no libstd-rust-web-*" >&2; exit 1; }
     (cd "$debs" && apt-get download -qq rustc-web "$std" libstd-rust-web-dev rust-web-src \
       libllvm22 lld-22)
     local deb

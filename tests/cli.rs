@@ -384,3 +384,39 @@ fn readiness_reaches_a_ready_file_and_a_notify_socket() {
         Some(0)
     );
 }
+
+#[test]
+fn a_closed_stderr_does_not_keep_the_server_from_stopping() {
+    use std::io::{BufRead, BufReader};
+    // A supervisor that stopped reading our stderr (`catshost ... | head`):
+    // every later line fails to write; SIGTERM must still stop the server.
+    let mut child = catshost()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("catshost: serving"));
+    assert!(ready.is_some(), "no ready line");
+    drop(lines);
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("catshost did not stop after SIGTERM with its stderr closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}

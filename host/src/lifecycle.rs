@@ -164,6 +164,13 @@ pub fn notify_supervisor(state: &str) {
     }
 }
 
+/// Writes a line to stderr. A stderr that is gone (a closed pipe) is no
+/// reason to fail: the line is dropped (`eprintln!` would panic).
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Switches `stop` on the first SIGINT or SIGTERM and exits the process at
 /// once, with status 130, on the second.
 #[cfg(unix)]
@@ -179,10 +186,12 @@ pub async fn stop_on_signals(stop: Stop) -> std::io::Result<std::convert::Infall
         }
     };
     next_signal().await;
-    tracing::info!("stop requested: finishing in-flight requests (signal again to exit now)");
+    // First the switch, then the words: nothing may come between a signal
+    // and the stop.
     stop.switch();
+    tracing::info!("stop requested: finishing in-flight requests (signal again to exit now)");
     next_signal().await;
-    eprintln!("catshost: second stop signal, exiting now");
+    say(format_args!("catshost: second stop signal, exiting now"));
     std::process::exit(130);
 }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use catshost::config::{Listen, ServeConfig, TlsSource};
+use catshost::lifecycle::say;
 use catshost::{Runtime, Server, Stop, Tls};
 use clap::Parser;
 
@@ -66,7 +67,10 @@ fn init_logging(format: cli::LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,catshost=info"));
     let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| LogWriter);
+        .with_writer(|| LogWriter)
+        // Its report of a failed write is an `eprintln!`, which panics when
+        // stderr is a closed pipe: a log line is not worth a task.
+        .log_internal_errors(false);
     match format {
         cli::LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
         cli::LogFormat::Json => logger
@@ -86,9 +90,9 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         Some(TlsSource::Files { cert, key }) => Some(Tls::from_pem_files(cert, key, versions)?),
         Some(TlsSource::SelfSigned) => {
             let (tls, fingerprint, _pem) = Tls::self_signed(versions)?;
-            eprintln!(
+            say(format_args!(
                 "catshost: self-signed certificate for localhost, 127.0.0.1; SHA-256 {fingerprint}"
-            );
+            ));
             Some(tls)
         }
     };
@@ -190,14 +194,14 @@ fn compile_command(args: &cli::CompileArgs) -> anyhow::Result<()> {
     let compiled = with_spinner(&args.component, || runtime.precompile(&name, &bytes))?;
     std::fs::write(&args.output, &compiled)
         .with_context(|| format!("failed to write '{}'", args.output.display()))?;
-    eprintln!(
+    say(format_args!(
         "catshost: compiled {} ({} bytes) to {} ({} bytes) in {} ms",
         args.component.display(),
         bytes.len(),
         args.output.display(),
         compiled.len(),
         started.elapsed().as_millis()
-    );
+    ));
     Ok(())
 }
 
@@ -303,10 +307,10 @@ fn bind_admin(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("failed to listen on --admin-addr {addr}"))?;
     listener.set_nonblocking(true)?;
-    eprintln!(
+    say(format_args!(
         "catshost: admin endpoints on http://{}",
         listener.local_addr()?
-    );
+    ));
     Ok(listener)
 }
 
@@ -335,7 +339,7 @@ fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) -> Su
         {
             tracing::warn!(path = %path.display(), %error, "failed to write the ready file");
         }
-        eprintln!("catshost: serving {url}");
+        say(format_args!("catshost: serving {url}"));
         announcer.ready();
         stop.switched().await;
         announcer.stopping();
