@@ -75,12 +75,58 @@ pub struct CheckArgs {
     pub component: PathBuf,
 }
 
+/// The flags whose settings a config file holds instead.
+const CONFIG_CONFLICTS: [&str; 30] = [
+    "component",
+    "addr",
+    "backlog",
+    "shutdown_timeout",
+    "tls_cert",
+    "tls_key",
+    "tls_self_signed",
+    "tls_handshake_timeout",
+    "request_timeout",
+    "max_memory",
+    "max_body_size",
+    "max_concurrent_requests",
+    "max_connections",
+    "env",
+    "dirs",
+    "dirs_rw",
+    "http",
+    "header_read_timeout",
+    "max_header_size",
+    "http1_keep_alive",
+    "http1_max_headers",
+    "http2_max_concurrent_streams",
+    "http2_initial_stream_window",
+    "http2_initial_connection_window",
+    "http2_max_frame_size",
+    "http2_keep_alive_interval",
+    "http2_keep_alive_timeout",
+    "http2_max_pending_accept_reset_streams",
+    "http2_max_local_error_reset_streams",
+    "reuse_port",
+];
+
 #[derive(Debug, Args)]
 pub struct Serve {
-    /// The component to serve (`.wasm`, or `.wat` text). Without it, a
-    /// built-in demo answers with the method, path, protocol, scheme and
-    /// authority it saw.
+    /// The component to serve (`.wasm`, or `.wat` text). Without it (and
+    /// without --config), a built-in demo answers with the method, path,
+    /// protocol, scheme and authority it saw.
     pub component: Option<PathBuf>,
+
+    /// Serve the tenants of this TOML file (docs/config.md): components
+    /// routed by host and path, each with its own limits, environment,
+    /// outbound allow-list and certificate. The listener, HTTP, limit and
+    /// TLS flags are settings of the file then. SIGHUP reloads it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = CONFIG_CONFLICTS)]
+    pub config: Option<PathBuf>,
+
+    /// With --config: also reload when the config file, a component or a
+    /// certificate changes (checked every second).
+    #[arg(long, requires = "config")]
+    pub watch: bool,
 
     /// Address to listen on. Port 0 picks a free port [default: 127.0.0.1:8080].
     #[arg(long, conflicts_with = "listen_fd")]
@@ -285,6 +331,8 @@ impl Serve {
     pub fn into_config(self) -> Result<ServeConfig, String> {
         let Serve {
             component,
+            config,
+            watch,
             addr,
             listen_fd,
             backlog,
@@ -356,6 +404,9 @@ impl Serve {
         Ok(ServeConfig {
             pool,
             component,
+            config,
+            watch,
+            access_log: !no_access_log,
             listen,
             workers: workers.unwrap_or_else(config::default_workers),
             reuse_port,

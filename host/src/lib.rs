@@ -29,7 +29,9 @@ pub mod http;
 pub mod lifecycle;
 pub mod metrics;
 pub mod net;
+pub mod routing;
 mod server;
+pub mod tenants;
 pub mod wasm;
 
 pub use error::{BoxError, Error};
@@ -38,7 +40,7 @@ pub use net::{Tls, TlsError};
 pub use server::{
     Builder, DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TENANT,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight, Server,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight, Server, Tenant, TenantLimits, UNROUTED,
 };
 pub use wasm::{Handler, Pool, Runtime};
 

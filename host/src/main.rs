@@ -1,6 +1,7 @@
 //! The `catshost` command: parse the command line, run, exit with a status.
 
 mod cli;
+mod reload;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -11,8 +12,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use catshost::config::file::FileConfig;
 use catshost::config::{Listen, ServeConfig, TlsSource};
 use catshost::lifecycle::say;
+use catshost::net::SniCerts;
+use catshost::tenants::Components;
 use catshost::{Runtime, Server, Stop, Tls};
 use clap::Parser;
 
@@ -83,9 +87,30 @@ fn init_logging(format: cli::LogFormat) {
 
 fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     // Everything that can fail is checked before anything is bound: the
-    // certificate, the component, the socket passed in.
+    // config file, the certificates, the components, the socket passed in.
+    let file = config.config.as_deref().map(FileConfig::load).transpose()?;
+    let mut reload_plan = None;
+    if let Some(file) = &file {
+        let workers = config.workers.get();
+        let mut server = file.server.clone();
+        server
+            .access_log(config.access_log)
+            // Guests of one tenant leave a core to the others.
+            .max_tenant_workers(Some(
+                file.tenant_workers
+                    .map_or(workers.saturating_sub(1).max(1), |n| n.get()),
+            ));
+        config.server = server;
+        config.pool = catshost::Pool {
+            instances: u32::try_from(file.max_concurrent_requests.get()).unwrap_or(u32::MAX),
+            max_memory: file.max_memory(),
+        };
+        if let Listen::Addr(_) = config.listen {
+            config.listen = Listen::Addr(file.addr);
+        }
+    }
     let versions = config.server.http_settings().versions;
-    let tls = match &config.tls {
+    let mut tls = match &config.tls {
         None => None,
         Some(TlsSource::Files { cert, key }) => Some(Tls::from_pem_files(cert, key, versions)?),
         Some(TlsSource::SelfSigned) => {
@@ -100,9 +125,51 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     if let Some(dir) = config.cache.clone() {
         runtime = runtime.with_compile_cache(dir);
     }
-    let handler = match &config.component {
-        Some(path) => with_spinner(path, || runtime.load_file(path))?,
-        None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
+    let stop = Stop::new();
+    let server = match &file {
+        None => {
+            let handler = match &config.component {
+                Some(path) => with_spinner(path, || runtime.load_file(path))?,
+                None => runtime.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
+            };
+            config.server.stop(stop.clone()).build(handler)
+        }
+        Some(file) => {
+            let started = std::time::Instant::now();
+            let loaded = with_spinner(&file.path, || {
+                catshost::tenants::load(
+                    &runtime,
+                    file,
+                    &Components::default(),
+                    config.workers.get(),
+                )
+            })?;
+            tracing::info!(
+                tenants = loaded.tenants.len(),
+                components = loaded.components.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tenants loaded"
+            );
+            let sni = SniCerts::default();
+            if loaded.certs.is_some() {
+                loaded.install_certs(&sni);
+                tls = Some(Tls::with_sni(sni.clone(), versions)?);
+            }
+            let components = loaded.components.clone();
+            let server = config
+                .server
+                .stop(stop.clone())
+                .build_tenants(loaded.tenants)?;
+            reload_plan = Some(reload::Reloader::new(
+                file,
+                runtime.clone(),
+                server.clone(),
+                sni,
+                components,
+                config.workers.get(),
+            ));
+            server
+        }
     };
     let admin = config.admin_addr.map(bind_admin).transpose()?;
     if let (Listen::Addr(_), Some(fd)) = (config.listen, systemd_listen_fd()) {
@@ -113,9 +180,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         Listen::Addr(_) => None,
     };
 
-    let stop = Stop::new();
     let backlog = config.server.backlog_len();
-    let server = config.server.stop(stop.clone()).build(handler);
     let admin = admin.map(|listener| (listener, server.clone()));
     if config.reuse_port {
         let Listen::Addr(addr) = config.listen else {
@@ -145,6 +210,12 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
         let signals = tokio::spawn(catshost::lifecycle::stop_on_signals(stop));
+        if let Some(reloader) = reload_plan {
+            // SIGHUP is handled from here on (it would end the process).
+            let watch = config.watch;
+            let reloader = reloader.listen()?;
+            tokio::spawn(reloader.run(watch));
+        }
         spawn_admin(admin)?;
         let supervisor = announce_ready(&server, tls.is_some(), config.ready_file.clone());
         let served = match (listener, config.listen, tls) {

@@ -11,13 +11,14 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::http::{
-    ConnBuilder, DefaultErrorHandler, ErrorHandler, HttpSettings, HttpVersions, Policy, Protocol,
-    Recorder, Service,
+    ConnBuilder, DefaultErrorHandler, Dispatch, ErrorHandler, HttpSettings, HttpVersions, Policy,
+    Protocol, Recorder, Service, Site,
 };
 use crate::lifecycle::{Ready, ReadyLatch, Stop};
 use crate::metrics::Metrics;
 use crate::net::{self, Listener, Tls};
-use crate::wasm::{GuestTasks, Handler, InstanceLimits, Preopen, WasiAccess};
+use crate::routing::{DuplicateRoute, Route, Routes};
+use crate::wasm::{GuestTasks, Handler, InstanceLimits, Outbound, Preopen, WasiAccess};
 
 /// How long a stop waits for in-flight requests by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,20 +40,59 @@ pub struct Builder {
     backlog: u32,
     stop: Stop,
     errors: Arc<dyn ErrorHandler>,
-    limits: InstanceLimits,
     http: HttpSettings,
-    max_body_size: u64,
-    max_concurrent_requests: usize,
     max_connections: usize,
     tls_handshake_timeout: Duration,
-    tenant: Arc<str>,
     access_log: bool,
     metrics: Arc<Metrics>,
-    access: WasiAccess,
+    max_tenant_workers: Option<usize>,
+    /// The tenant of [`Builder::build`].
+    tenant: Arc<str>,
+    limits: TenantLimits,
 }
 
 /// The tenant name of a server built without one.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// What one tenant's requests may use: its limits and its guests' access.
+/// [`Builder`]'s setters set them for the one tenant of [`Builder::build`].
+#[derive(Clone, Debug)]
+pub struct TenantLimits {
+    /// Time and memory of each instance.
+    pub instance: InstanceLimits,
+    /// The largest request body, in bytes. Default is 10 MiB.
+    pub max_body_size: u64,
+    /// The most of the tenant's requests running at once; more get 503.
+    /// Default is 1024.
+    pub max_concurrent_requests: usize,
+    /// Environment, directories and outbound HTTP origins. Default is none.
+    pub access: WasiAccess,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self {
+            instance: InstanceLimits::default(),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            access: WasiAccess::default(),
+        }
+    }
+}
+
+/// One tenant of a server: a component, the routes that lead to it, and
+/// what its requests may use.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    /// Names the tenant in logs and metrics.
+    pub name: String,
+    /// Its component.
+    pub handler: Handler,
+    /// Where its requests come from.
+    pub routes: Vec<Route>,
+    /// What its requests may use.
+    pub limits: TenantLimits,
+}
 
 impl Builder {
     /// Settings with every default.
@@ -62,16 +102,14 @@ impl Builder {
             backlog: DEFAULT_BACKLOG,
             stop: Stop::new(),
             errors: Arc::new(DefaultErrorHandler),
-            limits: InstanceLimits::default(),
             http: HttpSettings::default(),
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-            tenant: DEFAULT_TENANT.into(),
             access_log: true,
             metrics: Arc::new(Metrics::new()),
-            access: WasiAccess::default(),
+            max_tenant_workers: None,
+            tenant: DEFAULT_TENANT.into(),
+            limits: TenantLimits::default(),
         }
     }
 
@@ -80,7 +118,7 @@ impl Builder {
     ///
     /// Default is none.
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
-        self.access.env.push((key.into(), value.into()));
+        self.limits.access.env.push((key.into(), value.into()));
         self
     }
 
@@ -90,7 +128,25 @@ impl Builder {
     ///
     /// Default is none.
     pub fn preopen(&mut self, dir: Preopen) -> &mut Self {
-        self.access.dirs.push(dir);
+        self.limits.access.dirs.push(dir);
+        self
+    }
+
+    /// Lets guests send HTTP requests to these origins (see [`Outbound`]).
+    ///
+    /// Default is none: every outgoing request is denied.
+    pub fn outbound(&mut self, outbound: Outbound) -> &mut Self {
+        self.limits.access.outbound = outbound;
+        self
+    }
+
+    /// The most worker threads one tenant's guests may run on at once, so
+    /// that a tenant whose guests compute (or loop) cannot take every core
+    /// from the others. Each guest gives its worker up at every epoch tick.
+    ///
+    /// Default is no limit.
+    pub fn max_tenant_workers(&mut self, workers: Option<usize>) -> &mut Self {
+        self.max_tenant_workers = workers;
         self
     }
 
@@ -156,7 +212,7 @@ impl Builder {
     ///
     /// Default is 30 seconds.
     pub fn request_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.limits.request_timeout = timeout;
+        self.limits.instance.request_timeout = timeout;
         self
     }
 
@@ -165,7 +221,7 @@ impl Builder {
     ///
     /// Default is 128 MiB.
     pub fn max_memory(&mut self, bytes: usize) -> &mut Self {
-        self.limits.max_memory = bytes;
+        self.limits.instance.max_memory = bytes;
         self
     }
 
@@ -176,7 +232,7 @@ impl Builder {
     ///
     /// Default is 10 MiB.
     pub fn max_body_size(&mut self, bytes: u64) -> &mut Self {
-        self.max_body_size = bytes;
+        self.limits.max_body_size = bytes;
         self
     }
 
@@ -184,7 +240,7 @@ impl Builder {
     ///
     /// Default is 1024.
     pub fn max_concurrent_requests(&mut self, max: usize) -> &mut Self {
-        self.max_concurrent_requests = max;
+        self.limits.max_concurrent_requests = max;
         self
     }
 
@@ -253,24 +309,75 @@ impl Builder {
         self
     }
 
+    /// The limits of the tenant of [`Builder::build`] so far: a start for
+    /// the limits of [`Tenant`]s.
+    pub fn tenant_limits(&self) -> &TenantLimits {
+        &self.limits
+    }
+
     /// A server that serves every request with `handler`.
     pub fn build(&self, handler: Handler) -> Server {
         let tasks = GuestTasks::default();
-        let service = Service::new(
+        let tenant = Tenant {
+            name: self.tenant.to_string(),
             handler,
+            routes: Vec::new(),
+            limits: self.limits.clone(),
+        };
+        let site = Site {
+            routes: Routes::everything(),
+            tenants: vec![self.service(tenant, &tasks)],
+        };
+        self.server(site, tasks)
+    }
+
+    /// A server of several tenants, each request served by the tenant whose
+    /// route matches it best (see [`crate::routing`]); a request no route
+    /// matches gets 404. Fails when two tenants give the same route.
+    pub fn build_tenants(&self, tenants: Vec<Tenant>) -> Result<Server, DuplicateRoute> {
+        let tasks = GuestTasks::default();
+        let site = self.site(tenants, &tasks)?;
+        Ok(self.server(site, tasks))
+    }
+
+    fn site(&self, tenants: Vec<Tenant>, tasks: &GuestTasks) -> Result<Site, DuplicateRoute> {
+        let routes = Routes::new(
+            tenants
+                .iter()
+                .enumerate()
+                .flat_map(|(i, t)| t.routes.iter().map(move |r| (r.clone(), i))),
+            |i| tenants[i].name.clone(),
+        )?;
+        let tenants = tenants
+            .into_iter()
+            .map(|tenant| self.service(tenant, tasks))
+            .collect();
+        Ok(Site { routes, tenants })
+    }
+
+    fn service(&self, tenant: Tenant, tasks: &GuestTasks) -> Arc<Service> {
+        let name: Arc<str> = tenant.name.into();
+        Arc::new(Service::new(
+            tenant.handler,
             tasks.clone(),
             Policy {
                 errors: self.errors.clone(),
-                limits: self.limits,
-                max_body_size: self.max_body_size,
-                max_concurrent_requests: self.max_concurrent_requests,
-                recorder: Recorder::new(self.tenant.clone(), self.metrics.clone(), self.access_log),
-                access: self.access.clone(),
+                limits: tenant.limits.instance,
+                max_body_size: tenant.limits.max_body_size,
+                max_concurrent_requests: tenant.limits.max_concurrent_requests,
+                max_workers: self.max_tenant_workers,
+                recorder: Recorder::new(name, self.metrics.clone(), self.access_log),
+                access: tenant.limits.access,
             },
-        );
+        ))
+    }
+
+    fn server(&self, site: Site, tasks: GuestTasks) -> Server {
+        let unrouted = Recorder::new(UNROUTED.into(), self.metrics.clone(), self.access_log);
         Server {
             inner: Arc::new(Inner {
-                service: Arc::new(service),
+                dispatch: Arc::new(Dispatch::new(site, unrouted, self.errors.clone())),
+                builder: self.clone(),
                 tasks,
                 conn: ConnBuilder::new(&self.http),
                 versions: self.http.versions,
@@ -293,15 +400,13 @@ impl std::fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("backlog", &self.backlog)
-            .field("limits", &self.limits)
             .field("http", &self.http)
-            .field("max_body_size", &self.max_body_size)
-            .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("max_connections", &self.max_connections)
             .field("tls_handshake_timeout", &self.tls_handshake_timeout)
-            .field("tenant", &self.tenant)
             .field("access_log", &self.access_log)
-            .field("access", &self.access)
+            .field("max_tenant_workers", &self.max_tenant_workers)
+            .field("tenant", &self.tenant)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -312,14 +417,21 @@ impl Default for Builder {
     }
 }
 
-/// A server of one component. Cheap to clone: clones are the same server.
+/// The tenant name requests that match no route are logged and counted
+/// under.
+pub const UNROUTED: &str = "-";
+
+/// A server of one component, or of tenants routed by host and path. Cheap
+/// to clone: clones are the same server.
 #[derive(Clone)]
 pub struct Server {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    service: Arc<Service>,
+    dispatch: Arc<Dispatch>,
+    /// What tenants given to [`Server::replace_tenants`] are built with.
+    builder: Builder,
     tasks: GuestTasks,
     conn: ConnBuilder,
     versions: HttpVersions,
@@ -365,8 +477,18 @@ impl Server {
     pub fn in_flight(&self) -> InFlight {
         InFlight {
             connections: self.inner.max_connections - self.inner.connections.available_permits(),
-            requests: self.inner.service.in_flight(),
+            requests: self.inner.tasks.len(),
         }
+    }
+
+    /// Replaces every tenant at once: requests already routed finish with
+    /// the tenants they were routed to, requests routed from now on get the
+    /// new ones. Nothing changes when two tenants give the same route.
+    pub fn replace_tenants(&self, tenants: Vec<Tenant>) -> Result<(), DuplicateRoute> {
+        let inner = &*self.inner;
+        let site = inner.builder.site(tenants, &inner.tasks)?;
+        inner.dispatch.replace(site);
+        Ok(())
     }
 
     /// Binds `addr` and serves plaintext HTTP/1.1 and h2c (HTTP/2 by prior
@@ -506,7 +628,7 @@ impl Inner {
             };
         let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol(), self.versions);
         self.conn
-            .serve(stream, protocol, self.service.clone(), true, peer, watcher)
+            .serve(stream, protocol, self.dispatch.clone(), true, peer, watcher)
             .await;
     }
 
@@ -529,7 +651,14 @@ impl Inner {
         }
         let protocol = Protocol::cleartext(self.versions);
         self.conn
-            .serve(stream, protocol, self.service.clone(), false, peer, watcher)
+            .serve(
+                stream,
+                protocol,
+                self.dispatch.clone(),
+                false,
+                peer,
+                watcher,
+            )
             .await;
     }
 }

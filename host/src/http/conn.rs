@@ -12,7 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Service;
+use super::Dispatch;
 
 /// hyper's smallest allowed read buffer.
 const MIN_BUF_SIZE: usize = 8192;
@@ -212,7 +212,7 @@ impl ConnBuilder {
         &self,
         io: I,
         protocol: Protocol,
-        service: Arc<Service>,
+        service: Arc<Dispatch>,
         tls: bool,
         client: SocketAddr,
         watcher: Watcher,

@@ -23,6 +23,9 @@ pub enum HostError {
         /// The limit.
         limit: u64,
     },
+    /// No tenant's route matches the request's host and path (404).
+    #[error("no route matches the request's host and path")]
+    NoRoute,
     /// Too many requests are running (503, with `Retry-After`).
     #[error("too many requests in flight")]
     Overloaded,
@@ -43,6 +46,7 @@ impl HostError {
             HostError::BodyTooLarge { .. } | HostError::Guest(GuestError::BodyTooLarge) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            HostError::NoRoute => StatusCode::NOT_FOUND,
             HostError::Overloaded
             | HostError::Guest(GuestError::Cancelled | GuestError::NoInstance(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE

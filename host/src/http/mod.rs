@@ -12,7 +12,7 @@ pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, Protocol};
 pub use conn::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, HttpSettings, HttpVersions};
 pub use error::{DefaultErrorHandler, ErrorHandler, HostError};
-pub(crate) use service::{Policy, Service};
+pub(crate) use service::{Dispatch, Policy, Service, Site};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,11 +1,12 @@
-//! The hyper service: one request in, admission and limits, a guest call,
-//! one response out.
+//! The hyper service: one request in, routed to its tenant, admission and
+//! limits, a guest call, one response out.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, Version, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -14,9 +15,78 @@ use tokio::sync::Semaphore;
 use super::access::Recorder;
 use super::body::RequestBody;
 use super::{ErrorHandler, HostError, RequestId, ResponseBody};
+use crate::routing::Routes;
 use crate::wasm::{BodyLimit, GuestTasks, Handler, InstanceLimits, RequestInfo, WasiAccess};
 
-/// What every connection of a server shares.
+/// What every connection of a server shares: the tenants and their routes,
+/// swapped whole when they are replaced.
+pub(crate) struct Dispatch {
+    site: ArcSwap<Site>,
+    /// Records requests that match no route.
+    unrouted: Arc<Recorder>,
+    errors: Arc<dyn ErrorHandler>,
+}
+
+/// The tenants of a server at one moment, and how requests find them.
+pub(crate) struct Site {
+    pub(crate) routes: Routes,
+    pub(crate) tenants: Vec<Arc<Service>>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(site: Site, unrouted: Recorder, errors: Arc<dyn ErrorHandler>) -> Self {
+        Self {
+            site: ArcSwap::from_pointee(site),
+            unrouted: Arc::new(unrouted),
+            errors,
+        }
+    }
+
+    /// Replaces the tenants: requests already routed finish with the old
+    /// ones, every request routed from now on gets the new ones.
+    pub(crate) fn replace(&self, site: Site) {
+        self.site.store(Arc::new(site));
+    }
+
+    /// Serves one request with the tenant its host and path route to, or
+    /// 404 when none does.
+    pub(crate) async fn serve(
+        &self,
+        req: Request<Incoming>,
+        tls: bool,
+        client: SocketAddr,
+    ) -> Result<Response<ResponseBody>, Infallible> {
+        let tenant = {
+            let site = self.site.load();
+            let host = match req.uri().authority() {
+                Some(authority) => Some(authority.host()),
+                None => req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok()),
+            };
+            site.routes
+                .route(host, req.uri().path())
+                .map(|i| site.tenants[i].clone())
+        };
+        match tenant {
+            // The request holds its tenant: a replaced one serves the
+            // requests it already has.
+            Some(tenant) => tenant.serve(req, tls, client).await,
+            None => {
+                let id = RequestId::next();
+                let exchange = self.unrouted.start(id, &req, client);
+                let error = HostError::NoRoute;
+                error.log(id, "-");
+                let response = self.errors.respond(&error, id).map(ResponseBody::host);
+                let status = response.status();
+                Ok(response.map(|body| body.recorded(exchange, status)))
+            }
+        }
+    }
+}
+
+/// One tenant's component and what its requests may use.
 pub(crate) struct Service {
     handler: Handler,
     tasks: GuestTasks,
@@ -25,7 +95,8 @@ pub(crate) struct Service {
     max_body_size: u64,
     /// One permit per request running, held until its guest ends.
     requests: Arc<Semaphore>,
-    max_concurrent_requests: usize,
+    /// One permit per worker thread the tenant's guests may run on at once.
+    cpu: Option<Arc<Semaphore>>,
     recorder: Arc<Recorder>,
     access: Arc<WasiAccess>,
 }
@@ -36,6 +107,7 @@ pub(crate) struct Policy {
     pub(crate) limits: InstanceLimits,
     pub(crate) max_body_size: u64,
     pub(crate) max_concurrent_requests: usize,
+    pub(crate) max_workers: Option<usize>,
     pub(crate) recorder: Recorder,
     pub(crate) access: WasiAccess,
 }
@@ -49,15 +121,12 @@ impl Service {
             limits: policy.limits,
             max_body_size: policy.max_body_size,
             requests: Arc::new(Semaphore::new(policy.max_concurrent_requests)),
-            max_concurrent_requests: policy.max_concurrent_requests,
+            cpu: policy
+                .max_workers
+                .map(|n| Arc::new(Semaphore::new(n.max(1)))),
             recorder: Arc::new(policy.recorder),
             access: Arc::new(policy.access),
         }
-    }
-
-    /// Requests whose guest is still running.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.max_concurrent_requests - self.requests.available_permits()
     }
 
     /// Serves one request; every failure becomes a host-made response.
@@ -124,6 +193,7 @@ impl Service {
             limits: self.limits,
             body_limit,
             permit: Some(permit),
+            cpu: self.cpu.clone(),
             tenant: self.recorder.tenant.clone(),
             metrics: Some(self.recorder.metrics.clone()),
             access: self.access.clone(),

@@ -5,4 +5,4 @@ mod tls;
 
 pub(crate) use listener::Listener;
 pub use listener::bind;
-pub use tls::{Tls, TlsError, fingerprint};
+pub use tls::{CertKey, SniCerts, Tls, TlsError, fingerprint};

@@ -5,11 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::http::HttpVersions;
+use crate::routing::{HostPattern, normalize_host};
 
 /// A TLS server configuration, ready for connections.
 #[derive(Clone, Debug)]
@@ -70,6 +74,9 @@ pub enum TlsError {
         #[source]
         source: rustls::Error,
     },
+    /// rustls refused the configuration.
+    #[error("failed to configure TLS")]
+    Config(#[source] rustls::Error),
     /// A self-signed certificate could not be made.
     #[error("failed to make a self-signed certificate")]
     SelfSigned(#[source] crate::BoxError),
@@ -83,28 +90,7 @@ impl Tls {
         key: &Path,
         versions: HttpVersions,
     ) -> Result<Self, TlsError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.into(),
-                source,
-            })
-        };
-        let cert_pem = read(cert)?;
-        let key_pem = read(key)?;
-        let chain = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| TlsError::BadCertificate {
-                path: cert.into(),
-                source,
-            })?;
-        if chain.is_empty() {
-            return Err(TlsError::NoCertificate { path: cert.into() });
-        }
-        let private_key =
-            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::BadKey {
-                path: key.into(),
-                source,
-            })?;
+        let (chain, private_key) = read_pem_files(cert, key)?;
         Self::new(chain, private_key, versions).map_err(|source| TlsError::Mismatch {
             cert: cert.into(),
             key: key.into(),
@@ -112,6 +98,52 @@ impl Tls {
         })
     }
 
+    /// A configuration that picks its certificate by the name the client
+    /// asks for (SNI) from `certs`, which can be replaced while serving.
+    pub fn with_sni(certs: SniCerts, versions: HttpVersions) -> Result<Self, TlsError> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(certs));
+        config.alpn_protocols = versions.alpn();
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Reads a PEM certificate chain and its PEM private key.
+fn read_pem_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            path: path.into(),
+            source,
+        })
+    };
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::BadCertificate {
+            path: cert.into(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert.into() });
+    }
+    let private_key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::BadKey {
+            path: key.into(),
+            source,
+        })?;
+    Ok((chain, private_key))
+}
+
+impl Tls {
     /// A fresh self-signed certificate for `localhost` and `127.0.0.1`, for
     /// development. Returns it with its SHA-256 fingerprint
     /// (`AB:CD:...`) and its PEM text.
@@ -139,8 +171,7 @@ impl Tls {
         key: PrivateKeyDer<'static>,
         versions: HttpVersions,
     ) -> Result<Self, rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(chain, key)?;
@@ -151,6 +182,92 @@ impl Tls {
         Ok(Self {
             config: Arc::new(config),
         })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate and its private key, checked to belong together.
+#[derive(Clone, Debug)]
+pub struct CertKey(Arc<CertifiedKey>);
+
+impl CertKey {
+    /// Loads a PEM certificate chain (leaf first) and its PEM private key.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let (chain, private_key) = read_pem_files(cert, key)?;
+        CertifiedKey::from_der(chain, private_key, &provider())
+            .map(|certified| Self(Arc::new(certified)))
+            .map_err(|source| TlsError::Mismatch {
+                cert: cert.into(),
+                key: key.into(),
+                source,
+            })
+    }
+}
+
+/// Certificates chosen by the name a client asks for (SNI): the one of the
+/// most specific matching name (a name over a wildcard, a longer wildcard
+/// over a shorter one), else the default; with neither the handshake fails.
+/// Cheap to clone: clones share the certificates, and
+/// [`SniCerts::replace`] changes them for every clone.
+#[derive(Clone, Debug, Default)]
+pub struct SniCerts {
+    table: Arc<ArcSwap<SniTable>>,
+}
+
+#[derive(Debug, Default)]
+struct SniTable {
+    default: Option<Arc<CertifiedKey>>,
+    /// Most specific first.
+    names: Vec<(HostPattern, Arc<CertifiedKey>)>,
+}
+
+impl SniCerts {
+    /// Certificates for these names, and a default for any other name.
+    pub fn new(default: Option<CertKey>, names: Vec<(HostPattern, CertKey)>) -> Self {
+        let certs = Self::default();
+        certs.replace(default, names);
+        certs
+    }
+
+    /// Replaces every certificate: handshakes from now on use the new ones.
+    pub fn replace(&self, default: Option<CertKey>, names: Vec<(HostPattern, CertKey)>) {
+        let mut names: Vec<_> = names
+            .into_iter()
+            .filter(|(pattern, _)| *pattern != HostPattern::Any)
+            .map(|(pattern, cert)| (pattern, cert.0))
+            .collect();
+        names.sort_by_key(|(pattern, _)| match pattern {
+            HostPattern::Exact(_) => (0, 0),
+            HostPattern::Wildcard(suffix) => (1, usize::MAX - suffix.len()),
+            HostPattern::Any => (2, 0),
+        });
+        self.table.store(Arc::new(SniTable {
+            default: default.map(|cert| cert.0),
+            names,
+        }));
+    }
+
+    /// The certificate for a client asking for `name`.
+    fn choose(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        let name = name.map(normalize_host);
+        name.and_then(|name| {
+            table
+                .names
+                .iter()
+                .find(|(pattern, _)| pattern.matches(&name))
+                .map(|(_, cert)| cert.clone())
+        })
+        .or_else(|| table.default.clone())
+    }
+}
+
+impl ResolvesServerCert for SniCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.choose(hello.server_name())
     }
 }
 

@@ -9,6 +9,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::limits::{InstanceLimits, Limiter};
+use super::outbound::{Outbound, Verdict};
 use super::output::GuestOutput;
 use crate::http::RequestId;
 
@@ -29,6 +30,9 @@ pub struct WasiAccess {
     pub env: Vec<(String, String)>,
     /// Directories the guest can open (`wasi:filesystem/preopens`).
     pub dirs: Vec<Preopen>,
+    /// Origins the guest may send HTTP requests to
+    /// (`wasi:http/outgoing-handler`).
+    pub outbound: Outbound,
 }
 
 /// A host directory a guest sees under a name of its own.
@@ -67,17 +71,18 @@ impl Preopen {
 impl GuestCtx {
     /// A context that grants the guest nothing beyond the `wasi:http` request
     /// it is handed and what `access` lists: no arguments, no sockets, no
-    /// outgoing HTTP, no host environment. Its stdout and stderr go to the
-    /// host's log, each line an event carrying `id` and `tenant`.
+    /// host environment, outgoing HTTP only to the listed origins. Its stdout
+    /// and stderr go to the host's log, each line an event carrying `id` and
+    /// `tenant`.
     pub(crate) fn new(
         id: RequestId,
         tenant: Arc<str>,
         limits: &InstanceLimits,
-        access: &WasiAccess,
+        access: &Arc<WasiAccess>,
     ) -> wasmtime::Result<Self> {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput::new(id, tenant.clone(), "stdout"))
-            .stderr(GuestOutput::new(id, tenant, "stderr"))
+            .stderr(GuestOutput::new(id, tenant.clone(), "stderr"))
             .envs(&access.env);
         for dir in &access.dirs {
             let perms = if dir.writable {
@@ -92,7 +97,11 @@ impl GuestCtx {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: HostHooks,
+            hooks: HostHooks {
+                id,
+                tenant,
+                access: access.clone(),
+            },
             limiter: Limiter::new(limits),
         })
     }
@@ -117,28 +126,78 @@ impl WasiHttpView for GuestCtx {
     }
 }
 
-/// catshost's `wasi:http` policy: outgoing requests are denied (a tenant's
-/// allow-list will open them), everything else is wasmtime's default.
-struct HostHooks;
+/// catshost's `wasi:http` policy: outgoing requests go only to the origins
+/// the tenant allows (see [`Outbound`]); everything else is wasmtime's
+/// default.
+struct HostHooks {
+    id: RequestId,
+    tenant: Arc<str>,
+    access: Arc<WasiAccess>,
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
 
 impl WasiHttpHooks for HostHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        mut request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: IoFuture,
     ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
+        dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
+            + Send,
     > {
-        tracing::info!(uri = %request.uri(), "outgoing HTTP request denied: no outbound access is configured");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        let (id, tenant, access) = (self.id, self.tenant.clone(), self.access.clone());
+        Box::new(async move {
+            let verdict = access
+                .outbound
+                .check(request.uri(), |name, port| async move {
+                    let addrs = tokio::net::lookup_host((name.as_str(), port)).await?;
+                    Ok(addrs.collect())
+                })
+                .await;
+            let addrs = match verdict {
+                Verdict::Send(addrs) => addrs,
+                Verdict::Deny(denied) => {
+                    tracing::warn!(
+                        target: "catshost::outbound",
+                        request_id = %id,
+                        tenant = &*tenant,
+                        uri = %request.uri(),
+                        reason = denied.reason(),
+                        "outgoing HTTP request denied"
+                    );
+                    return Err(denied.error());
+                }
+            };
+            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                // Connect to the address that was checked, not to whatever
+                // the name resolves to a moment later; the Host header keeps
+                // the name. (HTTPS checks the name's certificate instead.)
+                pin_address(&mut request, addrs[0])?;
+            }
+            tracing::debug!(target: "catshost::outbound", request_id = %id, tenant = &*tenant, uri = %request.uri(), "outgoing HTTP request");
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(http_body_util::BodyExt::boxed_unsync),
+                Box::new(io) as IoFuture,
+            ))
+        })
     }
+}
+
+/// Points `request`'s URI at `addr`, keeping its path and query.
+fn pin_address(
+    request: &mut http::Request<WasiBody>,
+    addr: std::net::SocketAddr,
+) -> Result<(), wasmtime_wasi_http::Error> {
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(
+        addr.to_string()
+            .parse()
+            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?,
+    );
+    *request.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+    Ok(())
 }

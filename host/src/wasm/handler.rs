@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
-use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wasmtime::Store;
@@ -51,6 +51,9 @@ pub struct RequestInfo {
     pub body_limit: Option<Arc<BodyLimit>>,
     /// Held until the guest ends (an admission permit, say).
     pub permit: Option<OwnedSemaphorePermit>,
+    /// When set, the guest runs only while it holds one of these permits:
+    /// one per worker thread its tenant may occupy at once.
+    pub cpu: Option<Arc<Semaphore>>,
     /// Names the tenant in the guest's output lines and in metrics.
     pub tenant: Arc<str>,
     /// Where instance creation time and guest faults after the response
@@ -108,6 +111,16 @@ impl GuestTasks {
     /// Stops every running guest where it is.
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Guests running now.
+    pub fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Whether no guest is running.
+    pub fn is_empty(&self) -> bool {
+        self.tracker.is_empty()
     }
 }
 
@@ -168,6 +181,14 @@ impl Handler {
         &self.name
     }
 
+    /// The same compiled component under another name.
+    pub fn with_name(&self, name: &str) -> Self {
+        Self {
+            name: name.into(),
+            ..self.clone()
+        }
+    }
+
     /// Serves `req` with a new instance of the component.
     ///
     /// Returns once the guest has set its response; the guest goes on
@@ -188,6 +209,7 @@ impl Handler {
             limits,
             body_limit,
             permit,
+            cpu,
             tenant,
             metrics,
             access,
@@ -245,6 +267,10 @@ impl Handler {
                     Some(limit) => limit.tripped().await,
                     None => std::future::pending().await,
                 }
+            };
+            let run = match cpu {
+                Some(cpu) => futures_util::future::Either::Left(Rationed::new(run, cpu)),
+                None => futures_util::future::Either::Right(run),
             };
             let mut result = tokio::select! {
                 result = tokio::time::timeout_at(deadline, run) => match result {
@@ -305,6 +331,56 @@ impl Handler {
                 Err(join) => Err(GuestError::Trap(join.into())),
             },
         }
+    }
+}
+
+/// A guest that runs only while it holds a CPU permit of its tenant: it
+/// takes one for each poll and gives it back when the poll returns, which
+/// is within an epoch tick (`EPOCH_TICK`) however long the guest computes.
+/// The semaphore queues waiters in order, so a tenant's guests take turns
+/// on the workers it may use while other tenants' guests run on the rest.
+struct Rationed<F> {
+    guest: Pin<Box<F>>,
+    cpu: Arc<Semaphore>,
+    waiting: Option<Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>>,
+}
+
+impl<F: Future> Rationed<F> {
+    fn new(guest: F, cpu: Arc<Semaphore>) -> Self {
+        Self {
+            guest: Box::pin(guest),
+            cpu,
+            waiting: None,
+        }
+    }
+}
+
+impl<F: Future> Future for Rationed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        // Succeeds only when no other guest of the tenant waits: released
+        // permits go to waiters first.
+        let permit = match this.cpu.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let cpu = this.cpu.clone();
+                let waiting = this.waiting.get_or_insert_with(|| {
+                    Box::pin(async move {
+                        cpu.acquire_owned()
+                            .await
+                            .expect("a tenant's CPU semaphore is never closed")
+                    })
+                });
+                let permit = ready!(waiting.as_mut().poll(cx));
+                this.waiting = None;
+                permit
+            }
+        };
+        let polled = this.guest.as_mut().poll(cx);
+        drop(permit);
+        polled
     }
 }
 

@@ -10,9 +10,11 @@ mod component;
 mod ctx;
 mod handler;
 mod limits;
+mod outbound;
 mod output;
 
 pub use component::{Pool, Runtime};
 pub use ctx::{Preopen, WasiAccess};
 pub use handler::{BodyLimit, GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
 pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted};
+pub use outbound::{BadOrigin, Origin, Outbound, is_public};

@@ -7,6 +7,8 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod file;
+
 /// The address `catshost serve` listens on by default: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
@@ -37,8 +39,16 @@ pub enum TlsSource {
 /// What `catshost serve` runs, validated.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// The component to serve; `None` serves the built-in demo.
+    /// The component to serve; `None` serves the built-in demo (or the
+    /// config file's tenants).
     pub component: Option<PathBuf>,
+    /// The config file of tenants to serve, which replaces `component`,
+    /// `listen` (unless it is a passed socket), `tls`, `server` and `pool`.
+    pub config: Option<PathBuf>,
+    /// Reload the config file when it or a file it names changes.
+    pub watch: bool,
+    /// Whether every request gets an access log line.
+    pub access_log: bool,
     /// Where to listen.
     pub listen: Listen,
     /// Worker threads of the runtime that serves requests.

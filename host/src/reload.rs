@@ -1,0 +1,197 @@
+//! Reloading a config file while serving: on SIGHUP, and with `--watch`
+//! when a file it names changes. The new config is checked and its new
+//! components compiled off the serving threads; only then are the tenants
+//! (and certificates) swapped, all at once. A config that fails keeps the
+//! old one serving.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use catshost::config::file::FileConfig;
+use catshost::net::SniCerts;
+use catshost::tenants::{self, Components};
+use catshost::{Runtime, Server};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// How often `--watch` looks at the files.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a reload needs, and what the last good config left.
+pub struct Reloader {
+    path: PathBuf,
+    runtime: Runtime,
+    server: Server,
+    sni: SniCerts,
+    components: Components,
+    threads: usize,
+    /// The settings a reload cannot change (the listener, HTTP): a change
+    /// is reported, not applied.
+    fixed: String,
+    tls: bool,
+    /// The files `--watch` looks at.
+    watched: Vec<PathBuf>,
+}
+
+/// A [`Reloader`] that receives SIGHUP.
+pub struct Listening {
+    reloader: Reloader,
+    hangup: Signal,
+}
+
+impl Reloader {
+    pub fn new(
+        file: &FileConfig,
+        runtime: Runtime,
+        server: Server,
+        sni: SniCerts,
+        components: Components,
+        threads: usize,
+    ) -> Self {
+        Self {
+            path: file.path.clone(),
+            runtime,
+            server,
+            fixed: fixed_settings(file),
+            tls: has_tls(file),
+            watched: watched_files(file),
+            sni,
+            components,
+            threads,
+        }
+    }
+
+    /// Takes SIGHUP from now on. Call it on the runtime that will run it.
+    pub fn listen(self) -> std::io::Result<Listening> {
+        Ok(Listening {
+            hangup: signal(SignalKind::hangup())?,
+            reloader: self,
+        })
+    }
+}
+
+impl Listening {
+    /// Reloads on every SIGHUP, and when `watch`, whenever a watched file
+    /// changes. Runs until the runtime ends.
+    pub async fn run(mut self, watch: bool) {
+        let mut stamps = file_stamps(&self.reloader.watched);
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let reason = tokio::select! {
+                received = self.hangup.recv() => match received {
+                    Some(()) => "SIGHUP",
+                    None => return,
+                },
+                _ = tick.tick(), if watch => {
+                    let now = file_stamps(&self.reloader.watched);
+                    if now == stamps {
+                        continue;
+                    }
+                    "a watched file changed"
+                }
+            };
+            self.reloader.reload(reason).await;
+            // What the reload read (or failed on) is the new baseline.
+            stamps = file_stamps(&self.reloader.watched);
+        }
+    }
+}
+
+impl Reloader {
+    async fn reload(&mut self, reason: &'static str) {
+        tracing::info!(config = %self.path.display(), reason, "reloading the config");
+        let started = Instant::now();
+        let (path, runtime, components, threads) = (
+            self.path.clone(),
+            self.runtime.clone(),
+            self.components.clone(),
+            self.threads,
+        );
+        let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let file = FileConfig::load(&path)?;
+            let loaded = tenants::load(&runtime, &file, &components, threads)?;
+            Ok((file, loaded))
+        })
+        .await;
+        let (file, loaded) = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(error)) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "config reload failed: the previous config keeps serving"
+                );
+                return;
+            }
+            Err(panicked) => {
+                tracing::error!(error = %panicked, "config reload failed: the previous config keeps serving");
+                return;
+            }
+        };
+        self.watched = watched_files(&file);
+        if has_tls(&file) != self.tls {
+            tracing::error!(
+                "config reload refused: it turns TLS {}, which takes a restart; the previous config keeps serving",
+                if self.tls { "off" } else { "on" }
+            );
+            return;
+        }
+        if fixed_settings(&file) != self.fixed {
+            tracing::warn!(
+                "the [server] settings changed: they apply at the next restart (tenants and certificates are reloaded now)"
+            );
+        }
+        let count = loaded.tenants.len();
+        let compiled = loaded.compiled;
+        loaded.install_certs(&self.sni);
+        if let Err(error) = self.server.replace_tenants(loaded.tenants) {
+            tracing::error!(%error, "config reload failed: the previous config keeps serving");
+            return;
+        }
+        self.components = loaded.components;
+        tracing::info!(
+            tenants = count,
+            compiled,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "config reloaded"
+        );
+    }
+}
+
+/// The settings a running server keeps until it restarts.
+fn fixed_settings(file: &FileConfig) -> String {
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        file.addr, file.server, file.max_concurrent_requests, file.tenant_workers
+    )
+}
+
+fn has_tls(file: &FileConfig) -> bool {
+    file.tls.is_some() || file.tenants.iter().any(|t| t.tls.is_some())
+}
+
+fn watched_files(file: &FileConfig) -> Vec<PathBuf> {
+    let mut files = vec![file.path.clone()];
+    let certs = file
+        .tls
+        .iter()
+        .chain(file.tenants.iter().filter_map(|t| t.tls.as_ref()));
+    for tls in certs {
+        files.push(tls.cert.clone());
+        files.push(tls.key.clone());
+    }
+    files.extend(file.tenants.iter().map(|t| t.component.clone()));
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Modification time and size of each file (`None` when it is missing).
+fn file_stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files
+        .iter()
+        .map(|path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        })
+        .collect()
+}

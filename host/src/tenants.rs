@@ -1,0 +1,195 @@
+//! Turning a checked config file into tenants a server can serve: their
+//! components compiled (each distinct one once, several at a time) and
+//! their certificates loaded.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::config::file::{FileConfig, Location, TlsFiles};
+use crate::error::BoxError;
+use crate::net::{CertKey, SniCerts};
+use crate::routing::HostPattern;
+use crate::{Handler, Runtime, Tenant};
+
+/// Why a config file's tenants could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: {what}")]
+pub struct LoadError {
+    /// Where the file names what failed.
+    pub at: Location,
+    /// What failed.
+    pub what: String,
+    /// Why.
+    #[source]
+    pub source: BoxError,
+}
+
+/// Compiled components by the SHA-256 of their bytes: what a reload reuses
+/// instead of compiling again.
+#[derive(Clone, Default)]
+pub struct Components(HashMap<[u8; 32], Handler>);
+
+impl Components {
+    /// How many distinct components there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A config file's tenants, ready to serve.
+pub struct Loaded {
+    /// The tenants, in the file's order.
+    pub tenants: Vec<Tenant>,
+    /// Every component, for the next reload.
+    pub components: Components,
+    /// The default certificate and the tenants' certificates by host, when
+    /// any is given.
+    pub certs: Option<(Option<CertKey>, Vec<(HostPattern, CertKey)>)>,
+    /// Components compiled (or loaded from the compile cache) this time;
+    /// the others were reused.
+    pub compiled: usize,
+}
+
+impl Loaded {
+    /// Puts the certificates in `sni`.
+    pub fn install_certs(&self, sni: &SniCerts) {
+        if let Some((default, names)) = &self.certs {
+            sni.replace(default.clone(), names.clone());
+        }
+    }
+}
+
+/// Loads the tenants of `file` with `runtime`: components whose bytes are
+/// in `previous` are reused, the others compiled on up to `threads` threads
+/// at once.
+pub fn load(
+    runtime: &Runtime,
+    file: &FileConfig,
+    previous: &Components,
+    threads: usize,
+) -> Result<Loaded, LoadError> {
+    // Read every component; group the tenants by what they run.
+    let mut bytes_of = Vec::with_capacity(file.tenants.len());
+    let mut to_compile: Vec<([u8; 32], usize)> = Vec::new();
+    let mut components = Components::default();
+    for (i, tenant) in file.tenants.iter().enumerate() {
+        let bytes = std::fs::read(&tenant.component).map_err(|e| LoadError {
+            at: tenant.component_at.clone(),
+            what: format!(
+                "tenant '{}': failed to read the component '{}'",
+                tenant.name,
+                tenant.component.display()
+            ),
+            source: e.into(),
+        })?;
+        let digest = sha256(&bytes);
+        if let Some(handler) = previous.0.get(&digest) {
+            components.0.insert(digest, handler.clone());
+        } else if !to_compile.iter().any(|(d, _)| *d == digest) {
+            to_compile.push((digest, i));
+        }
+        bytes_of.push((digest, bytes));
+    }
+
+    // Compile what is new, a few at a time (wasmtime also compiles the
+    // functions of each component in parallel).
+    let compiled = to_compile.len();
+    let next = Mutex::new(to_compile.into_iter());
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, compiled.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let job = next.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some((digest, i)) = job else { break };
+                    let tenant = &file.tenants[i];
+                    let name = tenant.component.display().to_string();
+                    let loaded = runtime.load_bytes(&name, &bytes_of[i].1);
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((digest, i, loaded));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Report the first failing tenant in the file's order.
+    results.sort_by_key(|(_, i, _)| *i);
+    for (digest, i, loaded) in results {
+        let tenant = &file.tenants[i];
+        let handler = loaded.map_err(|e| LoadError {
+            at: tenant.component_at.clone(),
+            what: format!("tenant '{}': the component cannot be served", tenant.name),
+            source: e.into(),
+        })?;
+        components.0.insert(digest, handler);
+    }
+
+    let mut tenants = Vec::with_capacity(file.tenants.len());
+    for (tenant, (digest, _)) in file.tenants.iter().zip(&bytes_of) {
+        let handler = components.0[digest].with_name(&tenant.component.display().to_string());
+        tenants.push(Tenant {
+            name: tenant.name.clone(),
+            handler,
+            routes: tenant.routes.clone(),
+            limits: tenant.limits.clone(),
+        });
+    }
+    Ok(Loaded {
+        tenants,
+        components,
+        certs: load_certs(file)?,
+        compiled,
+    })
+}
+
+#[allow(clippy::type_complexity)]
+fn load_certs(
+    file: &FileConfig,
+) -> Result<Option<(Option<CertKey>, Vec<(HostPattern, CertKey)>)>, LoadError> {
+    let load = |files: &TlsFiles, whose: &str| {
+        CertKey::from_pem_files(&files.cert, &files.key).map_err(|e| LoadError {
+            at: files.at.clone(),
+            what: format!("{whose}: the certificate cannot be used"),
+            source: e.into(),
+        })
+    };
+    let default = file
+        .tls
+        .as_ref()
+        .map(|files| load(files, "[server] tls"))
+        .transpose()?;
+    let mut names = Vec::new();
+    for tenant in &file.tenants {
+        if let Some(files) = &tenant.tls {
+            let cert = load(files, &format!("tenant '{}'", tenant.name))?;
+            for route in &tenant.routes {
+                if route.host != HostPattern::Any
+                    && !names
+                        .iter()
+                        .any(|(h, _): &(HostPattern, _)| *h == route.host)
+                {
+                    names.push((route.host.clone(), cert.clone()));
+                }
+            }
+        }
+    }
+    if default.is_none() && names.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((default, names)))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .try_into()
+        .expect("a SHA-256 digest is 32 bytes")
+}
