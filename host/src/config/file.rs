@@ -694,7 +694,14 @@ routes = ["blog.example.com", "/blog"]
     fn the_design_example_is_valid() {
         let config = parse(DESIGN_EXAMPLE).unwrap();
         assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
-        assert!(config.tls.as_ref().unwrap().cert.ends_with("certs/default.pem"));
+        assert!(
+            config
+                .tls
+                .as_ref()
+                .unwrap()
+                .cert
+                .ends_with("certs/default.pem")
+        );
         let [shop, blog] = &config.tenants[..] else {
             panic!("two tenants")
         };
@@ -702,8 +709,14 @@ routes = ["blog.example.com", "/blog"]
         assert!(shop.component.ends_with("shop.wasm"));
         assert_eq!(shop.component_at.line, 15);
         let routes: Vec<String> = shop.routes.iter().map(|r| r.to_string()).collect();
-        assert_eq!(routes, ["shop.example.com", "*.shop.example.com", "example.com/shop"]);
-        assert_eq!(shop.limits.access.env, [("MODE".to_string(), "prod".to_string())]);
+        assert_eq!(
+            routes,
+            ["shop.example.com", "*.shop.example.com", "example.com/shop"]
+        );
+        assert_eq!(
+            shop.limits.access.env,
+            [("MODE".to_string(), "prod".to_string())]
+        );
         assert!(!shop.limits.access.outbound.is_empty());
         // Its own limit, and the defaults for the rest.
         assert_eq!(shop.limits.max_concurrent_requests, 20);
@@ -780,8 +793,14 @@ routes = ["blog.example.com", "/blog"]
         ];
         for (text, at, message) in cases {
             let error = parse(text).unwrap_err();
-            let location = error.location().unwrap_or_else(|| panic!("{text}: {error}"));
-            assert_eq!(format!("{}:{}", location.line, location.column), *at, "{text}\n{error}");
+            let location = error
+                .location()
+                .unwrap_or_else(|| panic!("{text}: {error}"));
+            assert_eq!(
+                format!("{}:{}", location.line, location.column),
+                *at,
+                "{text}\n{error}"
+            );
             assert!(error.to_string().contains(message), "{text}\n{error}");
             assert!(error.to_string().contains("catshost.toml:"), "{error}");
         }

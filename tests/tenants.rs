@@ -1,0 +1,733 @@
+//! Many tenants on one server: routing by host and path, a config file,
+//! isolation of limits, environment, outbound HTTP and certificates, and
+//! reloading without failed requests.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use catshost::routing::Route;
+use catshost::{Tenant, TenantLimits};
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+use support::{Process, TestServer, catshost, fixture, temp_file};
+use tokio::net::TcpStream;
+
+/// A response: status and body.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    body: String,
+}
+
+/// GET `path` from `addr` with `host` as the Host header (HTTP/1.1) or the
+/// authority (HTTP/2).
+async fn get(addr: SocketAddr, version: Version, host: &str, path: &str) -> Answer {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let response = if version == Version::HTTP_2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let request = Request::get(format!("http://{host}{path}"))
+            .version(Version::HTTP_2)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.send_request(request).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let request = Request::get(path)
+            .header(http::header::HOST, host)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        send.send_request(request).await.unwrap()
+    };
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn tenant(name: &str, component: &[u8], routes: &[&str]) -> Tenant {
+    let runtime = catshost::Runtime::new().unwrap();
+    Tenant {
+        name: name.into(),
+        handler: runtime.load_bytes(name, component).unwrap(),
+        routes: routes.iter().map(|r| Route::parse(r).unwrap()).collect(),
+        limits: TenantLimits::default(),
+    }
+}
+
+#[tokio::test]
+async fn requests_go_to_the_most_specific_tenant_with_their_path_unchanged() {
+    let server = catshost::Server::builder()
+        .build_tenants(vec![
+            tenant("demo", catshost::DEMO_COMPONENT, &["demo.test", "/demo"]),
+            tenant("hello", &fixture("hello"), &["*.hello.test", "/"]),
+            tenant("faults", &fixture("faults"), &["x.hello.test/ok"]),
+        ])
+        .unwrap();
+    let server = TestServer::serve(server, None).await;
+    let addr = server.addr;
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let demo = get(addr, version, "demo.test", "/x/y?q=1").await;
+        assert!(demo.body.contains("path: /x/y?q=1"), "{}", demo.body);
+        // A prefix route hands the guest the whole original path.
+        let demo = get(addr, version, "other.test:8080", "/demo/abc").await;
+        assert!(demo.body.contains("path: /demo/abc"), "{}", demo.body);
+        let hello = get(addr, version, "a.hello.test", "/ok").await;
+        assert_eq!(hello.body, "hello from wasm\n");
+        // A named host with a prefix beats the wildcard.
+        let faults = get(addr, version, "X.Hello.Test", "/ok").await;
+        assert_eq!(faults.body, "ok\n");
+        // `/demo` covers whole segments only.
+        let hello = get(addr, version, "other.test", "/demonstration").await;
+        assert_eq!(hello.body, "hello from wasm\n");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_no_route_matches_gets_404_and_a_bad_replacement_changes_nothing() {
+    let server = catshost::Server::builder()
+        .build_tenants(vec![tenant("hello", &fixture("hello"), &["hello.test"])])
+        .unwrap();
+    let server = TestServer::serve(server, None).await;
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let missing = get(server.addr, version, "other.test", "/").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+        assert!(
+            missing.body.starts_with("404 Not Found"),
+            "{}",
+            missing.body
+        );
+    }
+    let metrics = server.server.metrics().encode();
+    assert!(
+        metrics.contains(r#"catshost_requests_total{tenant="-",status="404",protocol="HTTP/2"} 1"#),
+        "{metrics}"
+    );
+
+    // Two tenants with the same route: refused, and the old ones serve on.
+    let error = server
+        .server
+        .replace_tenants(vec![
+            tenant("a", &fixture("hello"), &["/x"]),
+            tenant("b", &fixture("faults"), &["/x/"]),
+        ])
+        .unwrap_err();
+    assert_eq!((error.first.as_str(), error.second.as_str()), ("a", "b"));
+    let hello = get(server.addr, Version::HTTP_11, "hello.test", "/").await;
+    assert_eq!(hello.body, "hello from wasm\n");
+
+    // A good replacement: new requests get the new tenants at once.
+    server
+        .server
+        .replace_tenants(vec![tenant("faults", &fixture("faults"), &["hello.test"])])
+        .unwrap();
+    let faults = get(server.addr, Version::HTTP_11, "hello.test", "/ok").await;
+    assert_eq!(faults.body, "ok\n");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_tenant_gets_503_while_the_others_are_served() {
+    let mut noisy = tenant("noisy", &fixture("faults"), &["noisy.test"]);
+    noisy.limits.max_concurrent_requests = 2;
+    noisy.limits.instance.request_timeout = Duration::from_secs(20);
+    let server = catshost::Server::builder()
+        .max_tenant_workers(Some(1))
+        .shutdown_timeout(Duration::ZERO)
+        .build_tenants(vec![
+            noisy,
+            tenant("quiet", &fixture("hello"), &["quiet.test"]),
+        ])
+        .unwrap();
+    let server = TestServer::serve(server, None).await;
+    let addr = server.addr;
+    // Two guests that compute forever take every permit of their tenant.
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(async move { get(addr, Version::HTTP_11, "noisy.test", "/loop").await })
+        })
+        .collect();
+    while server.server.in_flight().requests < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = get(addr, Version::HTTP_11, "noisy.test", "/ok").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    for _ in 0..20 {
+        let quiet = get(addr, Version::HTTP_2, "quiet.test", "/").await;
+        assert_eq!(
+            (quiet.status, quiet.body.as_str()),
+            (StatusCode::OK, "hello from wasm\n")
+        );
+    }
+    let metrics = server.server.metrics().encode();
+    assert!(
+        metrics.contains(
+            r#"catshost_admission_rejections_total{tenant="noisy",reason="concurrency"} 1"#
+        ),
+        "{metrics}"
+    );
+    server.server.stop().switch();
+    for task in loops {
+        // Cancelled by the stop: the server gives up on them.
+        let _ = task.await;
+    }
+    server.finished().await.unwrap();
+}
+
+/// A folder for a config file and what it names.
+fn folder() -> PathBuf {
+    temp_file("catshost.toml", b"")
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `target/guest-examples/LANG-NAME.wasm`, built by guest-examples/build.sh.
+fn built(language: &str, name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guest-examples")
+        .join(format!("{language}-{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run guest-examples/build.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn json_lines(process: &Process) -> Vec<Value> {
+    process
+        .stderr()
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_gives_each_tenant_its_environment_and_names_it_in_logs() {
+    let dir = folder();
+    let files = built("python", "files");
+    std::fs::copy(&files, dir.join("files.wasm")).unwrap();
+    write(&dir, "stdio.wasm", &fixture("stdio"));
+    let config = write(
+        &dir,
+        "catshost.toml",
+        br#"
+[server]
+addr = "127.0.0.1:0"
+
+[[tenant]]
+name = "alpha"
+component = "files.wasm"
+routes = ["alpha.test"]
+env = { GREETING = "hello alpha" }
+
+[[tenant]]
+name = "beta"
+component = "files.wasm"
+routes = ["beta.test"]
+env = { GREETING = "hello beta" }
+
+[[tenant]]
+name = "gamma"
+component = "stdio.wasm"
+routes = ["/"]
+"#,
+    );
+    let mut command = catshost();
+    command
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config);
+    let server = Process::spawn(command);
+    let addr = server.addr;
+    let alpha = get(addr, Version::HTTP_11, "alpha.test", "/env/GREETING").await;
+    assert_eq!(
+        (alpha.status, alpha.body.as_str()),
+        (StatusCode::OK, "hello alpha\n")
+    );
+    let beta = get(addr, Version::HTTP_2, "beta.test", "/env/GREETING").await;
+    assert_eq!(
+        (beta.status, beta.body.as_str()),
+        (StatusCode::OK, "hello beta\n")
+    );
+    let home = get(addr, Version::HTTP_11, "beta.test", "/env/HOME").await;
+    assert_eq!(home.status, StatusCode::NOT_FOUND);
+    let gamma = get(addr, Version::HTTP_11, "gamma.test", "/").await;
+    assert_eq!(gamma.status, StatusCode::OK);
+
+    let lines = json_lines(&server);
+    let access: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["target"] == "catshost::access")
+        .map(|l| (l["tenant"].as_str().unwrap(), l["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        access,
+        [
+            ("alpha", "/env/GREETING"),
+            ("beta", "/env/GREETING"),
+            ("beta", "/env/HOME"),
+            ("gamma", "/")
+        ]
+    );
+    let guest = lines
+        .iter()
+        .find(|l| l["target"] == "catshost::guest")
+        .expect("a guest output line");
+    assert_eq!(guest["tenant"], "gamma");
+    // One component under two names is compiled once.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "tenants loaded" && l["tenants"] == 3 && l["components"] == 2),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn bad_config_files_are_refused_with_their_location_before_anything_is_bound() {
+    let dir = folder();
+    write(&dir, "hello.wasm", &fixture("hello"));
+    write(&dir, "junk.wasm", b"\0asm\x0d\0\x01\0 not really");
+    let tenant = |name: &str, component: &str, routes: &str| {
+        format!("[[tenant]]\nname = \"{name}\"\ncomponent = \"{component}\"\nroutes = {routes}\n")
+    };
+    let cases = [
+        (
+            format!(
+                "{}{}",
+                tenant("a", "hello.wasm", r#"["a.test", "/x"]"#),
+                tenant("b", "hello.wasm", r#"["/x/"]"#)
+            ),
+            "catshost.toml:8:11: tenant 'b': the route '/x' is also tenant 'a''s",
+        ),
+        (
+            format!(
+                "[server]\naddr = \"127.0.0.1:0\"\nworkers = 4\n{}",
+                tenant("a", "hello.wasm", r#"["/"]"#)
+            ),
+            "catshost.toml:3:1: unknown field `workers`",
+        ),
+        (
+            tenant("a", "missing.wasm", r#"["/"]"#),
+            "catshost.toml:3:13: tenant 'a': the component",
+        ),
+        (
+            format!(
+                "{}max_memory = \"lots\"\n",
+                tenant("a", "hello.wasm", r#"["/"]"#)
+            ),
+            "catshost.toml:5:14: invalid size 'lots'",
+        ),
+        (
+            tenant("a", "junk.wasm", r#"["/"]"#),
+            "catshost.toml:3:13: tenant 'a': the component cannot be served",
+        ),
+    ];
+    for (text, want) in cases {
+        let config = write(&dir, "catshost.toml", text.as_bytes());
+        let output = catshost()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "want {want:?} in:\n{stderr}");
+        assert!(!stderr.contains("catshost: serving"), "{stderr}");
+    }
+
+    // Flags that are settings of the file cannot be given with it.
+    let output = catshost()
+        .args(["serve", "--config", "x.toml", "--max-memory", "1MiB"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot be used with"));
+}
+
+/// An upstream server on 127.0.0.1 that answers "upstream says hi".
+async fn upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(Bytes::from("upstream says hi")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_requests_go_only_where_each_tenant_allows() {
+    let upstream = upstream().await;
+    let dir = folder();
+    std::fs::copy(built("c", "fetch"), dir.join("fetch.wasm")).unwrap();
+    let port = upstream.port();
+    let config = write(
+        &dir,
+        "catshost.toml",
+        format!(
+            r#"
+[server]
+addr = "127.0.0.1:0"
+
+[[tenant]]
+name = "open"
+component = "fetch.wasm"
+routes = ["open.test"]
+outbound = ["http://127.0.0.1:{port}", "http://localhost:{port}"]
+
+[[tenant]]
+name = "closed"
+component = "fetch.wasm"
+routes = ["closed.test"]
+"#
+        )
+        .as_bytes(),
+    );
+    let mut command = catshost();
+    command
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config);
+    let server = Process::spawn(command);
+    let fetch = |host: &'static str, url: String| {
+        let addr = server.addr;
+        async move { get(addr, Version::HTTP_11, host, &format!("/fetch?url={url}")).await }
+    };
+    let allowed = fetch("open.test", format!("http://127.0.0.1:{port}/x")).await;
+    assert_eq!(
+        (allowed.status, allowed.body.as_str()),
+        (StatusCode::OK, "upstream 200: upstream says hi")
+    );
+    let cases = [
+        // Another tenant: nothing is allowed.
+        (
+            "closed.test",
+            format!("http://127.0.0.1:{port}/x"),
+            "HTTP-request-denied",
+        ),
+        // Another port, another scheme.
+        (
+            "open.test",
+            format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
+            "HTTP-request-denied",
+        ),
+        (
+            "open.test",
+            format!("https://127.0.0.1:{port}/x"),
+            "HTTP-request-denied",
+        ),
+        // Listed by name, but the name leads to loopback.
+        (
+            "open.test",
+            format!("http://localhost:{port}/x"),
+            "destination-IP-prohibited",
+        ),
+    ];
+    for (host, url, code) in cases {
+        let denied = fetch(host, url.clone()).await;
+        assert_eq!(
+            (denied.status, denied.body.as_str()),
+            (StatusCode::BAD_GATEWAY, format!("error: {code}\n").as_str()),
+            "{host} {url}"
+        );
+    }
+    // Each denial is logged (the log may trail the response a little).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = json_lines(&server);
+        let denials: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["target"] == "catshost::outbound" && l["level"] == "WARN")
+            .map(|l| l["tenant"].as_str().unwrap())
+            .collect();
+        if denials.len() == 4 || Instant::now() > deadline {
+            assert_eq!(denials, ["closed", "open", "open", "open"], "{lines:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends GET / with Host `host` over `connections` keep-alive connections
+/// until `stop` is set; counts answers by body, and failures.
+async fn load(
+    addr: SocketAddr,
+    host: &'static str,
+    connections: usize,
+    stop: Arc<AtomicBool>,
+) -> (u64, u64, String) {
+    let failures = Arc::new(AtomicU64::new(0));
+    let ok = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (stop, failures, ok, last) = (stop.clone(), failures.clone(), ok.clone(), last.clone());
+        tasks.push(tokio::spawn(async move {
+            let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            while !stop.load(Ordering::Relaxed) {
+                let request = Request::get("/")
+                    .header(http::header::HOST, host)
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let answer = async {
+                    send.ready().await?;
+                    let response = send.send_request(request).await?;
+                    let status = response.status();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>((status, body))
+                }
+                .await;
+                match answer {
+                    Ok((StatusCode::OK, body)) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        *last.lock().unwrap() = String::from_utf8_lossy(&body).into_owned();
+                    }
+                    _ => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let last = last.lock().unwrap().clone();
+    (
+        ok.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+        last,
+    )
+}
+
+async fn wait_for(server: &Process, message: &str, after: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = json_lines(server);
+        if let Some(line) = lines.iter().skip(after).find(|l| l["message"] == message) {
+            return line.clone();
+        }
+        assert!(Instant::now() < deadline, "no '{message}' in {lines:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn config_of(component: &str, route: &str) -> String {
+    format!(
+        "[server]\naddr = \"127.0.0.1:0\"\n\n[[tenant]]\nname = \"site\"\ncomponent = \"{component}\"\nroutes = [\"{route}\"]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_a_component_under_load_without_a_failed_request() {
+    let dir = folder();
+    write(&dir, "site.wasm", &fixture("hello"));
+    let config = write(
+        &dir,
+        "catshost.toml",
+        config_of("site.wasm", "site.test").as_bytes(),
+    );
+    let mut command = catshost();
+    command
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config);
+    let server = Process::spawn(command);
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(load(server.addr, "site.test", 8, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A new component under the same name, then SIGHUP.
+    write(&dir, "site.wasm", catshost::DEMO_COMPONENT);
+    let seen = json_lines(&server).len();
+    server.signal(libc::SIGHUP);
+    let reloaded = wait_for(&server, "config reloaded", seen).await;
+    assert_eq!(reloaded["compiled"], 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failures, last) = load.await.unwrap();
+    assert_eq!(failures, 0, "{ok} answered");
+    assert!(ok > 50, "only {ok} answered");
+    assert!(last.starts_with("catshost demo"), "{last}");
+
+    // A config that fails is refused; the last good one serves on.
+    write(
+        &dir,
+        "catshost.toml",
+        config_of("missing.wasm", "site.test").as_bytes(),
+    );
+    let seen = json_lines(&server).len();
+    server.signal(libc::SIGHUP);
+    let failed = wait_for(
+        &server,
+        "config reload failed: the previous config keeps serving",
+        seen,
+    )
+    .await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("catshost.toml:6:13"),
+        "{failed}"
+    );
+    let demo = get(server.addr, Version::HTTP_11, "site.test", "/").await;
+    assert!(demo.body.starts_with("catshost demo"), "{}", demo.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reloads_when_the_config_file_changes() {
+    let dir = folder();
+    write(&dir, "hello.wasm", &fixture("hello"));
+    let config = write(
+        &dir,
+        "catshost.toml",
+        config_of("hello.wasm", "old.test").as_bytes(),
+    );
+    let mut command = catshost();
+    command
+        .args(["--log-format", "json", "serve", "--watch", "--config"])
+        .arg(&config);
+    let server = Process::spawn(command);
+    let old = get(server.addr, Version::HTTP_11, "old.test", "/").await;
+    assert_eq!(old.status, StatusCode::OK);
+
+    let seen = json_lines(&server).len();
+    write(
+        &dir,
+        "catshost.toml",
+        config_of("hello.wasm", "new.test").as_bytes(),
+    );
+    let reloaded = wait_for(&server, "config reloaded", seen).await;
+    // The component did not change: nothing was compiled.
+    assert_eq!(reloaded["compiled"], 0);
+    let new = get(server.addr, Version::HTTP_2, "new.test", "/").await;
+    assert_eq!(new.status, StatusCode::OK);
+    let old = get(server.addr, Version::HTTP_11, "old.test", "/").await;
+    assert_eq!(old.status, StatusCode::NOT_FOUND);
+}
+
+/// A self-signed certificate for `names`: (cert PEM, key PEM).
+fn certificate(names: &[&str]) -> (String, String) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names).unwrap();
+    (cert.pem(), signing_key.serialize_pem())
+}
+
+/// The leaf certificate the server shows a client asking for `name`; `None`
+/// when the handshake fails.
+async fn served_certificate(addr: SocketAddr, name: &str, trusted: &[&str]) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted {
+        roots
+            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = connector
+        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
+        .await
+        .ok()?;
+    let (_, connection) = stream.get_ref();
+    Some(connection.peer_certificates()?[0].to_vec())
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_gets_its_own_certificate_by_sni() {
+    let dir = folder();
+    write(&dir, "hello.wasm", &fixture("hello"));
+    let default = certificate(&["localhost"]);
+    let shop = certificate(&["shop.test", "*.shop.test"]);
+    for (name, (cert, key)) in [("default", &default), ("shop", &shop)] {
+        write(&dir, &format!("{name}.pem"), cert.as_bytes());
+        write(&dir, &format!("{name}.key"), key.as_bytes());
+    }
+    let config = write(
+        &dir,
+        "catshost.toml",
+        br#"
+[server]
+addr = "127.0.0.1:0"
+tls = { cert = "default.pem", key = "default.key" }
+
+[[tenant]]
+name = "shop"
+component = "hello.wasm"
+routes = ["shop.test", "*.shop.test"]
+tls = { cert = "shop.pem", key = "shop.key" }
+
+[[tenant]]
+name = "other"
+component = "hello.wasm"
+routes = ["/"]
+"#,
+    );
+    let mut command = catshost();
+    command.args(["serve", "--config"]).arg(&config);
+    let server = Process::spawn(command);
+    let trusted = [default.0.as_str(), shop.0.as_str()];
+    let cases = [
+        ("shop.test", &shop),
+        ("eu.shop.test", &shop),
+        ("localhost", &default),
+        ("elsewhere.test", &default),
+    ];
+    for (name, want) in cases {
+        let served = served_certificate(server.addr, name, &trusted).await;
+        // A name the served certificate does not cover fails verification.
+        if name == "elsewhere.test" {
+            assert_eq!(served, None, "{name}");
+        } else {
+            assert_eq!(served, Some(der(&want.0)), "{name}");
+        }
+    }
+}
