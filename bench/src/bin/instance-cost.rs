@@ -35,6 +35,7 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
                 limits: InstanceLimits::default(),
                 body_limit: None,
                 permit: None,
+                cpu: None,
                 tenant: tenant.clone(),
                 metrics: Some(metrics.clone()),
                 access: access.clone(),
