@@ -731,3 +731,44 @@ routes = ["/"]
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_example_config_serves() {
+    use std::os::fd::AsRawFd;
+    for (language, name) in [("wat", "hello"), ("wat", "upper"), ("c", "fetch")] {
+        built(language, name);
+    }
+    // docs/catshost.toml listens on 127.0.0.1:8080; serve it on a socket
+    // bound here instead.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(16).unwrap();
+    listener.set_cloexec(false).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/catshost.toml");
+    let mut command = catshost();
+    command
+        .args([
+            "serve",
+            "--listen-fd",
+            &listener.as_raw_fd().to_string(),
+            "--config",
+        ])
+        .arg(&example);
+    let server = Process::spawn(command);
+    let addr = server.addr;
+    let shop = get(addr, Version::HTTP_11, "eu.shop.example.com", "/").await;
+    assert_eq!(shop.body, "hello from wat\n");
+    let shop = get(addr, Version::HTTP_2, "example.com", "/shop/cart").await;
+    assert_eq!(shop.body, "hello from wat\n");
+    let blog = get(addr, Version::HTTP_11, "blog.example.com", "/").await;
+    assert_eq!(blog.status, StatusCode::OK);
+    // Only 127.0.0.1:8080 is allowed, not this port.
+    let url = format!("/tools/fetch?url=http://{addr}/blog/x");
+    let tools = get(addr, Version::HTTP_11, "localhost", &url).await;
+    assert_eq!(tools.body, "error: HTTP-request-denied\n");
+    let nothing = get(addr, Version::HTTP_11, "example.org", "/").await;
+    assert_eq!(nothing.status, StatusCode::NOT_FOUND);
+}
