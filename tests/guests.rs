@@ -205,7 +205,7 @@ fn check_reports_the_world_and_what_each_import_gets() {
         stdout
             .lines()
             .any(|l| l.trim_start().starts_with("wasi:cli/environment@0.2.")
-                && l.ends_with("provided: only --env variables")),
+                && l.ends_with("provided: only --env (or the tenant's env) variables")),
         "{stdout}"
     );
     assert!(stdout.ends_with("catshost can serve it\n"), "{stdout}");

@@ -44,13 +44,15 @@ const PROVIDED: &[&str] = &[
 /// What the host grants through a provided interface, for the report.
 fn grant(interface: &str) -> &'static str {
     match interface {
-        "wasi:cli/environment" => "only --env variables",
-        "wasi:filesystem/preopens" | "wasi:filesystem/types" => "only --dir directories",
+        "wasi:cli/environment" => "only --env (or the tenant's env) variables",
+        "wasi:filesystem/preopens" | "wasi:filesystem/types" => {
+            "only --dir (or the tenant's dirs) directories"
+        }
         "wasi:sockets/instance-network" | "wasi:sockets/tcp" | "wasi:sockets/udp" => {
             "linked, every socket denied"
         }
         "wasi:sockets/ip-name-lookup" => "linked, every lookup denied",
-        "wasi:http/outgoing-handler" => "linked, every request denied",
+        "wasi:http/outgoing-handler" => "only the tenant's outbound origins (none by default)",
         "wasi:cli/stdout" | "wasi:cli/stderr" => "lines go to the log",
         "wasi:cli/stdin" => "empty",
         _ => "",
