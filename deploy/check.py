@@ -3,13 +3,15 @@
 
 1. Every resource validates against the Kubernetes 1.31 OpenAPI schema
    (kubernetes-validate, strict: unknown fields are errors).
-2. The Deployment agrees with catshost's flags: the probes ask the admin
-   port that --admin-addr binds, /readyz and /healthz; the grace period
-   outlasts --shutdown-timeout plus the preStop pause; the component named
-   in the args is a key of the ConfigMap mounted where the args look.
+2. The Deployment agrees with catshost's settings: the config file named by
+   --config is a key of the ConfigMap mounted there, and every component it
+   names is a key of that ConfigMap too; the probes ask the admin port that
+   --admin-addr binds, /readyz and /healthz; the http port is the config's
+   [server] addr; the grace period outlasts [server] shutdown_timeout plus
+   the preStop pause.
 
-With --extract-component PATH, also writes the ConfigMap's component to PATH
-(tests/deploy.rs serves it).
+With --extract DIR, also writes the config file and its components to DIR
+(tests/deploy.rs serves them).
 
 Needs: pip install kubernetes-validate (scripts/test.sh installs it).
 """
@@ -20,6 +22,7 @@ import glob
 import os
 import re
 import sys
+import tomllib
 
 import kubernetes_validate
 import yaml
@@ -49,7 +52,7 @@ def seconds(text):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--extract-component", metavar="PATH")
+    parser.add_argument("--extract", metavar="DIR")
     options = parser.parse_args()
 
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s")
@@ -76,11 +79,41 @@ def main():
     if args[0] != "serve":
         fail("the container must run `catshost serve`")
 
+    # The files of the ConfigMaps mounted in the container, by path.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    configmaps = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
+    files = {}
+    for name, mount in mounts.items():
+        if "configMap" in volumes[name]:
+            configmap = configmaps[volumes[name]["configMap"]["name"]]
+            for key, text in configmap.get("data", {}).items():
+                files[os.path.join(mount, key)] = text.encode()
+            for key, data in configmap.get("binaryData", {}).items():
+                files[os.path.join(mount, key)] = base64.b64decode(data)
+
+    config_path = flag(args, "--config")
+    if config_path not in files:
+        fail(f"--config {config_path} is in no ConfigMap mounted at its folder")
+    try:
+        config = tomllib.loads(files[config_path].decode())
+    except tomllib.TOMLDecodeError as error:
+        fail(f"{config_path}: {error}")
+    server = config.get("server", {})
+    components = {}
+    for tenant in config.get("tenant", []):
+        path = os.path.normpath(os.path.join(os.path.dirname(config_path), tenant["component"]))
+        if path not in files:
+            fail(f"tenant {tenant['name']!r}: the component {path} is in no mounted ConfigMap")
+        components[tenant["component"]] = files[path]
+    if not components:
+        fail(f"{config_path} has no [[tenant]]")
+
     admin_port = int(flag(args, "--admin-addr").rsplit(":", 1)[1])
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    http_port = int(flag(args, "--addr").rsplit(":", 1)[1])
+    http_port = int(server.get("addr", "127.0.0.1:8080").rsplit(":", 1)[1])
     if ports.get("http") != http_port:
-        fail(f"containerPort http is {ports.get('http')}, --addr binds {http_port}")
+        fail(f"containerPort http is {ports.get('http')}, [server] addr binds {http_port}")
     if ports.get("admin") != admin_port:
         fail(f"containerPort admin is {ports.get('admin')}, --admin-addr binds {admin_port}")
     for probe, path in [
@@ -92,35 +125,24 @@ def main():
         if get["path"] != path or get["port"] not in ("admin", admin_port):
             fail(f"{probe} must GET {path} on the admin port, not {get}")
 
-    shutdown = seconds(flag(args, "--shutdown-timeout"))
+    shutdown = seconds(server.get("shutdown_timeout", "30s"))
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     grace = pod["terminationGracePeriodSeconds"]
     if grace <= shutdown + pre_stop:
         fail(
-            f"terminationGracePeriodSeconds {grace} must outlast --shutdown-timeout "
+            f"terminationGracePeriodSeconds {grace} must outlast shutdown_timeout "
             f"{shutdown}s plus the preStop pause of {pre_stop}s"
         )
 
-    component = args[1]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    configmaps = {c["metadata"]["name"]: c for c in by_kind["ConfigMap"]}
-    data = None
-    for name, mount in mounts.items():
-        if os.path.dirname(component) == mount and "configMap" in volumes[name]:
-            configmap = configmaps[volumes[name]["configMap"]["name"]]
-            key = os.path.basename(component)
-            if key in configmap.get("binaryData", {}):
-                data = base64.b64decode(configmap["binaryData"][key])
-            elif key in configmap.get("data", {}):
-                data = configmap["data"][key].encode()
-    if data is None:
-        fail(f"the component {component} is in no ConfigMap mounted at its folder")
+    sizes = ", ".join(f"{name} ({len(data)} bytes)" for name, data in components.items())
     print(f"consistent: probes on admin port {admin_port}, grace {grace}s > {shutdown}s + {pre_stop}s, "
-          f"component {component} ({len(data)} bytes)")
-    if options.extract_component:
-        with open(options.extract_component, "wb") as file:
-            file.write(data)
+          f"config {config_path}, components {sizes}")
+    if options.extract:
+        with open(os.path.join(options.extract, os.path.basename(config_path)), "wb") as file:
+            file.write(files[config_path])
+        for name, data in components.items():
+            with open(os.path.join(options.extract, name), "wb") as file:
+                file.write(data)
 
 
 if __name__ == "__main__":

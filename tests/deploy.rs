@@ -41,8 +41,10 @@ fn the_dockerfile_builds_with_the_readme_build_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_kubernetes_manifests_validate_and_their_component_serves() {
-    let component = temp_file("handler.wasm", b"");
+async fn the_kubernetes_manifests_validate_and_their_config_serves() {
+    use std::os::fd::AsRawFd;
+    let dir = temp_file("catshost.toml", b"");
+    let dir = dir.parent().unwrap();
     let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/check.py");
     // scripts/test.sh installs kubernetes-validate in this venv.
     let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,8 +56,8 @@ async fn the_kubernetes_manifests_validate_and_their_component_serves() {
     };
     let output = Command::new(python)
         .arg(&check)
-        .arg("--extract-component")
-        .arg(&component)
+        .arg("--extract")
+        .arg(dir)
         .output()
         .expect("python3 runs (scripts/test.sh installs what deploy/check.py needs)");
     assert!(
@@ -64,7 +66,30 @@ async fn the_kubernetes_manifests_validate_and_their_component_serves() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let server = Process::serve(&[component.to_str().unwrap()]);
+    // The config binds 0.0.0.0:8080; serve it on a socket bound here.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(16).unwrap();
+    listener.set_cloexec(false).unwrap();
+    let mut command = support::catshost();
+    command
+        .args([
+            "serve",
+            "--listen-fd",
+            &listener.as_raw_fd().to_string(),
+            "--config",
+        ])
+        .arg(dir.join("catshost.toml"));
+    let server = Process::spawn(command);
     let answer = get(server.addr, Version::HTTP_11, "/from-k8s").await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert!(answer.body.contains("path: /from-k8s"), "{}", answer.body);
 }
