@@ -28,6 +28,8 @@ pub struct Reloader {
     /// is reported, not applied.
     fixed: String,
     tls: bool,
+    /// The instance pool's memory per slot, sized at start.
+    slot_memory: usize,
     /// The files `--watch` looks at.
     watched: Vec<PathBuf>,
 }
@@ -53,6 +55,7 @@ impl Reloader {
             server,
             fixed: fixed_settings(file),
             tls: has_tls(file),
+            slot_memory: file.max_memory(),
             watched: watched_files(file),
             sni,
             components,
@@ -132,6 +135,16 @@ impl Reloader {
             tracing::error!(
                 "config reload refused: it turns TLS {}, which takes a restart; the previous config keeps serving",
                 if self.tls { "off" } else { "on" }
+            );
+            return;
+        }
+        if file.max_memory() > self.slot_memory {
+            tracing::error!(
+                "config reload refused: a tenant's max_memory ({} bytes) is larger than the \
+                 instance slots sized at start ({} bytes), which takes a restart; the previous \
+                 config keeps serving",
+                file.max_memory(),
+                self.slot_memory
             );
             return;
         }
