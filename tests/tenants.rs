@@ -142,6 +142,66 @@ async fn a_request_no_route_matches_gets_404_and_a_bad_replacement_changes_nothi
     server.stop().await;
 }
 
+/// Sends `head` (a raw HTTP/1.1 request head) and returns the status line.
+async fn raw_status(addr: SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0; 1024];
+    while !response.windows(2).any(|w| w == b"\r\n") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed without a response");
+        response.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&response);
+    text.lines().next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_missing_doubled_or_malformed_host_is_refused_before_routing() {
+    let server = catshost::Server::builder()
+        .build_tenants(vec![tenant(
+            "hello",
+            &fixture("hello"),
+            &["*.example.com", "/"],
+        )])
+        .unwrap();
+    let server = TestServer::serve(server, None).await;
+    let cases = [
+        (
+            "GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+            "HTTP/1.1 200 OK",
+        ),
+        ("GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+        (
+            "GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: x, a.example.com\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: evil/.example.com\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: user@a.example.com\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        // An absolute-form target names the host itself.
+        (
+            "GET http://a.example.com/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n",
+            "HTTP/1.1 200 OK",
+        ),
+    ];
+    for (head, want) in cases {
+        assert_eq!(raw_status(server.addr, head).await, want, "{head:?}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_tenant_gets_503_while_the_others_are_served() {
     let mut noisy = tenant("noisy", &fixture("faults"), &["noisy.test"]);
@@ -182,7 +242,22 @@ async fn a_saturated_tenant_gets_503_while_the_others_are_served() {
         ),
         "{metrics}"
     );
+    // Replaced by the same tenants, the noisy one keeps its permits: its
+    // two loops still hold them. (They also keep running, and stop at the
+    // stop below, though the handlers that started them are gone.)
+    let mut noisy = tenant("noisy", &fixture("faults"), &["noisy.test"]);
+    noisy.limits.max_concurrent_requests = 2;
+    server
+        .server
+        .replace_tenants(vec![
+            noisy,
+            tenant("quiet", &fixture("hello"), &["quiet.test"]),
+        ])
+        .unwrap();
+    let refused = get(addr, Version::HTTP_11, "noisy.test", "/ok").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     server.server.stop().switch();
+
     for task in loops {
         // Cancelled by the stop: the server gives up on them.
         let _ = task.await;

@@ -88,6 +88,14 @@ fn init_logging(format: cli::LogFormat) {
 fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
     // Everything that can fail is checked before anything is bound: the
     // config file, the certificates, the components, the socket passed in.
+    if config.config.is_some() {
+        // SIGHUP reloads the config once serving; until its handler is in
+        // place (components may take a while to compile), it must not end
+        // the process.
+        // SAFETY: setting a signal's disposition to "ignore" is
+        // async-signal-safe and touches no Rust state.
+        unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    }
     let file = config.config.as_deref().map(FileConfig::load).transpose()?;
     let mut reload_plan = None;
     if let Some(file) = &file {
@@ -144,6 +152,7 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
                     config.workers.get(),
                 )
             })?;
+            warn_overcommitted(file);
             tracing::info!(
                 tenants = loaded.tenants.len(),
                 components = loaded.components.len(),
@@ -230,6 +239,19 @@ fn serve_command(mut config: ServeConfig) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(served?)
     })?;
     Ok(())
+}
+
+/// Warns when the tenants' admission limits add up to more than the
+/// instance pool: busy tenants together could then take every slot.
+pub(crate) fn warn_overcommitted(file: &FileConfig) {
+    if let Some(sum) = file.overcommitted() {
+        tracing::warn!(
+            tenants_total = sum,
+            pool = file.max_concurrent_requests.get(),
+            "the tenants' max_concurrent_requests add up to more than [server] \
+             max_concurrent_requests: busy tenants together can take every instance slot"
+        );
+    }
 }
 
 /// The spinner on screen, if any: log lines are written around it.

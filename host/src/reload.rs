@@ -4,6 +4,8 @@
 //! (and certificates) swapped, all at once. A config that fails keeps the
 //! old one serving.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -86,16 +88,24 @@ impl Listening {
                     None => return,
                 },
                 _ = tick.tick(), if watch => {
-                    let now = file_stamps(&self.reloader.watched);
-                    if now == stamps {
+                    if file_stamps(&self.reloader.watched) == stamps {
                         continue;
                     }
                     "a watched file changed"
                 }
             };
+            // Taken before the files are read: a change that lands while
+            // the reload reads or compiles is seen at the next tick.
+            let before = file_stamps(&self.reloader.watched);
             self.reloader.reload(reason).await;
-            // What the reload read (or failed on) is the new baseline.
+            // Files the reload added to the watch are stamped as it found
+            // them (they are new to it).
             stamps = file_stamps(&self.reloader.watched);
+            for (path, stamp) in &mut stamps {
+                if let Some(old) = before.get(path) {
+                    *stamp = *old;
+                }
+            }
         }
     }
 }
@@ -116,7 +126,7 @@ impl Reloader {
             Ok((file, loaded))
         })
         .await;
-        let (file, loaded) = match loaded {
+        let (file, mut loaded) = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(error)) => {
                 tracing::error!(
@@ -148,6 +158,7 @@ impl Reloader {
             );
             return;
         }
+        crate::warn_overcommitted(&file);
         if fixed_settings(&file) != self.fixed {
             tracing::warn!(
                 "the [server] settings changed: they apply at the next restart (tenants and certificates are reloaded now)"
@@ -155,11 +166,12 @@ impl Reloader {
         }
         let count = loaded.tenants.len();
         let compiled = loaded.compiled;
-        loaded.install_certs(&self.sni);
-        if let Err(error) = self.server.replace_tenants(loaded.tenants) {
+        let tenants = std::mem::take(&mut loaded.tenants);
+        if let Err(error) = self.server.replace_tenants(tenants) {
             tracing::error!(%error, "config reload failed: the previous config keeps serving");
             return;
         }
+        loaded.install_certs(&self.sni);
         self.components = loaded.components;
         tracing::info!(
             tenants = count,
@@ -198,13 +210,20 @@ fn watched_files(file: &FileConfig) -> Vec<PathBuf> {
     files
 }
 
-/// Modification time and size of each file (`None` when it is missing).
-fn file_stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+/// What a file looks like: its inode (a file replaced by a rename, as a
+/// Kubernetes ConfigMap's are, is another), modification time and size.
+type Stamp = Option<(u64, SystemTime, u64)>;
+
+/// The stamp of each file (`None` when it is missing); symbolic links are
+/// followed.
+fn file_stamps(files: &[PathBuf]) -> HashMap<PathBuf, Stamp> {
     files
         .iter()
         .map(|path| {
-            let meta = std::fs::metadata(path).ok()?;
-            Some((meta.modified().ok()?, meta.len()))
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .and_then(|meta| Some((meta.ino(), meta.modified().ok()?, meta.len())));
+            (path.clone(), stamp)
         })
         .collect()
 }

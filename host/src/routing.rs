@@ -104,6 +104,11 @@ impl Route {
                         "a wildcard must be the first label, as in *.example.com",
                     ));
                 }
+                if lower.starts_with('[') {
+                    return Err(bad(
+                        "routes match host names and IPv4 addresses, not IPv6 ones",
+                    ));
+                }
                 if lower.contains(':') {
                     return Err(bad("routes match host names, without a port"));
                 }

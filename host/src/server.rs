@@ -326,7 +326,7 @@ impl Builder {
         };
         let site = Site {
             routes: Routes::everything(),
-            tenants: vec![self.service(tenant, &tasks)],
+            tenants: vec![self.service(tenant, &tasks, None)],
         };
         self.server(site, tasks)
     }
@@ -336,11 +336,18 @@ impl Builder {
     /// matches gets 404. Fails when two tenants give the same route.
     pub fn build_tenants(&self, tenants: Vec<Tenant>) -> Result<Server, DuplicateRoute> {
         let tasks = GuestTasks::default();
-        let site = self.site(tenants, &tasks)?;
+        let site = self.site(tenants, &tasks, None)?;
         Ok(self.server(site, tasks))
     }
 
-    fn site(&self, tenants: Vec<Tenant>, tasks: &GuestTasks) -> Result<Site, DuplicateRoute> {
+    /// The tenants' site; a tenant of `before` with the same name keeps its
+    /// permits.
+    fn site(
+        &self,
+        tenants: Vec<Tenant>,
+        tasks: &GuestTasks,
+        before: Option<&Site>,
+    ) -> Result<Site, DuplicateRoute> {
         let routes = Routes::new(
             tenants
                 .iter()
@@ -348,14 +355,24 @@ impl Builder {
                 .flat_map(|(i, t)| t.routes.iter().map(move |r| (r.clone(), i))),
             |i| tenants[i].name.clone(),
         )?;
+        let before =
+            |name: &str| before.and_then(|site| site.tenants.iter().find(|s| s.tenant() == name));
         let tenants = tenants
             .into_iter()
-            .map(|tenant| self.service(tenant, tasks))
+            .map(|tenant| {
+                let before = before(&tenant.name).cloned();
+                self.service(tenant, tasks, before.as_deref())
+            })
             .collect();
         Ok(Site { routes, tenants })
     }
 
-    fn service(&self, tenant: Tenant, tasks: &GuestTasks) -> Arc<Service> {
+    fn service(
+        &self,
+        tenant: Tenant,
+        tasks: &GuestTasks,
+        before: Option<&Service>,
+    ) -> Arc<Service> {
         let name: Arc<str> = tenant.name.into();
         Arc::new(Service::new(
             tenant.handler,
@@ -369,6 +386,7 @@ impl Builder {
                 recorder: Recorder::new(name, self.metrics.clone(), self.access_log),
                 access: tenant.limits.access,
             },
+            before,
         ))
     }
 
@@ -483,10 +501,13 @@ impl Server {
 
     /// Replaces every tenant at once: requests already routed finish with
     /// the tenants they were routed to, requests routed from now on get the
-    /// new ones. Nothing changes when two tenants give the same route.
+    /// new ones. A tenant whose name and `max_concurrent_requests` stay
+    /// keeps its permits, so the requests it is still running count against
+    /// its limits. Nothing changes when two tenants give the same route.
     pub fn replace_tenants(&self, tenants: Vec<Tenant>) -> Result<(), DuplicateRoute> {
         let inner = &*self.inner;
-        let site = inner.builder.site(tenants, &inner.tasks)?;
+        let before = inner.dispatch.current();
+        let site = inner.builder.site(tenants, &inner.tasks, Some(&before))?;
         inner.dispatch.replace(site);
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::config::file::{FileConfig, Location, TlsFiles};
+use crate::config::file::{FileConfig, Location, TlsFiles, is_whole_host};
 use crate::error::BoxError;
 use crate::net::{CertKey, SniCerts};
 use crate::routing::HostPattern;
@@ -174,14 +174,10 @@ fn load_certs(file: &FileConfig) -> Result<Option<Certs>, LoadError> {
     for tenant in &file.tenants {
         if let Some(files) = &tenant.tls {
             let cert = load(files, &format!("tenant '{}'", tenant.name))?;
-            for route in &tenant.routes {
-                if route.host != HostPattern::Any
-                    && !names
-                        .iter()
-                        .any(|(h, _): &(HostPattern, _)| *h == route.host)
-                {
-                    names.push((route.host.clone(), cert.clone()));
-                }
+            // No two tenants share a whole-host route (the config check
+            // refuses it), so each host has one certificate.
+            for route in tenant.routes.iter().filter(|r| is_whole_host(r)) {
+                names.push((route.host.clone(), cert.clone()));
             }
         }
     }

@@ -140,6 +140,18 @@ impl FileConfig {
         file.check(raw)
     }
 
+    /// The sum of the tenants' `max_concurrent_requests`, when it is more
+    /// than the instance pool (`[server] max_concurrent_requests`): busy
+    /// tenants together can then take every slot.
+    pub fn overcommitted(&self) -> Option<usize> {
+        let sum: usize = self
+            .tenants
+            .iter()
+            .map(|t| t.limits.max_concurrent_requests)
+            .sum();
+        (sum > self.max_concurrent_requests.get()).then_some(sum)
+    }
+
     /// The instance limits of the largest tenant: what the instance pool
     /// must hold.
     pub fn max_memory(&self) -> usize {
@@ -196,7 +208,11 @@ impl Source<'_> {
         } = raw;
         let (builder, addr, tls, max_concurrent_requests, tenant_workers) =
             self.check_server(server)?;
-        let defaults = defaults.limits(&TenantLimits::default());
+        let base = TenantLimits {
+            max_concurrent_requests: DEFAULT_TENANT_CONCURRENT_REQUESTS,
+            ..TenantLimits::default()
+        };
+        let defaults = self.limits(&defaults, &base)?;
 
         let mut tenants = Vec::with_capacity(raw_tenants.len());
         let mut names: HashMap<String, Range<usize>> = HashMap::new();
@@ -441,13 +457,14 @@ impl Source<'_> {
             max_concurrent_requests: raw.max_concurrent_requests,
             max_body_size: raw.max_body_size,
         };
-        let mut limits = own.limits(defaults);
+        let mut limits = self.limits(&own, defaults)?;
         limits.access = access;
         let tls = match raw.tls {
-            Some(tls) if routes.iter().all(|(r, _)| r.host == HostPattern::Any) => {
+            Some(tls) if !routes.iter().any(|(r, _)| is_whole_host(r)) => {
                 return Err(in_tenant(
                     tls.span(),
-                    "it has a certificate but no route with a host name to choose it by (SNI)"
+                    "it has a certificate but no route of a whole host (HOST or *.DOMAIN, \
+                     without a path) to choose it by (SNI)"
                         .into(),
                 ));
             }
@@ -464,6 +481,12 @@ impl Source<'_> {
         };
         Ok((tenant, routes.into_iter().zip(spans).collect()))
     }
+}
+
+/// Whether `route` covers a whole host: a tenant's certificate is chosen
+/// by the hosts of such routes.
+pub fn is_whole_host(route: &Route) -> bool {
+    route.host != HostPattern::Any && route.prefix == "/"
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -513,29 +536,49 @@ struct RawTls {
 #[serde(deny_unknown_fields, default)]
 struct RawLimits {
     request_timeout: Option<Dur>,
-    max_memory: Option<Size>,
+    max_memory: Option<Spanned<Size>>,
     max_concurrent_requests: Option<NonZeroUsize>,
     max_body_size: Option<Size>,
 }
 
-impl RawLimits {
-    fn limits(&self, defaults: &TenantLimits) -> TenantLimits {
+impl Source<'_> {
+    /// `defaults` with what `raw` sets.
+    fn limits(
+        &self,
+        raw: &RawLimits,
+        defaults: &TenantLimits,
+    ) -> Result<TenantLimits, ConfigError> {
         let mut limits = defaults.clone();
-        if let Some(timeout) = &self.request_timeout {
+        if let Some(timeout) = &raw.request_timeout {
             limits.instance.request_timeout = timeout.0;
         }
-        if let Some(size) = &self.max_memory {
-            limits.instance.max_memory = usize::try_from(size.0).unwrap_or(usize::MAX);
+        if let Some(size) = &raw.max_memory {
+            // A 32-bit linear memory holds at most 4 GiB.
+            if size.get_ref().0 > MAX_MEMORY_LIMIT {
+                return Err(self.error(
+                    size.span(),
+                    "max_memory is too large: a WebAssembly memory holds at most 4GiB",
+                ));
+            }
+            limits.instance.max_memory = usize::try_from(size.get_ref().0).unwrap_or(usize::MAX);
         }
-        if let Some(max) = self.max_concurrent_requests {
+        if let Some(max) = raw.max_concurrent_requests {
             limits.max_concurrent_requests = max.get();
         }
-        if let Some(size) = &self.max_body_size {
+        if let Some(size) = &raw.max_body_size {
             limits.max_body_size = size.0;
         }
-        limits
+        Ok(limits)
     }
 }
+
+/// The most memory a tenant may be given: all a 32-bit memory can address.
+const MAX_MEMORY_LIMIT: u64 = 4 << 30;
+
+/// A tenant's `max_concurrent_requests` when neither it nor `[defaults]`
+/// sets one: a tenth of the instance pool's default, so that one tenant
+/// cannot take every slot.
+pub const DEFAULT_TENANT_CONCURRENT_REQUESTS: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -557,7 +600,7 @@ struct RawTenant {
     // The limits of `RawLimits`, written out: serde's `flatten` would lose
     // the spans and the check for unknown keys.
     request_timeout: Option<Dur>,
-    max_memory: Option<Size>,
+    max_memory: Option<Spanned<Size>>,
     max_concurrent_requests: Option<NonZeroUsize>,
     max_body_size: Option<Size>,
 }
@@ -782,7 +825,7 @@ routes = ["blog.example.com", "/blog"]
             (
                 format!("{tenant}tls = {{ cert = \"certs/shop.pem\", key = \"certs/shop.key\" }}\n"),
                 "5:7",
-                "no route with a host name",
+                "no route of a whole host",
             ),
             (
                 "[[tenant]]\nname = \"-\"\ncomponent = \"shop.wasm\"\nroutes = [\"/a\"]\n".into(),
@@ -790,6 +833,14 @@ routes = ["blog.example.com", "/blog"]
                 "cannot name a tenant",
             ),
             ("[server]\n".into(), "2:1", "no [[tenant]]"),
+            ("[defaults]\nmax_memory = \"5GiB\"\n".into(), "2:14", "at most 4GiB"),
+            (
+                "[[tenant]]\nname = \"a\"\ncomponent = \"shop.wasm\"\nroutes = [\"a.test/x\"]\n\
+                 tls = { cert = \"certs/shop.pem\", key = \"certs/shop.key\" }\n"
+                    .into(),
+                "5:7",
+                "no route of a whole host",
+            ),
         ];
         for (text, at, message) in cases {
             let error = parse(text).unwrap_err();

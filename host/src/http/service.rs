@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Version, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -48,6 +49,11 @@ impl Dispatch {
         self.site.store(Arc::new(site));
     }
 
+    /// The tenants now.
+    pub(crate) fn current(&self) -> Arc<Site> {
+        self.site.load_full()
+    }
+
     /// Serves one request with the tenant its host and path route to, or
     /// 404 when none does.
     pub(crate) async fn serve(
@@ -56,33 +62,58 @@ impl Dispatch {
         tls: bool,
         client: SocketAddr,
     ) -> Result<Response<ResponseBody>, Infallible> {
+        let host = match request_host(&req) {
+            Ok(host) => host,
+            Err(error) => return Ok(self.refuse(&req, client, error)),
+        };
         let tenant = {
             let site = self.site.load();
-            let host = match req.uri().authority() {
-                Some(authority) => Some(authority.host()),
-                None => req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok()),
-            };
             site.routes
-                .route(host, req.uri().path())
+                .route(host.as_ref().map(|a| a.host()), req.uri().path())
                 .map(|i| site.tenants[i].clone())
         };
         match tenant {
             // The request holds its tenant: a replaced one serves the
             // requests it already has.
             Some(tenant) => tenant.serve(req, tls, client).await,
-            None => {
-                let id = RequestId::next();
-                let exchange = self.unrouted.start(id, &req, client);
-                let error = HostError::NoRoute;
-                error.log(id, "-");
-                let response = self.errors.respond(&error, id).map(ResponseBody::host);
-                let status = response.status();
-                Ok(response.map(|body| body.recorded(exchange, status)))
-            }
+            None => Ok(self.refuse(&req, client, HostError::NoRoute)),
         }
+    }
+
+    /// The host's own answer to a request no tenant gets.
+    fn refuse(
+        &self,
+        req: &Request<Incoming>,
+        client: SocketAddr,
+        error: HostError,
+    ) -> Response<ResponseBody> {
+        let id = RequestId::next();
+        let exchange = self.unrouted.start(id, req, client);
+        error.log(id, "-");
+        let response = self.errors.respond(&error, id).map(ResponseBody::host);
+        let status = response.status();
+        response.map(|body| body.recorded(exchange, status))
+    }
+}
+
+/// The host a request is for: its URI's authority (HTTP/2, or an HTTP/1
+/// request in absolute form), else its Host header, which must be one and
+/// a valid host (RFC 9112, section 3.2). The guest must never see a request
+/// without one.
+fn request_host(req: &Request<Incoming>) -> Result<Option<Authority>, HostError> {
+    if let Some(authority) = req.uri().authority() {
+        return Ok(Some(authority.clone()));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Err(HostError::BadRequest("no Host header"));
+    };
+    if hosts.next().is_some() {
+        return Err(HostError::BadRequest("more than one Host header"));
+    }
+    match Authority::try_from(host.as_bytes()) {
+        Ok(authority) if !authority.as_str().contains('@') => Ok(Some(authority)),
+        _ => Err(HostError::BadRequest("the Host header is not a host")),
     }
 }
 
@@ -95,6 +126,7 @@ pub(crate) struct Service {
     max_body_size: u64,
     /// One permit per request running, held until its guest ends.
     requests: Arc<Semaphore>,
+    max_concurrent_requests: usize,
     /// One permit per worker thread the tenant's guests may run on at once.
     cpu: Option<Arc<Semaphore>>,
     recorder: Arc<Recorder>,
@@ -113,20 +145,42 @@ pub(crate) struct Policy {
 }
 
 impl Service {
-    pub(crate) fn new(handler: Handler, tasks: GuestTasks, policy: Policy) -> Self {
+    /// A tenant's service. With `before`, the same tenant's service until
+    /// now, its permits carry over (when their number is unchanged): the
+    /// requests it is still running count against the new one's limits.
+    pub(crate) fn new(
+        handler: Handler,
+        tasks: GuestTasks,
+        policy: Policy,
+        before: Option<&Service>,
+    ) -> Self {
+        let max = policy.max_concurrent_requests;
+        let requests = match before {
+            Some(before) if before.max_concurrent_requests == max => before.requests.clone(),
+            _ => Arc::new(Semaphore::new(max)),
+        };
+        let cpu = match (before.and_then(|b| b.cpu.as_ref()), policy.max_workers) {
+            (Some(cpu), Some(_)) => Some(cpu.clone()),
+            (None, Some(n)) => Some(Arc::new(Semaphore::new(n.max(1)))),
+            (_, None) => None,
+        };
         Self {
             handler,
             tasks,
             errors: policy.errors,
             limits: policy.limits,
             max_body_size: policy.max_body_size,
-            requests: Arc::new(Semaphore::new(policy.max_concurrent_requests)),
-            cpu: policy
-                .max_workers
-                .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            requests,
+            max_concurrent_requests: max,
+            cpu,
             recorder: Arc::new(policy.recorder),
             access: Arc::new(policy.access),
         }
+    }
+
+    /// The tenant's name.
+    pub(crate) fn tenant(&self) -> &str {
+        &self.recorder.tenant
     }
 
     /// Serves one request; every failure becomes a host-made response.
@@ -160,7 +214,6 @@ impl Service {
         tls: bool,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ResponseBody>, HostError> {
-        check(&req)?;
         let permit = self
             .requests
             .clone()
@@ -202,14 +255,6 @@ impl Service {
         let response = self.handler.handle(request, info, &self.tasks).await?;
         Ok(response.map(ResponseBody::guest))
     }
-}
-
-/// Refuses what the guest must never see.
-fn check(req: &Request<Incoming>) -> Result<(), HostError> {
-    if req.uri().authority().is_none() && !req.headers().contains_key(header::HOST) {
-        return Err(HostError::BadRequest("no Host header"));
-    }
-    Ok(())
 }
 
 fn via(version: Version) -> HeaderValue {

@@ -9,7 +9,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::limits::{InstanceLimits, Limiter};
-use super::outbound::{Outbound, Verdict};
+use super::outbound::{IoFuture, Outbound, Verdict};
 use super::output::GuestOutput;
 use crate::http::RequestId;
 
@@ -135,12 +135,10 @@ struct HostHooks {
     access: Arc<WasiAccess>,
 }
 
-type IoFuture = Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>;
-
 impl WasiHttpHooks for HostHooks {
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: IoFuture,
     ) -> Box<
@@ -163,41 +161,25 @@ impl WasiHttpHooks for HostHooks {
                         target: "catshost::outbound",
                         request_id = %id,
                         tenant = &*tenant,
-                        uri = %request.uri(),
+                        origin = %origin(request.uri()),
                         reason = denied.reason(),
                         "outgoing HTTP request denied"
                     );
                     return Err(denied.error());
                 }
             };
-            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
-                // Connect to the address that was checked, not to whatever
-                // the name resolves to a moment later; the Host header keeps
-                // the name. (HTTPS checks the name's certificate instead.)
-                pin_address(&mut request, addrs[0])?;
-            }
-            tracing::debug!(target: "catshost::outbound", request_id = %id, tenant = &*tenant, uri = %request.uri(), "outgoing HTTP request");
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(http_body_util::BodyExt::boxed_unsync),
-                Box::new(io) as IoFuture,
-            ))
+            tracing::debug!(target: "catshost::outbound", request_id = %id, tenant = &*tenant, origin = %origin(request.uri()), "outgoing HTTP request");
+            super::outbound::send(request, options, addrs).await
         })
     }
 }
 
-/// Points `request`'s URI at `addr`, keeping its path and query.
-fn pin_address(
-    request: &mut http::Request<WasiBody>,
-    addr: std::net::SocketAddr,
-) -> Result<(), wasmtime_wasi_http::Error> {
-    let mut parts = request.uri().clone().into_parts();
-    parts.authority = Some(
-        addr.to_string()
-            .parse()
-            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?,
-    );
-    *request.uri_mut() = http::Uri::from_parts(parts)
-        .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
-    Ok(())
+/// `scheme://authority` of `uri`: what a log line says of an outgoing
+/// request (its path and query may carry secrets).
+fn origin(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("?", |a| a.as_str())
+    )
 }

@@ -247,6 +247,9 @@ impl Handler {
 
         let limit = body_limit.clone();
         let pre = self.pre.clone();
+        // The guest may outlive this handler (its tenant replaced while it
+        // runs): without epoch ticks it could neither yield nor time out.
+        let ticker = self._ticker.clone();
         let name = self.name.clone();
         let cancel = tasks.cancel.clone();
         let guest = progress.clone();
@@ -303,6 +306,7 @@ impl Handler {
             // the body's sender) go; the permit goes with it.
             drop(store);
             drop(permit);
+            drop(ticker);
             result
         });
 

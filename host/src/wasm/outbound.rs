@@ -6,14 +6,22 @@
 //! Its host is then resolved, and a private, loopback or otherwise
 //! non-public address is refused unless the rule names that very address
 //! (`http://127.0.0.1:9000`): a name cannot lead a guest into the host's
-//! network, even if its DNS answer changes (plain HTTP connects to the
-//! address that was checked; HTTPS verifies the name's certificate).
+//! network. The connection goes to the addresses that were checked, never
+//! to a second DNS answer; HTTPS then verifies the name's certificate.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use wasmtime_wasi_http::Error as HttpError;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::routing::HostPattern;
 
@@ -210,10 +218,161 @@ impl Outbound {
     }
 }
 
-/// Splits `HOST[:PORT]` (`[V6]:PORT` too); `None` when the port is bad.
+/// What the connection to an upstream returns besides the response: it
+/// runs the connection, and wasi-http spawns it.
+pub(crate) type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+/// How long to wait for a connection, the first response byte, or the next
+/// body frame, when the guest's request options give no time of their own
+/// (wasmtime's default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Sends `request` over HTTP/1.1 to the first of `addrs` (the checked
+/// addresses of its host) that accepts a connection; over TLS when its
+/// scheme is `https`, verifying the certificate for its host name.
+pub(crate) async fn send(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    addrs: Vec<SocketAddr>,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let timeout = |pick: fn(&RequestOptions) -> Option<Duration>| {
+        options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
+    };
+    let connect_timeout = timeout(|o| o.connect_timeout);
+    let first_byte_timeout = timeout(|o| o.first_byte_timeout);
+    let between_bytes_timeout = timeout(|o| o.between_bytes_timeout);
+
+    let uri = request.uri();
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let host = uri
+        .host()
+        .ok_or(HttpError::HttpRequestUriInvalid)?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addrs[..])).await {
+        Ok(tcp) => tcp.map_err(HttpError::Connect)?,
+        Err(_) => return Err(HttpError::ConnectionTimeout),
+    };
+    // The request goes out in origin form: the path and query only.
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri_path(request.uri()))
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    let handshake = async {
+        if https {
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let tls = tokio_rustls::TlsConnector::from(client_tls())
+                .connect(name, tcp)
+                .await
+                .map_err(HttpError::Tls)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(tls)).await?;
+            Ok::<_, HttpError>((sender, Box::new(async move { Ok(conn.await?) }) as IoFuture))
+        } else {
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(tcp)).await?;
+            Ok((sender, Box::new(async move { Ok(conn.await?) }) as IoFuture))
+        }
+    };
+    let (mut sender, conn) = tokio::time::timeout(connect_timeout, handshake)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection must run for the request to be sent.
+    let conn = tokio::spawn(Pin::from(conn));
+    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::HttpResponseTimeout)??;
+    let response = response.map(|body| {
+        TimedBody {
+            body,
+            timeout: between_bytes_timeout,
+            sleep: Box::pin(tokio::time::sleep(between_bytes_timeout)),
+        }
+        .boxed_unsync()
+    });
+    let io: IoFuture = Box::new(async move {
+        match conn.await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::ConnectionTerminated),
+        }
+    });
+    Ok((response, io))
+}
+
+fn uri_path(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The TLS client configuration for outgoing HTTPS: the Mozilla roots
+/// (webpki-roots), as wasmtime's own client uses.
+fn client_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// An upstream response body that fails when no frame comes for `timeout`.
+struct TimedBody {
+    body: hyper::body::Incoming,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                self.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::HttpResponseTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Splits `HOST[:PORT]` (`[V6]:PORT` too); `None` when the port is bad or
+/// something follows a `[V6]` literal but a port.
 fn split_port(text: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (v6, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.starts_with(':')) {
+            return None;
+        }
         (&text[..v6.len() + 2], after.strip_prefix(':'))
     } else {
         match text.rsplit_once(':') {
@@ -255,13 +414,18 @@ pub fn is_public(ip: IpAddr) -> bool {
                 let [c, d] = s[7].to_be_bytes();
                 return is_public_v4(Ipv4Addr::new(a, b, c, d));
             }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link-local
-                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-                || s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
+            // 6to4 (2002::/16) carries one too.
+            if s[0] == 0x2002 {
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
+                return is_public_v4(Ipv4Addr::new(a, b, c, d));
+            }
+            // Only global unicast (2000::/3), less its special ranges:
+            // Teredo and benchmarking (2001::/23 holds both; IANA's special
+            // block) and documentation (2001:db8::/32).
+            (s[0] & 0xe000) == 0x2000
+                && !(s[0] == 0x2001 && s[1] < 0x0200)
+                && !(s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -277,6 +441,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_multicast()
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // shared address space
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
         || a >= 240) // reserved
 }
@@ -370,6 +535,7 @@ mod tests {
             "https://u@x.org",
             "https://",
             "https://a b",
+            "https://[::1]junk",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
