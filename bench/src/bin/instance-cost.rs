@@ -2,7 +2,7 @@
 //! instance of the hello component, its `handle` call, its response body
 //! read, and the instance dropped. No sockets. With and without the pool.
 //!
-//!     target/release/instance-cost [--requests 20000]
+//!     target/release/instance-cost [--requests 20000] [--component PATH]
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,9 @@ use http_body_util::{BodyExt, Empty};
 struct Args {
     #[arg(long, default_value_t = 20_000)]
     requests: u32,
+    /// Another component than the hello fixture (a guest example, say).
+    #[arg(long)]
+    component: Option<std::path::PathBuf>,
 }
 
 async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duration> {
@@ -56,9 +59,12 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let wit = catshost_wat::Wit::workspace()?;
-    let hello = wit.component_from_wat_file(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hello.wat"),
-    )?;
+    let hello = match &args.component {
+        Some(path) => std::fs::read(path)?,
+        None => wit.component_from_wat_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hello.wat"),
+        )?,
+    };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
