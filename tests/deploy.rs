@@ -42,7 +42,6 @@ fn the_dockerfile_builds_with_the_readme_build_command() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubernetes_manifests_validate_and_their_config_serves() {
-    use std::os::fd::AsRawFd;
     let dir = temp_file("catshost.toml", b"");
     let dir = dir.parent().unwrap();
     let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/check.py");
@@ -67,26 +66,10 @@ async fn the_kubernetes_manifests_validate_and_their_config_serves() {
         String::from_utf8_lossy(&output.stderr)
     );
     // The config binds 0.0.0.0:8080; serve it on a socket bound here.
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
-    listener.listen(16).unwrap();
-    listener.set_cloexec(false).unwrap();
+    let (_listener, fd, _) = support::inherited_listener();
     let mut command = support::catshost();
     command
-        .args([
-            "serve",
-            "--listen-fd",
-            &listener.as_raw_fd().to_string(),
-            "--config",
-        ])
+        .args(["serve", "--listen-fd", &fd, "--config"])
         .arg(dir.join("catshost.toml"));
     let server = Process::spawn(command);
     let answer = get(server.addr, Version::HTTP_11, "/from-k8s").await;

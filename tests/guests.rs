@@ -4,27 +4,13 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{StatusCode, Version};
 use serde_json::{Value, json};
-use support::{Client, Process, catshost, temp_file};
+use support::{Client, Process, built, catshost, temp_file};
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
-
-/// `target/guest-examples/LANG-NAME.wasm`.
-fn built(language: &str, name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-examples")
-        .join(format!("{language}-{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run guest-examples/build.sh (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
 
 async fn request(
     process: &Process,

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use support::{Process, TestServer, catshost, fixture, temp_file};
+use support::{Process, TestServer, built, catshost, fixture, inherited_listener, temp_file};
 use tokio::net::TcpStream;
 
 /// A response: status and body.
@@ -276,19 +276,6 @@ fn folder() -> PathBuf {
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    path
-}
-
-/// `target/guest-examples/LANG-NAME.wasm`, built by guest-examples/build.sh.
-fn built(language: &str, name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-examples")
-        .join(format!("{language}-{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run guest-examples/build.sh (scripts/test.sh does)",
-        path.display()
-    );
     path
 }
 
@@ -809,28 +796,16 @@ routes = ["/"]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_example_config_serves() {
-    use std::os::fd::AsRawFd;
     for (language, name) in [("wat", "hello"), ("wat", "upper"), ("c", "fetch")] {
         built(language, name);
     }
     // docs/catshost.toml listens on 127.0.0.1:8080; serve it on a socket
     // bound here instead.
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    listener.listen(16).unwrap();
-    listener.set_cloexec(false).unwrap();
+    let (_listener, fd, _) = inherited_listener();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/catshost.toml");
     let mut command = catshost();
     command
-        .args([
-            "serve",
-            "--listen-fd",
-            &listener.as_raw_fd().to_string(),
-            "--config",
-        ])
+        .args(["serve", "--listen-fd", &fd, "--config"])
         .arg(&example);
     let server = Process::spawn(command);
     let addr = server.addr;

@@ -416,17 +416,7 @@ fn curl_speaks_h2_and_http1_to_a_self_signed_server() {
 
 #[test]
 fn serves_on_a_socket_passed_by_file_descriptor() {
-    use std::os::fd::AsRawFd;
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    listener
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    listener.listen(16).unwrap();
-    // The child inherits it.
-    listener.set_cloexec(false).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let fd = listener.as_raw_fd().to_string();
+    let (_listener, fd, addr) = support::inherited_listener();
     let server = Process::serve_with(&["--listen-fd", &fd], false);
     assert_eq!(server.addr, addr);
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -40,6 +40,36 @@ pub fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// `target/guest-examples/LANG-NAME.wasm`, built by guest-examples/build.sh.
+pub fn built(language: &str, name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guest-examples")
+        .join(format!("{language}-{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run guest-examples/build.sh (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A socket listening on 127.0.0.1:0 that a child process inherits, for
+/// `--listen-fd`: returns it with its descriptor (as text) and address.
+pub fn inherited_listener() -> (socket2::Socket, String, SocketAddr) {
+    use std::os::fd::AsRawFd;
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(16).unwrap();
+    // The child inherits it.
+    listener.set_cloexec(false).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let fd = listener.as_raw_fd().to_string();
+    (listener, fd, addr)
+}
+
 /// The fixture `name` written to a `.wasm` file.
 pub fn fixture_file(name: &str) -> PathBuf {
     temp_file(&format!("{name}.wasm"), &fixture(name))
