@@ -36,10 +36,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve a wasi:http component over HTTP/1.1 and HTTP/2 (h2c, or HTTPS
-    /// with ALPN).
+    /// Serve a wasi:http component, or the tenants of a config file, over
+    /// HTTP/1.1 and HTTP/2 (h2c, or HTTPS with ALPN).
     ///
-    /// Every request runs in a fresh instance of the component. The line
+    /// Every request runs in a fresh instance of its component. The line
     /// `catshost: serving http://ADDR` (or https://) on stderr says the server
     /// is ready. SIGINT or SIGTERM stops it gracefully; a second one exits at
     /// once.
