@@ -20,6 +20,9 @@ struct Args {
     /// Another component than the hello fixture (a guest example, say).
     #[arg(long)]
     component: Option<std::path::PathBuf>,
+    /// Measure only the pooled allocator (for a profiler).
+    #[arg(long)]
+    pooled_only: bool,
 }
 
 async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duration> {
@@ -69,7 +72,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!("| allocation | per request (instantiate + handle + body + drop) |\n|---|---|");
-    for pooled in [false, true] {
+    let modes: &[bool] = if args.pooled_only { &[true] } else { &[false, true] };
+    for &pooled in modes {
         let runtime = if pooled {
             Runtime::with_pool(Pool {
                 instances: 1024,
