@@ -72,7 +72,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!("| allocation | per request (instantiate + handle + body + drop) |\n|---|---|");
-    let modes: &[bool] = if args.pooled_only { &[true] } else { &[false, true] };
+    let modes: &[bool] = if args.pooled_only {
+        &[true]
+    } else {
+        &[false, true]
+    };
     for &pooled in modes {
         let runtime = if pooled {
             Runtime::with_pool(Pool {
