@@ -136,6 +136,14 @@ struct HostHooks {
 }
 
 impl WasiHttpHooks for HostHooks {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK_SIZE
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -183,3 +191,13 @@ fn origin(uri: &http::Uri) -> String {
         uri.authority().map_or("?", |a| a.as_str())
     )
 }
+
+/// How many writes to a body the host holds before the guest must wait for
+/// the client: enough that hyper sends a streamed body in large writes, not
+/// one small write (and one wake-up of the client) per guest write.
+const OUTGOING_BODY_BUFFER_CHUNKS: usize = 16;
+
+/// The largest single write to a body (what `check-write` grants). With
+/// [`OUTGOING_BODY_BUFFER_CHUNKS`] it bounds what one body holds in the host
+/// to about 2 MiB, as wasmtime's defaults (two 1 MiB writes) do.
+const OUTGOING_BODY_CHUNK_SIZE: usize = 128 * 1024;
