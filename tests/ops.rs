@@ -178,6 +178,29 @@ async fn text_logs_carry_the_same_fields() {
     assert!(guest.contains("stream=\"stderr\""), "{guest}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_runs_on_after_its_response_is_sent() {
+    let server = Process::serve(&[fixture_file("after").to_str().unwrap()]);
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let answer = get(server.addr, version, "/").await;
+        assert_eq!(answer.status, StatusCode::OK, "{version:?}");
+        assert_eq!(answer.body, "answered\n", "{version:?}");
+    }
+    // One line per request: neither guest was stopped with its response.
+    let lines = || {
+        server
+            .stderr()
+            .iter()
+            .filter(|l| l.contains("after the response"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lines() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines(), 2, "{:#?}", server.stderr());
+}
+
 #[test]
 fn no_access_log_writes_no_access_lines() {
     let mut server = Process::serve(&["--no-access-log", fixture_file("hello").to_str().unwrap()]);

@@ -25,7 +25,7 @@ pub struct ResponseBody {
 #[derive(Debug)]
 enum Kind {
     /// Written by a guest while it runs.
-    Guest(GuestBody),
+    Guest(Box<GuestBody>),
     /// Made by the host (an error response).
     Host(Full<Bytes>),
 }
@@ -33,7 +33,7 @@ enum Kind {
 impl ResponseBody {
     pub(crate) fn guest(body: GuestBody) -> Self {
         Self {
-            kind: Kind::Guest(body),
+            kind: Kind::Guest(Box::new(body)),
             exchange: None,
         }
     }

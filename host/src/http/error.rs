@@ -39,8 +39,7 @@ impl HostError {
     /// The status the client gets.
     pub fn status(&self) -> StatusCode {
         match self {
-            HostError::BadRequest(_)
-            | HostError::Guest(GuestError::InvalidRequest(_) | GuestError::ClientGone) => {
+            HostError::BadRequest(_) | HostError::Guest(GuestError::InvalidRequest(_)) => {
                 StatusCode::BAD_REQUEST
             }
             HostError::BodyTooLarge { .. } | HostError::Guest(GuestError::BodyTooLarge) => {
