@@ -59,6 +59,10 @@ async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duratio
     run(requests).await
 }
 
+/// The allocator catshost's binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let wit = catshost_wat::Wit::workspace()?;

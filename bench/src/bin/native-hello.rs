@@ -26,6 +26,10 @@ struct Args {
     workers: Option<usize>,
 }
 
+/// The allocator catshost's binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
