@@ -428,19 +428,11 @@ fn to_usize(value: u64, flag: &str) -> Result<usize, String> {
 }
 
 fn to_u32(value: Option<u64>, flag: &str) -> Result<Option<u32>, String> {
-    value
-        .map(|v| {
-            u32::try_from(v).map_err(|_| format!("{flag} {v} is too large (at most 4GiB - 1)"))
-        })
-        .transpose()
+    value.map(|v| config::size_u32(v, flag)).transpose()
 }
 
-/// HTTP/2 allows frames of 16 KiB to 16 MiB - 1 (RFC 9113, 6.5.2).
 fn frame_size(value: Option<u64>) -> Result<Option<u32>, String> {
-    match value {
-        Some(v) if !(16 << 10..16 << 20).contains(&v) => Err(format!(
-            "--http2-max-frame-size {v} is out of range: HTTP/2 allows 16KiB to 16MiB - 1"
-        )),
-        v => to_u32(v, "--http2-max-frame-size"),
-    }
+    value
+        .map(|v| config::http2_frame_size(v, "--http2-max-frame-size"))
+        .transpose()
 }

@@ -282,24 +282,19 @@ impl Source<'_> {
         ConfigError,
     > {
         let defaults = HttpSettings::default();
-        let to_u32 = |value: Option<Spanned<Size>>, name: &str| {
+        let checked = |value: Option<Spanned<Size>>,
+                       name: &str,
+                       check: fn(u64, &str) -> Result<u32, String>| {
             value
-                .map(|v| {
-                    u32::try_from(v.get_ref().0).map_err(|_| {
-                        self.error(v.span(), format!("{name} is too large (at most 4GiB - 1)"))
-                    })
-                })
+                .map(|v| check(v.get_ref().0, name).map_err(|e| self.error(v.span(), e)))
                 .transpose()
         };
-        let frame_size = match raw.http2_max_frame_size {
-            Some(v) if !(16 << 10..16 << 20).contains(&v.get_ref().0) => {
-                return Err(self.error(
-                    v.span(),
-                    "http2_max_frame_size is out of range: HTTP/2 allows 16KiB to 16MiB - 1",
-                ));
-            }
-            v => to_u32(v, "http2_max_frame_size")?,
-        };
+        let to_u32 = |value, name| checked(value, name, super::size_u32);
+        let frame_size = checked(
+            raw.http2_max_frame_size,
+            "http2_max_frame_size",
+            super::http2_frame_size,
+        )?;
         let max_header_size = match raw.max_header_size {
             Some(v) => usize::try_from(v.get_ref().0)
                 .map_err(|_| self.error(v.span(), "max_header_size is too large"))?,

@@ -96,6 +96,22 @@ pub fn parse_admin_addr(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// The address `catshost serve` listens on by default.
+/// A size that must fit in 32 bits (an HTTP/2 window, say); `name` is the
+/// setting as the user wrote it.
+pub fn size_u32(value: u64, name: &str) -> Result<u32, String> {
+    u32::try_from(value).map_err(|_| format!("{name} {value} is too large (at most 4GiB - 1)"))
+}
+
+/// An HTTP/2 frame size: 16 KiB to 16 MiB - 1 (RFC 9113, 6.5.2).
+pub fn http2_frame_size(value: u64, name: &str) -> Result<u32, String> {
+    if !(16 << 10..16 << 20).contains(&value) {
+        return Err(format!(
+            "{name} {value} is out of range: HTTP/2 allows 16KiB to 16MiB - 1"
+        ));
+    }
+    size_u32(value, name)
+}
+
 pub fn default_addr() -> SocketAddr {
     DEFAULT_ADDR
         .parse()
