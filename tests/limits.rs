@@ -161,6 +161,22 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_timeout() {
+    let server = faults_server().await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    // Never read: the socket buffers fill and the guest can write no more,
+    // but its 500 ms request timeout runs all the same.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.server.in_flight().requests, 1);
+    server.wait_idle().await;
+    drop(tcp);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_declared_body_over_the_limit_gets_413_before_the_guest_runs() {
     let server = faults_server().await;
     let big = vec![b'x'; (1 << 20) + 1];

@@ -327,6 +327,7 @@ impl Handler {
                         .headers
                         .insert(http::header::CONTENT_LENGTH, len.into());
                 }
+                body.guest.move_to_task();
                 Ok(http::Response::from_parts(parts, body))
             }
             Ok(Err(code)) => {
@@ -348,13 +349,17 @@ impl Handler {
 
 /// A guest's run.
 ///
-/// For HTTP/1 it has no task of its own: it runs when the request's service
-/// future is polled, then when its response body is. An HTTP/1 connection
-/// serves one request at a time, and this spares a task and a wake-up per
-/// request. For HTTP/2 it runs on a task of its own: a connection's streams
-/// then finish while the connection's task is away, and it gathers their
-/// responses into fewer, larger writes (about 9 responses per `writev`
-/// against 4 with the guest in the stream's task: see bench/README.md).
+/// For HTTP/1 it starts without a task of its own: the request's service
+/// future polls it until the response is set, and a guest that has finished
+/// by then (a hello, say) never needs one. An HTTP/1 connection serves one
+/// request at a time, and this spares a task and a wake-up per request. A
+/// guest still running when its response head goes out moves to a task of
+/// its own ([`GuestRun::move_to_task`]), so it keeps running, and meets its
+/// deadline, whether or not the client reads. For HTTP/2 it runs on a task
+/// of its own from the start: a connection's streams then finish while the
+/// connection's task is away, and it gathers their responses into fewer,
+/// larger writes (about 9 responses per `writev` against 4 with the guest
+/// in the stream's task: see bench/README.md).
 ///
 /// Dropped before the guest ends, it stops the guest where it is.
 struct GuestRun(Run);
@@ -413,6 +418,15 @@ impl GuestRun {
         match &mut self.0 {
             Run::Ended(result) => result.take(),
             _ => None,
+        }
+    }
+
+    /// Moves a guest still running without a task to a task of its own.
+    fn move_to_task(&mut self) {
+        if matches!(self.0, Run::Inline(_))
+            && let Run::Inline(run) = std::mem::replace(&mut self.0, Run::Ended(None))
+        {
+            self.0 = Run::Task(tokio::spawn(run));
         }
     }
 
@@ -535,8 +549,9 @@ pub struct GuestBody {
     second: Option<Result<http_body::Frame<Bytes>, BoxError>>,
     /// The body is known to have ended after `first`.
     ended: bool,
-    /// Run while the body is read. Dropped with a body not read to its
-    /// end (the client went away): the guest is stopped where it is.
+    /// Polled while the body is read ahead, then on a task of its own if
+    /// still running. Dropped with a body not read to its end (the client
+    /// went away): the guest is stopped where it is.
     guest: GuestRun,
     /// The body was read to its clean end.
     finished: bool,
