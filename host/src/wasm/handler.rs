@@ -1,6 +1,6 @@
 //! Serving one request with a component: a fresh store and instance, the
-//! guest's `handle` driven by the request's own task, and the response it
-//! sets.
+//! guest's `handle` (in the request's task or on one of its own: see
+//! `GuestRun`), and the response it sets.
 
 use std::pin::Pin;
 use std::sync::Arc;
