@@ -273,7 +273,7 @@ fn bad_flags_are_refused_with_usage() {
     for (args, want) in [
         (
             &["serve", "--http2-max-frame-size", "1KiB"][..],
-            "--http2-max-frame-size 1024 is out of range",
+            "'--http2-max-frame-size <SIZE>': 1024 is out of range",
         ),
         (
             &["serve", "--listen-fd", "999"],

@@ -413,16 +413,16 @@ async fn connections_over_the_cap_wait_until_one_closes() {
 
 #[tokio::test]
 async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
-    let runtime = catshost::Runtime::with_pool(catshost::Pool {
+    let engine = catshost::Engine::with_pool(catshost::Pool {
         instances: 2,
         max_memory: 8 << 20,
     })
     .unwrap();
     assert!(
-        runtime.is_pooled(),
+        engine.is_pooled(),
         "the pool did not fit in this machine's address space"
     );
-    let handler = runtime.load_bytes("slow", &fixture("slow")).unwrap();
+    let handler = engine.load_bytes("slow", &fixture("slow")).unwrap();
     // More admission permits than pool slots: the pool is the limit here.
     let server = TestServer::serve(
         catshost::Server::builder()

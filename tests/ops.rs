@@ -388,8 +388,8 @@ fn admin_get(server: &catshost::Server, method: &str, path: &str) -> (StatusCode
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_until_the_listener_is_bound() {
-    let runtime = catshost::Runtime::new().unwrap();
-    let handler = runtime.load_bytes("hello", &fixture("hello")).unwrap();
+    let engine = catshost::Engine::new().unwrap();
+    let handler = engine.load_bytes("hello", &fixture("hello")).unwrap();
     let server = catshost::Server::builder().build(handler);
     assert_eq!(
         admin_get(&server, "GET", "/readyz"),
@@ -429,8 +429,8 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
 
     // Plaintext on a TLS port fails the handshake.
     let (tls, _, _) = catshost::Tls::self_signed(Default::default()).unwrap();
-    let runtime = catshost::Runtime::new().unwrap();
-    let handler = runtime.load_bytes("hello", &fixture("hello")).unwrap();
+    let engine = catshost::Engine::new().unwrap();
+    let handler = engine.load_bytes("hello", &fixture("hello")).unwrap();
     let server = TestServer::serve(catshost::Server::builder().build(handler), Some(tls)).await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

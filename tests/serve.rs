@@ -289,7 +289,7 @@ impl catshost::http::ErrorHandler for Teapot {
     fn respond(
         &self,
         error: &catshost::http::HostError,
-        _id: catshost::http::RequestId,
+        _id: catshost::RequestId,
     ) -> Response<Full<Bytes>> {
         let mut response =
             Response::new(Full::from(format!("custom: {}", error.status().as_u16())));
@@ -325,8 +325,8 @@ async fn a_request_without_a_host_is_refused_with_400() {
 async fn components_load_from_wat_text_files() {
     let text = catshost_wat::to_text(&fixture("hello")).unwrap();
     let path = temp_file("hello.wat", text.as_bytes());
-    let runtime = catshost::Runtime::new().unwrap();
-    let handler = runtime.load_file(&path).unwrap();
+    let engine = catshost::Engine::new().unwrap();
+    let handler = engine.load_file(&path).unwrap();
     assert_eq!(handler.name(), path.display().to_string());
     let server = TestServer::serve(catshost::Server::builder().build(handler), None).await;
     assert_eq!(
@@ -338,7 +338,7 @@ async fn components_load_from_wat_text_files() {
 
 #[test]
 fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
-    let runtime = catshost::Runtime::new().unwrap();
+    let engine = catshost::Engine::new().unwrap();
     let cases: [(&str, &[u8], &str); 4] = [
         (
             "module.wat",
@@ -363,12 +363,12 @@ fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
     ];
     for (name, bytes, want) in cases {
         let path = temp_file(name, bytes);
-        let error = runtime.load_file(&path).unwrap_err();
+        let error = engine.load_file(&path).unwrap_err();
         let text = error.to_string();
         assert!(text.contains(&path.display().to_string()), "{name}: {text}");
         assert!(text.contains(want), "{name}: {text}");
     }
-    let missing = runtime.load_file("no/such/file.wasm".as_ref()).unwrap_err();
+    let missing = engine.load_file("no/such/file.wasm".as_ref()).unwrap_err();
     assert!(
         missing
             .to_string()
@@ -380,9 +380,9 @@ fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
 async fn a_port_in_use_is_an_error_and_ready_says_so() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let runtime = catshost::Runtime::new().unwrap();
+    let engine = catshost::Engine::new().unwrap();
     let server =
-        catshost::Server::builder().build(runtime.load_bytes("hello", &fixture("hello")).unwrap());
+        catshost::Server::builder().build(engine.load_bytes("hello", &fixture("hello")).unwrap());
     let ready = server.ready();
     let error = server.serve_clear(addr).await.unwrap_err();
     assert!(

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use catshost::Tenant;
+use catshost::config::TenantLimits;
 use catshost::routing::Route;
-use catshost::{Tenant, TenantLimits};
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -61,12 +62,13 @@ async fn get(addr: SocketAddr, version: Version, host: &str, path: &str) -> Answ
 }
 
 fn tenant(name: &str, component: &[u8], routes: &[&str]) -> Tenant {
-    let runtime = catshost::Runtime::new().unwrap();
+    let engine = catshost::Engine::new().unwrap();
     Tenant {
         name: name.into(),
-        handler: runtime.load_bytes(name, component).unwrap(),
+        component: engine.load_bytes(name, component).unwrap(),
         routes: routes.iter().map(|r| Route::parse(r).unwrap()).collect(),
         limits: TenantLimits::default(),
+        access: Default::default(),
     }
 }
 

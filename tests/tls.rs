@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use catshost::http::HttpVersions;
+use catshost::config::HttpVersions;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -56,11 +56,9 @@ impl TlsServer {
     }
 }
 
-fn demo() -> catshost::Handler {
-    let runtime = catshost::Runtime::new().unwrap();
-    runtime
-        .load_bytes("demo", catshost::DEMO_COMPONENT)
-        .unwrap()
+fn demo() -> catshost::GuestPre {
+    let engine = catshost::Engine::new().unwrap();
+    engine.load_bytes("demo", catshost::DEMO_COMPONENT).unwrap()
 }
 
 fn client_config(cert_pem: &str, alpn: &[&str]) -> rustls::ClientConfig {

@@ -1,16 +1,19 @@
-//! The command line: clap structs, and turning them into validated settings
-//! in one place ([`Serve::into_config`]).
+//! The command line: clap structs, and turning them into validated
+//! settings in one place ([`Serve::settings`]). The server and limit flags
+//! are made from the library's settings tables, so each setting's name,
+//! help and default are written once, in `catshost::config`.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use catshost::config::{self, Listen, ServeConfig, TlsSource};
-use catshost::http::{HttpSettings, HttpVersions};
-use catshost::wasm::Preopen;
-use clap::{Args, Parser, Subcommand};
+use catshost::config::{
+    self, LIMIT_SETTINGS, Listen, SERVER_SETTINGS, ServeSettings, ServerSettings, Setting,
+    TenantLimits, TlsSource,
+};
+use catshost::wasm::{Preopen, WasiAccess};
+use clap::{Arg, ArgGroup, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 /// Serve HTTP from sandboxed wasi:http WebAssembly components.
 #[derive(Debug, Parser)]
@@ -75,40 +78,6 @@ pub struct CheckArgs {
     pub component: PathBuf,
 }
 
-/// The flags whose settings a config file holds instead.
-const CONFIG_CONFLICTS: [&str; 30] = [
-    "component",
-    "addr",
-    "backlog",
-    "shutdown_timeout",
-    "tls_cert",
-    "tls_key",
-    "tls_self_signed",
-    "tls_handshake_timeout",
-    "request_timeout",
-    "max_memory",
-    "max_body_size",
-    "max_concurrent_requests",
-    "max_connections",
-    "env",
-    "dirs",
-    "dirs_rw",
-    "http",
-    "header_read_timeout",
-    "max_header_size",
-    "http1_keep_alive",
-    "http1_max_headers",
-    "http2_max_concurrent_streams",
-    "http2_initial_stream_window",
-    "http2_initial_connection_window",
-    "http2_max_frame_size",
-    "http2_keep_alive_interval",
-    "http2_keep_alive_timeout",
-    "http2_max_pending_accept_reset_streams",
-    "http2_max_local_error_reset_streams",
-    "reuse_port",
-];
-
 #[derive(Debug, Args)]
 pub struct Serve {
     /// The component to serve (`.wasm`, or `.wat` text). Without it (and
@@ -120,7 +89,9 @@ pub struct Serve {
     /// routed by host and path, each with its own limits, environment,
     /// outbound allow-list and certificate. The listener, HTTP, limit and
     /// TLS flags are settings of the file then. SIGHUP reloads it.
-    #[arg(long, value_name = "PATH", conflicts_with_all = CONFIG_CONFLICTS)]
+    #[arg(long, value_name = "PATH", conflicts_with_all = [
+        "component", "addr", "reuse_port", SERVER_GROUP, LIMITS_GROUP, "tls_files", "guest_access",
+    ])]
     pub config: Option<PathBuf>,
 
     /// With --config: also reload when the config file, a component or a
@@ -138,10 +109,6 @@ pub struct Serve {
     #[arg(long, value_name = "FD")]
     pub listen_fd: Option<RawFd>,
 
-    /// The listen queue length of the socket catshost binds.
-    #[arg(long, default_value = "1024")]
-    pub backlog: u32,
-
     /// Worker threads serving requests [default: the number of cores].
     #[arg(long)]
     pub workers: Option<NonZeroUsize>,
@@ -152,18 +119,13 @@ pub struct Serve {
     #[arg(long, conflicts_with = "listen_fd")]
     pub reuse_port: bool,
 
-    /// How long a stop waits for in-flight requests before cancelling them
-    /// (ms, s or m).
-    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
-    pub shutdown_timeout: Duration,
-
     /// Write the served URL (`http://ADDR`) to this file once ready.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
 
     /// Serve /healthz, /readyz and /metrics (Prometheus) on this address;
     /// a bare port means 127.0.0.1:PORT [default: none].
-    #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_addr)]
+    #[arg(long, value_name = "ADDR", value_parser = config::units::parse_admin_addr)]
     pub admin_addr: Option<SocketAddr>,
 
     /// Keep compiled components in this folder, so a component is compiled
@@ -181,19 +143,20 @@ pub struct Serve {
     pub no_access_log: bool,
 
     #[command(flatten)]
+    pub server: Flags<ServerSettings>,
+
+    #[command(flatten)]
     pub tls: TlsArgs,
 
     #[command(flatten)]
-    pub limits: LimitArgs,
+    pub limits: Flags<TenantLimits>,
 
     #[command(flatten)]
     pub access: AccessArgs,
-
-    #[command(flatten)]
-    pub http: HttpArgs,
 }
 
 #[derive(Debug, Args)]
+#[group(id = "tls_files", multiple = true)]
 #[command(next_help_heading = "TLS")]
 pub struct TlsArgs {
     /// Serve HTTPS with this PEM certificate chain (leaf first).
@@ -208,39 +171,10 @@ pub struct TlsArgs {
     /// start (for development); its SHA-256 fingerprint is printed.
     #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_self_signed: bool,
-
-    /// How long a TLS handshake may take.
-    #[arg(long, default_value = "10s", value_parser = config::parse_duration)]
-    pub tls_handshake_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Limits")]
-pub struct LimitArgs {
-    /// How long a guest may run for one request, response body included;
-    /// past it: 504, or a cut response once the head is sent.
-    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
-    pub request_timeout: Duration,
-
-    /// The largest linear memory of an instance (bytes, KiB, MiB, GiB); a
-    /// guest that grows past it gets 500.
-    #[arg(long, default_value = "128MiB", value_parser = config::parse_size)]
-    pub max_memory: u64,
-
-    /// The largest request body; larger ones get 413.
-    #[arg(long, default_value = "10MiB", value_parser = config::parse_size)]
-    pub max_body_size: u64,
-
-    /// The most requests running at once; more get 503 with Retry-After.
-    #[arg(long, default_value = "1024")]
-    pub max_concurrent_requests: NonZeroUsize,
-
-    /// The most connections open at once; more wait in the listen backlog.
-    #[arg(long, default_value = "10000")]
-    pub max_connections: NonZeroUsize,
-}
-
-#[derive(Debug, Args)]
+#[group(id = "guest_access", multiple = true)]
 #[command(next_help_heading = "Guest access (none by default)")]
 pub struct AccessArgs {
     /// Give guests the environment variable KEY=VALUE (repeatable). The
@@ -264,175 +198,138 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
-#[derive(Debug, Args)]
-#[command(next_help_heading = "HTTP")]
-pub struct HttpArgs {
-    /// The HTTP versions served: both, http1 or h2. Over TLS this is the
-    /// ALPN list (both: h2 and http/1.1, HTTP/1.1 when the client offers
-    /// none); in cleartext, h2 means h2c by prior knowledge.
-    #[arg(long, default_value = "both")]
-    pub http: HttpVersions,
-
-    /// How long a client may take to send a request head (also closes idle
-    /// HTTP/1 keep-alive connections and silent new connections).
-    #[arg(long, default_value = "30s", value_parser = config::parse_duration)]
-    pub header_read_timeout: Duration,
-
-    /// The largest request head (HTTP/1) or header list (HTTP/2); larger
-    /// ones get 431.
-    #[arg(long, default_value = "64KiB", value_parser = config::parse_size)]
-    pub max_header_size: u64,
-
-    /// HTTP/1 keep-alive.
-    #[arg(long, default_value = "true", action = clap::ArgAction::Set, value_name = "BOOL")]
-    pub http1_keep_alive: bool,
-
-    /// The most headers of an HTTP/1 request [default: 100].
-    #[arg(long, value_name = "N")]
-    pub http1_max_headers: Option<usize>,
-
-    /// The most concurrent streams of an HTTP/2 connection [default: 200].
-    #[arg(long, value_name = "N")]
-    pub http2_max_concurrent_streams: Option<u32>,
-
-    /// HTTP/2 initial stream window [default: 1MiB].
-    #[arg(long, value_parser = config::parse_size, value_name = "SIZE")]
-    pub http2_initial_stream_window: Option<u64>,
-
-    /// HTTP/2 initial connection window [default: 1MiB].
-    #[arg(long, value_parser = config::parse_size, value_name = "SIZE")]
-    pub http2_initial_connection_window: Option<u64>,
-
-    /// HTTP/2 largest frame, 16KiB to 16MiB [default: 16KiB].
-    #[arg(long, value_parser = config::parse_size, value_name = "SIZE")]
-    pub http2_max_frame_size: Option<u64>,
-
-    /// Interval of HTTP/2 keep-alive pings [default: no pings].
-    #[arg(long, value_parser = config::parse_duration, value_name = "TIME")]
-    pub http2_keep_alive_interval: Option<Duration>,
-
-    /// How long to wait for a keep-alive ping's answer [default: 20s].
-    #[arg(long, value_parser = config::parse_duration, value_name = "TIME")]
-    pub http2_keep_alive_timeout: Option<Duration>,
-
-    /// Streams a client may reset before the server accepts them (rapid
-    /// reset) before it gets GOAWAY [default: 20].
-    #[arg(long, value_name = "N")]
-    pub http2_max_pending_accept_reset_streams: Option<usize>,
-
-    /// Streams the server may reset for a client's protocol errors before it
-    /// closes the connection [default: 1024].
-    #[arg(long, value_name = "N")]
-    pub http2_max_local_error_reset_streams: Option<usize>,
-}
-
 impl Serve {
-    /// The validated settings, or what is wrong with the flags.
-    pub fn into_config(self) -> Result<ServeConfig, String> {
-        let Serve {
-            component,
-            config,
-            watch,
-            addr,
-            listen_fd,
-            backlog,
-            workers,
-            reuse_port,
-            shutdown_timeout,
-            ready_file,
-            admin_addr,
-            cache_dir,
-            no_cache,
-            no_access_log,
-            tls,
-            limits,
-            access,
-            http,
-        } = self;
-        let listen = match listen_fd {
+    /// The validated settings.
+    pub fn settings(self) -> ServeSettings {
+        let listen = match self.listen_fd {
             Some(fd) => Listen::Fd(fd),
-            None => Listen::Addr(addr.unwrap_or_else(config::default_addr)),
+            None => Listen::Addr(self.addr.unwrap_or(config::DEFAULT_ADDR)),
         };
-        let handshake_timeout = tls.tls_handshake_timeout;
-        let tls = match (tls.tls_cert, tls.tls_key, tls.tls_self_signed) {
+        let tls = match (
+            self.tls.tls_cert,
+            self.tls.tls_key,
+            self.tls.tls_self_signed,
+        ) {
             (Some(cert), Some(key), _) => Some(TlsSource::Files { cert, key }),
             (_, _, true) => Some(TlsSource::SelfSigned),
             _ => None,
         };
-        let mut server = catshost::Server::builder();
-        server
-            .backlog(backlog)
-            .access_log(!no_access_log)
-            .shutdown_timeout(shutdown_timeout)
-            .tls_handshake_timeout(handshake_timeout)
-            .request_timeout(limits.request_timeout)
-            .max_memory(to_usize(limits.max_memory, "--max-memory")?)
-            .max_body_size(limits.max_body_size)
-            .max_concurrent_requests(limits.max_concurrent_requests.get())
-            .max_connections(limits.max_connections.get())
-            .http(HttpSettings {
-                versions: http.http,
-                header_read_timeout: http.header_read_timeout,
-                max_header_size: to_usize(http.max_header_size, "--max-header-size")?,
-                http1_keep_alive: http.http1_keep_alive,
-                http1_max_headers: http.http1_max_headers,
-                http2_max_concurrent_streams: http.http2_max_concurrent_streams,
-                http2_initial_stream_window: to_u32(
-                    http.http2_initial_stream_window,
-                    "--http2-initial-stream-window",
-                )?,
-                http2_initial_connection_window: to_u32(
-                    http.http2_initial_connection_window,
-                    "--http2-initial-connection-window",
-                )?,
-                http2_max_frame_size: frame_size(http.http2_max_frame_size)?,
-                http2_keep_alive_interval: http.http2_keep_alive_interval,
-                http2_keep_alive_timeout: http.http2_keep_alive_timeout,
-                http2_max_pending_accept_reset_streams: http.http2_max_pending_accept_reset_streams,
-                http2_max_local_error_reset_streams: http.http2_max_local_error_reset_streams,
-            });
-        for (key, value) in &access.env {
-            server.env(key, value);
-        }
-        for dir in access.dirs.into_iter().chain(access.dirs_rw) {
-            server.preopen(dir);
-        }
-        let pool = catshost::Pool {
-            instances: u32::try_from(limits.max_concurrent_requests.get()).unwrap_or(u32::MAX),
-            max_memory: to_usize(limits.max_memory, "--max-memory")?,
+        let server = ServerSettings {
+            access_log: !self.no_access_log,
+            ..self.server.settings
         };
-        Ok(ServeConfig {
-            pool,
-            component,
-            config,
-            watch,
-            access_log: !no_access_log,
+        let limits = self.limits.settings;
+        let access = WasiAccess {
+            env: self.access.env,
+            dirs: self
+                .access
+                .dirs
+                .into_iter()
+                .chain(self.access.dirs_rw)
+                .collect(),
+            ..WasiAccess::default()
+        };
+        ServeSettings {
+            component: self.component,
+            config: self.config,
+            watch: self.watch,
             listen,
-            workers: workers.unwrap_or_else(config::default_workers),
-            reuse_port,
-            ready_file,
+            workers: self.workers.unwrap_or_else(config::default_workers),
+            reuse_port: self.reuse_port,
+            ready_file: self.ready_file,
             tls,
+            pool: limits.pool(),
             server,
-            admin_addr,
-            cache: if no_cache {
-                None
-            } else {
-                cache_dir.or_else(config::default_cache_dir)
+            limits,
+            access,
+            admin_addr: self.admin_addr,
+            cache: match self.no_cache {
+                true => None,
+                false => self.cache_dir.or_else(config::default_cache_dir),
             },
-        })
+        }
     }
 }
 
-fn to_usize(value: u64, flag: &str) -> Result<usize, String> {
-    usize::try_from(value).map_err(|_| format!("{flag} {value} is too large"))
+/// The flags of every server setting: the group `--config` excludes.
+const SERVER_GROUP: &str = "server_settings";
+/// The flags of every tenant limit.
+const LIMITS_GROUP: &str = "limit_settings";
+
+/// A settings type whose flags come from a table of the library's.
+pub trait Table: Default + Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Each setting, once.
+    const SETTINGS: &'static [Setting<Self>];
+    /// The clap group of its flags.
+    const GROUP: &'static str;
 }
 
-fn to_u32(value: Option<u64>, flag: &str) -> Result<Option<u32>, String> {
-    value.map(|v| config::size_u32(v, flag)).transpose()
+impl Table for ServerSettings {
+    const SETTINGS: &'static [Setting<Self>] = SERVER_SETTINGS;
+    const GROUP: &'static str = SERVER_GROUP;
 }
 
-fn frame_size(value: Option<u64>) -> Result<Option<u32>, String> {
-    value
-        .map(|v| config::http2_frame_size(v, "--http2-max-frame-size"))
-        .transpose()
+impl Table for TenantLimits {
+    const SETTINGS: &'static [Setting<Self>] = LIMIT_SETTINGS;
+    const GROUP: &'static str = LIMITS_GROUP;
+}
+
+/// The flags of a settings table: `--KEY-WITH-DASHES VALUE` for each
+/// setting, with its help and default; the values given, read into `T`
+/// (its defaults for the rest).
+#[derive(Clone, Debug)]
+pub struct Flags<T> {
+    pub settings: T,
+}
+
+impl<T: Table> Args for Flags<T> {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        let defaults = T::default();
+        let mut group = ArgGroup::new(T::GROUP).multiple(true);
+        for setting in T::SETTINGS {
+            let mut help = setting.help.to_string();
+            if let Some(default) = setting.show(&defaults) {
+                help.push_str(&format!(" [default: {default}]"));
+            }
+            // Checked as clap parses, so a bad value is a usage error.
+            let check = move |text: &str| {
+                setting
+                    .set(&mut T::default(), text)
+                    .map(|()| text.to_string())
+            };
+            cmd = cmd.arg(
+                Arg::new(setting.key)
+                    .long(setting.flag())
+                    .value_name(setting.value_name)
+                    .help(help)
+                    .help_heading(setting.heading)
+                    .value_parser(check),
+            );
+            group = group.arg(setting.key);
+        }
+        cmd.group(group)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<T: Table> FromArgMatches for Flags<T> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut settings = T::default();
+        for setting in T::SETTINGS {
+            if let Some(text) = matches.get_one::<String>(setting.key) {
+                setting.set(&mut settings, text).map_err(|why| {
+                    clap::Error::raw(clap::error::ErrorKind::ValueValidation, why)
+                })?;
+            }
+        }
+        Ok(Self { settings })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }

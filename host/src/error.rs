@@ -107,16 +107,10 @@ pub enum Error {
     /// The listener failed in a way the server cannot recover from.
     #[error("the listener failed")]
     Listener(#[source] std::io::Error),
-}
-
-/// Formats an error and its sources as one line: `outer: inner: root`.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    /// A worker thread or its async runtime could not be started.
+    #[error("failed to start a worker")]
+    Runtime(#[source] std::io::Error),
+    /// A worker thread of per-core mode panicked.
+    #[error("a worker thread panicked")]
+    WorkerPanicked,
 }

@@ -1,12 +1,12 @@
 //! catshost serves HTTP from sandboxed WebAssembly: it accepts connections,
-//! speaks HTTP/1.1 and HTTP/2 itself (hyper), and hands every request to a
-//! fresh instance of a `wasi:http` component (wasmtime).
+//! speaks HTTP/1.1 and HTTP/2 itself (hyper), and hands every request to an
+//! instance of a `wasi:http` component (wasmtime).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), catshost::Error> {
-//! let runtime = catshost::Runtime::new()?;
-//! let handler = runtime.load_file("handler.wasm".as_ref())?;
-//! let server = catshost::Server::builder().build(handler);
+//! let engine = catshost::Engine::new()?;
+//! let component = engine.load_file("handler.wasm".as_ref())?;
+//! let server = catshost::Server::builder().build(component);
 //!
 //! let stop = server.stop().clone();
 //! let ready = server.ready();
@@ -21,28 +21,31 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A request goes one way through the layers: `net` (listener, TLS) ->
+//! `server` (a task per connection) -> `http` (hyper, routing, admission,
+//! where the guest runs, framing) -> `wasm` (the tenant's instances) and
+//! back as a response body; docs/architecture.md follows it file by file.
 
 pub mod admin;
 pub mod config;
 mod error;
 pub mod http;
+mod ids;
 pub mod lifecycle;
+mod log;
 pub mod metrics;
 pub mod net;
 pub mod routing;
-mod server;
-pub mod tenants;
+pub mod server;
 pub mod wasm;
 
 pub use error::{BoxError, Error};
+pub use ids::RequestId;
 pub use lifecycle::{Ready, Stop};
 pub use net::{Tls, TlsError};
-pub use server::{
-    Builder, DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TENANT,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, InFlight, Server, Tenant, TenantLimits, UNROUTED,
-};
-pub use wasm::{Handler, Pool, Runtime};
+pub use server::{Builder, DEFAULT_TENANT, EVENT_INTERVAL, InFlight, Server, Tenant};
+pub use wasm::{Engine, GuestPre, Pool};
 
 /// catshost's version, with the wasmtime it runs guests on and the WASI
 /// version of the world it serves.

@@ -1,5 +1,5 @@
-//! Stop and readiness: the [`Stop`] switch, the [`Ready`] latch, and the
-//! process signals that drive them in the CLI.
+//! Stop and readiness: the [`Stop`] switch and the [`Ready`] latch. (The
+//! process signals that drive them in the CLI are the binary's.)
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -140,59 +140,6 @@ impl std::fmt::Debug for Ready {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ready").finish_non_exhaustive()
     }
-}
-
-/// Tells a supervisor that speaks systemd's notify protocol about the
-/// process's state (`READY=1`, `STOPPING=1`): a datagram to `NOTIFY_SOCKET`,
-/// when that is set. A supervisor that went away is not an error of ours.
-#[cfg(target_os = "linux")]
-pub fn notify_supervisor(state: &str) {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy();
-    let addr = match path.strip_prefix('@') {
-        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-        None => SocketAddr::from_pathname(&*path),
-    };
-    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
-    if let Err(error) = sent {
-        tracing::warn!(socket = %path, %error, "failed to notify the supervisor");
-    }
-}
-
-/// Writes a line to stderr. A stderr that is gone (a closed pipe) is no
-/// reason to fail: the line is dropped (`eprintln!` would panic).
-pub fn say(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// Switches `stop` on the first SIGINT or SIGTERM and exits the process at
-/// once, with status 130, on the second.
-#[cfg(unix)]
-pub async fn stop_on_signals(stop: Stop) -> std::io::Result<std::convert::Infallible> {
-    use tokio::signal::unix::{SignalKind, signal};
-
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut next_signal = async || {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    };
-    next_signal().await;
-    // First the switch, then the words: nothing may come between a signal
-    // and the stop.
-    stop.switch();
-    tracing::info!("stop requested: finishing in-flight requests (signal again to exit now)");
-    next_signal().await;
-    say(format_args!("catshost: second stop signal, exiting now"));
-    std::process::exit(130);
 }
 
 #[cfg(test)]

@@ -15,11 +15,19 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::http::HostError;
-use crate::wasm::GuestError;
-
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Where a failure is counted: `catshost_guest_faults_total{kind}` or
+/// `catshost_admission_rejections_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// A guest's fault, of this kind (`trap`, `timeout`, `memory`).
+    GuestFault(&'static str),
+    /// A request refused with 503, for this reason (`concurrency`,
+    /// `instance_pool`).
+    Rejected(&'static str),
+}
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -198,40 +206,24 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts a request the host answered itself, when a guest fault or an
-    /// admission rejection is why.
-    pub(crate) fn host_error(&self, tenant: &Arc<str>, error: &HostError) {
-        match error {
-            HostError::Guest(guest) => self.guest_error(tenant, guest),
-            HostError::Overloaded => self.reject(tenant, "concurrency"),
-            _ => {}
-        }
-    }
-
-    /// Counts a guest's failure, before or after its response head.
-    pub(crate) fn guest_error(&self, tenant: &Arc<str>, error: &GuestError) {
-        let kind = match error {
-            GuestError::Trap(_) | GuestError::NoResponse | GuestError::ErrorCode(_) => "trap",
-            GuestError::Timeout => "timeout",
-            GuestError::MemoryExhausted(_) => "memory",
-            GuestError::NoInstance(_) => return self.reject(tenant, "instance_pool"),
-            _ => return,
+    /// Counts a failure where its kind says (see `http::Fault::counted`).
+    pub(crate) fn count(&self, tenant: &Arc<str>, counted: Counted) {
+        match counted {
+            Counted::GuestFault(kind) => self
+                .guest_faults
+                .get_or_create(&FaultLabels {
+                    tenant: tenant.clone(),
+                    kind,
+                })
+                .inc(),
+            Counted::Rejected(reason) => self
+                .admission_rejections
+                .get_or_create(&RejectionLabels {
+                    tenant: tenant.clone(),
+                    reason,
+                })
+                .inc(),
         };
-        self.guest_faults
-            .get_or_create(&FaultLabels {
-                tenant: tenant.clone(),
-                kind,
-            })
-            .inc();
-    }
-
-    fn reject(&self, tenant: &Arc<str>, reason: &'static str) {
-        self.admission_rejections
-            .get_or_create(&RejectionLabels {
-                tenant: tenant.clone(),
-                reason,
-            })
-            .inc();
     }
 
     /// Counts an open connection until the guard is dropped.
@@ -279,8 +271,8 @@ mod tests {
         let tenant: Arc<str> = "shop".into();
         metrics.request_done(&tenant, 200, "HTTP/1.1", Duration::from_millis(3));
         metrics.instance_created(&tenant, Duration::from_micros(20));
-        metrics.guest_error(&tenant, &GuestError::Timeout);
-        metrics.host_error(&tenant, &HostError::Overloaded);
+        metrics.count(&tenant, Counted::GuestFault("timeout"));
+        metrics.count(&tenant, Counted::Rejected("concurrency"));
         metrics.tls_handshake_failed("timeout");
         let gauge = metrics.in_flight_gauge(&tenant);
         gauge.inc();

@@ -126,6 +126,14 @@ impl Route {
         Ok(Route { host, prefix })
     }
 
+    /// The route of every host and path (`/`).
+    pub fn everything() -> Self {
+        Route {
+            host: HostPattern::Any,
+            prefix: "/".into(),
+        }
+    }
+
     /// Whether this route serves `host` and `path`.
     pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
         let host_matches = match (&self.host, host) {
@@ -220,19 +228,6 @@ impl Routes {
         Ok(Self { routes })
     }
 
-    /// A table that sends every request to target 0.
-    pub fn everything() -> Self {
-        Self {
-            routes: vec![(
-                Route {
-                    host: HostPattern::Any,
-                    prefix: "/".into(),
-                },
-                0,
-            )],
-        }
-    }
-
     /// The target for a request to `host` (as in the `Host` header or the
     /// URI's authority: any case, with or without a port) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<usize> {
@@ -264,6 +259,10 @@ pub fn normalize_host(authority: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(host)
     }
 }
+
+/// The tenant name requests that match no route are logged and counted
+/// under.
+pub const UNROUTED: &str = "-";
 
 #[cfg(test)]
 mod tests {

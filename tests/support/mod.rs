@@ -90,8 +90,8 @@ impl TestServer {
 
     /// Serves `component` with the settings of `builder`.
     pub async fn start(component: &[u8], builder: &catshost::Builder) -> Self {
-        let runtime = catshost::Runtime::new().unwrap();
-        let handler = runtime.load_bytes("fixture", component).unwrap();
+        let engine = catshost::Engine::new().unwrap();
+        let handler = engine.load_bytes("fixture", component).unwrap();
         Self::serve(builder.build(handler), None).await
     }
 

@@ -7,9 +7,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use catshost::http::RequestId;
-use catshost::wasm::{GuestTasks, InstanceLimits, RequestInfo};
-use catshost::{Handler, Pool, Runtime};
+use catshost::wasm::{Call, CallInfo, GuestPre, InstanceLimits, Sandbox, WasiAccess};
+use catshost::{Engine, Pool, RequestId};
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 
@@ -25,33 +24,43 @@ struct Args {
     pooled_only: bool,
 }
 
-async fn per_request(handler: &Handler, requests: u32) -> anyhow::Result<Duration> {
-    let tasks = GuestTasks::default();
-    // As the server does: instance creation time is counted per tenant.
-    let tenant: std::sync::Arc<str> = "bench".into();
-    let metrics = std::sync::Arc::new(catshost::metrics::Metrics::new());
-    let access = std::sync::Arc::new(catshost::wasm::WasiAccess::default());
+async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Duration> {
+    // As the server does: one tenant's fresh instances.
+    let instances = component.fresh(Sandbox {
+        tenant: "bench".into(),
+        limits: InstanceLimits::default(),
+        access: WasiAccess::default(),
+        cpu: None,
+        upstream: std::sync::Arc::new(catshost::net::Client),
+    });
     let run = async |n: u32| -> anyhow::Result<Duration> {
         let start = Instant::now();
         for _ in 0..n {
-            let request = http::Request::get("http://bench/").body(Empty::<Bytes>::new())?;
-            let info = RequestInfo {
+            let request = http::Request::get("http://bench/").body(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )?;
+            let info = CallInfo {
                 id: RequestId::next(),
-                tls: false,
-                limits: InstanceLimits::default(),
-                body_limit: None,
-                permit: None,
-                cpu: None,
-                tenant: tenant.clone(),
-                metrics: Some(metrics.clone()),
-                access: access.clone(),
+                https: false,
             };
-            let response = handler.handle(request, info, &tasks).await?;
-            response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let Call {
+                mut answer,
+                mut run,
+            } = instances.serve(request, info)?;
+            // The guest runs while its answer is awaited, then while its
+            // body is read, as in the server's request task.
+            let response = std::future::poll_fn(|cx| {
+                use std::future::Future;
+                use std::pin::Pin;
+                let _ = Pin::new(&mut run).poll(cx);
+                Pin::new(&mut answer).poll(cx)
+            })
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the guest gave no response"))??;
+            let (body, _ran) = tokio::join!(response.into_body().collect(), run);
+            body.map_err(|e| anyhow::anyhow!(e))?;
         }
         Ok(start.elapsed() / n)
     };
@@ -82,17 +91,17 @@ fn main() -> anyhow::Result<()> {
         &[false, true]
     };
     for &pooled in modes {
-        let runtime = if pooled {
-            Runtime::with_pool(Pool {
+        let engine = if pooled {
+            Engine::with_pool(Pool {
                 instances: 1024,
                 max_memory: 128 << 20,
             })?
         } else {
-            Runtime::new()?
+            Engine::new()?
         };
-        let handler = runtime.load_bytes("hello", &hello)?;
-        let cost = tokio.block_on(per_request(&handler, args.requests))?;
-        let label = if runtime.is_pooled() {
+        let component = engine.load_bytes("hello", &hello)?;
+        let cost = tokio.block_on(per_request(&component, args.requests))?;
+        let label = if engine.is_pooled() {
             "pooling (1 MiB kept resident)"
         } else {
             "on demand"

@@ -44,7 +44,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let tls = if args.tls {
-        let (tls, _, _) = catshost::Tls::self_signed(catshost::http::HttpVersions::Both)?;
+        let (tls, _, _) = catshost::Tls::self_signed(catshost::config::HttpVersions::Both)?;
         Some(tokio_rustls::TlsAcceptor::from(tls.server_config()))
     } else {
         None

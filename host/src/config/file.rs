@@ -2,21 +2,24 @@
 //! checked whole, and turned into settings. Every mistake is reported with
 //! the file, line and column it is at; docs/config.md documents each key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 
-use crate::http::{HttpSettings, HttpVersions};
-use crate::routing::{HostPattern, Route};
-use crate::wasm::{Origin, Outbound, Preopen, WasiAccess};
-use crate::{Builder, TenantLimits, UNROUTED};
+use super::{DEFAULT_ADDR, DEFAULT_MAX_CONCURRENT_REQUESTS, LIMIT_SETTINGS, SERVER_SETTINGS};
+use super::{ServerSettings, Setting, TenantLimits, units};
+use crate::routing::{HostPattern, Route, UNROUTED};
+use crate::wasm::WasiAccess;
+
+mod raw;
+mod tenant;
+
+use raw::{RawFile, RawTls, ServerTls, Table};
 
 /// A place in a config file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +71,7 @@ impl ConfigError {
 }
 
 /// A config file, checked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileConfig {
     /// The file it was read from.
     pub path: PathBuf,
@@ -79,7 +82,7 @@ pub struct FileConfig {
     pub tls: Option<TlsFiles>,
     /// The server's settings (HTTP, timeouts, connections), without the
     /// tenants.
-    pub server: Builder,
+    pub server: ServerSettings,
     /// The most requests of all tenants running at once: the size of the
     /// instance pool.
     pub max_concurrent_requests: NonZeroUsize,
@@ -91,7 +94,7 @@ pub struct FileConfig {
 }
 
 /// One `[[tenant]]`, checked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantConfig {
     /// Its name.
     pub name: String,
@@ -104,6 +107,8 @@ pub struct TenantConfig {
     pub routes: Vec<Route>,
     /// What its requests may use.
     pub limits: TenantLimits,
+    /// What its guests may reach.
+    pub access: WasiAccess,
     /// Its own certificate, chosen by SNI for its routes' hosts.
     pub tls: Option<TlsFiles>,
 }
@@ -119,6 +124,15 @@ pub struct TlsFiles {
     pub at: Location,
 }
 
+/// A tenant's `max_concurrent_requests` when neither it nor `[defaults]`
+/// sets one: a tenth of the instance pool's default, so that one tenant
+/// cannot take every slot.
+pub const DEFAULT_TENANT_CONCURRENT_REQUESTS: usize = 100;
+
+/// The keys of `[server]` besides [`SERVER_SETTINGS`]: they are settings of
+/// the file only, or mean something else than the flag of the same name.
+const SERVER_KEYS: [&str; 4] = ["addr", "tls", "max_concurrent_requests", "tenant_workers"];
+
 impl FileConfig {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -133,11 +147,13 @@ impl FileConfig {
     /// it are relative to the file's folder).
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let file = Source { path, text };
-        let raw: RawFile = toml::from_str(text).map_err(|error| {
+        let toml_error = |error: toml::de::Error| {
             let span = error.span().unwrap_or(0..0);
             file.error(span, error.message().trim_end())
-        })?;
-        file.check(raw)
+        };
+        let raw: RawFile = toml::from_str(text).map_err(toml_error)?;
+        let tls: ServerTls = toml::from_str(text).map_err(toml_error)?;
+        file.check(raw, tls)
     }
 
     /// The sum of the tenants' `max_concurrent_requests`, when it is more
@@ -152,7 +168,7 @@ impl FileConfig {
         (sum > self.max_concurrent_requests.get()).then_some(sum)
     }
 
-    /// The instance limits of the largest tenant: what the instance pool
+    /// The largest tenant's `max_memory`: what the instance pool's slots
     /// must hold.
     pub fn max_memory(&self) -> usize {
         self.tenants
@@ -161,6 +177,17 @@ impl FileConfig {
             .max()
             .unwrap_or(crate::wasm::DEFAULT_MAX_MEMORY)
     }
+
+    /// Whether HTTPS is served: the file gives a certificate somewhere.
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some() || self.tenants.iter().any(|t| t.tls.is_some())
+    }
+}
+
+/// Whether `route` covers a whole host: a tenant's certificate is chosen
+/// by the hosts of such routes.
+pub fn is_whole_host(route: &Route) -> bool {
+    route.host != HostPattern::Any && route.prefix == "/"
 }
 
 /// The file being checked: turns spans into locations.
@@ -200,24 +227,18 @@ impl Source<'_> {
         dir.join(path)
     }
 
-    fn check(&self, raw: RawFile) -> Result<FileConfig, ConfigError> {
-        let RawFile {
-            server,
-            defaults,
-            tenants: raw_tenants,
-        } = raw;
-        let (builder, addr, tls, max_concurrent_requests, tenant_workers) =
-            self.check_server(server)?;
+    fn check(&self, raw: RawFile, tls: ServerTls) -> Result<FileConfig, ConfigError> {
+        let mut file = self.check_server(&raw.server)?;
+        file.tls = tls.server.tls.map(|tls| self.check_tls(tls)).transpose()?;
         let base = TenantLimits {
             max_concurrent_requests: DEFAULT_TENANT_CONCURRENT_REQUESTS,
             ..TenantLimits::default()
         };
-        let defaults = self.limits(&defaults, &base)?;
-
-        let mut tenants = Vec::with_capacity(raw_tenants.len());
+        let mut defaults = base;
+        self.set_all(&raw.defaults, LIMIT_SETTINGS, &[], &mut defaults)?;
         let mut names: HashMap<String, Range<usize>> = HashMap::new();
         let mut routes: HashMap<Route, (String, Location)> = HashMap::new();
-        for raw in raw_tenants {
+        for raw in raw.tenants {
             let span = raw.name.span();
             let name = raw.name.get_ref().clone();
             if name.is_empty() || name == UNROUTED || name.chars().any(char::is_control) {
@@ -235,12 +256,12 @@ impl Source<'_> {
                     format!("a tenant named '{name}' is already defined at {first}"),
                 ));
             }
-            let tenant = self.check_tenant(raw, &defaults)?;
-            for (route, span) in &tenant.1 {
+            let (tenant, spans) = self.check_tenant(raw, &defaults)?;
+            for (route, span) in tenant.routes.iter().zip(spans) {
                 let here = self.location(span.clone());
                 if let Some((other, at)) = routes.insert(route.clone(), (name.clone(), here)) {
                     return Err(self.error(
-                        span.clone(),
+                        span,
                         format!(
                             "tenant '{name}': the route '{route}' is also tenant '{other}''s \
                              (at {at}): a request could not choose between them"
@@ -248,110 +269,114 @@ impl Source<'_> {
                     ));
                 }
             }
-            tenants.push(tenant.0);
+            file.tenants.push(tenant);
         }
-        if tenants.is_empty() {
+        if file.tenants.is_empty() {
             return Err(self.error(
                 self.text.len()..self.text.len(),
                 "no [[tenant]] is defined: a config file serves at least one tenant",
             ));
         }
-        Ok(FileConfig {
-            path: self.path.into(),
-            addr,
-            tls,
-            server: builder,
-            max_concurrent_requests,
-            tenant_workers,
-            tenants,
-        })
+        Ok(file)
     }
 
-    #[allow(clippy::type_complexity)]
-    fn check_server(
+    /// Reads `value` into `settings` through `setting`.
+    fn set<T>(
         &self,
-        raw: RawServer,
-    ) -> Result<
-        (
-            Builder,
-            SocketAddr,
-            Option<TlsFiles>,
-            NonZeroUsize,
-            Option<NonZeroUsize>,
-        ),
-        ConfigError,
-    > {
-        let defaults = HttpSettings::default();
-        let checked = |value: Option<Spanned<Size>>,
-                       name: &str,
-                       check: fn(u64, &str) -> Result<u32, String>| {
-            value
-                .map(|v| check(v.get_ref().0, name).map_err(|e| self.error(v.span(), e)))
-                .transpose()
-        };
-        let to_u32 = |value, name| checked(value, name, super::size_u32);
-        let frame_size = checked(
-            raw.http2_max_frame_size,
-            "http2_max_frame_size",
-            super::http2_frame_size,
-        )?;
-        let max_header_size = match raw.max_header_size {
-            Some(v) => usize::try_from(v.get_ref().0)
-                .map_err(|_| self.error(v.span(), "max_header_size is too large"))?,
-            None => defaults.max_header_size,
-        };
-        let http = HttpSettings {
-            versions: raw.http.map_or(defaults.versions, |v| v.0),
-            header_read_timeout: raw
-                .header_read_timeout
-                .map_or(defaults.header_read_timeout, |d| d.0),
-            max_header_size,
-            http1_keep_alive: raw.http1_keep_alive.unwrap_or(defaults.http1_keep_alive),
-            http1_max_headers: raw.http1_max_headers,
-            http2_max_concurrent_streams: raw.http2_max_concurrent_streams,
-            http2_initial_stream_window: to_u32(
-                raw.http2_initial_stream_window,
-                "http2_initial_stream_window",
-            )?,
-            http2_initial_connection_window: to_u32(
-                raw.http2_initial_connection_window,
-                "http2_initial_connection_window",
-            )?,
-            http2_max_frame_size: frame_size,
-            http2_keep_alive_interval: raw.http2_keep_alive_interval.map(|d| d.0),
-            http2_keep_alive_timeout: raw.http2_keep_alive_timeout.map(|d| d.0),
-            http2_max_pending_accept_reset_streams: raw.http2_max_pending_accept_reset_streams,
-            http2_max_local_error_reset_streams: raw.http2_max_local_error_reset_streams,
-        };
-        let mut builder = Builder::new();
-        builder
-            .http(http)
-            .shutdown_timeout(
-                raw.shutdown_timeout
-                    .map_or(crate::DEFAULT_SHUTDOWN_TIMEOUT, |d| d.0),
-            )
-            .tls_handshake_timeout(
-                raw.tls_handshake_timeout
-                    .map_or(crate::DEFAULT_TLS_HANDSHAKE_TIMEOUT, |d| d.0),
-            )
-            .backlog(raw.backlog.unwrap_or(crate::DEFAULT_BACKLOG))
-            .max_connections(
-                raw.max_connections
-                    .map_or(crate::DEFAULT_MAX_CONNECTIONS, NonZeroUsize::get),
-            );
-        let addr = raw.addr.map_or_else(super::default_addr, |a| a.0);
-        let tls = raw.tls.map(|tls| self.check_tls(tls)).transpose()?;
-        let max_concurrent_requests = raw.max_concurrent_requests.unwrap_or(
-            NonZeroUsize::new(crate::DEFAULT_MAX_CONCURRENT_REQUESTS)
+        setting: &Setting<T>,
+        settings: &mut T,
+        value: &Spanned<toml::Value>,
+    ) -> Result<(), ConfigError> {
+        raw::text(value.get_ref())
+            .map_err(String::from)
+            .and_then(|text| setting.set(settings, &text))
+            .map_err(|why| self.error(value.span(), format!("{}: {why}", setting.key)))
+    }
+
+    /// Reads the keys of `table` into `settings` through the settings of
+    /// `known`; `other` keys are the caller's. Unknown keys are mistakes.
+    fn set_all<T>(
+        &self,
+        table: &Table,
+        known: &[Setting<T>],
+        other: &[&str],
+        settings: &mut T,
+    ) -> Result<(), ConfigError> {
+        for (key, value) in table {
+            let key_text = key.get_ref().as_str();
+            match known.iter().find(|s| s.key == key_text) {
+                Some(setting) => self.set(setting, settings, value)?,
+                None if other.contains(&key_text) => {}
+                None => {
+                    let expected: Vec<&str> = known
+                        .iter()
+                        .map(|s| s.key)
+                        .chain(other.iter().copied())
+                        .collect();
+                    return Err(self.error(
+                        key.span(),
+                        format!(
+                            "unknown field `{key_text}`, expected one of {}",
+                            expected.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[server]`: the settings of [`SERVER_SETTINGS`] and the file's own
+    /// keys (`tls` is read apart, with the places of its paths).
+    fn check_server(&self, table: &Table) -> Result<FileConfig, ConfigError> {
+        let mut file = FileConfig {
+            path: self.path.into(),
+            addr: DEFAULT_ADDR,
+            tls: None,
+            server: ServerSettings::default(),
+            max_concurrent_requests: NonZeroUsize::new(DEFAULT_MAX_CONCURRENT_REQUESTS)
                 .expect("the default is not zero"),
-        );
-        Ok((
-            builder,
-            addr,
-            tls,
-            max_concurrent_requests,
-            raw.tenant_workers,
-        ))
+            tenant_workers: None,
+            tenants: Vec::new(),
+        };
+        self.set_all(table, SERVER_SETTINGS, &SERVER_KEYS, &mut file.server)?;
+        let get = |key: &str| {
+            table
+                .iter()
+                .find(|(k, _)| k.get_ref() == key)
+                .map(|(_, v)| v)
+        };
+        if let Some(value) = get("addr") {
+            file.addr = self.addr(value)?;
+        }
+        let nonzero = |key: &str, value: &Spanned<toml::Value>| {
+            raw::text(value.get_ref())
+                .map_err(String::from)
+                .and_then(|text| units::parse_nonzero(&text))
+                .map(|n| NonZeroUsize::new(n).expect("parse_nonzero is never 0"))
+                .map_err(|why| self.error(value.span(), format!("{key}: {why}")))
+        };
+        if let Some(value) = get("max_concurrent_requests") {
+            file.max_concurrent_requests = nonzero("max_concurrent_requests", value)?;
+        }
+        if let Some(value) = get("tenant_workers") {
+            file.tenant_workers = Some(nonzero("tenant_workers", value)?);
+        }
+        Ok(file)
+    }
+
+    fn addr(&self, value: &Spanned<toml::Value>) -> Result<SocketAddr, ConfigError> {
+        let error = |why: String| self.error(value.span(), format!("addr: {why}"));
+        let toml::Value::String(text) = value.get_ref() else {
+            return Err(error(
+                "invalid type: expected a string like \"127.0.0.1:8080\"".into(),
+            ));
+        };
+        text.parse().map_err(|_| {
+            error(format!(
+                "'{text}' is not an address: expected IP:PORT, like 127.0.0.1:8080"
+            ))
+        })
     }
 
     fn check_tls(&self, raw: Spanned<RawTls>) -> Result<TlsFiles, ConfigError> {
@@ -372,302 +397,6 @@ impl Source<'_> {
             key: file(raw.key)?,
             at,
         })
-    }
-
-    /// The tenant, and its routes with where each is written.
-    #[allow(clippy::type_complexity)]
-    fn check_tenant(
-        &self,
-        raw: RawTenant,
-        defaults: &TenantLimits,
-    ) -> Result<(TenantConfig, Vec<(Route, Range<usize>)>), ConfigError> {
-        let name_span = raw.name.span();
-        let name = raw.name.into_inner();
-        let in_tenant =
-            |span: Range<usize>, what: String| self.error(span, format!("tenant '{name}': {what}"));
-        let component_at = self.location(raw.component.span());
-        let component = self.resolve(raw.component.get_ref());
-        if !component.is_file() {
-            return Err(in_tenant(
-                raw.component.span(),
-                format!("the component '{}' is not a file", component.display()),
-            ));
-        }
-        if raw.routes.is_empty() {
-            return Err(in_tenant(
-                name_span,
-                "no routes: give it at least one (HOST, HOST/PREFIX or /PREFIX)".into(),
-            ));
-        }
-        let mut routes = Vec::with_capacity(raw.routes.len());
-        for text in &raw.routes {
-            let route = Route::parse(text.get_ref())
-                .map_err(|error| in_tenant(text.span(), error.to_string()))?;
-            if let Some((_, first)) = routes.iter().find(|(r, _)| *r == route) {
-                let first = self.location(Range::clone(first));
-                return Err(in_tenant(
-                    text.span(),
-                    format!("the route '{route}' is given twice (also at {first})"),
-                ));
-            }
-            routes.push((route, text.span()));
-        }
-
-        let mut access = WasiAccess::default();
-        for (key, value) in raw.env {
-            let (key_text, value) = (key.get_ref(), value.into_inner());
-            if key_text.is_empty() || key_text.contains(['=', '\0']) || value.contains('\0') {
-                return Err(in_tenant(
-                    key.span(),
-                    format!("'{key_text}' cannot be an environment variable"),
-                ));
-            }
-            access.env.push((key.into_inner(), value));
-        }
-        for (list, writable) in [(&raw.dirs, false), (&raw.dirs_rw, true)] {
-            for text in list {
-                let (host, guest) = text
-                    .get_ref()
-                    .split_once("::")
-                    .unwrap_or((text.get_ref(), text.get_ref()));
-                let host = self.resolve(host);
-                let spec = format!("{}::{guest}", host.display());
-                let dir =
-                    Preopen::parse(&spec, writable).map_err(|why| in_tenant(text.span(), why))?;
-                access.dirs.push(dir);
-            }
-        }
-        let mut origins = Vec::with_capacity(raw.outbound.len());
-        for text in &raw.outbound {
-            origins.push(
-                Origin::parse(text.get_ref())
-                    .map_err(|error| in_tenant(text.span(), error.to_string()))?,
-            );
-        }
-        access.outbound = Outbound::new(origins);
-
-        let own = RawLimits {
-            request_timeout: raw.request_timeout,
-            max_memory: raw.max_memory,
-            max_concurrent_requests: raw.max_concurrent_requests,
-            max_body_size: raw.max_body_size,
-        };
-        let mut limits = self.limits(&own, defaults)?;
-        limits.access = access;
-        let tls = match raw.tls {
-            Some(tls) if !routes.iter().any(|(r, _)| is_whole_host(r)) => {
-                return Err(in_tenant(
-                    tls.span(),
-                    "it has a certificate but no route of a whole host (HOST or *.DOMAIN, \
-                     without a path) to choose it by (SNI)"
-                        .into(),
-                ));
-            }
-            tls => tls.map(|tls| self.check_tls(tls)).transpose()?,
-        };
-        let (routes, spans): (Vec<Route>, Vec<Range<usize>>) = routes.into_iter().unzip();
-        let tenant = TenantConfig {
-            name,
-            component,
-            component_at,
-            routes: routes.clone(),
-            limits,
-            tls,
-        };
-        Ok((tenant, routes.into_iter().zip(spans).collect()))
-    }
-}
-
-/// Whether `route` covers a whole host: a tenant's certificate is chosen
-/// by the hosts of such routes.
-pub fn is_whole_host(route: &Route) -> bool {
-    route.host != HostPattern::Any && route.prefix == "/"
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawFile {
-    server: RawServer,
-    defaults: RawLimits,
-    #[serde(rename = "tenant")]
-    tenants: Vec<RawTenant>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawServer {
-    addr: Option<Addr>,
-    http: Option<Versions>,
-    shutdown_timeout: Option<Dur>,
-    tls: Option<Spanned<RawTls>>,
-    backlog: Option<u32>,
-    max_connections: Option<NonZeroUsize>,
-    max_concurrent_requests: Option<NonZeroUsize>,
-    tenant_workers: Option<NonZeroUsize>,
-    tls_handshake_timeout: Option<Dur>,
-    header_read_timeout: Option<Dur>,
-    max_header_size: Option<Spanned<Size>>,
-    http1_keep_alive: Option<bool>,
-    http1_max_headers: Option<usize>,
-    http2_max_concurrent_streams: Option<u32>,
-    http2_initial_stream_window: Option<Spanned<Size>>,
-    http2_initial_connection_window: Option<Spanned<Size>>,
-    http2_max_frame_size: Option<Spanned<Size>>,
-    http2_keep_alive_interval: Option<Dur>,
-    http2_keep_alive_timeout: Option<Dur>,
-    http2_max_pending_accept_reset_streams: Option<usize>,
-    http2_max_local_error_reset_streams: Option<usize>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert: Spanned<String>,
-    key: Spanned<String>,
-}
-
-/// The limits a tenant may set, and `[defaults]` gives every tenant.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLimits {
-    request_timeout: Option<Dur>,
-    max_memory: Option<Spanned<Size>>,
-    max_concurrent_requests: Option<NonZeroUsize>,
-    max_body_size: Option<Size>,
-}
-
-impl Source<'_> {
-    /// `defaults` with what `raw` sets.
-    fn limits(
-        &self,
-        raw: &RawLimits,
-        defaults: &TenantLimits,
-    ) -> Result<TenantLimits, ConfigError> {
-        let mut limits = defaults.clone();
-        if let Some(timeout) = &raw.request_timeout {
-            limits.instance.request_timeout = timeout.0;
-        }
-        if let Some(size) = &raw.max_memory {
-            // A 32-bit linear memory holds at most 4 GiB.
-            if size.get_ref().0 > MAX_MEMORY_LIMIT {
-                return Err(self.error(
-                    size.span(),
-                    "max_memory is too large: a WebAssembly memory holds at most 4GiB",
-                ));
-            }
-            limits.instance.max_memory = usize::try_from(size.get_ref().0).unwrap_or(usize::MAX);
-        }
-        if let Some(max) = raw.max_concurrent_requests {
-            limits.max_concurrent_requests = max.get();
-        }
-        if let Some(size) = &raw.max_body_size {
-            limits.max_body_size = size.0;
-        }
-        Ok(limits)
-    }
-}
-
-/// The most memory a tenant may be given: all a 32-bit memory can address.
-const MAX_MEMORY_LIMIT: u64 = 4 << 30;
-
-/// A tenant's `max_concurrent_requests` when neither it nor `[defaults]`
-/// sets one: a tenth of the instance pool's default, so that one tenant
-/// cannot take every slot.
-pub const DEFAULT_TENANT_CONCURRENT_REQUESTS: usize = 100;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTenant {
-    name: Spanned<String>,
-    component: Spanned<String>,
-    #[serde(default)]
-    routes: Vec<Spanned<String>>,
-    #[serde(default)]
-    env: BTreeMap<Spanned<String>, Spanned<String>>,
-    #[serde(default)]
-    dirs: Vec<Spanned<String>>,
-    #[serde(default)]
-    dirs_rw: Vec<Spanned<String>>,
-    #[serde(default)]
-    outbound: Vec<Spanned<String>>,
-    #[serde(default)]
-    tls: Option<Spanned<RawTls>>,
-    // The limits of `RawLimits`, written out: serde's `flatten` would lose
-    // the spans and the check for unknown keys.
-    request_timeout: Option<Dur>,
-    max_memory: Option<Spanned<Size>>,
-    max_concurrent_requests: Option<NonZeroUsize>,
-    max_body_size: Option<Size>,
-}
-
-/// A duration written as text: `30s`, `500ms`, `2m`.
-#[derive(Debug)]
-struct Dur(Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(de)?;
-        super::parse_duration(&text)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A size: a whole number of bytes, or text with a unit (`10MiB`).
-#[derive(Debug)]
-struct Size(u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Size;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size: bytes, or text like \"10MiB\"")
-            }
-
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom("a size cannot be negative"))
-            }
-
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Size, E> {
-                Ok(Size(v))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
-                super::parse_size(v).map(Size).map_err(E::custom)
-            }
-        }
-        de.deserialize_any(Visitor)
-    }
-}
-
-/// An address: `HOST:PORT`.
-#[derive(Debug)]
-struct Addr(SocketAddr);
-
-impl<'de> Deserialize<'de> for Addr {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(de)?;
-        text.parse().map(Addr).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "'{text}' is not an address: expected IP:PORT, like 127.0.0.1:8080"
-            ))
-        })
-    }
-}
-
-/// `both`, `http1` or `h2`.
-#[derive(Debug)]
-struct Versions(HttpVersions);
-
-impl<'de> Deserialize<'de> for Versions {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(de)?;
-        text.parse().map(Versions).map_err(serde::de::Error::custom)
     }
 }
 
@@ -751,18 +480,15 @@ routes = ["blog.example.com", "/blog"]
             routes,
             ["shop.example.com", "*.shop.example.com", "example.com/shop"]
         );
-        assert_eq!(
-            shop.limits.access.env,
-            [("MODE".to_string(), "prod".to_string())]
-        );
-        assert!(!shop.limits.access.outbound.is_empty());
+        assert_eq!(shop.access.env, [("MODE".to_string(), "prod".to_string())]);
+        assert!(!shop.access.outbound.is_empty());
         // Its own limit, and the defaults for the rest.
         assert_eq!(shop.limits.max_concurrent_requests, 20);
         assert_eq!(blog.limits.max_concurrent_requests, 100);
         assert_eq!(blog.limits.max_body_size, 10 << 20);
         assert_eq!(blog.limits.instance.max_memory, 128 << 20);
         assert!(shop.tls.is_some() && blog.tls.is_none());
-        assert!(blog.limits.access.outbound.is_empty());
+        assert!(blog.access.outbound.is_empty());
     }
 
     #[test]

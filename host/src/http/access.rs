@@ -9,7 +9,7 @@ use std::time::Instant;
 use http::{Method, Request, StatusCode, Uri, Version};
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::RequestId;
+use crate::ids::RequestId;
 use crate::metrics::Metrics;
 
 /// The status recorded for a request whose client went away before its
@@ -122,7 +122,7 @@ impl Drop for Exchange {
             protocol,
             bytes_in,
             bytes_out = self.bytes_out,
-            duration_ms = millis(duration),
+            duration_ms = crate::log::millis(duration),
             complete,
             tenant = &*recorder.tenant,
             request_id = %self.id,
@@ -130,11 +130,6 @@ impl Drop for Exchange {
             "request",
         );
     }
-}
-
-/// Milliseconds to the microsecond: `0.926`, not `0.9265159999999999`.
-pub(crate) fn millis(duration: std::time::Duration) -> f64 {
-    duration.as_micros() as f64 / 1e3
 }
 
 fn protocol(version: Version) -> &'static str {

@@ -1,19 +1,21 @@
 //! Bodies: every response's (a guest's, or one the host made itself; an enum
-//! rather than a box, so no allocation per response), and request bodies
-//! counted against their size limit.
+//! rather than a box, so no allocation per host response), and request
+//! bodies counted against their size limit.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::Full;
+use tokio::sync::Notify;
 
 use super::access::Exchange;
+use super::guest::GuestResponse;
 use crate::error::BoxError;
-use crate::wasm::{BodyLimit, GuestBody};
+use crate::wasm::BodySizeExceeded;
 
 /// A response body: a guest's or the host's, carrying its request's
 /// record (see [`Exchange`]) until it ends.
@@ -22,16 +24,15 @@ pub struct ResponseBody {
     exchange: Option<Exchange>,
 }
 
-#[derive(Debug)]
 enum Kind {
     /// Written by a guest while it runs.
-    Guest(Box<GuestBody>),
+    Guest(Box<GuestResponse>),
     /// Made by the host (an error response).
     Host(Full<Bytes>),
 }
 
 impl ResponseBody {
-    pub(crate) fn guest(body: GuestBody) -> Self {
+    pub(crate) fn guest(body: GuestResponse) -> Self {
         Self {
             kind: Kind::Guest(Box::new(body)),
             exchange: None,
@@ -64,7 +65,7 @@ impl http_body::Body for ResponseBody {
         // Both bodies are `Unpin`.
         let this = self.get_mut();
         let frame = ready!(match &mut this.kind {
-            Kind::Guest(body) => Pin::new(body).poll_frame(cx),
+            Kind::Guest(body) => Pin::new(&mut **body).poll_frame(cx),
             Kind::Host(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -107,22 +108,64 @@ impl Drop for ResponseBody {
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Guest(_) => "guest",
+            Kind::Host(_) => "host",
+        };
         f.debug_struct("ResponseBody")
-            .field("kind", &self.kind)
+            .field("kind", &kind)
             .finish_non_exhaustive()
+    }
+}
+
+/// Trips when a request body grows past its size limit: the guest reading
+/// it is then stopped (413, or a cut response once it has answered).
+#[derive(Debug)]
+pub(crate) struct BodyLimit {
+    /// The limit, in bytes.
+    pub(crate) max: u64,
+    tripped: AtomicBool,
+    notify: Notify,
+}
+
+impl BodyLimit {
+    pub(crate) fn new(max: u64) -> Self {
+        Self {
+            max,
+            tripped: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Marks the limit as passed and wakes whoever waits in
+    /// [`BodyLimit::tripped`].
+    fn trip(&self) {
+        self.tripped.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub(crate) fn is_tripped(&self) -> bool {
+        self.tripped.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the limit is passed.
+    pub(crate) async fn tripped(&self) {
+        // `notify_one` stores a permit when nobody waits yet: no lost wake-up.
+        while !self.is_tripped() {
+            self.notify.notified().await;
+        }
     }
 }
 
 /// A request body as the guest reads it. A body whose length was not
 /// declared up front (chunked HTTP/1, HTTP/2 without `content-length`) is
-/// counted as it streams: past `max` bytes it ends in an error and trips its
-/// [`BodyLimit`], which stops the guest. (hyper already holds a declared
-/// length to its word, and the host checks it before the guest runs.)
+/// counted as it streams: past its limit it ends in [`BodySizeExceeded`]
+/// and trips its [`BodyLimit`]. (hyper already holds a declared length to
+/// its word, and the host checks it before the guest runs.)
 #[derive(Debug)]
 pub(crate) struct RequestBody {
     inner: hyper::body::Incoming,
     seen: u64,
-    max: u64,
     limit: Option<Arc<BodyLimit>>,
     /// Bytes read, for the access log.
     read: Option<Arc<AtomicU64>>,
@@ -134,20 +177,16 @@ impl RequestBody {
         Self {
             inner,
             seen: 0,
-            max: u64::MAX,
             limit: None,
             read: None,
         }
     }
 
-    /// A body of unknown length, cut at `max` bytes.
-    pub(crate) fn counted(inner: hyper::body::Incoming, max: u64, limit: Arc<BodyLimit>) -> Self {
+    /// A body of unknown length, cut at `limit`.
+    pub(crate) fn counted(inner: hyper::body::Incoming, limit: Arc<BodyLimit>) -> Self {
         Self {
-            inner,
-            seen: 0,
-            max,
             limit: Some(limit),
-            read: None,
+            ..Self::declared(inner)
         }
     }
 
@@ -160,12 +199,12 @@ impl RequestBody {
 
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
             Some(Ok(frame)) => frame,
             Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
@@ -176,12 +215,11 @@ impl http_body::Body for RequestBody {
             if let Some(read) = &self.read {
                 read.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
-            if self.seen > self.max {
-                if let Some(limit) = &self.limit {
-                    limit.trip();
-                }
-                let error = wasmtime_wasi_http::Error::HttpRequestBodySize(Some(self.seen));
-                return Poll::Ready(Some(Err(error)));
+            if let Some(limit) = &self.limit
+                && self.seen > limit.max
+            {
+                limit.trip();
+                return Poll::Ready(Some(Err(BodySizeExceeded(self.seen).into())));
             }
         }
         Poll::Ready(Some(Ok(frame)))

@@ -1,11 +1,13 @@
-//! The responses the host makes itself, and the one place that maps every
-//! failure to a status code and a log level.
+//! The responses the host makes itself, and the one classification of
+//! failures: each [`HostError`] has a [`Fault`] kind, and the kind alone
+//! gives the status, the log level and the metric it is counted under.
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
 
-use super::RequestId;
+use crate::ids::RequestId;
+use crate::metrics::Counted;
 use crate::wasm::GuestError;
 
 /// A request the host answers itself because the guest could not.
@@ -15,72 +17,161 @@ pub enum HostError {
     /// The request is malformed (400).
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
-    /// The declared request body is larger than the limit (413).
-    #[error("the request body of {declared} bytes is larger than the limit of {limit}")]
+    /// The request body is larger than the limit (413): declared so up
+    /// front (the guest never ran), or found so as it streamed (the guest
+    /// was stopped).
+    #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge {
-        /// The `content-length`.
-        declared: u64,
         /// The limit.
         limit: u64,
     },
     /// No tenant's route matches the request's host and path (404).
     #[error("no route matches the request's host and path")]
     NoRoute,
-    /// Too many requests are running (503, with `Retry-After`).
+    /// Too many requests of the tenant are running (503, with
+    /// `Retry-After`).
     #[error("too many requests in flight")]
     Overloaded,
-    /// The guest failed (500), ran out of time (504), or the request could
-    /// not be given to it (400, 413).
+    /// The server's stop ran out of time and stopped the guest (503).
+    #[error("the guest was stopped by the server shutting down")]
+    Cancelled,
+    /// The guest failed, ran out of time, or the request could not be
+    /// given to it.
     #[error(transparent)]
     Guest(#[from] GuestError),
 }
 
-impl HostError {
+/// What kind of failure a [`HostError`] is: the one place its status, log
+/// level and metric follow from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The request is malformed, or cannot be given to a guest.
+    BadRequest,
+    /// The request body is over the limit.
+    BodyTooLarge,
+    /// No route matches.
+    NoRoute,
+    /// The tenant's request permits are all taken.
+    Overloaded,
+    /// No instance slot is free in the pool.
+    NoInstance,
+    /// The server's stop cancelled the guest.
+    Cancelled,
+    /// The guest trapped, gave no response, or answered with an error.
+    Trap,
+    /// The guest grew its memory past its limit.
+    Memory,
+    /// The guest ran past its request timeout.
+    Timeout,
+    /// The host could not set the guest up (a directory is gone).
+    Host,
+}
+
+/// How loudly a failure is logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// The client's business, or load shedding.
+    Debug,
+    /// The guest's fault.
+    Warn,
+    /// The host's fault.
+    Error,
+}
+
+impl Fault {
     /// The status the client gets.
-    pub fn status(&self) -> StatusCode {
+    pub fn status(self) -> StatusCode {
         match self {
-            HostError::BadRequest(_) | HostError::Guest(GuestError::InvalidRequest(_)) => {
-                StatusCode::BAD_REQUEST
-            }
-            HostError::BodyTooLarge { .. } | HostError::Guest(GuestError::BodyTooLarge) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            HostError::NoRoute => StatusCode::NOT_FOUND,
-            HostError::Overloaded
-            | HostError::Guest(GuestError::Cancelled | GuestError::NoInstance(_)) => {
+            Fault::BadRequest => StatusCode::BAD_REQUEST,
+            Fault::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Fault::NoRoute => StatusCode::NOT_FOUND,
+            Fault::Overloaded | Fault::NoInstance | Fault::Cancelled => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            HostError::Guest(GuestError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
-            HostError::Guest(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Fault::Trap | Fault::Memory | Fault::Host => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// Whether the guest caused it (a trap, a timeout, running out of
-    /// memory): logged as a warning. Client errors and load shedding are
-    /// logged at debug level.
-    pub fn is_guest_fault(&self) -> bool {
-        matches!(
-            self,
-            HostError::Guest(
-                GuestError::Trap(_)
-                    | GuestError::NoResponse
-                    | GuestError::ErrorCode(_)
-                    | GuestError::MemoryExhausted(_)
-                    | GuestError::Timeout
-            )
-        )
+    /// How loudly it is logged.
+    pub fn level(self) -> Level {
+        match self {
+            Fault::Trap | Fault::Memory | Fault::Timeout => Level::Warn,
+            Fault::Host => Level::Error,
+            Fault::BadRequest
+            | Fault::BodyTooLarge
+            | Fault::NoRoute
+            | Fault::Overloaded
+            | Fault::NoInstance
+            | Fault::Cancelled => Level::Debug,
+        }
     }
 
-    /// Logs the failure once, at the level its cause deserves.
-    pub(crate) fn log(&self, id: RequestId, component: &str) {
-        let error = crate::error::chain(self);
+    /// The metric it is counted under, if any.
+    pub fn counted(self) -> Option<Counted> {
+        match self {
+            Fault::Trap => Some(Counted::GuestFault("trap")),
+            Fault::Memory => Some(Counted::GuestFault("memory")),
+            Fault::Timeout => Some(Counted::GuestFault("timeout")),
+            Fault::Overloaded => Some(Counted::Rejected("concurrency")),
+            Fault::NoInstance => Some(Counted::Rejected("instance_pool")),
+            Fault::BadRequest
+            | Fault::BodyTooLarge
+            | Fault::NoRoute
+            | Fault::Cancelled
+            | Fault::Host => None,
+        }
+    }
+}
+
+impl HostError {
+    /// What kind of failure it is.
+    pub fn kind(&self) -> Fault {
+        match self {
+            HostError::BadRequest(_) | HostError::Guest(GuestError::InvalidRequest(_)) => {
+                Fault::BadRequest
+            }
+            HostError::BodyTooLarge { .. } => Fault::BodyTooLarge,
+            HostError::NoRoute => Fault::NoRoute,
+            HostError::Overloaded => Fault::Overloaded,
+            HostError::Cancelled => Fault::Cancelled,
+            HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
+            HostError::Guest(GuestError::MemoryExhausted(_)) => Fault::Memory,
+            HostError::Guest(GuestError::Timeout) => Fault::Timeout,
+            HostError::Guest(GuestError::Preopen(_)) => Fault::Host,
+            HostError::Guest(_) => Fault::Trap,
+        }
+    }
+
+    /// The status the client gets.
+    pub fn status(&self) -> StatusCode {
+        self.kind().status()
+    }
+
+    /// Logs the failure once, at the level its kind deserves;
+    /// `after_head` when the guest failed after its response head went out
+    /// (the response was cut).
+    pub(crate) fn log(&self, id: RequestId, tenant: &str, component: &str, after_head: bool) {
+        let error = crate::log::chain(self);
         let status = self.status().as_u16();
-        if self.is_guest_fault() {
-            tracing::warn!(request_id = %id, component, status, %error, "guest failed");
-        } else if matches!(self, HostError::Guest(GuestError::Preopen(_))) {
-            tracing::error!(request_id = %id, component, status, %error, "request failed");
-        } else {
-            tracing::debug!(request_id = %id, component, status, %error, "request refused");
+        let level = self.kind().level();
+        let what = match (after_head, level) {
+            (true, _) => "guest failed after sending its response",
+            (false, Level::Warn) => "guest failed",
+            (false, Level::Error) => "request failed",
+            (false, Level::Debug) => "request refused",
+        };
+        match level {
+            Level::Warn => {
+                tracing::warn!(request_id = %id, tenant, component, status, %error, "{what}")
+            }
+            Level::Error => {
+                tracing::error!(request_id = %id, tenant, component, status, %error, "{what}")
+            }
+            Level::Debug => {
+                tracing::debug!(request_id = %id, tenant, component, status, %error, "{what}")
+            }
         }
     }
 }
@@ -114,5 +205,75 @@ impl ErrorHandler for DefaultErrorHandler {
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind, with what follows from it: a new kind must be added here.
+    #[test]
+    fn every_fault_kind_has_its_status_level_and_metric() {
+        use Counted::{GuestFault, Rejected};
+        let table = [
+            (Fault::BadRequest, 400, Level::Debug, None),
+            (Fault::BodyTooLarge, 413, Level::Debug, None),
+            (Fault::NoRoute, 404, Level::Debug, None),
+            (
+                Fault::Overloaded,
+                503,
+                Level::Debug,
+                Some(Rejected("concurrency")),
+            ),
+            (
+                Fault::NoInstance,
+                503,
+                Level::Debug,
+                Some(Rejected("instance_pool")),
+            ),
+            (Fault::Cancelled, 503, Level::Debug, None),
+            (Fault::Trap, 500, Level::Warn, Some(GuestFault("trap"))),
+            (Fault::Memory, 500, Level::Warn, Some(GuestFault("memory"))),
+            (
+                Fault::Timeout,
+                504,
+                Level::Warn,
+                Some(GuestFault("timeout")),
+            ),
+            (Fault::Host, 500, Level::Error, None),
+        ];
+        for (kind, status, level, counted) in table {
+            assert_eq!(kind.status().as_u16(), status, "{kind:?}");
+            assert_eq!(kind.level(), level, "{kind:?}");
+            assert_eq!(kind.counted(), counted, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn every_error_has_its_kind() {
+        let table = [
+            (HostError::BadRequest("x"), Fault::BadRequest),
+            (HostError::BodyTooLarge { limit: 1 }, Fault::BodyTooLarge),
+            (HostError::NoRoute, Fault::NoRoute),
+            (HostError::Overloaded, Fault::Overloaded),
+            (HostError::Cancelled, Fault::Cancelled),
+            (
+                GuestError::InvalidRequest("x".into()).into(),
+                Fault::BadRequest,
+            ),
+            (GuestError::NoInstance("x".into()).into(), Fault::NoInstance),
+            (
+                GuestError::MemoryExhausted("x".into()).into(),
+                Fault::Memory,
+            ),
+            (GuestError::Timeout.into(), Fault::Timeout),
+            (GuestError::Preopen("x".into()).into(), Fault::Host),
+            (GuestError::Trap("x".into()).into(), Fault::Trap),
+            (GuestError::NoResponse.into(), Fault::Trap),
+        ];
+        for (error, kind) in table {
+            assert_eq!(error.kind(), kind, "{error:?}");
+        }
     }
 }

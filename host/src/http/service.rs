@@ -1,42 +1,49 @@
-//! The hyper service: one request in, routed to its tenant, admission and
-//! limits, a guest call, one response out.
+//! The hyper service: one request in, routed to its tenant, admitted (its
+//! tenant's permits, its body size), handed to the tenant's guest, one
+//! response out; every failure answered by the host.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, Version, header};
 use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 use super::access::Recorder;
-use super::body::RequestBody;
-use super::{ErrorHandler, HostError, RequestId, ResponseBody};
+use super::body::{BodyLimit, RequestBody};
+use super::conn::ConnInfo;
+use super::guest::{self, Admitted, GuestTasks, Reporter};
+use super::{ErrorHandler, HostError, ResponseBody};
+use crate::ids::RequestId;
 use crate::routing::Routes;
-use crate::wasm::{BodyLimit, GuestTasks, Handler, InstanceLimits, RequestInfo, WasiAccess};
+use crate::wasm::{CallInfo, Instances};
 
 /// What every connection of a server shares: the tenants and their routes,
 /// swapped whole when they are replaced.
 pub(crate) struct Dispatch {
-    site: ArcSwap<Site>,
+    table: ArcSwap<TenantTable>,
     /// Records requests that match no route.
     unrouted: Arc<Recorder>,
     errors: Arc<dyn ErrorHandler>,
 }
 
 /// The tenants of a server at one moment, and how requests find them.
-pub(crate) struct Site {
+pub(crate) struct TenantTable {
     pub(crate) routes: Routes,
-    pub(crate) tenants: Vec<Arc<Service>>,
+    pub(crate) tenants: Vec<Arc<LiveTenant>>,
 }
 
 impl Dispatch {
-    pub(crate) fn new(site: Site, unrouted: Recorder, errors: Arc<dyn ErrorHandler>) -> Self {
+    pub(crate) fn new(
+        table: TenantTable,
+        unrouted: Recorder,
+        errors: Arc<dyn ErrorHandler>,
+    ) -> Self {
         Self {
-            site: ArcSwap::from_pointee(site),
+            table: ArcSwap::from_pointee(table),
             unrouted: Arc::new(unrouted),
             errors,
         }
@@ -44,251 +51,167 @@ impl Dispatch {
 
     /// Replaces the tenants: requests already routed finish with the old
     /// ones, every request routed from now on gets the new ones.
-    pub(crate) fn replace(&self, site: Site) {
-        self.site.store(Arc::new(site));
+    pub(crate) fn replace(&self, table: TenantTable) {
+        self.table.store(Arc::new(table));
     }
 
     /// The tenants now.
-    pub(crate) fn current(&self) -> Arc<Site> {
-        self.site.load_full()
+    pub(crate) fn current(&self) -> Arc<TenantTable> {
+        self.table.load_full()
     }
 
     /// Serves one request with the tenant its host and path route to, or
     /// 404 when none does.
-    pub(crate) async fn serve(
-        &self,
-        req: Request<Incoming>,
-        tls: bool,
-        client: SocketAddr,
-    ) -> Result<Response<ResponseBody>, Infallible> {
-        let host = match request_host(&req) {
+    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+        let host = match super::host::request_host(&req) {
             Ok(host) => host,
-            Err(error) => return Ok(self.refuse(&req, client, error)),
+            Err(error) => return self.refuse(&req, error),
         };
         let tenant = {
-            let site = self.site.load();
-            site.routes
+            let table = self.table.load();
+            table
+                .routes
                 .route(Some(host), req.uri().path())
-                .map(|i| site.tenants[i].clone())
+                .map(|i| table.tenants[i].clone())
         };
         match tenant {
             // The request holds its tenant: a replaced one serves the
             // requests it already has.
-            Some(tenant) => tenant.serve(req, tls, client).await,
-            None => Ok(self.refuse(&req, client, HostError::NoRoute)),
+            Some(tenant) => tenant.serve(req).await,
+            None => self.refuse(&req, HostError::NoRoute),
         }
     }
 
     /// The host's own answer to a request no tenant gets.
-    fn refuse(
-        &self,
-        req: &Request<Incoming>,
-        client: SocketAddr,
-        error: HostError,
-    ) -> Response<ResponseBody> {
+    fn refuse(&self, req: &Request<Incoming>, error: HostError) -> Response<ResponseBody> {
         let id = RequestId::next();
-        let exchange = self.unrouted.start(id, req, client);
-        error.log(id, "-");
+        let exchange = self.unrouted.start(id, req, conn_info(req).peer);
+        error.log(id, &self.unrouted.tenant, "-", false);
         let response = self.errors.respond(&error, id).map(ResponseBody::host);
         let status = response.status();
         response.map(|body| body.recorded(exchange, status))
     }
 }
 
-/// The host a request is for: its URI's authority (HTTP/2, or an HTTP/1
-/// request in absolute form), else its Host header, which must be one and
-/// a valid host (RFC 9112, section 3.2). The guest must never see a request
-/// without one.
-fn request_host(req: &Request<Incoming>) -> Result<&str, HostError> {
-    if let Some(authority) = req.uri().authority() {
-        return Ok(authority.host());
-    }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let Some(host) = hosts.next() else {
-        return Err(HostError::BadRequest("no Host header"));
-    };
-    if hosts.next().is_some() {
-        return Err(HostError::BadRequest("more than one Host header"));
-    }
-    match std::str::from_utf8(host.as_bytes()) {
-        Ok(host) if is_host(host.as_bytes()) => Ok(host),
-        _ => Err(HostError::BadRequest("the Host header is not a host")),
-    }
+/// The connection facts the connection put in the request.
+fn conn_info<B>(req: &Request<B>) -> ConnInfo {
+    *req.extensions()
+        .get::<ConnInfo>()
+        .expect("every request of a connection carries its ConnInfo")
 }
 
-/// Whether `host` is `HOST[:PORT]` (RFC 9110, section 7.2): a name or IPv4
-/// address (letters, digits, `-._~!$&'()*+;=` and %-escapes; no comma, no
-/// `/`, no `@`) or a bracketed IPv6 address, then an optional port.
-fn is_host(host: &[u8]) -> bool {
-    let port = if host.first() == Some(&b'[') {
-        let Some(end) = host.iter().position(|&b| b == b']') else {
-            return false;
-        };
-        let inside = &host[1..end];
-        if inside.is_empty()
-            || !inside
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return false;
-        }
-        &host[end + 1..]
-    } else {
-        let split = host.iter().position(|&b| b == b':').unwrap_or(host.len());
-        let name = &host[..split];
-        if name.is_empty()
-            || !name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b))
-        {
-            return false;
-        }
-        &host[split..]
-    };
-    match port {
-        [] => true,
-        [b':', digits @ ..] => digits.iter().all(u8::is_ascii_digit),
-        _ => false,
-    }
+/// How one tenant's requests are admitted: how many run at once, how large
+/// a body may be.
+#[derive(Clone, Debug)]
+pub(crate) struct Admission {
+    /// One permit per request running, held until its guest ends.
+    pub(crate) requests: Arc<Semaphore>,
+    /// The number of permits.
+    pub(crate) max_concurrent_requests: usize,
+    /// The largest request body, in bytes.
+    pub(crate) max_body_size: u64,
 }
 
-/// One tenant's component and what its requests may use.
-pub(crate) struct Service {
-    handler: Handler,
+/// A tenant as it is served: its instances, its admission, and how its
+/// requests are recorded and answered when they fail.
+pub(crate) struct LiveTenant {
+    pub(crate) instances: Instances,
+    pub(crate) admission: Admission,
+    reporter: Arc<Reporter>,
     tasks: GuestTasks,
     errors: Arc<dyn ErrorHandler>,
-    limits: InstanceLimits,
-    max_body_size: u64,
-    /// One permit per request running, held until its guest ends.
-    requests: Arc<Semaphore>,
-    max_concurrent_requests: usize,
-    /// One permit per worker thread the tenant's guests may run on at once.
-    cpu: Option<Arc<Semaphore>>,
-    recorder: Arc<Recorder>,
-    access: Arc<WasiAccess>,
 }
 
-/// What a [`Service`] applies to each request.
-pub(crate) struct Policy {
-    pub(crate) errors: Arc<dyn ErrorHandler>,
-    pub(crate) limits: InstanceLimits,
-    pub(crate) max_body_size: u64,
-    pub(crate) max_concurrent_requests: usize,
-    pub(crate) max_workers: Option<usize>,
-    pub(crate) recorder: Recorder,
-    pub(crate) access: WasiAccess,
-}
-
-impl Service {
-    /// A tenant's service. With `before`, the same tenant's service until
-    /// now, its permits carry over (when their number is unchanged): the
-    /// requests it is still running count against the new one's limits.
+impl LiveTenant {
     pub(crate) fn new(
-        handler: Handler,
+        instances: Instances,
+        component: &str,
+        admission: Admission,
+        recorder: Recorder,
         tasks: GuestTasks,
-        policy: Policy,
-        before: Option<&Service>,
+        errors: Arc<dyn ErrorHandler>,
     ) -> Self {
-        let max = policy.max_concurrent_requests;
-        let requests = match before {
-            Some(before) if before.max_concurrent_requests == max => before.requests.clone(),
-            _ => Arc::new(Semaphore::new(max)),
-        };
-        let cpu = match (before.and_then(|b| b.cpu.as_ref()), policy.max_workers) {
-            (Some(cpu), Some(_)) => Some(cpu.clone()),
-            (None, Some(n)) => Some(Arc::new(Semaphore::new(n.max(1)))),
-            (_, None) => None,
-        };
         Self {
-            handler,
+            instances,
+            admission,
+            reporter: Arc::new(Reporter {
+                recorder: Arc::new(recorder),
+                component: component.into(),
+            }),
             tasks,
-            errors: policy.errors,
-            limits: policy.limits,
-            max_body_size: policy.max_body_size,
-            requests,
-            max_concurrent_requests: max,
-            cpu,
-            recorder: Arc::new(policy.recorder),
-            access: Arc::new(policy.access),
+            errors,
         }
     }
 
     /// The tenant's name.
-    pub(crate) fn tenant(&self) -> &str {
-        &self.recorder.tenant
+    pub(crate) fn name(&self) -> &str {
+        &self.reporter.recorder.tenant
     }
 
     /// Serves one request; every failure becomes a host-made response.
-    pub(crate) async fn serve(
-        &self,
-        req: Request<Incoming>,
-        tls: bool,
-        client: SocketAddr,
-    ) -> Result<Response<ResponseBody>, Infallible> {
+    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Response<ResponseBody> {
         let id = RequestId::next();
+        let conn = conn_info(&req);
+        let recorder = &self.reporter.recorder;
         // Dropped with the response body, or with this future if the client
         // goes away first: either way the request is recorded once.
-        let exchange = self.recorder.start(id, &req, client);
-        let response = match self.call_guest(req, id, tls, exchange.bytes_in()).await {
+        let exchange = recorder.start(id, &req, conn.peer);
+        let bytes_in = exchange.bytes_in();
+        let response = match self.call_guest(req, id, conn, bytes_in).await {
             Ok(response) => response,
             Err(error) => {
-                error.log(id, self.handler.name());
-                let recorder = &self.recorder;
-                recorder.metrics.host_error(&recorder.tenant, &error);
+                error.log(id, &recorder.tenant, &self.reporter.component, false);
+                if let Some(counted) = error.kind().counted() {
+                    recorder.metrics.count(&recorder.tenant, counted);
+                }
                 self.errors.respond(&error, id).map(ResponseBody::host)
             }
         };
         let status = response.status();
-        Ok(response.map(|body| body.recorded(exchange, status)))
+        response.map(|body| body.recorded(exchange, status))
     }
 
     async fn call_guest(
         &self,
         req: Request<Incoming>,
         id: RequestId,
-        tls: bool,
+        conn: ConnInfo,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ResponseBody>, HostError> {
-        let permit = self
+        let admission = &self.admission;
+        let permit = admission
             .requests
             .clone()
             .try_acquire_owned()
             .map_err(|_| HostError::Overloaded)?;
 
         let (mut parts, body) = req.into_parts();
+        let limit = admission.max_body_size;
         let (body, body_limit) = match body.size_hint().exact() {
-            Some(declared) if declared > self.max_body_size => {
-                return Err(HostError::BodyTooLarge {
-                    declared,
-                    limit: self.max_body_size,
-                });
-            }
+            Some(declared) if declared > limit => return Err(HostError::BodyTooLarge { limit }),
             Some(_) => (RequestBody::declared(body), None),
             None => {
-                let limit = Arc::new(BodyLimit::default());
-                let body = RequestBody::counted(body, self.max_body_size, limit.clone());
-                (body, Some(limit))
+                let body_limit = Arc::new(BodyLimit::new(limit));
+                (
+                    RequestBody::counted(body, body_limit.clone()),
+                    Some(body_limit),
+                )
             }
         };
-        let body = body.counting_into(bytes_in);
         // Like any gateway, record the protocol the request came in by
         // (RFC 9110, section 7.6.3): the guest can see it.
         parts.headers.append(header::VIA, via(parts.version));
-
-        let info = RequestInfo {
-            id,
-            tls,
-            limits: self.limits,
+        let admitted = Admitted {
+            own_task: parts.version == Version::HTTP_2,
+            request: Request::from_parts(parts, body.counting_into(bytes_in).boxed_unsync()),
+            info: CallInfo {
+                id,
+                https: conn.tls,
+            },
+            permit,
             body_limit,
-            permit: Some(permit),
-            cpu: self.cpu.clone(),
-            tenant: self.recorder.tenant.clone(),
-            metrics: Some(self.recorder.metrics.clone()),
-            access: self.access.clone(),
         };
-        let request = Request::from_parts(parts, body);
-        let response = self.handler.handle(request, info, &self.tasks).await?;
-        Ok(response.map(ResponseBody::guest))
+        guest::call(&self.instances, &self.tasks, &self.reporter, admitted).await
     }
 }
 
@@ -298,38 +221,4 @@ fn via(version: Version) -> HeaderValue {
         Version::HTTP_10 => "HTTP/1.0 catshost",
         _ => "HTTP/1.1 catshost",
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_host;
-
-    #[test]
-    fn hosts_are_names_or_addresses_with_an_optional_port() {
-        for good in [
-            "a.example.com",
-            "a.example.com:8080",
-            "127.0.0.1",
-            "[::1]:80",
-            "[::1]",
-            "x:",
-        ] {
-            assert!(is_host(good.as_bytes()), "{good}");
-        }
-        for bad in [
-            "",
-            ":80",
-            "x, a.example.com",
-            "evil/.example.com",
-            "user@a.example.com",
-            "a b",
-            "[::1",
-            "[zz]",
-            "a:8o",
-            "[::1]x",
-            "a:80:80",
-        ] {
-            assert!(!is_host(bad.as_bytes()), "{bad}");
-        }
-    }
 }

@@ -1,8 +1,13 @@
-//! Sockets: binding listeners and accepting connections.
+//! Sockets: binding listeners and accepting connections, TLS, listeners
+//! handed over by a supervisor, and the HTTP client guests call out with.
 
+mod client;
+mod fd;
 mod listener;
 mod tls;
 
-pub(crate) use listener::Listener;
+pub use client::Client;
+pub use fd::{listener_from_fd, systemd_listen_fd};
 pub use listener::bind;
+pub(crate) use listener::{Accepted, Listener};
 pub use tls::{CertKey, SniCerts, Tls, TlsError, fingerprint};

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::http::HttpVersions;
+use crate::config::HttpVersions;
 use crate::routing::{HostPattern, normalize_host};
 
 /// A TLS server configuration, ready for connections.
@@ -225,13 +225,6 @@ struct SniTable {
 }
 
 impl SniCerts {
-    /// Certificates for these names, and a default for any other name.
-    pub fn new(default: Option<CertKey>, names: Vec<(HostPattern, CertKey)>) -> Self {
-        let certs = Self::default();
-        certs.replace(default, names);
-        certs
-    }
-
     /// Replaces every certificate: handshakes from now on use the new ones.
     pub fn replace(&self, default: Option<CertKey>, names: Vec<(HostPattern, CertKey)>) {
         let mut names: Vec<_> = names

@@ -160,6 +160,57 @@ impl Report {
     }
 }
 
+/// The report as `catshost check` prints it: the world, the exports, every
+/// import with its status, and the verdict on the last line.
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.served {
+            Served::Proxy(export) => {
+                writeln!(f, "world: wasi:http/proxy (WASI 0.2), exporting {export}")?
+            }
+            Served::P3Handler(export) => writeln!(
+                f,
+                "world: wasi:http handler of WASI 0.3 ({export}): catshost serves WASI 0.2's \
+                 wasi:http/incoming-handler only"
+            )?,
+            Served::Nothing => writeln!(
+                f,
+                "world: none catshost serves (no wasi:http/incoming-handler@0.2.x export)"
+            )?,
+        }
+        let exports = match self.exports.is_empty() {
+            true => "nothing".to_string(),
+            false => self.exports.join(", "),
+        };
+        writeln!(f, "exports: {exports}")?;
+        let missing = self.missing().count();
+        let provided = match missing {
+            0 => "all provided".to_string(),
+            n => format!("{n} not provided"),
+        };
+        writeln!(f, "imports: {}, {provided}", self.imports.len())?;
+        let width = self.imports.iter().map(|i| i.name.len()).max().unwrap_or(0);
+        for import in &self.imports {
+            let status = match (&import.missing, import.grant) {
+                (Some(why), _) => format!("MISSING: {why}"),
+                (None, "") => "provided".to_string(),
+                (None, grant) => format!("provided: {grant}"),
+            };
+            writeln!(f, "  {:width$}  {status}", import.name)?;
+        }
+        if let Some(error) = &self.link_error
+            && missing == 0
+            && matches!(self.served, Served::Proxy(_))
+        {
+            writeln!(f, "link: {error}")?;
+        }
+        match self.is_servable() {
+            true => write!(f, "catshost can serve it"),
+            false => write!(f, "catshost cannot serve it"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

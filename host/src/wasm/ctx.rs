@@ -1,17 +1,18 @@
-//! The state of one request's store: WASI, `wasi:http`, and the resource
-//! table they share.
+//! The state of one instance's store: WASI, `wasi:http`, the resource
+//! table they share, and catshost's `wasi:http` hooks (outgoing requests
+//! through the tenant's allow-list).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::limits::{InstanceLimits, Limiter};
-use super::outbound::{IoFuture, Outbound, Verdict};
+use super::limits::Limiter;
+use super::outbound::{IoFuture, Verdict};
 use super::output::GuestOutput;
-use crate::http::RequestId;
+use super::sandbox::Sandbox;
+use crate::ids::RequestId;
 
 /// What a guest's store holds for the length of one request.
 pub(crate) struct GuestCtx {
@@ -22,64 +23,14 @@ pub(crate) struct GuestCtx {
     pub(crate) limiter: Limiter,
 }
 
-/// What a guest may reach beyond its request: nothing by default. The host
-/// environment is never inherited; only what is listed here is given.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WasiAccess {
-    /// Environment variables, in order (`wasi:cli/environment`).
-    pub env: Vec<(String, String)>,
-    /// Directories the guest can open (`wasi:filesystem/preopens`).
-    pub dirs: Vec<Preopen>,
-    /// Origins the guest may send HTTP requests to
-    /// (`wasi:http/outgoing-handler`).
-    pub outbound: Outbound,
-}
-
-/// A host directory a guest sees under a name of its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Preopen {
-    /// The directory on the host.
-    pub host: PathBuf,
-    /// Its path in the guest (`/data`, say).
-    pub guest: String,
-    /// Whether the guest may create, write and delete in it.
-    pub writable: bool,
-}
-
-impl Preopen {
-    /// Parses `HOST::GUEST` (wasmtime's syntax); `::GUEST` may be left out
-    /// to use the host path. Checks that the directory exists.
-    pub fn parse(text: &str, writable: bool) -> Result<Self, String> {
-        let (host, guest) = text.split_once("::").unwrap_or((text, text));
-        if host.is_empty() || guest.is_empty() {
-            return Err(format!(
-                "'{text}' is not HOST::GUEST (e.g. ./static::/static)"
-            ));
-        }
-        let host = PathBuf::from(host);
-        if !host.is_dir() {
-            return Err(format!("'{}' is not a directory", host.display()));
-        }
-        Ok(Self {
-            host,
-            guest: guest.to_string(),
-            writable,
-        })
-    }
-}
-
 impl GuestCtx {
     /// A context that grants the guest nothing beyond the `wasi:http` request
-    /// it is handed and what `access` lists: no arguments, no sockets, no
-    /// host environment, outgoing HTTP only to the listed origins. Its stdout
-    /// and stderr go to the host's log, each line an event carrying `id` and
-    /// `tenant`.
-    pub(crate) fn new(
-        id: RequestId,
-        tenant: Arc<str>,
-        limits: &InstanceLimits,
-        access: &Arc<WasiAccess>,
-    ) -> wasmtime::Result<Self> {
+    /// it is handed and what its sandbox's access lists: no arguments, no
+    /// sockets, no host environment, outgoing HTTP only to the listed
+    /// origins. Its stdout and stderr go to the host's log, each line an
+    /// event carrying `id` and the tenant.
+    pub(crate) fn new(id: RequestId, sandbox: &Arc<Sandbox>) -> wasmtime::Result<Self> {
+        let (tenant, access) = (&sandbox.tenant, &sandbox.access);
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput::new(id, tenant.clone(), "stdout"))
             .stderr(GuestOutput::new(id, tenant.clone(), "stderr"))
@@ -99,10 +50,9 @@ impl GuestCtx {
             table: ResourceTable::new(),
             hooks: HostHooks {
                 id,
-                tenant,
-                access: access.clone(),
+                sandbox: sandbox.clone(),
             },
-            limiter: Limiter::new(limits),
+            limiter: Limiter::new(&sandbox.limits),
         })
     }
 }
@@ -127,12 +77,11 @@ impl WasiHttpView for GuestCtx {
 }
 
 /// catshost's `wasi:http` policy: outgoing requests go only to the origins
-/// the tenant allows (see [`Outbound`]); everything else is wasmtime's
+/// the tenant allows (see [`super::Outbound`]); everything else is wasmtime's
 /// default.
 struct HostHooks {
     id: RequestId,
-    tenant: Arc<str>,
-    access: Arc<WasiAccess>,
+    sandbox: Arc<Sandbox>,
 }
 
 impl WasiHttpHooks for HostHooks {
@@ -153,14 +102,13 @@ impl WasiHttpHooks for HostHooks {
         dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
             + Send,
     > {
-        let (id, tenant, access) = (self.id, self.tenant.clone(), self.access.clone());
+        let (id, sandbox) = (self.id, self.sandbox.clone());
         Box::new(async move {
-            let verdict = access
+            let upstream = &sandbox.upstream;
+            let verdict = sandbox
+                .access
                 .outbound
-                .check(request.uri(), |name, port| async move {
-                    let addrs = tokio::net::lookup_host((name.as_str(), port)).await?;
-                    Ok(addrs.collect())
-                })
+                .check(request.uri(), |name, port| upstream.resolve(name, port))
                 .await;
             let addrs = match verdict {
                 Verdict::Send(addrs) => addrs,
@@ -168,7 +116,7 @@ impl WasiHttpHooks for HostHooks {
                     tracing::warn!(
                         target: "catshost::outbound",
                         request_id = %id,
-                        tenant = &*tenant,
+                        tenant = &*sandbox.tenant,
                         origin = %origin(request.uri()),
                         reason = denied.reason(),
                         "outgoing HTTP request denied"
@@ -176,8 +124,8 @@ impl WasiHttpHooks for HostHooks {
                     return Err(denied.error());
                 }
             };
-            tracing::debug!(target: "catshost::outbound", request_id = %id, tenant = &*tenant, origin = %origin(request.uri()), "outgoing HTTP request");
-            super::outbound::send(request, options, addrs).await
+            tracing::debug!(target: "catshost::outbound", request_id = %id, tenant = &*sandbox.tenant, origin = %origin(request.uri()), "outgoing HTTP request");
+            upstream.send(request, options, addrs).await
         })
     }
 }

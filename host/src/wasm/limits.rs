@@ -25,7 +25,7 @@ const MAX_MEMORIES: usize = 100;
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Limits of one instance.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceLimits {
     /// How long the guest may run, from the start of the request to the end
     /// of its response body. Past it: 504 before the response head, a cut

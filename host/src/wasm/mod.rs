@@ -1,20 +1,36 @@
 //! The WebAssembly side: one engine per process, each component compiled and
-//! pre-instantiated once, and a fresh store and instance for every request.
+//! pre-instantiated once ([`GuestPre`]), and a tenant's instances
+//! ([`Instances`]) that serve its requests through one interface
+//! ([`Strategy`]): today a fresh store and instance for every request.
 //!
-//! Nothing here sees a socket: the HTTP layer hands over a request and gets
-//! back a response whose body the guest may still be writing.
+//! Nothing here sees a socket, a connection or an HTTP version, and nothing
+//! here imports the HTTP side: it hands over a request and gets back a
+//! response whose body the guest may still be writing, and the guest's run.
 
+mod body;
 mod cache;
+mod call;
 pub mod check;
-mod component;
+mod cpu;
 mod ctx;
-mod handler;
+mod engine;
+mod error;
+mod fresh;
 mod limits;
 mod outbound;
 mod output;
+mod pre;
+mod sandbox;
 
-pub use component::{Pool, Runtime};
-pub use ctx::{Preopen, WasiAccess};
-pub use handler::{BodyLimit, GuestBody, GuestError, GuestTasks, Handler, RequestInfo};
+pub use body::GuestBody;
+pub use call::{
+    Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, Instances, Ran, RequestBody, Run,
+    Strategy,
+};
+pub use cpu::CpuShare;
+pub use engine::{Engine, Pool};
+pub use error::GuestError;
 pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted};
-pub use outbound::{BadOrigin, Origin, Outbound, is_public};
+pub use outbound::{BadOrigin, IoFuture, Origin, Outbound, Upstream, is_public};
+pub use pre::GuestPre;
+pub use sandbox::{Preopen, Sandbox, WasiAccess};

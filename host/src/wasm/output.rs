@@ -11,7 +11,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::http::RequestId;
+use crate::ids::RequestId;
 
 /// A line longer than this is written out in pieces rather than buffered
 /// without bound.

@@ -1,15 +1,17 @@
-//! Turning a checked config file into tenants a server can serve: their
-//! components compiled (each distinct one once, several at a time) and
-//! their certificates loaded.
+//! Loading a checked config file's tenants: their components compiled
+//! (each distinct one once, several at a time) and their certificates
+//! loaded, ready for [`super::Builder::build_tenants`] or
+//! [`super::Server::replace_tenants`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::Tenant;
 use crate::config::file::{FileConfig, Location, TlsFiles, is_whole_host};
 use crate::error::BoxError;
 use crate::net::{CertKey, SniCerts};
 use crate::routing::HostPattern;
-use crate::{Handler, Runtime, Tenant};
+use crate::wasm::{Engine, GuestPre};
 
 /// Why a config file's tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +29,7 @@ pub struct LoadError {
 /// Compiled components by the SHA-256 of their bytes: what a reload reuses
 /// instead of compiling again.
 #[derive(Clone, Default)]
-pub struct Components(HashMap<[u8; 32], Handler>);
+pub struct Components(HashMap<[u8; 32], GuestPre>);
 
 impl Components {
     /// How many distinct components there are.
@@ -72,11 +74,11 @@ pub struct Certs {
     pub names: Vec<(HostPattern, CertKey)>,
 }
 
-/// Loads the tenants of `file` with `runtime`: components whose bytes are
+/// Loads the tenants of `file` with `engine`: components whose bytes are
 /// in `previous` are reused, the others compiled on up to `threads` threads
 /// at once.
 pub fn load(
-    runtime: &Runtime,
+    engine: &Engine,
     file: &FileConfig,
     previous: &Components,
     threads: usize,
@@ -96,8 +98,8 @@ pub fn load(
             source: e.into(),
         })?;
         let digest = sha256(&bytes);
-        if let Some(handler) = previous.0.get(&digest) {
-            components.0.insert(digest, handler.clone());
+        if let Some(component) = previous.0.get(&digest) {
+            components.0.insert(digest, component.clone());
         } else if !to_compile.iter().any(|(d, _)| *d == digest) {
             to_compile.push((digest, i));
         }
@@ -117,7 +119,7 @@ pub fn load(
                     let Some((digest, i)) = job else { break };
                     let tenant = &file.tenants[i];
                     let name = tenant.component.display().to_string();
-                    let loaded = runtime.load_bytes(&name, &bytes_of[i].1);
+                    let loaded = engine.load_bytes(&name, &bytes_of[i].1);
                     results
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -131,22 +133,23 @@ pub fn load(
     results.sort_by_key(|(_, i, _)| *i);
     for (digest, i, loaded) in results {
         let tenant = &file.tenants[i];
-        let handler = loaded.map_err(|e| LoadError {
+        let component = loaded.map_err(|e| LoadError {
             at: tenant.component_at.clone(),
             what: format!("tenant '{}': the component cannot be served", tenant.name),
             source: e.into(),
         })?;
-        components.0.insert(digest, handler);
+        components.0.insert(digest, component);
     }
 
     let mut tenants = Vec::with_capacity(file.tenants.len());
     for (tenant, (digest, _)) in file.tenants.iter().zip(&bytes_of) {
-        let handler = components.0[digest].with_name(&tenant.component.display().to_string());
+        let component = components.0[digest].with_name(&tenant.component.display().to_string());
         tenants.push(Tenant {
             name: tenant.name.clone(),
-            handler,
+            component,
             routes: tenant.routes.clone(),
-            limits: tenant.limits.clone(),
+            limits: tenant.limits,
+            access: tenant.access.clone(),
         });
     }
     Ok(Loaded {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use catshost::config::file::FileConfig;
 use catshost::net::SniCerts;
-use catshost::tenants::{self, Components};
-use catshost::{Runtime, Server};
+use catshost::server::load::{self, Components};
+use catshost::{Engine, Server};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How often `--watch` looks at the files.
@@ -21,15 +21,14 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// What a reload needs, and what the last good config left.
 pub struct Reloader {
     path: PathBuf,
-    runtime: Runtime,
+    engine: Engine,
     server: Server,
     sni: SniCerts,
     components: Components,
     threads: usize,
-    /// The settings a reload cannot change (the listener, HTTP): a change
-    /// is reported, not applied.
-    fixed: String,
-    tls: bool,
+    /// The file as it was at start: its settings a reload cannot change
+    /// (the listener, HTTP, the pool) are those, and TLS stays on or off.
+    first: FileConfig,
     /// The instance pool's memory per slot, sized at start.
     slot_memory: usize,
     /// The files `--watch` looks at.
@@ -45,7 +44,7 @@ pub struct Listening {
 impl Reloader {
     pub fn new(
         file: &FileConfig,
-        runtime: Runtime,
+        engine: Engine,
         server: Server,
         sni: SniCerts,
         components: Components,
@@ -53,10 +52,9 @@ impl Reloader {
     ) -> Self {
         Self {
             path: file.path.clone(),
-            runtime,
+            engine,
             server,
-            fixed: fixed_settings(file),
-            tls: has_tls(file),
+            first: file.clone(),
             slot_memory: file.max_memory(),
             watched: watched_files(file),
             sni,
@@ -114,15 +112,15 @@ impl Reloader {
     async fn reload(&mut self, reason: &'static str) {
         tracing::info!(config = %self.path.display(), reason, "reloading the config");
         let started = Instant::now();
-        let (path, runtime, components, threads) = (
+        let (path, engine, components, threads) = (
             self.path.clone(),
-            self.runtime.clone(),
+            self.engine.clone(),
             self.components.clone(),
             self.threads,
         );
         let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let file = FileConfig::load(&path)?;
-            let loaded = tenants::load(&runtime, &file, &components, threads)?;
+            let loaded = load::load(&engine, &file, &components, threads)?;
             Ok((file, loaded))
         })
         .await;
@@ -141,10 +139,11 @@ impl Reloader {
             }
         };
         self.watched = watched_files(&file);
-        if has_tls(&file) != self.tls {
+        let tls = self.first.has_tls();
+        if file.has_tls() != tls {
             tracing::error!(
                 "config reload refused: it turns TLS {}, which takes a restart; the previous config keeps serving",
-                if self.tls { "off" } else { "on" }
+                if tls { "off" } else { "on" }
             );
             return;
         }
@@ -158,8 +157,8 @@ impl Reloader {
             );
             return;
         }
-        crate::warn_overcommitted(&file);
-        if fixed_settings(&file) != self.fixed {
+        super::serve::warn_overcommitted(&file);
+        if fixed_settings(&file) != fixed_settings(&self.first) {
             tracing::warn!(
                 "the [server] settings changed: they apply at the next restart (tenants and certificates are reloaded now)"
             );
@@ -183,15 +182,13 @@ impl Reloader {
 }
 
 /// The settings a running server keeps until it restarts.
-fn fixed_settings(file: &FileConfig) -> String {
-    format!(
-        "{:?} {:?} {:?} {:?}",
-        file.addr, file.server, file.max_concurrent_requests, file.tenant_workers
+fn fixed_settings(file: &FileConfig) -> impl PartialEq + '_ {
+    (
+        file.addr,
+        &file.server,
+        file.max_concurrent_requests,
+        file.tenant_workers,
     )
-}
-
-fn has_tls(file: &FileConfig) -> bool {
-    file.tls.is_some() || file.tenants.iter().any(|t| t.tls.is_some())
 }
 
 fn watched_files(file: &FileConfig) -> Vec<PathBuf> {

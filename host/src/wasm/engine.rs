@@ -1,35 +1,35 @@
-//! The engine and linker, and loading a component: read, check it is a
-//! `wasi:http` component, compile, pre-instantiate.
+//! The process-wide WebAssembly engine and linker, and loading a component:
+//! read, check it is a `wasi:http` component, compile, pre-instantiate.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::cache::CompileCache;
 use super::check::Report;
 use super::ctx::GuestCtx;
-use super::handler::Handler;
 use super::limits::EpochTicker;
+use super::pre::GuestPre;
 use crate::error::{BoxError, Error};
 
 /// The interface a component must export to be served, without its version:
 /// any `wasi:http/incoming-handler@0.2.x` is accepted.
 const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
 
-/// The process-wide WebAssembly runtime: an engine and the linker that gives
-/// guests the host's WASI and `wasi:http` implementations.
+/// The process-wide WebAssembly engine, and the linker that gives guests
+/// the host's WASI and `wasi:http` implementations.
 ///
 /// Create one per process and load every component through it.
 #[derive(Clone)]
-pub struct Runtime {
-    engine: Engine,
+pub struct Engine {
+    engine: wasmtime::Engine,
     linker: Arc<Linker<GuestCtx>>,
     /// Shared with every handler: it must tick while any can run.
-    _ticker: Arc<EpochTicker>,
+    ticker: Arc<EpochTicker>,
     pooled: bool,
     cache: Option<Arc<CompileCache>>,
 }
@@ -38,24 +38,14 @@ pub struct Runtime {
 /// request then takes a ready slot instead of mapping fresh memory, and
 /// memory that stays resident between requests is reset, not faulted in
 /// again.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool {
     /// Instances alive at once; give it the server's
-    /// `max_concurrent_requests`.
+    /// `max_concurrent_requests` (`config::ServerSettings::pool` does).
     pub instances: u32,
     /// The largest linear memory of an instance; give it the server's
     /// `max_memory`.
     pub max_memory: usize,
-}
-
-impl Default for Pool {
-    /// The pool `catshost serve` makes with default flags.
-    fn default() -> Self {
-        Self {
-            instances: u32::try_from(crate::DEFAULT_MAX_CONCURRENT_REQUESTS).unwrap_or(u32::MAX),
-            max_memory: super::DEFAULT_MAX_MEMORY,
-        }
-    }
 }
 
 /// Per slot, bytes of linear memory, table and async stack kept mapped
@@ -67,7 +57,7 @@ const STACK_KEEP_RESIDENT: usize = 256 << 10;
 /// each module, and language runtimes bring several modules.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 
-impl Runtime {
+impl Engine {
     /// A runtime that allocates instance memory on demand (the simplest
     /// setup, and the one for many small servers in one process).
     pub fn new() -> Result<Self, Error> {
@@ -100,7 +90,7 @@ impl Runtime {
             match Self::with_config(Some(pool)) {
                 Ok(runtime) => return Ok(runtime),
                 Err(error) => tracing::warn!(
-                    error = %crate::error::chain(&error),
+                    error = %crate::log::chain(&error),
                     "the instance pool does not fit this machine's address space: allocating on demand"
                 ),
             }
@@ -136,7 +126,7 @@ impl Runtime {
         // Guests that compute without calling the host yield every epoch
         // tick, so request deadlines hold and no worker thread is pinned.
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(e.into()))?;
+        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine(e.into()))?;
         let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.into()))?;
 
         let mut linker = Linker::new(&engine);
@@ -151,20 +141,15 @@ impl Runtime {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
-            _ticker: Arc::new(ticker),
+            ticker: Arc::new(ticker),
             pooled: pool.is_some(),
             cache: None,
         })
     }
 
-    /// The engine every component of this runtime is compiled for.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Loads the component at `path`: a binary component (`.wasm`) or one in
     /// the text format (`.wat`).
-    pub fn load_file(&self, path: &Path) -> Result<Handler, Error> {
+    pub fn load_file(&self, path: &Path) -> Result<GuestPre, Error> {
         let bytes = std::fs::read(path).map_err(|source| Error::ReadComponent {
             path: path.into(),
             source,
@@ -175,14 +160,14 @@ impl Runtime {
     /// Loads a component from memory. `name` names it in errors and logs.
     ///
     /// `bytes` may be a binary component, one in the text format, or one
-    /// precompiled by [`Runtime::precompile`] (`catshost compile`): only
+    /// precompiled by [`Engine::precompile`] (`catshost compile`): only
     /// load precompiled bytes you made yourself, wasmtime runs them as
     /// native code.
-    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Handler, Error> {
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<GuestPre, Error> {
         let component = self.compile(name, bytes)?;
         self.check_exports(name, &component)?;
         let pre = self.pre_instantiate(name, &component)?;
-        Ok(Handler::new(name, pre, self._ticker.clone()))
+        Ok(GuestPre::new(name, pre, self.ticker.clone()))
     }
 
     /// What `bytes` export and import, against what catshost serves and
@@ -191,7 +176,7 @@ impl Runtime {
         let component = self.compile(name, bytes)?;
         let mut report = Report::new(&self.engine, &component);
         if let Err(error) = self.pre_instantiate(name, &component) {
-            report.link_error = Some(crate::error::chain(&error));
+            report.link_error = Some(crate::log::chain(&error));
         }
         Ok(report)
     }
@@ -215,7 +200,7 @@ impl Runtime {
     /// The compiled component: deserialized when `bytes` are precompiled,
     /// from the compile cache when it has them, else compiled (and cached).
     fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, Error> {
-        match Engine::detect_precompiled(bytes) {
+        match wasmtime::Engine::detect_precompiled(bytes) {
             Some(Precompiled::Component) => {
                 // SAFETY: precompiled bytes are native code that wasmtime
                 // trusts; `load_bytes` documents that only the user's own
@@ -253,7 +238,7 @@ impl Runtime {
                 false,
             ),
         };
-        let elapsed_ms = crate::http::millis(started.elapsed());
+        let elapsed_ms = crate::log::millis(started.elapsed());
         if cached {
             tracing::info!(
                 component = name,
@@ -364,8 +349,8 @@ fn as_wat_text(bytes: &[u8]) -> Option<&str> {
     (start.starts_with('(') || start.starts_with(";;")).then_some(text)
 }
 
-impl std::fmt::Debug for Runtime {
+impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").finish_non_exhaustive()
+        f.debug_struct("Engine").finish_non_exhaustive()
     }
 }

@@ -1,0 +1,92 @@
+//! The config file as TOML gives it, before it is checked: every value with
+//! the place it is written at. `[server]` and `[defaults]` are tables of
+//! keys read through the settings tables ([`super::super::SERVER_SETTINGS`],
+//! [`super::super::LIMIT_SETTINGS`]); a tenant's own keys are fields here.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A table of settings: each key and value with its place.
+pub(super) type Table = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawFile {
+    pub(super) server: Table,
+    pub(super) defaults: Table,
+    #[serde(rename = "tenant")]
+    pub(super) tenants: Vec<RawTenant>,
+}
+
+/// `[server] tls`, read again with the places of its paths (a [`Table`]
+/// keeps only the place of the whole value).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ServerTls {
+    #[serde(default)]
+    pub(super) server: ServerTlsTable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ServerTlsTable {
+    pub(super) tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: Spanned<String>,
+    pub(super) key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub(super) name: Spanned<String>,
+    pub(super) component: Spanned<String>,
+    #[serde(default)]
+    pub(super) routes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) env: BTreeMap<Spanned<String>, Spanned<String>>,
+    #[serde(default)]
+    pub(super) dirs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) dirs_rw: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) outbound: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) tls: Option<Spanned<RawTls>>,
+    // The tenant's limits, by their keys in `LIMIT_SETTINGS` (serde's
+    // `flatten` would lose the places and the check for unknown keys).
+    pub(super) request_timeout: Option<Spanned<toml::Value>>,
+    pub(super) max_memory: Option<Spanned<toml::Value>>,
+    pub(super) max_concurrent_requests: Option<Spanned<toml::Value>>,
+    pub(super) max_body_size: Option<Spanned<toml::Value>>,
+}
+
+impl RawTenant {
+    /// The limits the tenant sets itself, by key.
+    pub(super) fn limits(&self) -> impl Iterator<Item = (&'static str, &Spanned<toml::Value>)> {
+        [
+            ("request_timeout", &self.request_timeout),
+            ("max_memory", &self.max_memory),
+            ("max_concurrent_requests", &self.max_concurrent_requests),
+            ("max_body_size", &self.max_body_size),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_ref()?)))
+    }
+}
+
+/// A setting's value as the text its parser reads: strings as they are,
+/// numbers and booleans as written.
+pub(super) fn text(value: &toml::Value) -> Result<String, &'static str> {
+    match value {
+        toml::Value::String(text) => Ok(text.clone()),
+        toml::Value::Integer(n) if *n < 0 => Err("invalid value: it cannot be negative"),
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err("invalid type: expected a string, a number or a boolean"),
+    }
+}

@@ -1,0 +1,296 @@
+//! Every setting of a server and of its tenants' limits, as plain data, and
+//! the tables that name each setting once: its config key (the flag is the
+//! same with dashes), what it means, and how its text is read. `catshost
+//! serve`'s flags and the config file's `[server]`, `[defaults]` and
+//! `[[tenant]]` keys are all read through these tables; the defaults are
+//! the `Default` impls here, and nowhere else.
+
+use std::time::Duration;
+
+use super::http::{HttpSettings, HttpVersions};
+use super::units::{
+    parse_bool, parse_count, parse_duration, parse_frame_size, parse_memory, parse_nonzero,
+    parse_size, parse_size_u32, parse_size_usize, show_duration, show_size,
+};
+use crate::wasm::{InstanceLimits, Pool};
+
+/// How long a stop waits for in-flight requests by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The listen queue length by default.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+/// The most requests running at once by default.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// The most open connections by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The largest request body by default: 10 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
+/// How long a TLS handshake may take by default.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The settings of a server, its tenants aside: listener, stop, connections,
+/// HTTP. Plain data; `Builder::settings` turns it into a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// How long a stop waits for in-flight requests before cancelling them.
+    /// Default is 30 seconds.
+    pub shutdown_timeout: Duration,
+    /// The listen queue length of listeners the server binds itself.
+    /// Default is 1024.
+    pub backlog: u32,
+    /// The most connections open at once; more wait in the listen backlog.
+    /// Default is 10,000.
+    pub max_connections: usize,
+    /// How long a TLS handshake may take. Default is 10 seconds.
+    pub tls_handshake_timeout: Duration,
+    /// Whether every request gets an access log line. Default is on.
+    pub access_log: bool,
+    /// The most worker threads one tenant's guests may run on at once.
+    /// Default is no limit.
+    pub max_tenant_workers: Option<usize>,
+    /// Versions, timeouts and the HTTP/1 and HTTP/2 tunables.
+    pub http: HttpSettings,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            backlog: DEFAULT_BACKLOG,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            access_log: true,
+            max_tenant_workers: None,
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+/// What one tenant's requests may use: time and memory of each instance,
+/// body size, and how many run at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Time and memory of each instance.
+    pub instance: InstanceLimits,
+    /// The largest request body, in bytes. Default is 10 MiB.
+    pub max_body_size: u64,
+    /// The most of the tenant's requests running at once; more get 503.
+    /// Default is 1024.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self {
+            instance: InstanceLimits::default(),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+        }
+    }
+}
+
+/// The instance pool for `instances` at once of at most `max_memory` each:
+/// the one place the pool is sized.
+pub fn pool(instances: usize, max_memory: usize) -> Pool {
+    Pool {
+        instances: u32::try_from(instances).unwrap_or(u32::MAX),
+        max_memory,
+    }
+}
+
+impl TenantLimits {
+    /// The pool for one tenant with these limits (`catshost serve` without
+    /// a config file).
+    pub fn pool(&self) -> Pool {
+        pool(self.max_concurrent_requests, self.instance.max_memory)
+    }
+}
+
+/// One setting: its name, what it means, and how its text is read into `T`
+/// (a [`ServerSettings`] or [`TenantLimits`]).
+pub struct Setting<T> {
+    /// The config key; the flag is `--` and the key with dashes.
+    pub key: &'static str,
+    /// What the value is, in `--help` (`TIME`, `SIZE`, `N`).
+    pub value_name: &'static str,
+    /// The `--help` section, if not the main one.
+    pub heading: Option<&'static str>,
+    /// What it means.
+    pub help: &'static str,
+    set: fn(&mut T, &str) -> Result<(), String>,
+    show: fn(&T) -> Option<String>,
+}
+
+impl<T> Setting<T> {
+    /// Reads `text` into `settings`; the error says what is wrong with it.
+    pub fn set(&self, settings: &mut T, text: &str) -> Result<(), String> {
+        (self.set)(settings, text)
+    }
+
+    /// The value in `settings` as it would be written, when it has one
+    /// worth showing (`[default: 30s]`).
+    pub fn show(&self, settings: &T) -> Option<String> {
+        (self.show)(settings)
+    }
+
+    /// The flag: `--` and the key with dashes.
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+macro_rules! setting {
+    ($key:ident: [$($field:tt)+] $value:literal, $parse:expr, $show:expr, $heading:expr, $help:expr) => {
+        Setting {
+            key: stringify!($key),
+            value_name: $value,
+            heading: $heading,
+            help: $help,
+            set: |settings, text| {
+                settings.$($field)+ = ($parse)(text)?;
+                Ok(())
+            },
+            show: |settings| ($show)(&settings.$($field)+),
+        }
+    };
+}
+
+const HTTP: Option<&str> = Some("HTTP");
+const LIMITS: Option<&str> = Some("Limits");
+
+fn duration(value: &Duration) -> Option<String> {
+    Some(show_duration(value))
+}
+
+fn count<T: ToString>(value: &T) -> Option<String> {
+    Some(value.to_string())
+}
+
+/// For settings whose default is hyper's, said in their help.
+fn unset<T>(_: &T) -> Option<String> {
+    None
+}
+
+/// The server settings, each once: flags of `catshost serve` and keys of a
+/// config file's `[server]`.
+pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
+    setting!(backlog: [backlog] "N", parse_count, count, None,
+        "The listen queue length of the socket catshost binds."),
+    setting!(shutdown_timeout: [shutdown_timeout] "TIME", parse_duration, duration, None,
+        "How long a stop waits for in-flight requests before cancelling them (ms, s or m)."),
+    setting!(tls_handshake_timeout: [tls_handshake_timeout] "TIME", parse_duration, duration,
+        Some("TLS"), "How long a TLS handshake may take."),
+    setting!(max_connections: [max_connections] "N", parse_nonzero, count, LIMITS,
+        "The most connections open at once; more wait in the listen backlog."),
+    setting!(http: [http.versions] "VERSIONS", |t: &str| t.parse::<HttpVersions>(),
+        |v: &HttpVersions| Some(v.as_str().to_string()), HTTP,
+        "The HTTP versions served: both, http1 or h2. Over TLS this is the ALPN list (both: h2 \
+         and http/1.1, HTTP/1.1 when the client offers none); in cleartext, h2 means h2c by \
+         prior knowledge."),
+    setting!(header_read_timeout: [http.header_read_timeout] "TIME", parse_duration, duration,
+        HTTP, "How long a client may take to send a request head (also closes idle HTTP/1 \
+         keep-alive connections and silent new connections)."),
+    setting!(max_header_size: [http.max_header_size] "SIZE", parse_size_usize,
+        |v: &usize| Some(show_size(*v as u64)), HTTP,
+        "The largest request head (HTTP/1) or header list (HTTP/2); larger ones get 431."),
+    setting!(http1_keep_alive: [http.http1_keep_alive] "BOOL", parse_bool, count, HTTP,
+        "HTTP/1 keep-alive."),
+    setting!(http1_max_headers: [http.http1_max_headers] "N", |t| parse_count(t).map(Some),
+        unset, HTTP, "The most headers of an HTTP/1 request [default: 100]."),
+    setting!(http2_max_concurrent_streams: [http.http2_max_concurrent_streams] "N",
+        |t| parse_count(t).map(Some), unset, HTTP,
+        "The most concurrent streams of an HTTP/2 connection [default: 200]."),
+    setting!(http2_initial_stream_window: [http.http2_initial_stream_window] "SIZE",
+        |t| parse_size_u32(t).map(Some), unset, HTTP,
+        "HTTP/2 initial stream window [default: 1MiB]."),
+    setting!(http2_initial_connection_window: [http.http2_initial_connection_window] "SIZE",
+        |t| parse_size_u32(t).map(Some), unset, HTTP,
+        "HTTP/2 initial connection window [default: 1MiB]."),
+    setting!(http2_max_frame_size: [http.http2_max_frame_size] "SIZE",
+        |t| parse_frame_size(t).map(Some), unset, HTTP,
+        "HTTP/2 largest frame, 16KiB to 16MiB [default: 16KiB]."),
+    setting!(http2_keep_alive_interval: [http.http2_keep_alive_interval] "TIME",
+        |t| parse_duration(t).map(Some), unset, HTTP,
+        "Interval of HTTP/2 keep-alive pings [default: no pings]."),
+    setting!(http2_keep_alive_timeout: [http.http2_keep_alive_timeout] "TIME",
+        |t| parse_duration(t).map(Some), unset, HTTP,
+        "How long to wait for a keep-alive ping's answer [default: 20s]."),
+    setting!(http2_max_pending_accept_reset_streams:
+        [http.http2_max_pending_accept_reset_streams] "N", |t| parse_count(t).map(Some), unset,
+        HTTP, "Streams a client may reset before the server accepts them (rapid reset) before \
+         it gets GOAWAY [default: 20]."),
+    setting!(http2_max_local_error_reset_streams: [http.http2_max_local_error_reset_streams]
+        "N", |t| parse_count(t).map(Some), unset, HTTP,
+        "Streams the server may reset for a client's protocol errors before it closes the \
+         connection [default: 1024]."),
+];
+
+/// A tenant's limits, each once: flags of `catshost serve` and keys of a
+/// config file's `[defaults]` and `[[tenant]]`.
+pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
+    setting!(request_timeout: [instance.request_timeout] "TIME", parse_duration, duration,
+        LIMITS, "How long a guest may run for one request, response body included; past it: \
+         504, or a cut response once the head is sent."),
+    setting!(max_memory: [instance.max_memory] "SIZE", parse_memory,
+        |v: &usize| Some(show_size(*v as u64)), LIMITS,
+        "The largest linear memory of an instance (bytes, KiB, MiB, GiB; at most 4GiB); a \
+         guest that grows past it gets 500."),
+    setting!(max_body_size: [max_body_size] "SIZE", parse_size, |v: &u64| Some(show_size(*v)),
+        LIMITS, "The largest request body; larger ones get 413."),
+    setting!(max_concurrent_requests: [max_concurrent_requests] "N", parse_nonzero, count,
+        LIMITS, "The most requests running at once; more get 503 with Retry-After."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every setting reads back what it shows: `--help`'s defaults are
+    /// values the setting accepts, and the tables name each key once.
+    #[test]
+    fn every_setting_reads_back_what_it_shows_and_is_named_once() {
+        fn check<T: Default + PartialEq + std::fmt::Debug>(table: &[Setting<T>]) {
+            for (i, setting) in table.iter().enumerate() {
+                let defaults = T::default();
+                if let Some(text) = setting.show(&defaults) {
+                    let mut read = T::default();
+                    setting.set(&mut read, &text).unwrap();
+                    assert_eq!(read, defaults, "{}", setting.key);
+                }
+                assert!(
+                    table[..i].iter().all(|s| s.key != setting.key),
+                    "{} twice",
+                    setting.key
+                );
+            }
+        }
+        check(SERVER_SETTINGS);
+        check(LIMIT_SETTINGS);
+    }
+
+    #[test]
+    fn settings_are_read_into_their_fields() {
+        let mut settings = ServerSettings::default();
+        let set = |settings: &mut ServerSettings, key: &str, text: &str| {
+            let setting = SERVER_SETTINGS.iter().find(|s| s.key == key).unwrap();
+            setting.set(settings, text)
+        };
+        set(&mut settings, "http2_max_frame_size", "32KiB").unwrap();
+        set(&mut settings, "header_read_timeout", "5s").unwrap();
+        set(&mut settings, "http", "h2").unwrap();
+        assert_eq!(settings.http.http2_max_frame_size, Some(32 << 10));
+        assert_eq!(settings.http.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(settings.http.versions, HttpVersions::H2);
+        assert!(
+            set(&mut settings, "http2_max_frame_size", "1KiB")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        let mut limits = TenantLimits::default();
+        let setting = LIMIT_SETTINGS
+            .iter()
+            .find(|s| s.key == "max_memory")
+            .unwrap();
+        setting.set(&mut limits, "1MiB").unwrap();
+        assert_eq!(limits.instance.max_memory, 1 << 20);
+    }
+}

@@ -1,0 +1,426 @@
+//! Where a guest runs, and how its answer becomes a response.
+//!
+//! The wasm side hands back a [`Call`]: the guest's answer and its [`Run`].
+//! This side decides where the run is polled ([`GuestTask`]: in the
+//! request's task for HTTP/1, on a task of its own for HTTP/2), holds the
+//! request's admission permit until the run ends (not the body: a guest may
+//! run on after its body is sent), stops the guest when its request body
+//! goes past its limit or a stop runs out of time, and frames the response
+//! (a small body read ahead gets a `content-length`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body::{Body as _, Frame};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::HostError;
+use super::access::Recorder;
+use super::body::{BodyLimit, ResponseBody};
+use crate::error::BoxError;
+use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, Run};
+
+/// How long the host waits, once a guest has set its response, for the
+/// first bytes of its body, so the head and a small body leave in one write
+/// (and a body complete by then gets a `content-length`).
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(2);
+
+/// Where guest runs are polled: tracked so a stop can wait for them, and
+/// cancelled together when the stop's grace period runs out.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GuestTasks {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl GuestTasks {
+    /// No more tasks will be spawned; [`GuestTasks::wait`] can now finish.
+    pub(crate) fn close(&self) {
+        self.tracker.close();
+    }
+
+    /// Resolves when every task has ended (after [`GuestTasks::close`]).
+    pub(crate) async fn wait(&self) {
+        self.tracker.wait().await;
+    }
+
+    /// Stops every running guest where it is.
+    pub(crate) fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Guests running now.
+    pub(crate) fn len(&self) -> usize {
+        self.tracker.len()
+    }
+}
+
+/// A request admitted to its tenant, ready for its guest.
+pub(crate) struct Admitted {
+    pub(crate) request: GuestRequest,
+    pub(crate) info: CallInfo,
+    /// The tenant's admission permit: held until the guest ends.
+    pub(crate) permit: OwnedSemaphorePermit,
+    /// Set when the body's length was not declared.
+    pub(crate) body_limit: Option<Arc<BodyLimit>>,
+    /// Run the guest on a task of its own from the start (HTTP/2).
+    pub(crate) own_task: bool,
+}
+
+/// Who a guest's failures are reported as.
+pub(crate) struct Reporter {
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) component: Arc<str>,
+}
+
+/// Calls the guest; returns once it has set its response (or failed).
+pub(crate) async fn call(
+    instances: &Instances,
+    tasks: &GuestTasks,
+    reporter: &Arc<Reporter>,
+    admitted: Admitted,
+) -> Result<http::Response<ResponseBody>, HostError> {
+    let Admitted {
+        request,
+        info,
+        permit,
+        body_limit,
+        own_task,
+    } = admitted;
+    let Call { mut answer, run } = instances.serve(request, info)?;
+    let run = supervise(
+        run,
+        permit,
+        body_limit.clone(),
+        tasks,
+        reporter.clone(),
+        info,
+    );
+    // Dropped with this future or the response body when the client goes
+    // away, the guest holds no instance or permit for nobody.
+    let mut guest = GuestTask::new(run, own_task, tasks);
+    let answer = std::future::poll_fn(|cx| {
+        // Once the guest has ended (and with it the store), the outparam is
+        // gone and the answer is ready.
+        let _ = guest.poll(cx);
+        Pin::new(&mut answer).poll(cx)
+    })
+    .await;
+    match answer {
+        // The guest answered a request whose body went past the limit
+        // (with an error of its own, most likely): the client learns why.
+        Some(_) if body_limit.as_ref().is_some_and(|l| l.is_tripped()) => {
+            Err(too_large(&body_limit))
+        }
+        Some(Ok(response)) => Ok(frame(response, guest).await),
+        Some(Err(error)) => {
+            // What the guest does after answering is its own affair.
+            guest.detach();
+            Err(error.into())
+        }
+        // The guest ended without an answer: its end says why.
+        None => {
+            std::future::poll_fn(|cx| guest.poll(cx)).await;
+            match guest.take_result() {
+                Some(Err(error)) => Err(error),
+                Some(Ok(())) | None => Err(GuestError::NoResponse.into()),
+            }
+        }
+    }
+}
+
+/// The guest's run as this side sees it through: stopped when its body
+/// goes past the limit or the stop cancels it, its instance creation
+/// counted, a failure after its response head logged and counted, and the
+/// admission permit given back when it ends.
+fn supervise(
+    mut run: Run,
+    permit: OwnedSemaphorePermit,
+    body_limit: Option<Arc<BodyLimit>>,
+    tasks: &GuestTasks,
+    reporter: Arc<Reporter>,
+    info: CallInfo,
+) -> impl Future<Output = Result<(), HostError>> + Send + 'static {
+    let cancel = tasks.cancel.clone();
+    async move {
+        let recorder = &reporter.recorder;
+        let tripped = async {
+            match &body_limit {
+                Some(limit) => limit.tripped().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut result = tokio::select! {
+            ran = &mut run => {
+                if let Some(took) = ran.instantiated_in {
+                    recorder.metrics.instance_created(&recorder.tenant, took);
+                }
+                ran.result.map_err(HostError::from)
+            }
+            () = tripped => Err(too_large(&body_limit)),
+            () = cancel.cancelled() => Err(HostError::Cancelled),
+        };
+        // A guest that fails on reading a body cut at its limit fails
+        // because of the limit.
+        if result.is_err() && body_limit.as_ref().is_some_and(|l| l.is_tripped()) {
+            result = Err(too_large(&body_limit));
+        }
+        let answered = run.answered();
+        // The store goes; a body the guest was writing ends in an error.
+        run.stop();
+        if let Err(error) = &result
+            && answered
+        {
+            // The response head is gone: the client sees a cut response,
+            // never a short one that looks whole.
+            error.log(info.id, &recorder.tenant, &reporter.component, true);
+            if let Some(counted) = error.kind().counted() {
+                recorder.metrics.count(&recorder.tenant, counted);
+            }
+        }
+        drop(run);
+        drop(permit);
+        result
+    }
+}
+
+fn too_large(limit: &Option<Arc<BodyLimit>>) -> HostError {
+    HostError::BodyTooLarge {
+        limit: limit.as_ref().map_or(0, |l| l.max),
+    }
+}
+
+/// Reads the start of the guest's body ahead and moves the guest to a task
+/// of its own if it is still running.
+async fn frame(
+    response: http::Response<GuestBody>,
+    mut guest: GuestTask,
+) -> http::Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    let mut body = GuestResponse {
+        body,
+        first: None,
+        second: None,
+        ended: false,
+        finished: false,
+        guest: None,
+    };
+    if let Some(len) = body.read_ahead(&mut guest).await
+        && !parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        && !parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+    {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, len.into());
+    }
+    guest.move_to_task();
+    body.guest = Some(guest);
+    http::Response::from_parts(parts, ResponseBody::guest(body))
+}
+
+type BodyFrame = Result<Frame<Bytes>, BoxError>;
+
+/// A guest's response body, with what was read ahead of it, and the guest
+/// that writes it: dropped before its end (the client went away), it stops
+/// the guest where it is; read to its end, it lets the guest run on.
+pub(crate) struct GuestResponse {
+    body: GuestBody,
+    first: Option<BodyFrame>,
+    second: Option<BodyFrame>,
+    /// The body is known to have ended after what was read ahead.
+    ended: bool,
+    /// The body was read to its clean end.
+    finished: bool,
+    guest: Option<GuestTask>,
+}
+
+impl GuestResponse {
+    /// Waits up to [`FIRST_FRAME_WAIT`] for the first frame, polling the
+    /// guest meanwhile, and reads it ahead. Returns the body's whole length
+    /// when it is already complete.
+    async fn read_ahead(&mut self, guest: &mut GuestTask) -> Option<u64> {
+        let mut next = std::future::poll_fn(|cx| {
+            let _ = guest.poll(cx);
+            Pin::new(&mut self.body).poll_frame(cx)
+        });
+        let first = tokio::time::timeout(FIRST_FRAME_WAIT, &mut next)
+            .await
+            .ok()?;
+        let len = match &first {
+            None => Some(0),
+            Some(Ok(frame)) => frame.data_ref().map(|data| data.len() as u64),
+            Some(Err(_)) => None,
+        };
+        let ended = first.is_none();
+        // A small body is often complete as soon as its first frame is.
+        let second = match (len, ended) {
+            (Some(_), false) => next.now_or_never(),
+            _ => None,
+        };
+        self.first = first;
+        self.ended = ended;
+        match second {
+            _ if ended => len,
+            Some(None) => {
+                self.ended = true;
+                len
+            }
+            Some(frame) => {
+                self.ended = frame.is_none();
+                self.second = frame;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+impl http_body::Body for GuestResponse {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BodyFrame>> {
+        if let Some(frame) = self.first.take().or_else(|| self.second.take()) {
+            return Poll::Ready(Some(frame));
+        }
+        if self.ended {
+            self.finished = true;
+            return Poll::Ready(None);
+        }
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        self.finished = frame.is_none();
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.second.is_none() && self.ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for GuestResponse {
+    fn drop(&mut self) {
+        // A guest may go on after finishing its body (to log, say); one
+        // whose client went away is stopped (dropping its task does that).
+        if (self.finished || http_body::Body::is_end_stream(self))
+            && let Some(guest) = &mut self.guest
+        {
+            guest.detach();
+        }
+    }
+}
+
+/// A guest's run, wherever it is polled.
+///
+/// For HTTP/1 it starts without a task of its own: the request's service
+/// future polls it until the response is set, and a guest that has finished
+/// by then (a hello, say) never needs one. An HTTP/1 connection serves one
+/// request at a time, and this spares a task and a wake-up per request. A
+/// guest still running when its response head goes out moves to a task of
+/// its own ([`GuestTask::move_to_task`]), so it keeps running, and meets its
+/// deadline, whether or not the client reads. For HTTP/2 it runs on a task
+/// of its own from the start: a connection's streams then finish while the
+/// connection's task is away, and it gathers their responses into fewer,
+/// larger writes (about 9 responses per `writev` against 4 with the guest
+/// in the stream's task: see bench/README.md).
+///
+/// Dropped before the guest ends, it stops the guest where it is.
+pub(crate) struct GuestTask(Place);
+
+type Supervised = Pin<Box<dyn Future<Output = Result<(), HostError>> + Send>>;
+
+enum Place {
+    Inline(Supervised),
+    Task(tokio::task::JoinHandle<Result<(), HostError>>),
+    Ended(Option<Result<(), HostError>>),
+}
+
+impl GuestTask {
+    fn new(
+        run: impl Future<Output = Result<(), HostError>> + Send + 'static,
+        own_task: bool,
+        tasks: &GuestTasks,
+    ) -> Self {
+        if own_task {
+            return Self(Place::Task(tasks.tracker.spawn(run)));
+        }
+        // A panic in the host's side of a guest call fails that request,
+        // not the connection that drives it.
+        let run = std::panic::AssertUnwindSafe(run)
+            .catch_unwind()
+            .map(|ended| {
+                ended.unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(GuestError::Trap(format!("the guest's run panicked: {what}").into()).into())
+                })
+            });
+        Self(Place::Inline(Box::pin(tasks.tracker.track_future(run))))
+    }
+
+    /// Runs the guest on (or waits for its task); ready once it has ended.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let result = match &mut self.0 {
+            Place::Inline(run) => ready!(run.as_mut().poll(cx)),
+            Place::Task(task) => match ready!(Pin::new(task).poll(cx)) {
+                Ok(result) => result,
+                Err(join) => Err(GuestError::Trap(join.into()).into()),
+            },
+            Place::Ended(_) => return Poll::Ready(()),
+        };
+        // Dropping the run now lets a stop stop waiting for it.
+        self.0 = Place::Ended(Some(result));
+        Poll::Ready(())
+    }
+
+    /// How the guest ended, once [`GuestTask::poll`] has seen it end.
+    fn take_result(&mut self) -> Option<Result<(), HostError>> {
+        match &mut self.0 {
+            Place::Ended(result) => result.take(),
+            _ => None,
+        }
+    }
+
+    /// Moves a guest still running without a task to a task of its own
+    /// (still tracked: it was tracked from the start).
+    fn move_to_task(&mut self) {
+        if matches!(self.0, Place::Inline(_))
+            && let Place::Inline(run) = std::mem::replace(&mut self.0, Place::Ended(None))
+        {
+            self.0 = Place::Task(tokio::spawn(run));
+        }
+    }
+
+    /// Lets a guest still running finish on a task of its own.
+    fn detach(&mut self) {
+        match std::mem::replace(&mut self.0, Place::Ended(None)) {
+            Place::Inline(run) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(run);
+                }
+            }
+            // Dropping the handle leaves the task running.
+            Place::Task(_) | Place::Ended(_) => {}
+        }
+    }
+}
+
+impl Drop for GuestTask {
+    fn drop(&mut self) {
+        if let Place::Task(task) = &self.0 {
+            task.abort();
+        }
+    }
+}

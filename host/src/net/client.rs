@@ -1,0 +1,193 @@
+//! The HTTP client guests' outgoing requests go through, once the tenant's
+//! allow-list (`wasm::Outbound`) has let them: DNS, the connection (to the
+//! addresses that were checked, never to a second answer), HTTP/1.1 and
+//! TLS with the Mozilla roots.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use http::uri::Scheme;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use crate::wasm::{IoFuture, Upstream};
+
+/// catshost's [`Upstream`]: the system resolver, and a new connection per
+/// request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Client;
+
+impl Upstream for Client {
+    fn resolve(
+        &self,
+        name: String,
+        port: u16,
+    ) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
+        async move {
+            Ok(tokio::net::lookup_host((name.as_str(), port))
+                .await?
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        addrs: Vec<SocketAddr>,
+    ) -> BoxFuture<'static, Result<(http::Response<WasiBody>, IoFuture), HttpError>> {
+        send(request, options, addrs).boxed()
+    }
+}
+
+/// How long to wait for a connection, the first response byte, or the next
+/// body frame, when the guest's request options give no time of their own
+/// (wasmtime's default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Sends `request` over HTTP/1.1 to the first of `addrs` (the checked
+/// addresses of its host) that accepts a connection; over TLS when its
+/// scheme is `https`, verifying the certificate for its host name.
+async fn send(
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    addrs: Vec<SocketAddr>,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let timeout = |pick: fn(&RequestOptions) -> Option<Duration>| {
+        options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
+    };
+    let connect_timeout = timeout(|o| o.connect_timeout);
+    let first_byte_timeout = timeout(|o| o.first_byte_timeout);
+    let between_bytes_timeout = timeout(|o| o.between_bytes_timeout);
+
+    let uri = request.uri();
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let host = uri
+        .host()
+        .ok_or(HttpError::HttpRequestUriInvalid)?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&addrs[..])).await {
+        Ok(tcp) => tcp.map_err(HttpError::Connect)?,
+        Err(_) => return Err(HttpError::ConnectionTimeout),
+    };
+    // The request goes out in origin form: the path and query only.
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(uri_path(request.uri()))
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    let handshake = async {
+        if https {
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let tls = tokio_rustls::TlsConnector::from(client_tls())
+                .connect(name, tcp)
+                .await
+                .map_err(HttpError::Tls)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(tls)).await?;
+            Ok::<_, HttpError>((sender, Box::new(async move { Ok(conn.await?) }) as IoFuture))
+        } else {
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(tcp)).await?;
+            Ok((sender, Box::new(async move { Ok(conn.await?) }) as IoFuture))
+        }
+    };
+    let (mut sender, conn) = tokio::time::timeout(connect_timeout, handshake)
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection must run for the request to be sent.
+    let conn = tokio::spawn(Pin::from(conn));
+    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::HttpResponseTimeout)??;
+    let response = response.map(|body| {
+        TimedBody {
+            body,
+            timeout: between_bytes_timeout,
+            sleep: Box::pin(tokio::time::sleep(between_bytes_timeout)),
+        }
+        .boxed_unsync()
+    });
+    let io: IoFuture = Box::new(async move {
+        match conn.await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::ConnectionTerminated),
+        }
+    });
+    Ok((response, io))
+}
+
+fn uri_path(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The TLS client configuration for outgoing HTTPS: the Mozilla roots
+/// (webpki-roots), as wasmtime's own client uses.
+fn client_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// An upstream response body that fails when no frame comes for `timeout`.
+struct TimedBody {
+    body: hyper::body::Incoming,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                self.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(HttpError::HttpResponseTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

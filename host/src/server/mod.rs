@@ -1,0 +1,225 @@
+//! The server: [`Builder`] for its settings, [`Tenant`]s to serve, and
+//! [`Server`], which accepts connections, serves them, and stops gracefully
+//! when its [`Stop`] switches. Tenant code lives here: the model
+//! ([`tenant`]), loading a config file's tenants ([`load`]); reloading is
+//! the binary's (`cmd/reload.rs`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::error::Error;
+use crate::http::{ConnBuilder, Dispatch, GuestTasks};
+use crate::lifecycle::{Ready, ReadyLatch, Stop};
+use crate::metrics::Metrics;
+use crate::net::{self, Listener, Tls};
+use crate::routing::DuplicateRoute;
+
+mod builder;
+mod connection;
+pub mod load;
+mod per_core;
+mod tenant;
+
+pub use builder::{Builder, DEFAULT_TENANT};
+pub use per_core::EVENT_INTERVAL;
+pub use tenant::Tenant;
+
+/// A server of one component, or of tenants routed by host and path. Cheap
+/// to clone: clones are the same server.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dispatch: Arc<Dispatch>,
+    /// Its settings, and what tenants given to [`Server::replace_tenants`]
+    /// are made with.
+    builder: Builder,
+    tasks: GuestTasks,
+    conn: ConnBuilder,
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
+    ready: ReadyLatch,
+}
+
+/// What a server is doing at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// Connections open.
+    pub connections: usize,
+    /// Requests whose guest is still running.
+    pub requests: usize,
+}
+
+impl Server {
+    /// Settings for a new server.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// Resolves with the bound address once the server accepts connections.
+    pub fn ready(&self) -> Ready {
+        self.inner.ready.subscribe()
+    }
+
+    /// Whether the server accepts connections now: ready, and not stopped.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.is_open() && !self.stop().is_switched()
+    }
+
+    /// The switch that stops this server.
+    pub fn stop(&self) -> &Stop {
+        &self.inner.builder.stop
+    }
+
+    /// What this server has counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.builder.metrics
+    }
+
+    /// What the server is doing now.
+    pub fn in_flight(&self) -> InFlight {
+        let max = self.inner.builder.settings.max_connections;
+        InFlight {
+            connections: max - self.inner.connections.available_permits(),
+            requests: self.inner.tasks.len(),
+        }
+    }
+
+    /// Replaces every tenant at once: requests already routed finish with
+    /// the tenants they were routed to, requests routed from now on get the
+    /// new ones. A tenant whose name and `max_concurrent_requests` stay
+    /// keeps its permits, so the requests it is still running count against
+    /// its limits. Nothing changes when two tenants give the same route.
+    pub fn replace_tenants(&self, tenants: Vec<Tenant>) -> Result<(), DuplicateRoute> {
+        let inner = &*self.inner;
+        let before = inner.dispatch.current();
+        let table = tenant::table(&inner.builder, tenants, &inner.tasks, Some(&before))?;
+        inner.dispatch.replace(table);
+        Ok(())
+    }
+
+    /// Binds `addr` and serves plaintext HTTP/1.1 and h2c (HTTP/2 by prior
+    /// knowledge) on it until the stop switch is switched and in-flight
+    /// requests are done.
+    pub async fn serve_clear(&self, addr: SocketAddr) -> Result<(), Error> {
+        let listener = self.bind(addr)?;
+        self.serve(listener, None).await
+    }
+
+    /// Binds `addr` and serves HTTPS on it: HTTP/1.1 and HTTP/2 chosen by
+    /// ALPN.
+    pub async fn serve_tls(&self, addr: SocketAddr, tls: Tls) -> Result<(), Error> {
+        let listener = self.bind(addr)?;
+        self.serve(listener, Some(tls)).await
+    }
+
+    /// Serves on a listener the caller bound: plaintext, or TLS when `tls`
+    /// is given. The listener is closed when serving ends.
+    pub async fn serve_listener(
+        &self,
+        listener: std::net::TcpListener,
+        tls: Option<Tls>,
+    ) -> Result<(), Error> {
+        let listener = Listener::new(listener).map_err(|e| {
+            self.inner.ready.fail();
+            Error::Listener(e)
+        })?;
+        self.serve(listener, tls).await
+    }
+
+    fn bind(&self, addr: SocketAddr) -> Result<Listener, Error> {
+        net::bind(addr, self.inner.builder.settings.backlog, false)
+            .and_then(Listener::new)
+            .map_err(|source| {
+                self.inner.ready.fail();
+                Error::Bind { addr, source }
+            })
+    }
+
+    async fn serve(&self, listener: Listener, tls: Option<Tls>) -> Result<(), Error> {
+        let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
+        let inner = &*self.inner;
+        let addr = listener.local_addr().map_err(Error::Listener)?;
+        inner.ready.open(addr);
+
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = self.stop().switched() => break Ok(()),
+                // At the connection limit, stop accepting: connections wait
+                // in the listen backlog.
+                accepted = async {
+                    let permit = inner.connections.clone().acquire_owned().await;
+                    (permit, listener.accept().await)
+                } => match accepted {
+                    (Ok(permit), Ok(accepted)) => {
+                        let server = self.inner.clone();
+                        let watcher = graceful.watcher();
+                        let acceptor = acceptor.clone();
+                        connections.spawn(async move {
+                            server.connection(accepted, acceptor, watcher).await;
+                            drop(permit);
+                        });
+                    }
+                    (_, Err(error)) => break Err(Error::Listener(error)),
+                    (Err(_closed), _) => unreachable!("the connection semaphore is never closed"),
+                },
+                // Reap finished connections so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        };
+        // New connections are refused from here on.
+        drop(listener);
+        self.drain(graceful, connections).await;
+        result
+    }
+
+    /// Lets connections and guests finish, up to the shutdown timeout, then
+    /// cancels what is left.
+    async fn drain(&self, graceful: GracefulShutdown, mut connections: JoinSet<()>) {
+        let inner = &*self.inner;
+        let timeout = inner.builder.settings.shutdown_timeout;
+        let in_flight = graceful.count();
+        if in_flight > 0 {
+            tracing::info!(
+                connections = in_flight,
+                ?timeout,
+                "waiting for in-flight requests"
+            );
+        }
+        inner.tasks.close();
+        let finished = tokio::time::timeout(timeout, async {
+            // Asks HTTP/1 connections to close after their current response
+            // and sends HTTP/2 GOAWAY, then waits for them to end.
+            graceful.shutdown().await;
+            inner.tasks.wait().await;
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                ?timeout,
+                "shutdown timeout reached: cancelling the requests still running"
+            );
+            inner.tasks.cancel();
+        }
+        // What is left serves no request: connections still in their TLS
+        // handshake or silent (or, past the timeout, cut short).
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        inner.tasks.wait().await;
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}

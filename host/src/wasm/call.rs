@@ -1,0 +1,183 @@
+//! The one interface between the HTTP side and the WebAssembly side:
+//! "serve this request with this tenant's component"
+//! ([`Instances::serve`]), which gives back the guest's answer and its run.
+//!
+//! A [`Strategy`] decides where the instance comes from: [`super::Fresh`]
+//! makes one per request. Whatever the strategy, the HTTP side gets the same
+//! [`Call`]: an [`Answer`] (the response head, once the guest sets it, with
+//! a [`GuestBody`]) and a [`Run`] (the guest's work, to be polled wherever
+//! the HTTP side chooses, until it ends).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::sync::oneshot;
+
+use super::body::{GuestBody, Progress};
+use super::error::GuestError;
+use super::sandbox::Sandbox;
+use crate::error::BoxError;
+use crate::ids::RequestId;
+
+/// A request as a guest is given it.
+pub type GuestRequest = http::Request<RequestBody>;
+
+/// A request body as a guest reads it. An error of type [`BodySizeExceeded`]
+/// reaches the guest as `HTTP-request-body-size`; any other as a protocol
+/// error.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The error a request body ends with when it grows past its limit.
+#[derive(Clone, Copy, Debug, thiserror::Error)]
+#[error("the request body grew past its limit, to {0} bytes")]
+pub struct BodySizeExceeded(pub u64);
+
+/// What the guest is told about a request besides the request itself.
+#[derive(Clone, Copy, Debug)]
+pub struct CallInfo {
+    /// Names the request in the guest's output lines and the host's logs.
+    pub id: RequestId,
+    /// Whether the request came over TLS: the guest sees `https`.
+    pub https: bool,
+}
+
+/// How a tenant's requests get instances of its component.
+pub trait Strategy: Send + Sync + 'static {
+    /// Starts serving `request`: the call is under way once this returns,
+    /// and goes on while its [`Run`] is polled.
+    fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError>;
+}
+
+/// One tenant's instances: a component, the strategy that gives out its
+/// instances, and the sandbox they run in. Cheap to clone.
+#[derive(Clone)]
+pub struct Instances {
+    strategy: Arc<dyn Strategy>,
+    sandbox: Arc<Sandbox>,
+}
+
+impl Instances {
+    pub(crate) fn new(strategy: Arc<dyn Strategy>, sandbox: Arc<Sandbox>) -> Self {
+        Self { strategy, sandbox }
+    }
+
+    /// Serves `request` with an instance of the tenant's component.
+    pub fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError> {
+        self.strategy.serve(request, info)
+    }
+
+    /// What the instances are given and held to.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+impl std::fmt::Debug for Instances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instances")
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A guest call under way: poll [`Call::run`] for the guest to make
+/// progress, and [`Call::answer`] for its response head.
+pub struct Call {
+    /// The guest's response head, once it sets one.
+    pub answer: Answer,
+    /// The guest's work; it ends when the guest does.
+    pub run: Run,
+}
+
+/// The guest's response, once it sets one. Resolves to `None` when the
+/// guest ended without one: its [`Run`]'s result says why.
+pub struct Answer {
+    rx: oneshot::Receiver<Result<http::Response<GuestBody>, GuestError>>,
+}
+
+/// What the strategy's response callback sends the [`Answer`] on.
+pub(crate) type AnswerSender = oneshot::Sender<Result<http::Response<GuestBody>, GuestError>>;
+
+impl Answer {
+    pub(crate) fn channel() -> (AnswerSender, Self) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Self { rx })
+    }
+}
+
+impl Future for Answer {
+    type Output = Option<Result<http::Response<GuestBody>, GuestError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(Result::ok)
+    }
+}
+
+/// A guest's work for one request: instantiating (for a fresh instance),
+/// its `handle`, and writing the response body, under the request deadline.
+/// Dropped (or [`Run::stop`]ped) before it ends, it stops the guest where
+/// it is, and a response body the guest was writing ends in an error.
+pub struct Run {
+    guest: Option<BoxFuture<'static, Ran>>,
+    progress: Arc<Progress>,
+}
+
+/// How a guest's run ended.
+#[derive(Debug)]
+pub struct Ran {
+    /// Whether the guest finished, or why not.
+    pub result: Result<(), GuestError>,
+    /// How long the instance took to make, when this run made one.
+    pub instantiated_in: Option<Duration>,
+}
+
+impl Run {
+    pub(crate) fn new(guest: BoxFuture<'static, Ran>, progress: Arc<Progress>) -> Self {
+        Self {
+            guest: Some(guest),
+            progress,
+        }
+    }
+
+    /// Whether the guest has set its response head.
+    pub fn answered(&self) -> bool {
+        self.progress.has_responded()
+    }
+
+    /// Stops the guest where it is, unless it has ended.
+    pub fn stop(&mut self) {
+        if self.guest.is_some() {
+            // First the failure, then the store: the body must see it.
+            self.progress.fail();
+            self.guest = None;
+        }
+    }
+}
+
+impl Future for Run {
+    type Output = Ran;
+
+    /// # Panics
+    ///
+    /// When polled after it ended or was stopped.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ran> {
+        let guest = self
+            .guest
+            .as_mut()
+            .expect("a guest's run polled after it ended");
+        let ran = std::task::ready!(guest.as_mut().poll(cx));
+        self.guest = None;
+        Poll::Ready(ran)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,135 @@
+//! The first instance strategy: a fresh instance for every request, made
+//! from the pre-instantiated component in a new store (a pooled slot and
+//! copy-on-write memory when the engine has a pool).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+
+use super::body::{GuestBody, Progress};
+use super::call::{
+    Answer, AnswerSender, BodySizeExceeded, Call, CallInfo, GuestRequest, Ran, Run, Strategy,
+};
+use super::ctx::GuestCtx;
+use super::error::GuestError;
+use super::pre::GuestPre;
+use super::sandbox::Sandbox;
+use crate::error::BoxError;
+
+/// One fresh instance per request.
+pub(crate) struct Fresh {
+    pre: GuestPre,
+    sandbox: Arc<Sandbox>,
+}
+
+impl Fresh {
+    pub(crate) fn new(pre: GuestPre, sandbox: Arc<Sandbox>) -> Self {
+        Self { pre, sandbox }
+    }
+}
+
+impl Strategy for Fresh {
+    fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError> {
+        let sandbox = &self.sandbox;
+        let ctx = GuestCtx::new(info.id, sandbox).map_err(|e| GuestError::Preopen(e.into()))?;
+        let mut store = Store::new(self.pre.proxy.engine(), ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+        let deadline = tokio::time::Instant::now() + sandbox.limits.request_timeout;
+
+        let progress = Arc::new(Progress::default());
+        let (tx, answer) = Answer::channel();
+        let scheme = if info.https {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        let (req, out) = {
+            let mut http = store.data_mut().http();
+            let req = http.new_incoming_request(scheme, request.map(|b| b.map_err(body_error)));
+            let out = http.new_response_outparam_from_callback(respond(tx, progress.clone()));
+            match (req, out) {
+                (Ok(req), Ok(out)) => (req, out),
+                (Err(e), _) | (_, Err(e)) => return Err(GuestError::InvalidRequest(e.into())),
+            }
+        };
+
+        let pre = self.pre.clone();
+        let cpu = sandbox.cpu.clone();
+        let recorded = progress.clone();
+        let guest = async move {
+            let mut instantiated_in = None;
+            let run = async {
+                let started = Instant::now();
+                let proxy = pre.proxy.instantiate_async(&mut store).await?;
+                instantiated_in = Some(started.elapsed());
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            let run = match cpu {
+                Some(cpu) => cpu.ration(run).left_future(),
+                None => run.right_future(),
+            };
+            let result = match tokio::time::timeout_at(deadline, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(GuestError::from_wasmtime(error)),
+                Err(_) => Err(GuestError::Timeout),
+            };
+            if result.is_err() {
+                recorded.fail();
+            }
+            // Only now, with the failure recorded, may the store (and with
+            // it the body's sender) go. The guest may outlive its component
+            // (its tenant replaced while it runs): the ticker goes last.
+            drop(store);
+            drop(pre);
+            Ran {
+                result,
+                instantiated_in,
+            }
+        };
+        Ok(Call {
+            answer,
+            run: Run::new(guest.boxed(), progress),
+        })
+    }
+}
+
+/// The response outparam's callback: hands the guest's answer to the
+/// [`Answer`]. The receiver is gone when the client went away.
+fn respond(
+    tx: AnswerSender,
+    progress: Arc<Progress>,
+) -> impl FnOnce(Result<http::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>)
++ Send
++ Sync
++ 'static {
+    move |response| {
+        progress.responded();
+        let answer = match response {
+            Ok(response) => Ok(response.map(|body| GuestBody::p2(body, progress))),
+            Err(code) => Err(GuestError::ErrorCode(code)),
+        };
+        let _ = tx.send(answer);
+    }
+}
+
+/// A request body's error as the guest sees it.
+fn body_error(error: BoxError) -> wasmtime_wasi_http::Error {
+    if let Some(exceeded) = error.downcast_ref::<BodySizeExceeded>() {
+        return wasmtime_wasi_http::Error::HttpRequestBodySize(Some(exceeded.0));
+    }
+    match error.downcast::<hyper::Error>() {
+        Ok(hyper) => (*hyper).into(),
+        Err(_) => wasmtime_wasi_http::Error::HttpProtocolError,
+    }
+}

@@ -1,0 +1,83 @@
+//! What a tenant's instances run with: their limits, what they may reach
+//! (environment, directories, outbound origins), their share of the CPU and
+//! the client their outgoing requests go through.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::cpu::CpuShare;
+use super::limits::InstanceLimits;
+use super::outbound::{Outbound, Upstream};
+
+/// What every instance of one tenant is given and held to.
+#[derive(Clone)]
+pub struct Sandbox {
+    /// Names the tenant in guest output lines and outbound log lines.
+    pub tenant: Arc<str>,
+    /// Time and memory of each instance.
+    pub limits: InstanceLimits,
+    /// Environment, directories and outbound origins.
+    pub access: WasiAccess,
+    /// When set, the tenant's guests run only while they hold one of its
+    /// permits.
+    pub cpu: Option<CpuShare>,
+    /// Where allowed outgoing requests go (`net::Client`).
+    pub upstream: Arc<dyn Upstream>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("tenant", &self.tenant)
+            .field("limits", &self.limits)
+            .field("access", &self.access)
+            .field("cpu", &self.cpu)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a guest may reach beyond its request: nothing by default. The host
+/// environment is never inherited; only what is listed here is given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WasiAccess {
+    /// Environment variables, in order (`wasi:cli/environment`).
+    pub env: Vec<(String, String)>,
+    /// Directories the guest can open (`wasi:filesystem/preopens`).
+    pub dirs: Vec<Preopen>,
+    /// Origins the guest may send HTTP requests to
+    /// (`wasi:http/outgoing-handler`).
+    pub outbound: Outbound,
+}
+
+/// A host directory a guest sees under a name of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Its path in the guest (`/data`, say).
+    pub guest: String,
+    /// Whether the guest may create, write and delete in it.
+    pub writable: bool,
+}
+
+impl Preopen {
+    /// Parses `HOST::GUEST` (wasmtime's syntax); `::GUEST` may be left out
+    /// to use the host path. Checks that the directory exists.
+    pub fn parse(text: &str, writable: bool) -> Result<Self, String> {
+        let (host, guest) = text.split_once("::").unwrap_or((text, text));
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!(
+                "'{text}' is not HOST::GUEST (e.g. ./static::/static)"
+            ));
+        }
+        let host = PathBuf::from(host);
+        if !host.is_dir() {
+            return Err(format!("'{}' is not a directory", host.display()));
+        }
+        Ok(Self {
+            host,
+            guest: guest.to_string(),
+            writable,
+        })
+    }
+}
