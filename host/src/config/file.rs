@@ -578,6 +578,39 @@ routes = ["blog.example.com", "/blog"]
         }
     }
 
+    /// A tenant and `[defaults]` take every limit of `LIMIT_SETTINGS`, and
+    /// `[server]` every setting of `SERVER_SETTINGS`, by its key.
+    #[test]
+    fn every_setting_of_the_tables_is_a_key_of_the_file() {
+        let limits: String = LIMIT_SETTINGS
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} = {}\n",
+                    s.key,
+                    s.show(&TenantLimits::default())
+                        .map_or("1".into(), |v| format!("\"{v}\""))
+                )
+            })
+            .collect();
+        let server: String = SERVER_SETTINGS
+            .iter()
+            .filter_map(|s| {
+                Some(format!(
+                    "{} = \"{}\"\n",
+                    s.key,
+                    s.show(&ServerSettings::default())?
+                ))
+            })
+            .collect();
+        let text = format!(
+            "[server]\n{server}[defaults]\n{limits}[[tenant]]\nname = \"a\"\ncomponent = \"shop.wasm\"\nroutes = [\"/a\"]\n{limits}"
+        );
+        let config = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.server, ServerSettings::default());
+        assert_eq!(config.tenants[0].limits, TenantLimits::default());
+    }
+
     #[test]
     fn an_unreadable_file_is_an_error_naming_it() {
         let error = FileConfig::load(Path::new("/nonexistent/catshost.toml")).unwrap_err();

@@ -1,6 +1,7 @@
 //! The HTTP settings of a server: the versions it speaks (and so the ALPN
 //! list it offers over TLS), its timeouts and the HTTP/1 and HTTP/2
-//! tunables. Plain data: `http::ConnBuilder` turns them into hyper builders.
+//! tunables. Plain data: the HTTP side turns them into hyper's connection
+//! builders.
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -28,7 +28,8 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings of a server, its tenants aside: listener, stop, connections,
-/// HTTP. Plain data; `Builder::settings` turns it into a server.
+/// HTTP. Plain data; the server builder (`catshost::Server::builder`)
+/// takes it whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
     /// How long a stop waits for in-flight requests before cancelling them.

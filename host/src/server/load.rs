@@ -106,29 +106,8 @@ pub fn load(
         bytes_of.push((digest, bytes));
     }
 
-    // Compile what is new, a few at a time (wasmtime also compiles the
-    // functions of each component in parallel).
     let compiled = to_compile.len();
-    let next = Mutex::new(to_compile.into_iter());
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, compiled.max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let job = next.lock().unwrap_or_else(|p| p.into_inner()).next();
-                    let Some((digest, i)) = job else { break };
-                    let tenant = &file.tenants[i];
-                    let name = tenant.component.display().to_string();
-                    let loaded = engine.load_bytes(&name, &bytes_of[i].1);
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((digest, i, loaded));
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut results = compile_all(engine, file, &bytes_of, to_compile, threads);
     // Report the first failing tenant in the file's order.
     results.sort_by_key(|(_, i, _)| *i);
     for (digest, i, loaded) in results {
@@ -158,6 +137,39 @@ pub fn load(
         certs: load_certs(file)?,
         compiled,
     })
+}
+
+/// Compiles the components of `jobs` (a digest and the first tenant that
+/// runs it), a few at a time (wasmtime also compiles the functions of each
+/// component in parallel).
+#[allow(clippy::type_complexity)]
+fn compile_all(
+    engine: &Engine,
+    file: &FileConfig,
+    bytes_of: &[([u8; 32], Vec<u8>)],
+    jobs: Vec<([u8; 32], usize)>,
+    threads: usize,
+) -> Vec<([u8; 32], usize, Result<GuestPre, crate::Error>)> {
+    let workers = threads.clamp(1, jobs.len().max(1));
+    let next = Mutex::new(jobs.into_iter());
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let job = next.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some((digest, i)) = job else { break };
+                    let name = file.tenants[i].component.display().to_string();
+                    let loaded = engine.load_bytes(&name, &bytes_of[i].1);
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((digest, i, loaded));
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 fn load_certs(file: &FileConfig) -> Result<Option<Certs>, LoadError> {
