@@ -30,7 +30,7 @@ async fn the_built_in_demo_reports_method_path_and_protocol() {
         )
     );
     let mut h2 = Client::connect(server.addr, Version::HTTP_2).await;
-    let answer = h2.request(server.addr, "POST", "/submit", b"data").await;
+    let answer = h2.request("POST", "/submit", b"data").await;
     assert_eq!(answer.version, Version::HTTP_2);
     assert_eq!(
         answer.body,

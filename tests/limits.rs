@@ -34,8 +34,8 @@ enum Outcome {
     Cut,
 }
 
-async fn outcome(client: &mut Client, addr: std::net::SocketAddr, path: &str) -> Outcome {
-    match client.send(addr, "GET", path, b"").await {
+async fn outcome(client: &mut Client, path: &str) -> Outcome {
+    match client.send("GET", path, b"").await {
         Err(_) => Outcome::Cut,
         Ok(response) => {
             let status = response.status();
@@ -83,7 +83,7 @@ async fn every_fault_gets_its_status_and_the_server_goes_on() {
         for (path, want) in &table {
             // A fresh connection each: an HTTP/1 fault may close its own.
             let mut client = Client::connect(server.addr, version).await;
-            let got = outcome(&mut client, server.addr, path).await;
+            let got = outcome(&mut client, path).await;
             assert_eq!(&got, want, "{version:?} {path}");
         }
     }
@@ -117,7 +117,7 @@ async fn requests_past_the_concurrency_limit_get_503_with_retry_after() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut client = Client::connect(server.addr, Version::HTTP_11).await;
-        let response = client.send(server.addr, "GET", "/300", b"").await.unwrap();
+        let response = client.send("GET", "/300", b"").await.unwrap();
         held.push((client, response));
     }
     assert_eq!(server.server.in_flight().requests, 2);
@@ -143,10 +143,7 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
     let server = TestServer::fixture("slow").await;
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let response = client
-            .send(server.addr, "GET", "/60000", b"")
-            .await
-            .unwrap();
+        let response = client.send("GET", "/60000", b"").await.unwrap();
         let mut body = response.into_body();
         assert_eq!(
             body.frame().await.unwrap().unwrap().into_data().unwrap(),
@@ -182,15 +179,13 @@ async fn a_declared_body_over_the_limit_gets_413_before_the_guest_runs() {
     let big = vec![b'x'; (1 << 20) + 1];
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let answer = client.request(server.addr, "POST", "/consume", &big).await;
+        let answer = client.request("POST", "/consume", &big).await;
         assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{version:?}");
         let answer = get(server.addr, version, "/ok").await;
         assert_eq!(answer.status, StatusCode::OK);
         // Just under the limit is fine.
         let mut client = Client::connect(server.addr, version).await;
-        let answer = client
-            .request(server.addr, "POST", "/consume", &big[1..])
-            .await;
+        let answer = client.request("POST", "/consume", &big[1..]).await;
         assert_eq!(answer.status, StatusCode::OK, "{version:?}");
     }
     server.stop().await;
@@ -379,10 +374,7 @@ async fn connections_over_the_cap_wait_until_one_closes() {
     builder.max_connections(1);
     let server = TestServer::start(&fixture("hello"), &builder).await;
     let mut first = Client::connect(server.addr, Version::HTTP_11).await;
-    assert_eq!(
-        first.request(server.addr, "GET", "/", b"").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(first.request("GET", "/", b"").await.status, StatusCode::OK);
     assert_eq!(server.server.in_flight().connections, 1);
 
     // The second connection is made (the kernel's backlog takes it) but not
@@ -435,7 +427,7 @@ async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut client = Client::connect(addr, Version::HTTP_11).await;
-        let response = client.send(addr, "GET", "/300", b"").await.unwrap();
+        let response = client.send("GET", "/300", b"").await.unwrap();
         held.push((client, response));
     }
     let answer = get(addr, Version::HTTP_11, "/1").await;

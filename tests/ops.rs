@@ -81,9 +81,7 @@ async fn every_request_gets_one_json_access_line_with_every_field() {
         fixture_file("echo").to_str().unwrap(),
     ]);
     let mut h1 = Client::connect(server.addr, Version::HTTP_11).await;
-    let echoed = h1
-        .request(server.addr, "POST", "/upload?token=secret", b"hello")
-        .await;
+    let echoed = h1.request("POST", "/upload?token=secret", b"hello").await;
     assert_eq!(echoed.body, "hello");
     let answer = get(server.addr, Version::HTTP_2, "/two").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -262,10 +260,10 @@ async fn admin_endpoints_serve_health_readiness_and_metrics_that_move() {
 
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
     for _ in 0..3 {
-        let answer = client.request(server.addr, "GET", "/ok", b"").await;
+        let answer = client.request("GET", "/ok", b"").await;
         assert_eq!(answer.status, StatusCode::OK);
     }
-    let answer = client.request(server.addr, "GET", "/trap", b"").await;
+    let answer = client.request("GET", "/trap", b"").await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
 
     // A request is counted once its response has ended: just after the
@@ -310,7 +308,7 @@ async fn readyz_turns_503_while_stopping_and_healthz_stays_up() {
     let admin = admin_addr(&server);
     // A request that takes five seconds keeps the server draining.
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
-    let response = client.send(server.addr, "GET", "/5000", b"").await.unwrap();
+    let response = client.send("GET", "/5000", b"").await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let metrics = get(admin, Version::HTTP_11, "/metrics").await.body;
     assert_eq!(
@@ -416,7 +414,7 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     let server = TestServer::start(&fixture("slow"), &builder).await;
     let mut busy = Client::connect(server.addr, Version::HTTP_11).await;
     // Held for 10 s: far longer than the next request takes to be refused.
-    let held = busy.send(server.addr, "GET", "/10000", b"").await.unwrap();
+    let held = busy.send("GET", "/10000", b"").await.unwrap();
     let refused = get(server.addr, Version::HTTP_11, "/").await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     drop(held);

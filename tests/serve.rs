@@ -63,7 +63,7 @@ async fn every_request_gets_a_fresh_instance() {
         // Several requests on one connection: still a new instance each.
         let mut client = Client::connect(server.addr, version).await;
         for _ in 0..5 {
-            let answer = client.request(server.addr, "GET", "/", b"").await;
+            let answer = client.request("GET", "/", b"").await;
             assert_eq!(answer.body, "count: 1\n", "{version:?}");
         }
     }
@@ -113,7 +113,7 @@ async fn a_trapping_guest_gets_500_and_the_server_goes_on() {
     let server = TestServer::fixture("trap").await;
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let answer = client.request(server.addr, "GET", "/boom", b"").await;
+        let answer = client.request("GET", "/boom", b"").await;
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
             answer.body.starts_with("500 Internal Server Error"),
@@ -122,7 +122,7 @@ async fn a_trapping_guest_gets_500_and_the_server_goes_on() {
         );
         assert_eq!(answer.headers["content-type"], "text/plain; charset=utf-8");
         // The same connection, then a new one, still work.
-        let answer = client.request(server.addr, "GET", "/ok", b"").await;
+        let answer = client.request("GET", "/ok", b"").await;
         assert_eq!(
             (answer.status, answer.body.as_str()),
             (StatusCode::OK, "ok\n")
@@ -144,7 +144,7 @@ async fn a_guest_that_traps_mid_body_cuts_the_response_instead_of_ending_it() {
         // HTTP/1: the connection closes without the last chunk; HTTP/2: the
         // stream is reset. Either way the client sees an error, not an end
         // (on the head already, when the trap came before hyper flushed it).
-        if let Ok(response) = client.send(server.addr, "GET", "/partial", b"").await {
+        if let Ok(response) = client.send("GET", "/partial", b"").await {
             assert_eq!(response.status(), StatusCode::OK);
             let body = response.into_body().collect().await;
             assert!(body.is_err(), "{version:?}: a cut body looked complete");
@@ -164,14 +164,14 @@ async fn a_guest_that_sets_no_response_gets_500_and_the_server_goes_on() {
     let server = TestServer::fixture("no-response").await;
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let answer = client.request(server.addr, "GET", "/nothing", b"").await;
+        let answer = client.request("GET", "/nothing", b"").await;
         assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(
             answer.body.starts_with("500 Internal Server Error"),
             "{}",
             answer.body
         );
-        let answer = client.request(server.addr, "GET", "/ok", b"").await;
+        let answer = client.request("GET", "/ok", b"").await;
         assert_eq!(
             (answer.status, answer.body.as_str()),
             (StatusCode::OK, "ok\n")
@@ -186,7 +186,7 @@ async fn echo_streams_bodies_back() {
     let body: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|i| (i % 251) as u8).collect();
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let response = client.send(server.addr, "POST", "/", &body).await.unwrap();
+        let response = client.send("POST", "/", &body).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let echoed = response.into_body().collect().await.unwrap().to_bytes();
         assert!(
@@ -196,7 +196,7 @@ async fn echo_streams_bodies_back() {
             body.len()
         );
         // An empty body echoes as an empty body.
-        let answer = client.request(server.addr, "POST", "/", b"").await;
+        let answer = client.request("POST", "/", b"").await;
         assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, ""));
     }
     server.stop().await;
@@ -208,7 +208,7 @@ async fn a_stop_lets_in_flight_requests_finish_and_refuses_new_connections() {
         let server = TestServer::fixture("slow").await;
         let addr = server.addr;
         let mut client = Client::connect(addr, version).await;
-        let response = client.send(addr, "GET", "/700", b"").await.unwrap();
+        let response = client.send("GET", "/700", b"").await.unwrap();
         let mut body = response.into_body();
         // The guest has answered and is sleeping: the request is in flight.
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -241,10 +241,7 @@ async fn the_shutdown_timeout_cancels_requests_still_running() {
     let server = TestServer::start(&fixture("slow"), &builder).await;
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
     // Sleeps a minute: only the cancellation can end it.
-    let response = client
-        .send(server.addr, "GET", "/60000", b"")
-        .await
-        .unwrap();
+    let response = client.send("GET", "/60000", b"").await.unwrap();
     let mut body = response.into_body();
     assert_eq!(
         body.frame().await.unwrap().unwrap().into_data().unwrap(),

@@ -1,9 +1,11 @@
 //! What the end-to-end tests share: fixture components built from
 //! `tests/fixtures/*.wat`, an in-process [`TestServer`], a running
-//! `catshost` binary ([`Process`]), and small HTTP clients.
+//! `catshost` binary ([`Process`]), and the HTTP client of the tests
+//! ([`Client`]).
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// The component built from `tests/fixtures/NAME.wat`.
@@ -140,13 +145,25 @@ impl TestServer {
     }
 }
 
-/// An HTTP/1.1 or HTTP/2 (prior knowledge) connection to `addr`.
-pub enum Client {
-    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+/// The body of every request a [`Client`] sends: bytes, or a stream.
+pub type RequestBody = BoxBody<Bytes, Infallible>;
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<RequestBody>),
+    H2(hyper::client::conn::http2::SendRequest<RequestBody>),
+}
+
+/// The HTTP client of the tests: one HTTP/1.1 or HTTP/2 connection (prior
+/// knowledge on TCP, or over a TLS stream) whose requests all go to one
+/// authority (the `Host` header on HTTP/1, `:authority` on HTTP/2).
+pub struct Client {
+    sender: Sender,
+    scheme: &'static str,
+    authority: String,
 }
 
 /// A response with its body read whole.
+#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub version: Version,
@@ -155,70 +172,131 @@ pub struct Answer {
 }
 
 impl Client {
+    /// A connection to `addr`; requests name `addr` as their authority.
     pub async fn connect(addr: SocketAddr, version: Version) -> Self {
-        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-        if version == Version::HTTP_2 {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self::over(tcp, version, "http", &addr.to_string()).await
+    }
+
+    /// A connection of `version` over `io` (a TCP or TLS stream) whose
+    /// requests go to `scheme://authority`.
+    pub async fn over<T>(io: T, version: Version, scheme: &'static str, authority: &str) -> Self
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let io = TokioIo::new(io);
+        let sender = if version == Version::HTTP_2 {
             let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            Client::H2(send)
+            Sender::H2(send)
         } else {
             let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
             tokio::spawn(conn);
-            Client::H1(send)
+            Sender::H1(send)
+        };
+        Self {
+            sender,
+            scheme,
+            authority: authority.to_string(),
         }
+    }
+
+    /// The same connection, its requests addressed to `authority` (a host
+    /// to route by, say) instead.
+    pub fn with_authority(mut self, authority: &str) -> Self {
+        self.authority = authority.to_string();
+        self
     }
 
     /// Sends a request with `body` to `path` and returns the response head.
     pub async fn send(
         &mut self,
-        addr: SocketAddr,
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> hyper::Result<Response<hyper::body::Incoming>> {
-        let req = Request::builder().method(method);
-        match self {
-            Client::H1(send) => {
-                let req = req
+    ) -> hyper::Result<Response<Incoming>> {
+        self.send_body(method, path, Full::new(Bytes::copy_from_slice(body)))
+            .await
+    }
+
+    /// Sends a request with `body` (of a known length or streamed, as its
+    /// size hint says) to `path` and returns the response head.
+    pub async fn send_body<B>(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: B,
+    ) -> hyper::Result<Response<Incoming>>
+    where
+        B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
+        let request = Request::builder().method(method);
+        let body = body.boxed();
+        match &mut self.sender {
+            Sender::H1(send) => {
+                let request = request
                     .uri(path)
-                    .header(http::header::HOST, addr.to_string())
-                    .body(Full::new(Bytes::copy_from_slice(body)))
+                    .header(http::header::HOST, &self.authority)
+                    .body(body)
                     .unwrap();
                 send.ready().await?;
-                send.send_request(req).await
+                send.send_request(request).await
             }
-            Client::H2(send) => {
-                let req = req
-                    .uri(format!("http://{addr}{path}"))
+            Sender::H2(send) => {
+                let request = request
+                    .uri(format!("{}://{}{path}", self.scheme, self.authority))
                     .version(Version::HTTP_2)
-                    .body(Full::new(Bytes::copy_from_slice(body)))
+                    .body(body)
                     .unwrap();
                 send.ready().await?;
-                send.send_request(req).await
+                send.send_request(request).await
             }
         }
     }
 
-    /// Sends a request and reads the whole response.
-    pub async fn request(
+    /// Sends a request and reads the whole response, or fails where hyper
+    /// does.
+    pub async fn try_request(
         &mut self,
-        addr: SocketAddr,
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> Answer {
-        let response = self.send(addr, method, path, body).await.unwrap();
+    ) -> hyper::Result<Answer> {
+        let response = self.send(method, path, body).await?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        Answer {
+        let body = body.collect().await?.to_bytes();
+        Ok(Answer {
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        })
     }
+
+    /// Sends a request and reads the whole response.
+    pub async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Answer {
+        self.try_request(method, path, body).await.unwrap()
+    }
+}
+
+/// GET `path` on a new connection of `version`.
+pub async fn get(addr: SocketAddr, version: Version, path: &str) -> Answer {
+    Client::connect(addr, version)
+        .await
+        .request("GET", path, b"")
+        .await
+}
+
+/// GET `path` on a new connection of `version`, with `host` as the `Host`
+/// header (HTTP/1.1) or the authority (HTTP/2).
+pub async fn get_host(addr: SocketAddr, version: Version, host: &str, path: &str) -> Answer {
+    Client::connect(addr, version)
+        .await
+        .with_authority(host)
+        .request("GET", path, b"")
+        .await
 }
 
 /// Reads from `tcp` until the server closes it; `false` if it is still open
@@ -236,14 +314,6 @@ pub async fn closed_within(tcp: &mut TcpStream, timeout: Duration) -> bool {
     })
     .await
     .is_ok()
-}
-
-/// GET `path` on a new connection of `version`.
-pub async fn get(addr: SocketAddr, version: Version, path: &str) -> Answer {
-    Client::connect(addr, version)
-        .await
-        .request(addr, "GET", path, b"")
-        .await
 }
 
 /// The `catshost` binary, running.
