@@ -10,14 +10,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use catshost::http::HttpVersions;
-use http::{Request, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{StatusCode, Version};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Process, TestServer, catshost, temp_file};
+use support::{Client, Process, TestServer, catshost, temp_file};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -94,29 +91,17 @@ async fn connect(
 /// GET / over `stream` with the protocol ALPN chose (HTTP/1.1 without one,
 /// unless `h2` is forced); returns the response version and body.
 async fn get(stream: tokio_rustls::client::TlsStream<TcpStream>, h2: bool) -> (Version, String) {
-    let io = TokioIo::new(stream);
-    let response = if h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let request = Request::get("https://localhost/tls")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        send.send_request(request).await.unwrap()
+    let version = if h2 {
+        Version::HTTP_2
     } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let request = Request::get("/tls")
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        send.send_request(request).await.unwrap()
+        Version::HTTP_11
     };
-    assert_eq!(response.status(), StatusCode::OK);
-    let version = response.version();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (version, String::from_utf8_lossy(&body).into_owned())
+    let answer = Client::over(stream, version, "https", "localhost")
+        .await
+        .request("GET", "/tls", b"")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    (answer.version, answer.body)
 }
 
 #[tokio::test]
