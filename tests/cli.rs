@@ -11,10 +11,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use hyper_util::rt::TokioIo;
 use support::{Client, Process, catshost, fixture_file, get, temp_file};
 
 #[tokio::test]
@@ -156,17 +155,12 @@ async fn a_100_mib_upload_is_echoed_back_without_buffering_it() {
     );
     let before = server.status_kib("VmHWM:");
 
-    let io = TokioIo::new(tokio::net::TcpStream::connect(server.addr).await.unwrap());
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    tokio::spawn(conn);
-    let request = Request::post("/")
-        .header("host", "test")
-        .body(Pattern {
-            sent: 0,
-            remaining: SIZE,
-        })
-        .unwrap();
-    let response = send.send_request(request).await.unwrap();
+    let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+    let body = Pattern {
+        sent: 0,
+        remaining: SIZE,
+    };
+    let response = client.send_body("POST", "/", body).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut received = 0u64;

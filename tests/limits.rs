@@ -6,10 +6,9 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::{Client, TestServer, closed_within, fixture, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -203,25 +202,10 @@ async fn send_streamed(
         .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 4096]))))
         .collect();
     let body = StreamBody::new(futures_util::stream::iter(chunks));
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let response = if version == Version::HTTP_2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let request = Request::post(format!("http://{addr}{path}"))
-            .body(body)
-            .unwrap();
-        send.send_request(request).await
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let request = Request::post(path)
-            .header("host", "test")
-            .body(body)
-            .unwrap();
-        send.send_request(request).await
-    };
+    let response = Client::connect(addr, version)
+        .await
+        .send_body("POST", path, body)
+        .await;
     match response {
         Ok(response) => response.status(),
         // The server may answer and close before the upload is done.
