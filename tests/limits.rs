@@ -9,9 +9,7 @@ use bytes::Bytes;
 use http::{StatusCode, Version};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use support::{Client, TestServer, closed_within, fixture, get};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{Client, Raw, TestServer, fixture, get};
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
 
@@ -159,10 +157,7 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_timeout() {
     let server = faults_server().await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
+    let tcp = Raw::send(server.addr, b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n").await;
     // Never read: the socket buffers fill and the guest can write no more,
     // but its 500 ms request timeout runs all the same.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -237,27 +232,19 @@ async fn request_heads_over_the_limit_get_431() {
     let mut builder = catshost::Server::builder();
     builder.max_header_size(16 << 10);
     let server = TestServer::start(&fixture("hello"), &builder).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     let big = "a".repeat(32 << 10);
-    tcp.write_all(format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {big}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    let _ = tcp.read_to_end(&mut received).await;
-    let text = String::from_utf8_lossy(&received);
+    let head = format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {big}\r\n\r\n");
+    let mut tcp = Raw::send(server.addr, head.as_bytes()).await;
+    let _ = tcp.read_to_end().await;
+    let text = tcp.text();
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     // A head under the limit is served.
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     let small = "a".repeat(8 << 10);
-    tcp.write_all(
-        format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {small}\r\nconnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut received = Vec::new();
-    tcp.read_to_end(&mut received).await.unwrap();
-    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    let head =
+        format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {small}\r\nconnection: close\r\n\r\n");
+    let mut tcp = Raw::send(server.addr, head.as_bytes()).await;
+    let received = tcp.read_to_end().await.unwrap();
+    assert!(received.starts_with("HTTP/1.1 200"));
     server.stop().await;
 }
 
@@ -268,16 +255,12 @@ async fn slow_and_silent_clients_are_cut_off_at_the_header_read_timeout() {
     let server = TestServer::start(&fixture("hello"), &builder).await;
     // A client that says nothing, one that dribbles a head, and an idle
     // keep-alive connection after one request.
-    let silent = TcpStream::connect(server.addr).await.unwrap();
-    let mut dribbling = TcpStream::connect(server.addr).await.unwrap();
-    dribbling.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
-    let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
+    let silent = Raw::connect(server.addr).await;
+    let dribbling = Raw::send(server.addr, b"GET / HTTP/1.1\r\nho").await;
+    let idle = Raw::send(server.addr, b"GET / HTTP/1.1\r\nhost: test\r\n\r\n").await;
     for (name, mut tcp) in [("silent", silent), ("dribbling", dribbling), ("idle", idle)] {
         assert!(
-            closed_within(&mut tcp, Duration::from_secs(10)).await,
+            tcp.closed_within(Duration::from_secs(10)).await,
             "the {name} connection was not closed"
         );
     }
@@ -363,27 +346,20 @@ async fn connections_over_the_cap_wait_until_one_closes() {
 
     // The second connection is made (the kernel's backlog takes it) but not
     // served while the first is open.
-    let mut second = TcpStream::connect(server.addr).await.unwrap();
-    second
-        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let waited =
-        tokio::time::timeout(Duration::from_millis(300), second.read_to_end(&mut buf)).await;
-    assert!(
-        waited.is_err(),
-        "served over the cap: {}",
-        String::from_utf8_lossy(&buf)
-    );
+    let mut second = tokio::spawn(get(server.addr, Version::HTTP_11, "/"));
+    let waited = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+    assert!(waited.is_err(), "served over the cap: {waited:?}");
     assert_eq!(server.server.in_flight().connections, 1);
 
     drop(first);
-    tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut buf))
+    let answer = tokio::time::timeout(Duration::from_secs(10), second)
         .await
         .expect("the waiting connection was not served once the first closed")
         .unwrap();
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(
+        (answer.version, answer.status),
+        (Version::HTTP_11, StatusCode::OK)
+    );
     server.stop().await;
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode, Version};
 use serde_json::Value;
-use support::{Client, Process, TestServer, catshost, fixture, fixture_file, get};
+use support::{Client, Process, Raw, TestServer, catshost, fixture, fixture_file, get};
 
 /// The JSON log events on `process`'s stderr with `target`.
 fn events(process: &Process, target: &str) -> Vec<Value> {
@@ -430,11 +430,8 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     let runtime = catshost::Runtime::new().unwrap();
     let handler = runtime.load_bytes("hello", &fixture("hello")).unwrap();
     let server = TestServer::serve(catshost::Server::builder().build(handler), Some(tls)).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(support::closed_within(&mut tcp, Duration::from_secs(5)).await);
+    let mut tcp = Raw::send(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(tcp.closed_within(Duration::from_secs(5)).await);
     let failed = r#"catshost_tls_handshake_failures_total{reason="error"}"#;
     wait_for_sample(&server.server, failed, 1.0).await;
     server.stop().await;

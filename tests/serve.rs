@@ -8,8 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
-use support::{Client, TestServer, fixture, get, temp_file};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{Client, Raw, TestServer, fixture, get, raw_status, temp_file};
 use tokio::net::TcpStream;
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
@@ -73,39 +72,18 @@ async fn every_request_gets_a_fresh_instance() {
 #[tokio::test]
 async fn http1_pipelined_requests_are_answered_in_order() {
     let server = TestServer::fixture("slow").await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     // Three requests in one write: the second sleeps longest, yet the
     // answers must come back in request order.
     let mut requests = String::new();
     for ms in [10, 200, 20] {
         requests.push_str(&format!("GET /{ms} HTTP/1.1\r\nhost: test\r\n\r\n"));
     }
-    tcp.write_all(requests.as_bytes()).await.unwrap();
-    let mut received = Vec::new();
-    let mut buf = [0; 4096];
-    while count(&received, b"0\r\n\r\n") < 3 {
-        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
-            .await
-            .expect("pipelined responses did not arrive")
-            .unwrap();
-        assert!(
-            n > 0,
-            "connection closed early: {}",
-            String::from_utf8_lossy(&received)
-        );
-        received.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&received);
+    let mut tcp = Raw::send(server.addr, requests.as_bytes()).await;
+    // Each chunked response ends with the last chunk.
+    let text = tcp.read_until("0\r\n\r\n", 3).await;
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3, "{text}");
     assert_eq!(text.matches("finished").count(), 3, "{text}");
     server.stop().await;
-}
-
-fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .filter(|w| *w == needle)
-        .count()
 }
 
 #[tokio::test]
@@ -309,11 +287,7 @@ async fn an_error_handler_replaces_the_host_responses() {
 #[tokio::test]
 async fn a_request_without_a_host_is_refused_with_400() {
     let server = TestServer::fixture("hello").await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-    let mut buf = vec![0; 1024];
-    let n = tcp.read(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]);
+    let text = raw_status(server.addr, "GET / HTTP/1.1\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.1 400 Bad Request"), "{text}");
     server.stop().await;
 }

@@ -19,7 +19,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use support::{
-    Client, Process, TestServer, built, catshost, fixture, get_host, inherited_listener, temp_file,
+    Client, Process, TestServer, built, catshost, fixture, get_host, inherited_listener,
+    raw_status, temp_file,
 };
 use tokio::net::TcpStream;
 
@@ -103,22 +104,6 @@ async fn a_request_no_route_matches_gets_404_and_a_bad_replacement_changes_nothi
     let faults = get_host(server.addr, Version::HTTP_11, "hello.test", "/ok").await;
     assert_eq!(faults.body, "ok\n");
     server.stop().await;
-}
-
-/// Sends `head` (a raw HTTP/1.1 request head) and returns the status line.
-async fn raw_status(addr: SocketAddr, head: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let mut buf = [0; 1024];
-    while !response.windows(2).any(|w| w == b"\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed without a response");
-        response.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&response);
-    text.lines().next().unwrap().to_string()
 }
 
 #[tokio::test]

@@ -14,8 +14,7 @@ use catshost::http::HttpVersions;
 use http::{StatusCode, Version};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Client, Process, TestServer, catshost, temp_file};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{Client, Process, Raw, TestServer, catshost, temp_file};
 use tokio::net::TcpStream;
 
 /// A certificate for localhost and 127.0.0.1: (cert PEM, key PEM).
@@ -174,9 +173,9 @@ async fn half_open_handshakes_do_not_hold_up_good_clients() {
     // send the start of a ClientHello.
     let mut stalled = Vec::new();
     for i in 0..200 {
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut tcp = Raw::connect(server.addr).await;
         if i % 2 == 0 {
-            tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            tcp.write(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
                 .await
                 .unwrap();
         }
@@ -191,7 +190,7 @@ async fn half_open_handshakes_do_not_hold_up_good_clients() {
     // The stalled ones are closed at the handshake timeout.
     for mut tcp in stalled {
         assert!(
-            support::closed_within(&mut tcp, Duration::from_secs(20)).await,
+            tcp.closed_within(Duration::from_secs(20)).await,
             "a stalled handshake was not closed"
         );
     }
@@ -206,13 +205,11 @@ async fn garbage_and_plaintext_on_the_tls_port_are_closed() {
         &[0u8; 512][..],
         b"\x16\x03\x01\xff\xff garbage",
     ] {
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-        let _ = tcp.write_all(junk).await;
-        let mut received = Vec::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut received)).await;
-        assert!(read.is_ok(), "the connection was not closed");
-        assert!(!String::from_utf8_lossy(&received).contains("HTTP/1.1 200"));
+        let mut tcp = Raw::connect(server.addr).await;
+        let _ = tcp.write(junk).await;
+        let closed = tcp.closed_within(Duration::from_secs(20)).await;
+        assert!(closed, "the connection was not closed");
+        assert!(!tcp.text().contains("HTTP/1.1 200"));
     }
     // The server goes on.
     let stream = connect(server.addr, &server.cert, &["http/1.1"])

@@ -1,7 +1,7 @@
 //! What the end-to-end tests share: fixture components built from
 //! `tests/fixtures/*.wat`, an in-process [`TestServer`], a running
-//! `catshost` binary ([`Process`]), and the HTTP client of the tests
-//! ([`Client`]).
+//! `catshost` binary ([`Process`]), the HTTP client of the tests
+//! ([`Client`]) and a raw TCP one for what no HTTP client sends ([`Raw`]).
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
@@ -19,7 +19,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The component built from `tests/fixtures/NAME.wat`.
@@ -299,21 +299,86 @@ pub async fn get_host(addr: SocketAddr, version: Version, host: &str, path: &str
         .await
 }
 
-/// Reads from `tcp` until the server closes it; `false` if it is still open
-/// after `timeout`.
-pub async fn closed_within(tcp: &mut TcpStream, timeout: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0; 1024];
-    tokio::time::timeout(timeout, async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+/// How long [`Raw`] waits for what it reads.
+const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP connection written and read by hand, for what no HTTP client sends
+/// or does: malformed or oversized heads, bytes that are not HTTP,
+/// pipelined requests, a client that stops reading, and checks of the bytes
+/// on the wire.
+pub struct Raw {
+    tcp: TcpStream,
+    received: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+            received: Vec::new(),
         }
-    })
-    .await
-    .is_ok()
+    }
+
+    /// Connects and writes `bytes`.
+    pub async fn send(addr: SocketAddr, bytes: &[u8]) -> Self {
+        let mut raw = Self::connect(addr).await;
+        raw.write(bytes).await.unwrap();
+        raw
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tcp.write_all(bytes).await
+    }
+
+    /// Everything received so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received).into_owned()
+    }
+
+    /// Reads until what was received holds `needle` `count` times, and
+    /// returns it; panics if the connection ends first or that takes 10 s.
+    pub async fn read_until(&mut self, needle: &str, count: usize) -> String {
+        let read = tokio::time::timeout(RAW_TIMEOUT, async {
+            let mut buf = [0; 4096];
+            while self.text().matches(needle).count() < count {
+                let n = self.tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed early: {}", self.text());
+                self.received.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(
+            read.is_ok(),
+            "{count} times {needle:?} did not arrive: {}",
+            self.text()
+        );
+        self.text()
+    }
+
+    /// Reads until the server closes the connection and returns what it
+    /// sent, or the read's error (what came before it is in
+    /// [`Raw::text`]); panics if it is still open after 10 s.
+    pub async fn read_to_end(&mut self) -> std::io::Result<String> {
+        let read = tokio::time::timeout(RAW_TIMEOUT, self.tcp.read_to_end(&mut self.received))
+            .await
+            .unwrap_or_else(|_| panic!("the connection is still open: {}", self.text()));
+        read.map(|_| self.text())
+    }
+
+    /// Reads until the server closes the connection (or it fails); `false`
+    /// if it is still open after `timeout`.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.tcp.read_to_end(&mut self.received))
+            .await
+            .is_ok()
+    }
+}
+
+/// Sends `head` (a raw HTTP/1.1 request head) and returns the status line.
+pub async fn raw_status(addr: SocketAddr, head: &str) -> String {
+    let mut raw = Raw::send(addr, head.as_bytes()).await;
+    let text = raw.read_until("\r\n", 1).await;
+    text.lines().next().unwrap().to_string()
 }
 
 /// The `catshost` binary, running.
