@@ -157,10 +157,13 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_timeout() {
     let server = faults_server().await;
-    let tcp = Raw::send(server.addr, b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n").await;
-    // Never read: the socket buffers fill and the guest can write no more,
-    // but its 500 ms request timeout runs all the same.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tcp = Raw::send(server.addr, b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n").await;
+    // Once the head has come the guest is running, writing its body as fast
+    // as it is taken. From then on the client reads nothing: the socket
+    // buffers fill and the guest can write no more, but its 500 ms request
+    // timeout runs all the same.
+    let head = tcp.read_until("\r\n\r\n", 1).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(server.server.in_flight().requests, 1);
     server.wait_idle().await;
     drop(tcp);
