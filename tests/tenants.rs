@@ -6,8 +6,8 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -494,33 +494,62 @@ routes = ["closed.test"]
     }
 }
 
-/// Sends GET / with Host `host` over `connections` keep-alive connections
-/// until `stop` is set; counts answers by body, and failures.
-async fn load(
-    addr: SocketAddr,
-    host: &'static str,
-    connections: usize,
-    stop: Arc<AtomicBool>,
-) -> (u64, u64, String) {
-    let failures = Arc::new(AtomicU64::new(0));
-    let ok = Arc::new(AtomicU64::new(0));
-    let last = Arc::new(std::sync::Mutex::new(String::new()));
+/// What the first component of the SIGHUP test answers, and how the new
+/// one's answers start.
+const OLD_ANSWER: &str = "hello from wasm\n";
+const NEW_ANSWER: &str = "catshost demo";
+
+/// What a [`load`] got so far.
+#[derive(Default)]
+struct Tally {
+    /// Answers from the first component, and from the new one.
+    old: AtomicU64,
+    new: AtomicU64,
+    /// Answers from the first component on a connection that already had
+    /// one from the new.
+    old_after_new: AtomicU64,
+    /// Anything else: an error, another status or body.
+    failures: Mutex<Vec<String>>,
+    /// The body of the last answer.
+    last: Mutex<String>,
+    /// Asks the load to stop.
+    stop: AtomicBool,
+}
+
+/// Sends GET / with Host `host` over `connections` keep-alive connections,
+/// counting answers in `tally`. A connection stops at its first failure, or
+/// once `tally.stop` is set and it has had an answer from the new component.
+async fn load(addr: SocketAddr, host: &'static str, connections: usize, tally: Arc<Tally>) {
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (stop, failures, ok, last) = (stop.clone(), failures.clone(), ok.clone(), last.clone());
+        let tally = tally.clone();
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(addr, Version::HTTP_11)
                 .await
                 .with_authority(host);
-            while !stop.load(Ordering::Relaxed) {
-                let answer = client.try_request("GET", "/", b"").await;
-                match answer {
-                    Ok(answer) if answer.status == StatusCode::OK => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        *last.lock().unwrap() = answer.body;
+            let mut had_new = false;
+            while !(had_new && tally.stop.load(Ordering::Relaxed)) {
+                match client.try_request("GET", "/", b"").await {
+                    Ok(answer) if answer.status == StatusCode::OK && answer.body == OLD_ANSWER => {
+                        let count = if had_new {
+                            &tally.old_after_new
+                        } else {
+                            &tally.old
+                        };
+                        count.fetch_add(1, Ordering::Relaxed);
+                        *tally.last.lock().unwrap() = answer.body;
                     }
-                    _ => {
-                        failures.fetch_add(1, Ordering::Relaxed);
+                    Ok(answer)
+                        if answer.status == StatusCode::OK
+                            && answer.body.starts_with(NEW_ANSWER) =>
+                    {
+                        had_new = true;
+                        tally.new.fetch_add(1, Ordering::Relaxed);
+                        *tally.last.lock().unwrap() = answer.body;
+                    }
+                    other => {
+                        tally.failures.lock().unwrap().push(format!("{other:?}"));
+                        return;
                     }
                 }
             }
@@ -529,12 +558,15 @@ async fn load(
     for task in tasks {
         task.await.unwrap();
     }
-    let last = last.lock().unwrap().clone();
-    (
-        ok.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed),
-        last,
-    )
+}
+
+/// Waits until `done`, checking every 10 ms; panics after 60 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited in vain for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn wait_for(server: &Process, message: &str, after: usize) -> Value {
@@ -569,9 +601,14 @@ async fn sighup_swaps_a_component_under_load_without_a_failed_request() {
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&config);
     let server = Process::spawn(command);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(load(server.addr, "site.test", 8, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = Arc::new(Tally::default());
+    let connections = 8;
+    let load = tokio::spawn(load(server.addr, "site.test", connections, tally.clone()));
+    // Swapped under load: once the first component has answered a few.
+    eventually("the load to get under way", || {
+        tally.old.load(Ordering::Relaxed) >= connections as u64
+    })
+    .await;
 
     // A new component under the same name, then SIGHUP.
     write(&dir, "site.wasm", catshost::DEMO_COMPONENT);
@@ -579,12 +616,30 @@ async fn sighup_swaps_a_component_under_load_without_a_failed_request() {
     server.signal(libc::SIGHUP);
     let reloaded = wait_for(&server, "config reloaded", seen).await;
     assert_eq!(reloaded["compiled"], 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failures, last) = load.await.unwrap();
-    assert_eq!(failures, 0, "{ok} answered");
-    assert!(ok > 50, "only {ok} answered");
-    assert!(last.starts_with("catshost demo"), "{last}");
+    // The connections opened before the reload get the new component.
+    eventually("an answer from the new component", || {
+        tally.new.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    tally.stop.store(true, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .expect("the load did not stop")
+        .unwrap();
+    let (old, new) = (
+        tally.old.load(Ordering::Relaxed),
+        tally.new.load(Ordering::Relaxed),
+    );
+    let failures = tally.failures.lock().unwrap().clone();
+    assert_eq!(failures.len(), 0, "{old} + {new} answered: {failures:?}");
+    assert!(old > 0 && new > 0, "{old} old and {new} new answers");
+    assert_eq!(
+        tally.old_after_new.load(Ordering::Relaxed),
+        0,
+        "the first component answered after the new one"
+    );
+    let last = tally.last.lock().unwrap().clone();
+    assert!(last.starts_with(NEW_ANSWER), "{last}");
 
     // A config that fails is refused; the last good one serves on.
     write(
