@@ -22,15 +22,26 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+fn wit() -> &'static catshost_wat::Wit {
+    static WIT: OnceLock<catshost_wat::Wit> = OnceLock::new();
+    WIT.get_or_init(|| catshost_wat::Wit::workspace().expect("the WIT in wit/ parses"))
+}
+
 /// The component built from `tests/fixtures/NAME.wat`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    static WIT: OnceLock<catshost_wat::Wit> = OnceLock::new();
-    let wit = WIT.get_or_init(|| catshost_wat::Wit::workspace().expect("the WIT in wit/ parses"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
         .join(format!("{name}.wat"));
-    wit.component_from_wat_file(&path)
+    wit()
+        .component_from_wat_file(&path)
         .unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+}
+
+/// The component built from `wat`, a guest written like the fixtures.
+pub fn guest(wat: &str) -> Vec<u8> {
+    wit()
+        .component_from_wat(wat)
+        .unwrap_or_else(|e| panic!("guest: {e:#}"))
 }
 
 /// Writes `bytes` to a fresh file named `name` under the test's temporary
