@@ -315,12 +315,42 @@ async fn the_shutdown_timeout_cancels_requests_still_running() {
 
 #[tokio::test]
 async fn switching_twice_does_nothing_more() {
-    let server = TestServer::fixture("hello").await;
-    let stop = server.server.stop().clone();
-    stop.switch();
-    stop.switch();
-    server.finished().await.unwrap();
-    stop.switch();
+    for version in BOTH {
+        let server = TestServer::fixture("slow").await;
+        let (addr, handle) = (server.addr, server.server.clone());
+        let stop = handle.stop().clone();
+        let mut client = Client::connect(addr, version).await;
+        let response = client.send("GET", "/700", b"").await.unwrap();
+        let mut body = response.into_body();
+        // The guest has answered and is sleeping: the request is in flight.
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "started\n");
+        assert!(handle.is_ready() && !stop.is_switched(), "{version:?}");
+
+        stop.switch();
+        stop.switch();
+        // Stopped, and no longer ready, after two switches as after one.
+        assert!(stop.is_switched(), "{version:?}");
+        assert!(!handle.is_ready(), "{version:?}");
+        tokio::time::timeout(Duration::from_secs(10), stop.switched())
+            .await
+            .expect("switched() did not resolve");
+        // The second switch is not a second signal: the request in flight
+        // is neither cancelled nor cut, it gets the rest of its response ...
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, "finished\n", "{version:?}");
+        // ... and the server finishes, cleanly.
+        tokio::time::timeout(Duration::from_secs(30), server.finished())
+            .await
+            .expect("the server did not finish")
+            .unwrap();
+        assert_eq!(handle.in_flight().requests, 0, "{version:?}");
+
+        // A switch after the end changes nothing either.
+        stop.switch();
+        assert!(stop.is_switched() && !handle.is_ready(), "{version:?}");
+        assert_eq!(handle.ready().await, Some(addr), "{version:?}");
+    }
 }
 
 #[tokio::test]
