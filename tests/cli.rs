@@ -11,11 +11,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use hyper_util::rt::TokioIo;
-use support::{Client, Process, catshost, fixture_file, get, temp_file};
+use support::{Client, Process, Raw, catshost, fixture_file, get, temp_file};
 
 #[tokio::test]
 async fn the_built_in_demo_reports_method_path_and_protocol() {
@@ -30,7 +29,7 @@ async fn the_built_in_demo_reports_method_path_and_protocol() {
         )
     );
     let mut h2 = Client::connect(server.addr, Version::HTTP_2).await;
-    let answer = h2.request(server.addr, "POST", "/submit", b"data").await;
+    let answer = h2.request("POST", "/submit", b"data").await;
     assert_eq!(answer.version, Version::HTTP_2);
     assert_eq!(
         answer.body,
@@ -50,17 +49,13 @@ async fn the_built_in_demo_reports_method_path_and_protocol() {
 fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut server = Process::serve(&[fixture_file("slow").to_str().unwrap()]);
     let addr = server.addr;
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    use std::io::{Read, Write};
-    tcp.write_all(b"GET /800 HTTP/1.1\r\nhost: test\r\n\r\n")
-        .unwrap();
-    let mut received = Vec::new();
-    let mut buf = [0; 1024];
-    while !String::from_utf8_lossy(&received).contains("started") {
-        let n = tcp.read(&mut buf).unwrap();
-        assert!(n > 0);
-        received.extend_from_slice(&buf[..n]);
-    }
+    // Raw: what is checked is the bytes on the wire and the close.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut tcp = runtime.block_on(async {
+        let mut tcp = Raw::send(addr, b"GET /800 HTTP/1.1\r\nhost: test\r\n\r\n").await;
+        tcp.read_until("started", 1).await;
+        tcp
+    });
 
     server.signal(libc::SIGTERM);
     // New connections are refused once the listener is closed...
@@ -74,8 +69,7 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     }
     // ... the request in flight is answered whole, and the connection then
     // closed (HTTP/1: `Connection: close` semantics after a stop) ...
-    tcp.read_to_end(&mut received).unwrap();
-    let text = String::from_utf8_lossy(&received);
+    let text = runtime.block_on(tcp.read_to_end()).unwrap();
     assert!(
         text.contains("finished\n") && text.ends_with("0\r\n\r\n"),
         "{text}"
@@ -90,17 +84,18 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 #[test]
 fn a_second_signal_exits_at_once() {
     let mut server = Process::serve(&[fixture_file("slow").to_str().unwrap()]);
-    let mut tcp = TcpStream::connect(server.addr).unwrap();
-    use std::io::{Read, Write};
-    // A request that would hold the graceful stop for a minute.
-    tcp.write_all(b"GET /60000 HTTP/1.1\r\nhost: test\r\n\r\n")
-        .unwrap();
-    let mut buf = [0; 1024];
-    let mut received = Vec::new();
-    while !String::from_utf8_lossy(&received).contains("started") {
-        let n = tcp.read(&mut buf).unwrap();
-        received.extend_from_slice(&buf[..n]);
-    }
+    let addr = server.addr;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // A request that would hold the graceful stop for a minute, held open
+    // (its client and body) until the end of the test.
+    let _held = runtime.block_on(async {
+        let mut client = Client::connect(addr, Version::HTTP_11).await;
+        let response = client.send("GET", "/60000", b"").await.unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "started\n");
+        (client, body)
+    });
     server.signal(libc::SIGTERM);
     server
         .wait_for_line(Duration::from_secs(10), |l| l.contains("stop requested"))
@@ -156,17 +151,12 @@ async fn a_100_mib_upload_is_echoed_back_without_buffering_it() {
     );
     let before = server.status_kib("VmHWM:");
 
-    let io = TokioIo::new(tokio::net::TcpStream::connect(server.addr).await.unwrap());
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    tokio::spawn(conn);
-    let request = Request::post("/")
-        .header("host", "test")
-        .body(Pattern {
-            sent: 0,
-            remaining: SIZE,
-        })
-        .unwrap();
-    let response = send.send_request(request).await.unwrap();
+    let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+    let body = Pattern {
+        sent: 0,
+        remaining: SIZE,
+    };
+    let response = client.send_body("POST", "/", body).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut received = 0u64;

@@ -21,7 +21,7 @@ async fn request(
 ) -> support::Answer {
     Client::connect(process.addr, version)
         .await
-        .request(process.addr, method, path, body)
+        .request(method, path, body)
         .await
 }
 

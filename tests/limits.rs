@@ -6,13 +6,10 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Client, TestServer, closed_within, fixture, get};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use support::{Client, Raw, TestServer, fixture, get};
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
 
@@ -34,8 +31,8 @@ enum Outcome {
     Cut,
 }
 
-async fn outcome(client: &mut Client, addr: std::net::SocketAddr, path: &str) -> Outcome {
-    match client.send(addr, "GET", path, b"").await {
+async fn outcome(client: &mut Client, path: &str) -> Outcome {
+    match client.send("GET", path, b"").await {
         Err(_) => Outcome::Cut,
         Ok(response) => {
             let status = response.status();
@@ -83,7 +80,7 @@ async fn every_fault_gets_its_status_and_the_server_goes_on() {
         for (path, want) in &table {
             // A fresh connection each: an HTTP/1 fault may close its own.
             let mut client = Client::connect(server.addr, version).await;
-            let got = outcome(&mut client, server.addr, path).await;
+            let got = outcome(&mut client, path).await;
             assert_eq!(&got, want, "{version:?} {path}");
         }
     }
@@ -117,7 +114,7 @@ async fn requests_past_the_concurrency_limit_get_503_with_retry_after() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut client = Client::connect(server.addr, Version::HTTP_11).await;
-        let response = client.send(server.addr, "GET", "/300", b"").await.unwrap();
+        let response = client.send("GET", "/300", b"").await.unwrap();
         held.push((client, response));
     }
     assert_eq!(server.server.in_flight().requests, 2);
@@ -143,10 +140,7 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
     let server = TestServer::fixture("slow").await;
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let response = client
-            .send(server.addr, "GET", "/60000", b"")
-            .await
-            .unwrap();
+        let response = client.send("GET", "/60000", b"").await.unwrap();
         let mut body = response.into_body();
         assert_eq!(
             body.frame().await.unwrap().unwrap().into_data().unwrap(),
@@ -163,13 +157,13 @@ async fn a_client_that_goes_away_leaves_no_guest_running() {
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_timeout() {
     let server = faults_server().await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    // Never read: the socket buffers fill and the guest can write no more,
-    // but its 500 ms request timeout runs all the same.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tcp = Raw::send(server.addr, b"GET /flood HTTP/1.1\r\nhost: test\r\n\r\n").await;
+    // Once the head has come the guest is running, writing its body as fast
+    // as it is taken. From then on the client reads nothing: the socket
+    // buffers fill and the guest can write no more, but its 500 ms request
+    // timeout runs all the same.
+    let head = tcp.read_until("\r\n\r\n", 1).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(server.server.in_flight().requests, 1);
     server.wait_idle().await;
     drop(tcp);
@@ -182,15 +176,13 @@ async fn a_declared_body_over_the_limit_gets_413_before_the_guest_runs() {
     let big = vec![b'x'; (1 << 20) + 1];
     for version in BOTH {
         let mut client = Client::connect(server.addr, version).await;
-        let answer = client.request(server.addr, "POST", "/consume", &big).await;
+        let answer = client.request("POST", "/consume", &big).await;
         assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE, "{version:?}");
         let answer = get(server.addr, version, "/ok").await;
         assert_eq!(answer.status, StatusCode::OK);
         // Just under the limit is fine.
         let mut client = Client::connect(server.addr, version).await;
-        let answer = client
-            .request(server.addr, "POST", "/consume", &big[1..])
-            .await;
+        let answer = client.request("POST", "/consume", &big[1..]).await;
         assert_eq!(answer.status, StatusCode::OK, "{version:?}");
     }
     server.stop().await;
@@ -208,25 +200,10 @@ async fn send_streamed(
         .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 4096]))))
         .collect();
     let body = StreamBody::new(futures_util::stream::iter(chunks));
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let response = if version == Version::HTTP_2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let request = Request::post(format!("http://{addr}{path}"))
-            .body(body)
-            .unwrap();
-        send.send_request(request).await
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let request = Request::post(path)
-            .header("host", "test")
-            .body(body)
-            .unwrap();
-        send.send_request(request).await
-    };
+    let response = Client::connect(addr, version)
+        .await
+        .send_body("POST", path, body)
+        .await;
     match response {
         Ok(response) => response.status(),
         // The server may answer and close before the upload is done.
@@ -258,27 +235,19 @@ async fn request_heads_over_the_limit_get_431() {
     let mut builder = catshost::Server::builder();
     builder.max_header_size(16 << 10);
     let server = TestServer::start(&fixture("hello"), &builder).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     let big = "a".repeat(32 << 10);
-    tcp.write_all(format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {big}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    let _ = tcp.read_to_end(&mut received).await;
-    let text = String::from_utf8_lossy(&received);
+    let head = format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {big}\r\n\r\n");
+    let mut tcp = Raw::send(server.addr, head.as_bytes()).await;
+    let _ = tcp.read_to_end().await;
+    let text = tcp.text();
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     // A head under the limit is served.
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     let small = "a".repeat(8 << 10);
-    tcp.write_all(
-        format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {small}\r\nconnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut received = Vec::new();
-    tcp.read_to_end(&mut received).await.unwrap();
-    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    let head =
+        format!("GET / HTTP/1.1\r\nhost: test\r\nx-big: {small}\r\nconnection: close\r\n\r\n");
+    let mut tcp = Raw::send(server.addr, head.as_bytes()).await;
+    let received = tcp.read_to_end().await.unwrap();
+    assert!(received.starts_with("HTTP/1.1 200"));
     server.stop().await;
 }
 
@@ -289,16 +258,12 @@ async fn slow_and_silent_clients_are_cut_off_at_the_header_read_timeout() {
     let server = TestServer::start(&fixture("hello"), &builder).await;
     // A client that says nothing, one that dribbles a head, and an idle
     // keep-alive connection after one request.
-    let silent = TcpStream::connect(server.addr).await.unwrap();
-    let mut dribbling = TcpStream::connect(server.addr).await.unwrap();
-    dribbling.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
-    let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    idle.write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
+    let silent = Raw::connect(server.addr).await;
+    let dribbling = Raw::send(server.addr, b"GET / HTTP/1.1\r\nho").await;
+    let idle = Raw::send(server.addr, b"GET / HTTP/1.1\r\nhost: test\r\n\r\n").await;
     for (name, mut tcp) in [("silent", silent), ("dribbling", dribbling), ("idle", idle)] {
         assert!(
-            closed_within(&mut tcp, Duration::from_secs(10)).await,
+            tcp.closed_within(Duration::from_secs(10)).await,
             "the {name} connection was not closed"
         );
     }
@@ -379,35 +344,25 @@ async fn connections_over_the_cap_wait_until_one_closes() {
     builder.max_connections(1);
     let server = TestServer::start(&fixture("hello"), &builder).await;
     let mut first = Client::connect(server.addr, Version::HTTP_11).await;
-    assert_eq!(
-        first.request(server.addr, "GET", "/", b"").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(first.request("GET", "/", b"").await.status, StatusCode::OK);
     assert_eq!(server.server.in_flight().connections, 1);
 
     // The second connection is made (the kernel's backlog takes it) but not
     // served while the first is open.
-    let mut second = TcpStream::connect(server.addr).await.unwrap();
-    second
-        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    let waited =
-        tokio::time::timeout(Duration::from_millis(300), second.read_to_end(&mut buf)).await;
-    assert!(
-        waited.is_err(),
-        "served over the cap: {}",
-        String::from_utf8_lossy(&buf)
-    );
+    let mut second = tokio::spawn(get(server.addr, Version::HTTP_11, "/"));
+    let waited = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+    assert!(waited.is_err(), "served over the cap: {waited:?}");
     assert_eq!(server.server.in_flight().connections, 1);
 
     drop(first);
-    tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut buf))
+    let answer = tokio::time::timeout(Duration::from_secs(10), second)
         .await
         .expect("the waiting connection was not served once the first closed")
         .unwrap();
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(
+        (answer.version, answer.status),
+        (Version::HTTP_11, StatusCode::OK)
+    );
     server.stop().await;
 }
 
@@ -435,7 +390,7 @@ async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut client = Client::connect(addr, Version::HTTP_11).await;
-        let response = client.send(addr, "GET", "/300", b"").await.unwrap();
+        let response = client.send("GET", "/300", b"").await.unwrap();
         held.push((client, response));
     }
     let answer = get(addr, Version::HTTP_11, "/1").await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode, Version};
 use serde_json::Value;
-use support::{Client, Process, TestServer, catshost, fixture, fixture_file, get};
+use support::{Client, Process, Raw, TestServer, catshost, fixture, fixture_file, get};
 
 /// The JSON log events on `process`'s stderr with `target`.
 fn events(process: &Process, target: &str) -> Vec<Value> {
@@ -81,9 +81,7 @@ async fn every_request_gets_one_json_access_line_with_every_field() {
         fixture_file("echo").to_str().unwrap(),
     ]);
     let mut h1 = Client::connect(server.addr, Version::HTTP_11).await;
-    let echoed = h1
-        .request(server.addr, "POST", "/upload?token=secret", b"hello")
-        .await;
+    let echoed = h1.request("POST", "/upload?token=secret", b"hello").await;
     assert_eq!(echoed.body, "hello");
     let answer = get(server.addr, Version::HTTP_2, "/two").await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -262,10 +260,10 @@ async fn admin_endpoints_serve_health_readiness_and_metrics_that_move() {
 
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
     for _ in 0..3 {
-        let answer = client.request(server.addr, "GET", "/ok", b"").await;
+        let answer = client.request("GET", "/ok", b"").await;
         assert_eq!(answer.status, StatusCode::OK);
     }
-    let answer = client.request(server.addr, "GET", "/trap", b"").await;
+    let answer = client.request("GET", "/trap", b"").await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
 
     // A request is counted once its response has ended: just after the
@@ -310,7 +308,7 @@ async fn readyz_turns_503_while_stopping_and_healthz_stays_up() {
     let admin = admin_addr(&server);
     // A request that takes five seconds keeps the server draining.
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
-    let response = client.send(server.addr, "GET", "/5000", b"").await.unwrap();
+    let response = client.send("GET", "/5000", b"").await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let metrics = get(admin, Version::HTTP_11, "/metrics").await.body;
     assert_eq!(
@@ -416,7 +414,7 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     let server = TestServer::start(&fixture("slow"), &builder).await;
     let mut busy = Client::connect(server.addr, Version::HTTP_11).await;
     // Held for 10 s: far longer than the next request takes to be refused.
-    let held = busy.send(server.addr, "GET", "/10000", b"").await.unwrap();
+    let held = busy.send("GET", "/10000", b"").await.unwrap();
     let refused = get(server.addr, Version::HTTP_11, "/").await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     drop(held);
@@ -432,11 +430,8 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     let engine = catshost::Engine::new().unwrap();
     let handler = engine.load_bytes("hello", &fixture("hello")).unwrap();
     let server = TestServer::serve(catshost::Server::builder().build(handler), Some(tls)).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert!(support::closed_within(&mut tcp, Duration::from_secs(5)).await);
+    let mut tcp = Raw::send(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(tcp.closed_within(Duration::from_secs(5)).await);
     let failed = r#"catshost_tls_handshake_failures_total{reason="error"}"#;
     wait_for_sample(&server.server, failed, 1.0).await;
     server.stop().await;

@@ -6,60 +6,24 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use catshost::Tenant;
 use catshost::config::TenantLimits;
 use catshost::routing::Route;
-use http::{Request, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{StatusCode, Version};
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use support::{Process, TestServer, built, catshost, fixture, inherited_listener, temp_file};
+use support::{
+    Client, Process, TestServer, built, catshost, fixture, get_host, inherited_listener,
+    raw_status, temp_file,
+};
 use tokio::net::TcpStream;
-
-/// A response: status and body.
-#[derive(Debug)]
-struct Answer {
-    status: StatusCode,
-    body: String,
-}
-
-/// GET `path` from `addr` with `host` as the Host header (HTTP/1.1) or the
-/// authority (HTTP/2).
-async fn get(addr: SocketAddr, version: Version, host: &str, path: &str) -> Answer {
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-    let response = if version == Version::HTTP_2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let request = Request::get(format!("http://{host}{path}"))
-            .version(Version::HTTP_2)
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        send.send_request(request).await.unwrap()
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let request = Request::get(path)
-            .header(http::header::HOST, host)
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        send.send_request(request).await.unwrap()
-    };
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
 
 fn tenant(name: &str, component: &[u8], routes: &[&str]) -> Tenant {
     let engine = catshost::Engine::new().unwrap();
@@ -84,18 +48,18 @@ async fn requests_go_to_the_most_specific_tenant_with_their_path_unchanged() {
     let server = TestServer::serve(server, None).await;
     let addr = server.addr;
     for version in [Version::HTTP_11, Version::HTTP_2] {
-        let demo = get(addr, version, "demo.test", "/x/y?q=1").await;
+        let demo = get_host(addr, version, "demo.test", "/x/y?q=1").await;
         assert!(demo.body.contains("path: /x/y?q=1"), "{}", demo.body);
         // A prefix route hands the guest the whole original path.
-        let demo = get(addr, version, "other.test:8080", "/demo/abc").await;
+        let demo = get_host(addr, version, "other.test:8080", "/demo/abc").await;
         assert!(demo.body.contains("path: /demo/abc"), "{}", demo.body);
-        let hello = get(addr, version, "a.hello.test", "/ok").await;
+        let hello = get_host(addr, version, "a.hello.test", "/ok").await;
         assert_eq!(hello.body, "hello from wasm\n");
         // A named host with a prefix beats the wildcard.
-        let faults = get(addr, version, "X.Hello.Test", "/ok").await;
+        let faults = get_host(addr, version, "X.Hello.Test", "/ok").await;
         assert_eq!(faults.body, "ok\n");
         // `/demo` covers whole segments only.
-        let hello = get(addr, version, "other.test", "/demonstration").await;
+        let hello = get_host(addr, version, "other.test", "/demonstration").await;
         assert_eq!(hello.body, "hello from wasm\n");
     }
     server.stop().await;
@@ -108,7 +72,7 @@ async fn a_request_no_route_matches_gets_404_and_a_bad_replacement_changes_nothi
         .unwrap();
     let server = TestServer::serve(server, None).await;
     for version in [Version::HTTP_11, Version::HTTP_2] {
-        let missing = get(server.addr, version, "other.test", "/").await;
+        let missing = get_host(server.addr, version, "other.test", "/").await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
         assert!(
             missing.body.starts_with("404 Not Found"),
@@ -131,7 +95,7 @@ async fn a_request_no_route_matches_gets_404_and_a_bad_replacement_changes_nothi
         ])
         .unwrap_err();
     assert_eq!((error.first.as_str(), error.second.as_str()), ("a", "b"));
-    let hello = get(server.addr, Version::HTTP_11, "hello.test", "/").await;
+    let hello = get_host(server.addr, Version::HTTP_11, "hello.test", "/").await;
     assert_eq!(hello.body, "hello from wasm\n");
 
     // A good replacement: new requests get the new tenants at once.
@@ -139,25 +103,9 @@ async fn a_request_no_route_matches_gets_404_and_a_bad_replacement_changes_nothi
         .server
         .replace_tenants(vec![tenant("faults", &fixture("faults"), &["hello.test"])])
         .unwrap();
-    let faults = get(server.addr, Version::HTTP_11, "hello.test", "/ok").await;
+    let faults = get_host(server.addr, Version::HTTP_11, "hello.test", "/ok").await;
     assert_eq!(faults.body, "ok\n");
     server.stop().await;
-}
-
-/// Sends `head` (a raw HTTP/1.1 request head) and returns the status line.
-async fn raw_status(addr: SocketAddr, head: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let mut buf = [0; 1024];
-    while !response.windows(2).any(|w| w == b"\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed without a response");
-        response.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&response);
-    text.lines().next().unwrap().to_string()
 }
 
 #[tokio::test]
@@ -222,16 +170,18 @@ async fn a_saturated_tenant_gets_503_while_the_others_are_served() {
     // Two guests that compute forever take every permit of their tenant.
     let loops: Vec<_> = (0..2)
         .map(|_| {
-            tokio::spawn(async move { get(addr, Version::HTTP_11, "noisy.test", "/loop").await })
+            tokio::spawn(
+                async move { get_host(addr, Version::HTTP_11, "noisy.test", "/loop").await },
+            )
         })
         .collect();
     while server.server.in_flight().requests < 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let refused = get(addr, Version::HTTP_11, "noisy.test", "/ok").await;
+    let refused = get_host(addr, Version::HTTP_11, "noisy.test", "/ok").await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     for _ in 0..20 {
-        let quiet = get(addr, Version::HTTP_2, "quiet.test", "/").await;
+        let quiet = get_host(addr, Version::HTTP_2, "quiet.test", "/").await;
         assert_eq!(
             (quiet.status, quiet.body.as_str()),
             (StatusCode::OK, "hello from wasm\n")
@@ -256,7 +206,7 @@ async fn a_saturated_tenant_gets_503_while_the_others_are_served() {
             tenant("quiet", &fixture("hello"), &["quiet.test"]),
         ])
         .unwrap();
-    let refused = get(addr, Version::HTTP_11, "noisy.test", "/ok").await;
+    let refused = get_host(addr, Version::HTTP_11, "noisy.test", "/ok").await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     server.server.stop().switch();
 
@@ -326,19 +276,19 @@ routes = ["/"]
         .arg(&config);
     let server = Process::spawn(command);
     let addr = server.addr;
-    let alpha = get(addr, Version::HTTP_11, "alpha.test", "/env/GREETING").await;
+    let alpha = get_host(addr, Version::HTTP_11, "alpha.test", "/env/GREETING").await;
     assert_eq!(
         (alpha.status, alpha.body.as_str()),
         (StatusCode::OK, "hello alpha\n")
     );
-    let beta = get(addr, Version::HTTP_2, "beta.test", "/env/GREETING").await;
+    let beta = get_host(addr, Version::HTTP_2, "beta.test", "/env/GREETING").await;
     assert_eq!(
         (beta.status, beta.body.as_str()),
         (StatusCode::OK, "hello beta\n")
     );
-    let home = get(addr, Version::HTTP_11, "beta.test", "/env/HOME").await;
+    let home = get_host(addr, Version::HTTP_11, "beta.test", "/env/HOME").await;
     assert_eq!(home.status, StatusCode::NOT_FOUND);
-    let gamma = get(addr, Version::HTTP_11, "gamma.test", "/").await;
+    let gamma = get_host(addr, Version::HTTP_11, "gamma.test", "/").await;
     assert_eq!(gamma.status, StatusCode::OK);
 
     let lines = json_lines(&server);
@@ -489,7 +439,7 @@ routes = ["closed.test"]
     let server = Process::spawn(command);
     let fetch = |host: &'static str, url: String| {
         let addr = server.addr;
-        async move { get(addr, Version::HTTP_11, host, &format!("/fetch?url={url}")).await }
+        async move { get_host(addr, Version::HTTP_11, host, &format!("/fetch?url={url}")).await }
     };
     let allowed = fetch("open.test", format!("http://127.0.0.1:{port}/x")).await;
     assert_eq!(
@@ -546,44 +496,62 @@ routes = ["closed.test"]
     }
 }
 
-/// Sends GET / with Host `host` over `connections` keep-alive connections
-/// until `stop` is set; counts answers by body, and failures.
-async fn load(
-    addr: SocketAddr,
-    host: &'static str,
-    connections: usize,
-    stop: Arc<AtomicBool>,
-) -> (u64, u64, String) {
-    let failures = Arc::new(AtomicU64::new(0));
-    let ok = Arc::new(AtomicU64::new(0));
-    let last = Arc::new(std::sync::Mutex::new(String::new()));
+/// What the first component of the SIGHUP test answers, and how the new
+/// one's answers start.
+const OLD_ANSWER: &str = "hello from wasm\n";
+const NEW_ANSWER: &str = "catshost demo";
+
+/// What a [`load`] got so far.
+#[derive(Default)]
+struct Tally {
+    /// Answers from the first component, and from the new one.
+    old: AtomicU64,
+    new: AtomicU64,
+    /// Answers from the first component on a connection that already had
+    /// one from the new.
+    old_after_new: AtomicU64,
+    /// Anything else: an error, another status or body.
+    failures: Mutex<Vec<String>>,
+    /// The body of the last answer.
+    last: Mutex<String>,
+    /// Asks the load to stop.
+    stop: AtomicBool,
+}
+
+/// Sends GET / with Host `host` over `connections` keep-alive connections,
+/// counting answers in `tally`. A connection stops at its first failure, or
+/// once `tally.stop` is set and it has had an answer from the new component.
+async fn load(addr: SocketAddr, host: &'static str, connections: usize, tally: Arc<Tally>) {
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (stop, failures, ok, last) = (stop.clone(), failures.clone(), ok.clone(), last.clone());
+        let tally = tally.clone();
         tasks.push(tokio::spawn(async move {
-            let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
-            while !stop.load(Ordering::Relaxed) {
-                let request = Request::get("/")
-                    .header(http::header::HOST, host)
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let answer = async {
-                    send.ready().await?;
-                    let response = send.send_request(request).await?;
-                    let status = response.status();
-                    let body = response.into_body().collect().await?.to_bytes();
-                    Ok::<_, hyper::Error>((status, body))
-                }
-                .await;
-                match answer {
-                    Ok((StatusCode::OK, body)) => {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        *last.lock().unwrap() = String::from_utf8_lossy(&body).into_owned();
+            let mut client = Client::connect(addr, Version::HTTP_11)
+                .await
+                .with_authority(host);
+            let mut had_new = false;
+            while !(had_new && tally.stop.load(Ordering::Relaxed)) {
+                match client.try_request("GET", "/", b"").await {
+                    Ok(answer) if answer.status == StatusCode::OK && answer.body == OLD_ANSWER => {
+                        let count = if had_new {
+                            &tally.old_after_new
+                        } else {
+                            &tally.old
+                        };
+                        count.fetch_add(1, Ordering::Relaxed);
+                        *tally.last.lock().unwrap() = answer.body;
                     }
-                    _ => {
-                        failures.fetch_add(1, Ordering::Relaxed);
+                    Ok(answer)
+                        if answer.status == StatusCode::OK
+                            && answer.body.starts_with(NEW_ANSWER) =>
+                    {
+                        had_new = true;
+                        tally.new.fetch_add(1, Ordering::Relaxed);
+                        *tally.last.lock().unwrap() = answer.body;
+                    }
+                    other => {
+                        tally.failures.lock().unwrap().push(format!("{other:?}"));
+                        return;
                     }
                 }
             }
@@ -592,12 +560,15 @@ async fn load(
     for task in tasks {
         task.await.unwrap();
     }
-    let last = last.lock().unwrap().clone();
-    (
-        ok.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed),
-        last,
-    )
+}
+
+/// Waits until `done`, checking every 10 ms; panics after 60 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited in vain for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn wait_for(server: &Process, message: &str, after: usize) -> Value {
@@ -632,9 +603,14 @@ async fn sighup_swaps_a_component_under_load_without_a_failed_request() {
         .args(["--log-format", "json", "serve", "--config"])
         .arg(&config);
     let server = Process::spawn(command);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(load(server.addr, "site.test", 8, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = Arc::new(Tally::default());
+    let connections = 8;
+    let load = tokio::spawn(load(server.addr, "site.test", connections, tally.clone()));
+    // Swapped under load: once the first component has answered a few.
+    eventually("the load to get under way", || {
+        tally.old.load(Ordering::Relaxed) >= connections as u64
+    })
+    .await;
 
     // A new component under the same name, then SIGHUP.
     write(&dir, "site.wasm", catshost::DEMO_COMPONENT);
@@ -642,12 +618,30 @@ async fn sighup_swaps_a_component_under_load_without_a_failed_request() {
     server.signal(libc::SIGHUP);
     let reloaded = wait_for(&server, "config reloaded", seen).await;
     assert_eq!(reloaded["compiled"], 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (ok, failures, last) = load.await.unwrap();
-    assert_eq!(failures, 0, "{ok} answered");
-    assert!(ok > 50, "only {ok} answered");
-    assert!(last.starts_with("catshost demo"), "{last}");
+    // The connections opened before the reload get the new component.
+    eventually("an answer from the new component", || {
+        tally.new.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    tally.stop.store(true, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .expect("the load did not stop")
+        .unwrap();
+    let (old, new) = (
+        tally.old.load(Ordering::Relaxed),
+        tally.new.load(Ordering::Relaxed),
+    );
+    let failures = tally.failures.lock().unwrap().clone();
+    assert_eq!(failures.len(), 0, "{old} + {new} answered: {failures:?}");
+    assert!(old > 0 && new > 0, "{old} old and {new} new answers");
+    assert_eq!(
+        tally.old_after_new.load(Ordering::Relaxed),
+        0,
+        "the first component answered after the new one"
+    );
+    let last = tally.last.lock().unwrap().clone();
+    assert!(last.starts_with(NEW_ANSWER), "{last}");
 
     // A config that fails is refused; the last good one serves on.
     write(
@@ -670,7 +664,7 @@ async fn sighup_swaps_a_component_under_load_without_a_failed_request() {
             .contains("catshost.toml:6:13"),
         "{failed}"
     );
-    let demo = get(server.addr, Version::HTTP_11, "site.test", "/").await;
+    let demo = get_host(server.addr, Version::HTTP_11, "site.test", "/").await;
     assert!(demo.body.starts_with("catshost demo"), "{}", demo.body);
 }
 
@@ -688,7 +682,7 @@ async fn watch_reloads_when_the_config_file_changes() {
         .args(["--log-format", "json", "serve", "--watch", "--config"])
         .arg(&config);
     let server = Process::spawn(command);
-    let old = get(server.addr, Version::HTTP_11, "old.test", "/").await;
+    let old = get_host(server.addr, Version::HTTP_11, "old.test", "/").await;
     assert_eq!(old.status, StatusCode::OK);
 
     let seen = json_lines(&server).len();
@@ -700,9 +694,9 @@ async fn watch_reloads_when_the_config_file_changes() {
     let reloaded = wait_for(&server, "config reloaded", seen).await;
     // The component did not change: nothing was compiled.
     assert_eq!(reloaded["compiled"], 0);
-    let new = get(server.addr, Version::HTTP_2, "new.test", "/").await;
+    let new = get_host(server.addr, Version::HTTP_2, "new.test", "/").await;
     assert_eq!(new.status, StatusCode::OK);
-    let old = get(server.addr, Version::HTTP_11, "old.test", "/").await;
+    let old = get_host(server.addr, Version::HTTP_11, "old.test", "/").await;
     assert_eq!(old.status, StatusCode::NOT_FOUND);
 }
 
@@ -811,16 +805,16 @@ async fn the_documented_example_config_serves() {
         .arg(&example);
     let server = Process::spawn(command);
     let addr = server.addr;
-    let shop = get(addr, Version::HTTP_11, "eu.shop.example.com", "/").await;
+    let shop = get_host(addr, Version::HTTP_11, "eu.shop.example.com", "/").await;
     assert_eq!(shop.body, "hello from wat\n");
-    let shop = get(addr, Version::HTTP_2, "example.com", "/shop/cart").await;
+    let shop = get_host(addr, Version::HTTP_2, "example.com", "/shop/cart").await;
     assert_eq!(shop.body, "hello from wat\n");
-    let blog = get(addr, Version::HTTP_11, "blog.example.com", "/").await;
+    let blog = get_host(addr, Version::HTTP_11, "blog.example.com", "/").await;
     assert_eq!(blog.status, StatusCode::OK);
     // Only 127.0.0.1:8080 is allowed, not this port.
     let url = format!("/tools/fetch?url=http://{addr}/blog/x");
-    let tools = get(addr, Version::HTTP_11, "localhost", &url).await;
+    let tools = get_host(addr, Version::HTTP_11, "localhost", &url).await;
     assert_eq!(tools.body, "error: HTTP-request-denied\n");
-    let nothing = get(addr, Version::HTTP_11, "example.org", "/").await;
+    let nothing = get_host(addr, Version::HTTP_11, "example.org", "/").await;
     assert_eq!(nothing.status, StatusCode::NOT_FOUND);
 }

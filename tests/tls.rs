@@ -10,15 +10,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use catshost::config::HttpVersions;
-use http::{Request, StatusCode, Version};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{StatusCode, Version};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Process, TestServer, catshost, temp_file};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{Client, Process, Raw, TestServer, catshost, temp_file};
 use tokio::net::TcpStream;
 
 /// A certificate for localhost and 127.0.0.1: (cert PEM, key PEM).
@@ -92,29 +88,17 @@ async fn connect(
 /// GET / over `stream` with the protocol ALPN chose (HTTP/1.1 without one,
 /// unless `h2` is forced); returns the response version and body.
 async fn get(stream: tokio_rustls::client::TlsStream<TcpStream>, h2: bool) -> (Version, String) {
-    let io = TokioIo::new(stream);
-    let response = if h2 {
-        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let request = Request::get("https://localhost/tls")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        send.send_request(request).await.unwrap()
+    let version = if h2 {
+        Version::HTTP_2
     } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        tokio::spawn(conn);
-        let request = Request::get("/tls")
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        send.send_request(request).await.unwrap()
+        Version::HTTP_11
     };
-    assert_eq!(response.status(), StatusCode::OK);
-    let version = response.version();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (version, String::from_utf8_lossy(&body).into_owned())
+    let answer = Client::over(stream, version, "https", "localhost")
+        .await
+        .request("GET", "/tls", b"")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    (answer.version, answer.body)
 }
 
 #[tokio::test]
@@ -187,9 +171,9 @@ async fn half_open_handshakes_do_not_hold_up_good_clients() {
     // send the start of a ClientHello.
     let mut stalled = Vec::new();
     for i in 0..200 {
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut tcp = Raw::connect(server.addr).await;
         if i % 2 == 0 {
-            tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            tcp.write(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
                 .await
                 .unwrap();
         }
@@ -204,7 +188,7 @@ async fn half_open_handshakes_do_not_hold_up_good_clients() {
     // The stalled ones are closed at the handshake timeout.
     for mut tcp in stalled {
         assert!(
-            support::closed_within(&mut tcp, Duration::from_secs(20)).await,
+            tcp.closed_within(Duration::from_secs(20)).await,
             "a stalled handshake was not closed"
         );
     }
@@ -219,13 +203,11 @@ async fn garbage_and_plaintext_on_the_tls_port_are_closed() {
         &[0u8; 512][..],
         b"\x16\x03\x01\xff\xff garbage",
     ] {
-        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-        let _ = tcp.write_all(junk).await;
-        let mut received = Vec::new();
-        let read =
-            tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut received)).await;
-        assert!(read.is_ok(), "the connection was not closed");
-        assert!(!String::from_utf8_lossy(&received).contains("HTTP/1.1 200"));
+        let mut tcp = Raw::connect(server.addr).await;
+        let _ = tcp.write(junk).await;
+        let closed = tcp.closed_within(Duration::from_secs(20)).await;
+        assert!(closed, "the connection was not closed");
+        assert!(!tcp.text().contains("HTTP/1.1 200"));
     }
     // The server goes on.
     let stream = connect(server.addr, &server.cert, &["http/1.1"])

@@ -1,9 +1,11 @@
 //! What the end-to-end tests share: fixture components built from
 //! `tests/fixtures/*.wat`, an in-process [`TestServer`], a running
-//! `catshost` binary ([`Process`]), and small HTTP clients.
+//! `catshost` binary ([`Process`]), the HTTP client of the tests
+//! ([`Client`]) and a raw TCP one for what no HTTP client sends ([`Raw`]).
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,19 +15,33 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+fn wit() -> &'static catshost_wat::Wit {
+    static WIT: OnceLock<catshost_wat::Wit> = OnceLock::new();
+    WIT.get_or_init(|| catshost_wat::Wit::workspace().expect("the WIT in wit/ parses"))
+}
 
 /// The component built from `tests/fixtures/NAME.wat`.
 pub fn fixture(name: &str) -> Vec<u8> {
-    static WIT: OnceLock<catshost_wat::Wit> = OnceLock::new();
-    let wit = WIT.get_or_init(|| catshost_wat::Wit::workspace().expect("the WIT in wit/ parses"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
         .join(format!("{name}.wat"));
-    wit.component_from_wat_file(&path)
+    wit()
+        .component_from_wat_file(&path)
         .unwrap_or_else(|e| panic!("fixture {name}: {e:#}"))
+}
+
+/// The component built from `wat`, a guest written like the fixtures.
+pub fn guest(wat: &str) -> Vec<u8> {
+    wit()
+        .component_from_wat(wat)
+        .unwrap_or_else(|e| panic!("guest: {e:#}"))
 }
 
 /// Writes `bytes` to a fresh file named `name` under the test's temporary
@@ -140,13 +156,25 @@ impl TestServer {
     }
 }
 
-/// An HTTP/1.1 or HTTP/2 (prior knowledge) connection to `addr`.
-pub enum Client {
-    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+/// The body of every request a [`Client`] sends: bytes, or a stream.
+pub type RequestBody = BoxBody<Bytes, Infallible>;
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<RequestBody>),
+    H2(hyper::client::conn::http2::SendRequest<RequestBody>),
+}
+
+/// The HTTP client of the tests: one HTTP/1.1 or HTTP/2 connection (prior
+/// knowledge on TCP, or over a TLS stream) whose requests all go to one
+/// authority (the `Host` header on HTTP/1, `:authority` on HTTP/2).
+pub struct Client {
+    sender: Sender,
+    scheme: &'static str,
+    authority: String,
 }
 
 /// A response with its body read whole.
+#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub version: Version,
@@ -155,95 +183,213 @@ pub struct Answer {
 }
 
 impl Client {
+    /// A connection to `addr`; requests name `addr` as their authority.
     pub async fn connect(addr: SocketAddr, version: Version) -> Self {
-        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
-        if version == Version::HTTP_2 {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        Self::over(tcp, version, "http", &addr.to_string()).await
+    }
+
+    /// A connection of `version` over `io` (a TCP or TLS stream) whose
+    /// requests go to `scheme://authority`.
+    pub async fn over<T>(io: T, version: Version, scheme: &'static str, authority: &str) -> Self
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let io = TokioIo::new(io);
+        let sender = if version == Version::HTTP_2 {
             let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            Client::H2(send)
+            Sender::H2(send)
         } else {
             let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
             tokio::spawn(conn);
-            Client::H1(send)
+            Sender::H1(send)
+        };
+        Self {
+            sender,
+            scheme,
+            authority: authority.to_string(),
         }
+    }
+
+    /// The same connection, its requests addressed to `authority` (a host
+    /// to route by, say) instead.
+    pub fn with_authority(mut self, authority: &str) -> Self {
+        self.authority = authority.to_string();
+        self
     }
 
     /// Sends a request with `body` to `path` and returns the response head.
     pub async fn send(
         &mut self,
-        addr: SocketAddr,
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> hyper::Result<Response<hyper::body::Incoming>> {
-        let req = Request::builder().method(method);
-        match self {
-            Client::H1(send) => {
-                let req = req
+    ) -> hyper::Result<Response<Incoming>> {
+        self.send_body(method, path, Full::new(Bytes::copy_from_slice(body)))
+            .await
+    }
+
+    /// Sends a request with `body` (of a known length or streamed, as its
+    /// size hint says) to `path` and returns the response head.
+    pub async fn send_body<B>(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: B,
+    ) -> hyper::Result<Response<Incoming>>
+    where
+        B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
+        let request = Request::builder().method(method);
+        let body = body.boxed();
+        match &mut self.sender {
+            Sender::H1(send) => {
+                let request = request
                     .uri(path)
-                    .header(http::header::HOST, addr.to_string())
-                    .body(Full::new(Bytes::copy_from_slice(body)))
+                    .header(http::header::HOST, &self.authority)
+                    .body(body)
                     .unwrap();
                 send.ready().await?;
-                send.send_request(req).await
+                send.send_request(request).await
             }
-            Client::H2(send) => {
-                let req = req
-                    .uri(format!("http://{addr}{path}"))
+            Sender::H2(send) => {
+                let request = request
+                    .uri(format!("{}://{}{path}", self.scheme, self.authority))
                     .version(Version::HTTP_2)
-                    .body(Full::new(Bytes::copy_from_slice(body)))
+                    .body(body)
                     .unwrap();
                 send.ready().await?;
-                send.send_request(req).await
+                send.send_request(request).await
             }
         }
     }
 
-    /// Sends a request and reads the whole response.
-    pub async fn request(
+    /// Sends a request and reads the whole response, or fails where hyper
+    /// does.
+    pub async fn try_request(
         &mut self,
-        addr: SocketAddr,
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> Answer {
-        let response = self.send(addr, method, path, body).await.unwrap();
+    ) -> hyper::Result<Answer> {
+        let response = self.send(method, path, body).await?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        Answer {
+        let body = body.collect().await?.to_bytes();
+        Ok(Answer {
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
-        }
+        })
     }
-}
 
-/// Reads from `tcp` until the server closes it; `false` if it is still open
-/// after `timeout`.
-pub async fn closed_within(tcp: &mut TcpStream, timeout: Duration) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0; 1024];
-    tokio::time::timeout(timeout, async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
+    /// Sends a request and reads the whole response.
+    pub async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Answer {
+        self.try_request(method, path, body).await.unwrap()
+    }
 }
 
 /// GET `path` on a new connection of `version`.
 pub async fn get(addr: SocketAddr, version: Version, path: &str) -> Answer {
     Client::connect(addr, version)
         .await
-        .request(addr, "GET", path, b"")
+        .request("GET", path, b"")
         .await
+}
+
+/// GET `path` on a new connection of `version`, with `host` as the `Host`
+/// header (HTTP/1.1) or the authority (HTTP/2).
+pub async fn get_host(addr: SocketAddr, version: Version, host: &str, path: &str) -> Answer {
+    Client::connect(addr, version)
+        .await
+        .with_authority(host)
+        .request("GET", path, b"")
+        .await
+}
+
+/// How long [`Raw`] waits for what it reads.
+const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP connection written and read by hand, for what no HTTP client sends
+/// or does: malformed or oversized heads, bytes that are not HTTP,
+/// pipelined requests, a client that stops reading, and checks of the bytes
+/// on the wire.
+pub struct Raw {
+    tcp: TcpStream,
+    received: Vec<u8>,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Connects and writes `bytes`.
+    pub async fn send(addr: SocketAddr, bytes: &[u8]) -> Self {
+        let mut raw = Self::connect(addr).await;
+        raw.write(bytes).await.unwrap();
+        raw
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tcp.write_all(bytes).await
+    }
+
+    /// Everything received so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received).into_owned()
+    }
+
+    /// Reads until what was received holds `needle` `count` times, and
+    /// returns it; panics if the connection ends first or that takes 10 s.
+    pub async fn read_until(&mut self, needle: &str, count: usize) -> String {
+        let read = tokio::time::timeout(RAW_TIMEOUT, async {
+            let mut buf = [0; 4096];
+            while self.text().matches(needle).count() < count {
+                let n = self.tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed early: {}", self.text());
+                self.received.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(
+            read.is_ok(),
+            "{count} times {needle:?} did not arrive: {}",
+            self.text()
+        );
+        self.text()
+    }
+
+    /// Reads until the server closes the connection and returns what it
+    /// sent, or the read's error (what came before it is in
+    /// [`Raw::text`]); panics if it is still open after 10 s.
+    pub async fn read_to_end(&mut self) -> std::io::Result<String> {
+        let read = tokio::time::timeout(RAW_TIMEOUT, self.tcp.read_to_end(&mut self.received))
+            .await
+            .unwrap_or_else(|_| panic!("the connection is still open: {}", self.text()));
+        read.map(|_| self.text())
+    }
+
+    /// Reads until the server closes the connection (or it fails); `false`
+    /// if it is still open after `timeout`.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.tcp.read_to_end(&mut self.received))
+            .await
+            .is_ok()
+    }
+}
+
+/// Sends `head` (a raw HTTP/1.1 request head) and returns the status line.
+pub async fn raw_status(addr: SocketAddr, head: &str) -> String {
+    let mut raw = Raw::send(addr, head.as_bytes()).await;
+    let text = raw.read_until("\r\n", 1).await;
+    text.lines().next().unwrap().to_string()
 }
 
 /// The `catshost` binary, running.
