@@ -392,6 +392,38 @@ async fn an_error_handler_replaces_the_host_responses() {
     server.stop().await;
 }
 
+/// A 2xx answer to CONNECT would make hyper hand the connection over as a
+/// tunnel to nobody: until upgrades are offered to guests it is a 500 (the
+/// faults fixture's 101 is in tests/limits.rs).
+#[tokio::test]
+async fn a_guest_that_accepts_a_tunnel_gets_500() {
+    let server = TestServer::fixture("hello").await;
+    let status = raw_status(
+        server.addr,
+        "CONNECT a.test:443 HTTP/1.1\r\nhost: a.test:443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+    let answer = get(server.addr, Version::HTTP_11, "/").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    server.stop().await;
+}
+
+/// A library user's timeout past what the clock can hold is no timeout,
+/// not a worker's panic (the flags and the config file refuse it).
+#[tokio::test]
+async fn a_request_timeout_past_the_clock_serves_without_a_timeout() {
+    let mut builder = catshost::Server::builder();
+    builder.request_timeout(Duration::MAX);
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    for version in BOTH {
+        let answer = get(server.addr, version, "/").await;
+        assert_eq!(answer.status, StatusCode::OK, "{version:?}");
+        assert_eq!(answer.body, "hello from wasm\n");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_request_without_a_host_is_refused_with_400() {
     let server = TestServer::fixture("hello").await;

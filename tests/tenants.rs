@@ -291,7 +291,20 @@ routes = ["/"]
     let gamma = get_host(addr, Version::HTTP_11, "gamma.test", "/").await;
     assert_eq!(gamma.status, StatusCode::OK);
 
-    let lines = json_lines(&server);
+    // A request's access line is written when hyper drops its response
+    // body, which may come after the client has read it: wait for the four.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = json_lines(&server);
+        let written = lines
+            .iter()
+            .filter(|l| l["target"] == "catshost::access")
+            .count();
+        if written >= 4 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let access: Vec<(&str, &str)> = lines
         .iter()
         .filter(|l| l["target"] == "catshost::access")

@@ -142,8 +142,9 @@ impl Metrics {
         );
         registry.register(
             "guest_faults",
-            "Guests that trapped (trap), ran past their request timeout (timeout) \
-             or past their memory limit (memory)",
+            "Guests that trapped (trap), ran past their request timeout (timeout), \
+             past their memory limit (memory), or answered with an upgrade the host \
+             does not send (bad_response)",
             metrics.guest_faults.clone(),
         );
         registry.register(

@@ -290,7 +290,7 @@ impl Source<'_> {
         raw::text(value.get_ref())
             .map_err(String::from)
             .and_then(|text| setting.set(settings, &text))
-            .map_err(|why| self.error(value.span(), format!("{}: {why}", setting.key)))
+            .map_err(|why| self.error(value.span(), why))
     }
 
     /// Reads the keys of `table` into `settings` through the settings of
@@ -349,24 +349,24 @@ impl Source<'_> {
         if let Some(value) = get("addr") {
             file.addr = self.addr(value)?;
         }
-        let nonzero = |key: &str, value: &Spanned<toml::Value>| {
+        let nonzero = |value: &Spanned<toml::Value>| {
             raw::text(value.get_ref())
                 .map_err(String::from)
                 .and_then(|text| units::parse_nonzero(&text))
                 .map(|n| NonZeroUsize::new(n).expect("parse_nonzero is never 0"))
-                .map_err(|why| self.error(value.span(), format!("{key}: {why}")))
+                .map_err(|why| self.error(value.span(), why))
         };
         if let Some(value) = get("max_concurrent_requests") {
-            file.max_concurrent_requests = nonzero("max_concurrent_requests", value)?;
+            file.max_concurrent_requests = nonzero(value)?;
         }
         if let Some(value) = get("tenant_workers") {
-            file.tenant_workers = Some(nonzero("tenant_workers", value)?);
+            file.tenant_workers = Some(nonzero(value)?);
         }
         Ok(file)
     }
 
     fn addr(&self, value: &Spanned<toml::Value>) -> Result<SocketAddr, ConfigError> {
-        let error = |why: String| self.error(value.span(), format!("addr: {why}"));
+        let error = |why: String| self.error(value.span(), why);
         let toml::Value::String(text) = value.get_ref() else {
             return Err(error(
                 "invalid type: expected a string like \"127.0.0.1:8080\"".into(),
@@ -555,6 +555,11 @@ routes = ["blog.example.com", "/blog"]
             ),
             ("[server]\n".into(), "2:1", "no [[tenant]]"),
             ("[defaults]\nmax_memory = \"5GiB\"\n".into(), "2:14", "at most 4GiB"),
+            (
+                "[defaults]\nrequest_timeout = \"10000000000000000000s\"\n".into(),
+                "2:19",
+                "at most a year",
+            ),
             (
                 "[[tenant]]\nname = \"a\"\ncomponent = \"shop.wasm\"\nroutes = [\"a.test/x\"]\n\
                  tls = { cert = \"certs/shop.pem\", key = \"certs/shop.key\" }\n"

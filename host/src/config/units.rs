@@ -6,8 +6,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The longest duration a setting may have: a year. Deadlines are instants
+/// this far ahead at most, which no clock overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// Parses a duration: a number with a unit of `ms`, `s` or `m` (`500ms`,
-/// `30s`, `2m`). A bare `0` is zero.
+/// `30s`, `2m`), at most [`MAX_DURATION`]. A bare `0` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -23,7 +27,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" if value == 0.0 => 0.0,
         _ => return Err(bad()),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "'{text}' is too long: a setting's time is at most a year"
+        ));
+    }
+    Ok(duration)
 }
 
 /// Parses a size in bytes: a whole number with an optional unit of `B`,
@@ -162,6 +172,9 @@ mod tests {
             ("-1s", None),
             ("10h", None),
             ("", None),
+            ("525600m", Some(MAX_DURATION)),
+            ("525601m", None),
+            ("10000000000000000000s", None),
         ];
         for (text, want) in cases {
             assert_eq!(parse_duration(text).ok(), want, "{text:?}");

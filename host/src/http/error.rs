@@ -35,6 +35,10 @@ pub enum HostError {
     /// The server's stop ran out of time and stopped the guest (503).
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
+    /// The guest's response cannot be sent (500): an upgrade (101, or 2xx
+    /// to CONNECT), which the host does not offer guests.
+    #[error("the guest's response cannot be sent: {0}")]
+    BadResponse(&'static str),
     /// The guest failed, ran out of time, or the request could not be
     /// given to it.
     #[error(transparent)]
@@ -60,6 +64,8 @@ pub enum Fault {
     Cancelled,
     /// The guest trapped, gave no response, or answered with an error.
     Trap,
+    /// The guest answered with a response the host cannot send.
+    BadResponse,
     /// The guest grew its memory past its limit.
     Memory,
     /// The guest ran past its request timeout.
@@ -90,14 +96,16 @@ impl Fault {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Fault::Trap | Fault::Memory | Fault::Host => StatusCode::INTERNAL_SERVER_ERROR,
+            Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Host => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
     /// How loudly it is logged.
     pub fn level(self) -> Level {
         match self {
-            Fault::Trap | Fault::Memory | Fault::Timeout => Level::Warn,
+            Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Timeout => Level::Warn,
             Fault::Host => Level::Error,
             Fault::BadRequest
             | Fault::BodyTooLarge
@@ -112,6 +120,7 @@ impl Fault {
     pub fn counted(self) -> Option<Counted> {
         match self {
             Fault::Trap => Some(Counted::GuestFault("trap")),
+            Fault::BadResponse => Some(Counted::GuestFault("bad_response")),
             Fault::Memory => Some(Counted::GuestFault("memory")),
             Fault::Timeout => Some(Counted::GuestFault("timeout")),
             Fault::Overloaded => Some(Counted::Rejected("concurrency")),
@@ -136,6 +145,7 @@ impl HostError {
             HostError::NoRoute => Fault::NoRoute,
             HostError::Overloaded => Fault::Overloaded,
             HostError::Cancelled => Fault::Cancelled,
+            HostError::BadResponse(_) => Fault::BadResponse,
             HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
             HostError::Guest(GuestError::MemoryExhausted(_)) => Fault::Memory,
             HostError::Guest(GuestError::Timeout) => Fault::Timeout,
@@ -234,6 +244,12 @@ mod tests {
             ),
             (Fault::Cancelled, 503, Level::Debug, None),
             (Fault::Trap, 500, Level::Warn, Some(GuestFault("trap"))),
+            (
+                Fault::BadResponse,
+                500,
+                Level::Warn,
+                Some(GuestFault("bad_response")),
+            ),
             (Fault::Memory, 500, Level::Warn, Some(GuestFault("memory"))),
             (
                 Fault::Timeout,
@@ -258,6 +274,7 @@ mod tests {
             (HostError::NoRoute, Fault::NoRoute),
             (HostError::Overloaded, Fault::Overloaded),
             (HostError::Cancelled, Fault::Cancelled),
+            (HostError::BadResponse("101"), Fault::BadResponse),
             (
                 GuestError::InvalidRequest("x".into()).into(),
                 Fault::BadRequest,

@@ -93,6 +93,7 @@ pub(crate) async fn call(
         body_limit,
         own_task,
     } = admitted;
+    let connect = request.method() == http::Method::CONNECT;
     let Call { mut answer, run } = instances.serve(request, info)?;
     let run = supervise(
         run,
@@ -118,6 +119,14 @@ pub(crate) async fn call(
         Some(_) if body_limit.as_ref().is_some_and(|l| l.is_tripped()) => {
             Err(too_large(&body_limit))
         }
+        // Until upgrades are offered to guests, a guest's upgrade is not
+        // sent: hyper would hand the connection over to nobody.
+        Some(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => Err(
+            HostError::BadResponse("101 Switching Protocols is not served"),
+        ),
+        Some(Ok(response)) if connect && response.status().is_success() => Err(
+            HostError::BadResponse("a 2xx answer to CONNECT (a tunnel) is not served"),
+        ),
         Some(Ok(response)) => Ok(frame(response, guest).await),
         Some(Err(error)) => {
             // What the guest does after answering is its own affair.

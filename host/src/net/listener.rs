@@ -57,8 +57,9 @@ impl Listener {
     }
 
     /// The next connection. Errors that concern one connection only (a reset
-    /// before accept, say) are skipped; running out of descriptors pauses
-    /// accepting for a moment. Only an error of the listener itself returns.
+    /// before accept, a network error Linux passes on, say) are skipped;
+    /// running out of descriptors or memory pauses accepting for a moment.
+    /// Only an error that means the listener itself is gone returns.
     pub(crate) async fn accept(&self) -> io::Result<Accepted> {
         loop {
             match self.inner.accept().await {
@@ -69,15 +70,47 @@ impl Listener {
                     }
                     return Ok(Accepted { stream, peer });
                 }
-                Err(error) if is_connection_error(&error) => {
-                    tracing::debug!(%error, "a connection failed before it was accepted");
-                }
-                Err(error) if is_resource_error(&error) => {
-                    tracing::warn!(%error, "cannot accept connections for now; retrying");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-                Err(error) => return Err(error),
+                Err(error) => match Failure::of(&error) {
+                    Failure::Connection => {
+                        tracing::debug!(%error, "a connection failed before it was accepted");
+                    }
+                    Failure::Resources => {
+                        tracing::warn!(%error, "cannot accept connections for now; retrying");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    Failure::Listener => return Err(error),
+                },
             }
+        }
+    }
+}
+
+/// What a failed `accept` means for the accept loop.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// One connection failed: accept the next.
+    Connection,
+    /// The process or system is short of a resource that closing
+    /// connections gives back: pause, then accept again.
+    Resources,
+    /// The listener itself is gone or unusable: serving ends.
+    Listener,
+}
+
+impl Failure {
+    /// accept(2): besides EMFILE and friends, Linux passes on the pending
+    /// connection's network errors (ENETDOWN, EPROTO, ENOPROTOOPT,
+    /// EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH), and EPERM
+    /// when a firewall refuses it; "treat them like EAGAIN by retrying". Only
+    /// a descriptor that is not (or no longer) a listening socket ends the
+    /// loop.
+    fn of(error: &io::Error) -> Self {
+        match error.raw_os_error() {
+            Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EFAULT) => Failure::Listener,
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Failure::Resources,
+            Some(_) => Failure::Connection,
+            None if is_connection_error(error) => Failure::Connection,
+            None => Failure::Listener,
         }
     }
 }
@@ -93,11 +126,36 @@ fn is_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// EMFILE, ENFILE, ENOBUFS, ENOMEM: the process or system is short of a
-/// resource that closing connections gives back.
-fn is_resource_error(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_of_the_listener_itself_end_the_accept_loop() {
+        let cases = [
+            (libc::ECONNABORTED, Failure::Connection),
+            (libc::EPROTO, Failure::Connection),
+            (libc::EPERM, Failure::Connection),
+            (libc::ENETDOWN, Failure::Connection),
+            (libc::ENETUNREACH, Failure::Connection),
+            (libc::EHOSTUNREACH, Failure::Connection),
+            (libc::ENOPROTOOPT, Failure::Connection),
+            (libc::EOPNOTSUPP, Failure::Connection),
+            (libc::EINTR, Failure::Connection),
+            (libc::EAGAIN, Failure::Connection),
+            (libc::EMFILE, Failure::Resources),
+            (libc::ENFILE, Failure::Resources),
+            (libc::ENOBUFS, Failure::Resources),
+            (libc::ENOMEM, Failure::Resources),
+            (libc::EBADF, Failure::Listener),
+            (libc::ENOTSOCK, Failure::Listener),
+            (libc::EINVAL, Failure::Listener),
+        ];
+        for (errno, want) in cases {
+            let error = io::Error::from_raw_os_error(errno);
+            assert_eq!(Failure::of(&error), want, "{error}");
+        }
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(Failure::of(&reset), Failure::Connection);
+    }
 }

@@ -42,7 +42,12 @@ impl Strategy for Fresh {
         // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
-        let deadline = tokio::time::Instant::now() + sandbox.limits.request_timeout;
+        // A timeout past what the clock can hold (a library user's, say)
+        // is no timeout, not a panic.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(sandbox.limits.request_timeout)
+            .unwrap_or_else(|| now + super::limits::MAX_TIMEOUT);
 
         let progress = Arc::new(Progress::default());
         let (tx, answer) = Answer::channel();

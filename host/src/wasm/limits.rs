@@ -10,6 +10,9 @@ use wasmtime::{Engine, ResourceLimiter};
 
 /// How long a guest may run by default (response and body included).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The deadline of a request whose timeout is past what the clock can hold:
+/// about 30 years, which it can.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 /// The largest linear memory an instance may have by default: 128 MiB.
 pub const DEFAULT_MAX_MEMORY: usize = 128 << 20;
 /// The most elements a table of an instance may have.
