@@ -287,7 +287,8 @@ impl<T: Table> Args for Flags<T> {
         let defaults = T::default();
         let mut group = ArgGroup::new(T::GROUP).multiple(true);
         for setting in T::SETTINGS {
-            let mut help = setting.help.to_string();
+            // As clap does with doc comments: no closing period.
+            let mut help = setting.help.trim_end_matches('.').to_string();
             if let Some(default) = setting.show(&defaults) {
                 help.push_str(&format!(" [default: {default}]"));
             }

@@ -120,7 +120,7 @@ impl Reloader {
         );
         let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let file = FileConfig::load(&path)?;
-            let loaded = load::load(&engine, &file, &components, threads)?;
+            let loaded = load::tenants(&engine, &file, &components, threads)?;
             Ok((file, loaded))
         })
         .await;

@@ -133,7 +133,7 @@ fn build_tenants(
 ) -> anyhow::Result<(Server, Components, bool)> {
     let started = std::time::Instant::now();
     let loaded = with_spinner(&file.path, || {
-        load::load(engine, file, &Components::default(), settings.workers.get())
+        load::tenants(engine, file, &Components::default(), settings.workers.get())
     })?;
     warn_overcommitted(file);
     tracing::info!(

@@ -77,7 +77,7 @@ pub struct Certs {
 /// Loads the tenants of `file` with `engine`: components whose bytes are
 /// in `previous` are reused, the others compiled on up to `threads` threads
 /// at once.
-pub fn load(
+pub fn tenants(
     engine: &Engine,
     file: &FileConfig,
     previous: &Components,

@@ -144,6 +144,12 @@ impl Run {
         }
     }
 
+    /// Whether the run has ended (or was stopped): it must not be polled
+    /// again.
+    pub fn is_finished(&self) -> bool {
+        self.guest.is_none()
+    }
+
     /// Whether the guest has set its response head.
     pub fn answered(&self) -> bool {
         self.progress.has_responded()
@@ -164,7 +170,7 @@ impl Future for Run {
 
     /// # Panics
     ///
-    /// When polled after it ended or was stopped.
+    /// When polled after it ended or was stopped ([`Run::is_finished`]).
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ran> {
         let guest = self
             .guest
