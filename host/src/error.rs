@@ -109,7 +109,7 @@ pub enum Error {
     Listener(#[source] std::io::Error),
     /// A worker thread or its async runtime could not be started.
     #[error("failed to start a worker")]
-    Runtime(#[source] std::io::Error),
+    Worker(#[source] std::io::Error),
     /// A worker thread of per-core mode panicked.
     #[error("a worker thread panicked")]
     WorkerPanicked,

@@ -46,7 +46,7 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name("catshost-worker".into())
                 .spawn(move || server.serve_one_core(listener, tls, first))
-                .map_err(Error::Runtime)?;
+                .map_err(Error::Worker)?;
             threads.push(thread);
         }
         let mut result = Ok(());
@@ -69,13 +69,13 @@ impl Server {
             .event_interval(EVENT_INTERVAL)
             .enable_all()
             .build()
-            .map_err(Error::Runtime)
+            .map_err(Error::Worker)
             .and_then(|runtime| {
                 runtime.block_on(async {
                     let started = first
                         .map(|first| first())
                         .transpose()
-                        .map_err(Error::Runtime)?;
+                        .map_err(Error::Worker)?;
                     let served = self.serve_listener(listener, tls).await;
                     drop(started);
                     served
