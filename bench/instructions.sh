@@ -27,7 +27,7 @@ wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 total() {
   local bin=$1 n=$2 port=$((19600 + RANDOM % 300)) pid cache; shift 2
   cache="$work/cache-$(basename "$bin")-$(cksum < "$bin" | cut -d' ' -f1)"
-  mkdir -p -m 700 "$cache"
+  mkdir -p "$cache" && chmod 700 "$cache"
   # The component compiled into the cache first, under valgrind too: the
   # CPU features valgrind reports give another engine hash, so a cache
   # filled outside it would miss and the count would hold a compile.
@@ -57,6 +57,8 @@ echo "|---|---|---|---|"
 for load in "HTTP/1.1:--h1" "h2c:-m 8"; do
   label=${load%%:*}
   # shellcheck disable=SC2086 # the load's flags are words
-  o=$(per_request "$old" ${load#*:}); n=$(per_request "$new" ${load#*:})
+  o=$(per_request "$old" ${load#*:})
+  # shellcheck disable=SC2086
+  n=$(per_request "$new" ${load#*:})
   echo "| $label | $o | $n | $(awk -v a="$n" -v b="$o" 'BEGIN { printf "%.3f", a / b }') |"
 done
