@@ -178,8 +178,11 @@ async fn serve(settings: &ServeSettings, ready: Ready) -> anyhow::Result<()> {
 /// Per-core mode: the first worker also handles the signals, serves the
 /// admin endpoints and announces readiness.
 fn serve_per_core(settings: &ServeSettings, ready: Ready) -> anyhow::Result<()> {
-    let Listen::Addr(addr) = settings.listen else {
-        anyhow::bail!("--reuse-port binds its own sockets: it cannot serve on --listen-fd");
+    let (Listen::Addr(addr), None) = (settings.listen, &ready.listener) else {
+        anyhow::bail!(
+            "--reuse-port binds its own sockets: it cannot serve on --listen-fd or a socket \
+             systemd passed (LISTEN_FDS)"
+        );
     };
     let Ready {
         server, tls, admin, ..

@@ -302,7 +302,10 @@ impl Source<'_> {
         other: &[&str],
         settings: &mut T,
     ) -> Result<(), ConfigError> {
-        for (key, value) in table {
+        // In the file's order, so the first mistake is the one reported.
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(key, _)| key.span().start);
+        for (key, value) in entries {
             let key_text = key.get_ref().as_str();
             match known.iter().find(|s| s.key == key_text) {
                 Some(setting) => self.set(setting, settings, value)?,

@@ -159,28 +159,26 @@ impl HostError {
         self.kind().status()
     }
 
-    /// Logs the failure once, at the level its kind deserves;
-    /// `after_head` when the guest failed after its response head went out
-    /// (the response was cut).
+    /// Logs the failure once, at the level its kind deserves; `after_head`
+    /// when the guest failed after its response head went out: the
+    /// response was cut, which is always worth a warning (and the status the
+    /// kind would have given was never sent).
     pub(crate) fn log(&self, id: RequestId, tenant: &str, component: &str, after_head: bool) {
         let error = crate::log::chain(self);
+        if after_head {
+            tracing::warn!(request_id = %id, tenant, component, %error, "guest failed after sending its response");
+            return;
+        }
         let status = self.status().as_u16();
-        let level = self.kind().level();
-        let what = match (after_head, level) {
-            (true, _) => "guest failed after sending its response",
-            (false, Level::Warn) => "guest failed",
-            (false, Level::Error) => "request failed",
-            (false, Level::Debug) => "request refused",
-        };
-        match level {
+        match self.kind().level() {
             Level::Warn => {
-                tracing::warn!(request_id = %id, tenant, component, status, %error, "{what}")
+                tracing::warn!(request_id = %id, tenant, component, status, %error, "guest failed")
             }
             Level::Error => {
-                tracing::error!(request_id = %id, tenant, component, status, %error, "{what}")
+                tracing::error!(request_id = %id, tenant, component, status, %error, "request failed")
             }
             Level::Debug => {
-                tracing::debug!(request_id = %id, tenant, component, status, %error, "{what}")
+                tracing::debug!(request_id = %id, tenant, component, status, %error, "request refused")
             }
         }
     }

@@ -166,15 +166,13 @@ fn supervise(
             }
         };
         let mut result = tokio::select! {
-            ran = &mut run => {
-                if let Some(took) = ran.instantiated_in {
-                    recorder.metrics.instance_created(&recorder.tenant, took);
-                }
-                ran.result.map_err(HostError::from)
-            }
+            ran = &mut run => ran.map_err(HostError::from),
             () = tripped => Err(too_large(&body_limit)),
             () = cancel.cancelled() => Err(HostError::Cancelled),
         };
+        if let Some(took) = run.instantiated_in() {
+            recorder.metrics.instance_created(&recorder.tenant, took);
+        }
         // A guest that fails on reading a body cut at its limit fails
         // because of the limit.
         if result.is_err() && body_limit.as_ref().is_some_and(|l| l.is_tripped()) {

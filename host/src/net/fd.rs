@@ -28,7 +28,7 @@ pub fn listener_from_fd(fd: RawFd) -> io::Result<std::net::TcpListener> {
     // open, `try_clone_to_owned` fails with EBADF.
     let owned = unsafe { BorrowedFd::borrow_raw(fd) }
         .try_clone_to_owned()
-        .map_err(|_| refuse("is not an open file descriptor"))?;
+        .map_err(|error| refuse(&format!("is not an open file descriptor ({error})")))?;
     let socket = socket2::Socket::from(owned);
     let is_listening_tcp = socket.r#type().ok() == Some(socket2::Type::STREAM)
         && socket.is_listener().unwrap_or(false)

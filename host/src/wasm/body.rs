@@ -3,8 +3,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -78,7 +79,11 @@ impl std::fmt::Debug for GuestBody {
 
 /// How far a guest got: shared by its run and its response body.
 #[derive(Debug, Default)]
-pub(crate) struct Progress(AtomicU8);
+pub(crate) struct Progress {
+    state: AtomicU8,
+    /// How long its instance took to make, in nanoseconds (0: not made).
+    instantiated_ns: AtomicU64,
+}
 
 impl Progress {
     const RESPONDED: u8 = 1;
@@ -86,18 +91,18 @@ impl Progress {
 
     /// The guest has set its response.
     pub(crate) fn responded(&self) {
-        self.0.store(Self::RESPONDED, Ordering::Release);
+        self.state.store(Self::RESPONDED, Ordering::Release);
     }
 
     /// Whether the guest has set its response (and maybe failed since).
     pub(crate) fn has_responded(&self) -> bool {
-        self.0.load(Ordering::Acquire) != 0
+        self.state.load(Ordering::Acquire) != 0
     }
 
     /// Records a failure; returns whether it came after the response head.
     /// Must come before the guest's store is dropped, which ends the body.
     pub(crate) fn fail(&self) -> bool {
-        self.0
+        self.state
             .compare_exchange(
                 Self::RESPONDED,
                 Self::FAILED_AFTER_RESPONSE,
@@ -107,7 +112,21 @@ impl Progress {
             .is_ok()
     }
 
+    /// The instance was made, in `took`.
+    pub(crate) fn instantiated(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.instantiated_ns.store(ns, Ordering::Release);
+    }
+
+    /// How long the instance took to make, once it was.
+    pub(crate) fn instantiated_in(&self) -> Option<Duration> {
+        match self.instantiated_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
     fn failed_after_response(&self) -> bool {
-        self.0.load(Ordering::Acquire) == Self::FAILED_AFTER_RESPONSE
+        self.state.load(Ordering::Acquire) == Self::FAILED_AFTER_RESPONSE
     }
 }

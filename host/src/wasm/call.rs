@@ -127,14 +127,8 @@ pub struct Run {
     progress: Arc<Progress>,
 }
 
-/// How a guest's run ended.
-#[derive(Debug)]
-pub struct Ran {
-    /// Whether the guest finished, or why not.
-    pub result: Result<(), GuestError>,
-    /// How long the instance took to make, when this run made one.
-    pub instantiated_in: Option<Duration>,
-}
+/// How a guest's run ended: whether the guest finished, or why not.
+pub type Ran = Result<(), GuestError>;
 
 impl Run {
     pub(crate) fn new(guest: BoxFuture<'static, Ran>, progress: Arc<Progress>) -> Self {
@@ -148,6 +142,12 @@ impl Run {
     /// again.
     pub fn is_finished(&self) -> bool {
         self.guest.is_none()
+    }
+
+    /// How long the instance took to make, once this run made one (also
+    /// after it was stopped).
+    pub fn instantiated_in(&self) -> Option<Duration> {
+        self.progress.instantiated_in()
     }
 
     /// Whether the guest has set its response head.

@@ -13,7 +13,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 
 use super::body::{GuestBody, Progress};
 use super::call::{
-    Answer, AnswerSender, BodySizeExceeded, Call, CallInfo, GuestRequest, Ran, Run, Strategy,
+    Answer, AnswerSender, BodySizeExceeded, Call, CallInfo, GuestRequest, Run, Strategy,
 };
 use super::ctx::GuestCtx;
 use super::error::GuestError;
@@ -70,11 +70,14 @@ impl Strategy for Fresh {
         let cpu = sandbox.cpu.clone();
         let recorded = progress.clone();
         let guest = async move {
-            let mut instantiated_in = None;
+            // Dropped before `store` however the run ends (a panic in a host
+            // call included): the failure is recorded before the store, and
+            // with it the body's sender, goes.
+            let failed = FailOnDrop(Some(recorded));
             let run = async {
                 let started = Instant::now();
                 let proxy = pre.proxy.instantiate_async(&mut store).await?;
-                instantiated_in = Some(started.elapsed());
+                failed.progress().instantiated(started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -89,18 +92,16 @@ impl Strategy for Fresh {
                 Ok(Err(error)) => Err(GuestError::from_wasmtime(error)),
                 Err(_) => Err(GuestError::Timeout),
             };
-            if result.is_err() {
-                recorded.fail();
+            match result {
+                Ok(()) => failed.disarm(),
+                Err(_) => drop(failed),
             }
-            // Only now, with the failure recorded, may the store (and with
+            // Only now, with a failure recorded, may the store (and with
             // it the body's sender) go. The guest may outlive its component
             // (its tenant replaced while it runs): the ticker goes last.
             drop(store);
             drop(pre);
-            Ran {
-                result,
-                instantiated_in,
-            }
+            result
         };
         Ok(Call {
             answer,
@@ -125,6 +126,27 @@ fn respond(
             Err(code) => Err(GuestError::ErrorCode(code)),
         };
         let _ = tx.send(answer);
+    }
+}
+
+/// Records a failure of the guest when dropped, unless disarmed.
+struct FailOnDrop(Option<Arc<Progress>>);
+
+impl FailOnDrop {
+    fn progress(&self) -> &Progress {
+        self.0.as_ref().expect("armed until the run ends")
+    }
+
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        if let Some(progress) = &self.0 {
+            progress.fail();
+        }
     }
 }
 
