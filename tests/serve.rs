@@ -392,6 +392,28 @@ async fn an_error_handler_replaces_the_host_responses() {
     server.stop().await;
 }
 
+/// The router reads the URI's authority, a guest may read the Host header:
+/// a request whose two name different hosts is refused, so it cannot reach
+/// one tenant dressed as a request for another.
+#[tokio::test]
+async fn a_host_header_that_differs_from_the_uri_gets_400() {
+    let server = TestServer::fixture("hello").await;
+    let differs = "GET http://b.test/ HTTP/1.1\r\nhost: a.test\r\n\r\n";
+    assert_eq!(
+        raw_status(server.addr, differs).await,
+        "HTTP/1.1 400 Bad Request"
+    );
+    let twice = "GET http://a.test/ HTTP/1.1\r\nhost: a.test\r\nhost: a.test\r\n\r\n";
+    assert_eq!(
+        raw_status(server.addr, twice).await,
+        "HTTP/1.1 400 Bad Request"
+    );
+    // The same host, in any case and with or without a port or a final dot.
+    let agrees = "GET http://A.test:80/ HTTP/1.1\r\nhost: a.test.\r\n\r\n";
+    assert_eq!(raw_status(server.addr, agrees).await, "HTTP/1.1 200 OK");
+    server.stop().await;
+}
+
 /// A 2xx answer to CONNECT would make hyper hand the connection over as a
 /// tunnel to nobody: until upgrades are offered to guests it is a 500 (the
 /// faults fixture's 101 is in tests/limits.rs).

@@ -4,25 +4,36 @@
 use http::{Request, header};
 
 use super::HostError;
+use crate::routing::normalize_host;
 
 /// The host a request is for: its URI's authority (HTTP/2, or an HTTP/1
 /// request in absolute form), else its Host header, which must be one and
-/// a valid host (RFC 9112, section 3.2). The guest must never see a request
-/// without one.
+/// a valid host (RFC 9112, section 3.2). With both, they must name the same
+/// host: the router reads one and the guest may read the other, so a
+/// request for `b.test` with `Host: a.test` would reach tenant b looking
+/// like a request for a. The guest never sees a request without a host.
 pub(crate) fn request_host<B>(req: &Request<B>) -> Result<&str, HostError> {
-    if let Some(authority) = req.uri().authority() {
-        return Ok(authority.host());
-    }
     let mut hosts = req.headers().get_all(header::HOST).iter();
-    let Some(host) = hosts.next() else {
-        return Err(HostError::BadRequest("no Host header"));
-    };
+    let host = hosts.next();
     if hosts.next().is_some() {
         return Err(HostError::BadRequest("more than one Host header"));
     }
-    match std::str::from_utf8(host.as_bytes()) {
-        Ok(host) if is_host(host.as_bytes()) => Ok(host),
-        _ => Err(HostError::BadRequest("the Host header is not a host")),
+    let host = match host.map(|host| std::str::from_utf8(host.as_bytes())) {
+        Some(Ok(host)) if is_host(host.as_bytes()) => Some(host),
+        Some(_) => return Err(HostError::BadRequest("the Host header is not a host")),
+        None => None,
+    };
+    match (req.uri().authority(), host) {
+        (Some(authority), Some(host))
+            if normalize_host(authority.as_str()) != normalize_host(host) =>
+        {
+            Err(HostError::BadRequest(
+                "the Host header and the URI name different hosts",
+            ))
+        }
+        (Some(authority), _) => Ok(authority.host()),
+        (None, Some(host)) => Ok(host),
+        (None, None) => Err(HostError::BadRequest("no Host header")),
     }
 }
 
