@@ -10,7 +10,8 @@
 #   rust     Debian rustc-web 1.96 and lld-22, unpacked (not installed:
 #            they would clash with rustup) and driven by rustup's cargo,
 #            -Zbuild-std for wasm32-unknown-unknown, wit-bindgen 0.63
-#   python   componentize-py 0.25.1 (PyPI, in a venv)
+#   python   componentize-py 0.25.1 (PyPI, in a venv); the WASI 0.3 ones
+#            against wit/p3 (wasi:http/service@0.3.0)
 #   js       @bytecodealliance/componentize-js 0.23.0 (npm)
 #
 #   guest-examples/build.sh              # every language
@@ -130,6 +131,16 @@ build_python() {
     local start=$SECONDS
     "$venv/bin/componentize-py" -d wit -w catshost:guest/handler componentize app \
       -p "guest-examples/python/$name" -o "$out/python-$name.wasm" >/dev/null
+    record python "$name" $((SECONDS - start))
+  done
+  # WASI 0.3 guests (async Python, wasi:http/service@0.3.0) against wit/p3:
+  # the example, and the fixture of the host's instance-reuse tests.
+  local dir
+  for dir in guest-examples/python/echo-p3 tests/fixtures/p3-faults; do
+    local start=$SECONDS
+    name=${dir##*/}
+    "$venv/bin/componentize-py" -d wit/p3 -w wasi:http/service@0.3.0 componentize app \
+      -p "$dir" -o "$out/python-$name.wasm" >/dev/null
     record python "$name" $((SECONDS - start))
   done
 }

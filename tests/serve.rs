@@ -482,7 +482,7 @@ fn what_is_not_a_handler_component_is_refused_with_a_clear_error() {
         (
             "empty.wat",
             b"(component)",
-            "does not export `wasi:http/incoming-handler@0.2.x`, so catshost cannot serve it; it exports: nothing",
+            "does not export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x`, so catshost cannot serve it; it exports: nothing",
         ),
         (
             "other.wat",

@@ -59,7 +59,7 @@ pub enum Error {
     },
     /// The component does not export `wasi:http/incoming-handler`.
     #[error(
-        "'{name}' does not export `wasi:http/incoming-handler@0.2.x`, so catshost cannot serve it; \
+        "'{name}' does not export `wasi:http/incoming-handler@0.2.x` or `wasi:http/handler@0.3.x`, so catshost cannot serve it; \
          it exports: {exports}"
     )]
     NoHandlerExport {

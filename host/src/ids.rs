@@ -16,7 +16,38 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// The id as a number (never 0).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
 impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Names one instance of a component in logs: the requests it served share
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InstanceId(u64);
+
+impl InstanceId {
+    /// The next id of this process (ids start at 1 and never repeat).
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id as a number (never 0).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }

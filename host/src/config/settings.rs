@@ -157,6 +157,7 @@ macro_rules! setting {
 
 const HTTP: Option<&str> = Some("HTTP");
 const LIMITS: Option<&str> = Some("Limits");
+const REUSE: Option<&str> = Some("Instance reuse");
 
 fn duration(value: &Duration) -> Option<String> {
     Some(show_duration(value))
@@ -239,7 +240,26 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
         LIMITS, "The largest request body; larger ones get 413."),
     setting!(max_concurrent_requests: [max_concurrent_requests] "N", parse_nonzero, count,
         LIMITS, "The most requests running at once; more get 503 with Retry-After."),
+    setting!(max_instance_reuse_count: [instance.reuse.max_instance_reuse_count] "N",
+        |t| parse_reuse_count(t).map(Some), unset, REUSE,
+        "The most requests one instance serves before a new one is made [default: 1 for WASI \
+         0.2 components, a fresh instance each; 128 for WASI 0.3]. Above 1, state one request \
+         leaves in the instance is seen by the tenant's next (docs/reuse.md)."),
+    setting!(max_instance_concurrent_reuse_count:
+        [instance.reuse.max_instance_concurrent_reuse_count] "N",
+        |t| parse_reuse_count(t).map(Some), unset, REUSE,
+        "The most requests one WASI 0.3 instance serves at once [default: 16]; WASI 0.2 \
+         instances serve one at a time."),
+    setting!(idle_instance_timeout: [instance.reuse.idle_instance_timeout] "TIME",
+        parse_duration, duration, REUSE,
+        "How long an instance with no request is kept for the next one."),
 ];
+
+/// A reuse count: at least 1, at most `u32::MAX`.
+fn parse_reuse_count(text: &str) -> Result<u32, String> {
+    let n = parse_nonzero(text)?;
+    u32::try_from(n).map_err(|_| format!("{n} is too large: at most {}", u32::MAX))
+}
 
 #[cfg(test)]
 mod tests {

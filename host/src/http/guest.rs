@@ -309,8 +309,24 @@ impl http_body::Body for GuestResponse {
         self.first.is_none() && self.second.is_none() && self.ended
     }
 
+    /// The body's own hint (what is left of it) plus what was read ahead.
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let ahead: u64 = [&self.first, &self.second]
+            .into_iter()
+            .flatten()
+            .filter_map(|frame| frame.as_ref().ok()?.data_ref())
+            .map(|data| data.len() as u64)
+            .sum();
+        let rest = match self.ended {
+            true => http_body::SizeHint::with_exact(0),
+            false => self.body.size_hint(),
+        };
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(ahead));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(ahead));
+        }
+        hint
     }
 }
 

@@ -88,7 +88,7 @@ fn live(
         upstream: builder.upstream.clone(),
     };
     LiveTenant::new(
-        tenant.component.fresh(sandbox),
+        tenant.component.instances(sandbox),
         tenant.component.name(),
         Admission {
             requests,

@@ -41,6 +41,34 @@ const PROVIDED: &[&str] = &[
     "wasi:sockets/udp-create-socket",
 ];
 
+/// The interfaces the host's linker defines for WASI 0.3 components, at any
+/// `0.3.x` version, besides [`PROVIDED`] (which they may import too).
+const PROVIDED_P3: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/types",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/system-clock",
+    "wasi:clocks/types",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:http/client",
+    "wasi:http/types",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/types",
+];
+
 /// What the host grants through a provided interface, for the report.
 fn grant(interface: &str) -> &'static str {
     match interface {
@@ -48,11 +76,14 @@ fn grant(interface: &str) -> &'static str {
         "wasi:filesystem/preopens" | "wasi:filesystem/types" => {
             "only --dir (or the tenant's dirs) directories"
         }
-        "wasi:sockets/instance-network" | "wasi:sockets/tcp" | "wasi:sockets/udp" => {
-            "linked, every socket denied"
-        }
+        "wasi:sockets/instance-network"
+        | "wasi:sockets/tcp"
+        | "wasi:sockets/udp"
+        | "wasi:sockets/types" => "linked, every socket denied",
         "wasi:sockets/ip-name-lookup" => "linked, every lookup denied",
-        "wasi:http/outgoing-handler" => "only the tenant's outbound origins (none by default)",
+        "wasi:http/outgoing-handler" | "wasi:http/client" => {
+            "only the tenant's outbound origins (none by default)"
+        }
         "wasi:cli/stdout" | "wasi:cli/stderr" => "lines go to the log",
         "wasi:cli/stdin" => "empty",
         _ => "",
@@ -64,9 +95,8 @@ fn grant(interface: &str) -> &'static str {
 pub enum Served {
     /// `wasi:http/incoming-handler@0.2.x`: the WASI 0.2 proxy world.
     Proxy(String),
-    /// `wasi:http/handler@0.3.x`: WASI 0.3's handler, which catshost does
-    /// not serve yet.
-    P3Handler(String),
+    /// `wasi:http/handler@0.3.x`: WASI 0.3's `wasi:http/service` world.
+    Service(String),
     /// Neither.
     Nothing,
 }
@@ -103,13 +133,13 @@ impl Report {
         let mut served = Served::Nothing;
         for (name, item) in ty.exports(engine) {
             let instance = matches!(item.ty, ComponentItem::ComponentInstance(_));
-            if instance && name.starts_with("wasi:http/incoming-handler@0.2") {
-                served = Served::Proxy(name.to_string());
+            if instance && name.starts_with("wasi:http/handler@0.3") {
+                served = Served::Service(name.to_string());
             } else if instance
-                && name.starts_with("wasi:http/handler@0.3")
+                && name.starts_with("wasi:http/incoming-handler@0.2")
                 && served == Served::Nothing
             {
-                served = Served::P3Handler(name.to_string());
+                served = Served::Proxy(name.to_string());
             }
             exports.push(name.to_string());
         }
@@ -117,15 +147,23 @@ impl Report {
             .imports(engine)
             .map(|(name, _)| {
                 let (interface, version) = name.split_once('@').unwrap_or((name, ""));
-                let known = PROVIDED.contains(&interface);
-                let missing = match (known, version.starts_with("0.2.")) {
-                    (true, true) => None,
-                    (true, false) => Some(format!(
-                        "version {} is not served (catshost provides 0.2.x)",
+                let p3 = matches!(served, Served::Service(_));
+                let in_p2 = PROVIDED.contains(&interface);
+                let in_p3 = p3 && PROVIDED_P3.contains(&interface);
+                let missing = match (in_p2 || in_p3, version) {
+                    (true, v) if in_p2 && v.starts_with("0.2.") => None,
+                    (true, v) if in_p3 && v.starts_with("0.3.") => None,
+                    (true, _) => Some(format!(
+                        "version {} is not served (catshost provides {})",
                         if version.is_empty() {
                             "(none)"
                         } else {
                             version
+                        },
+                        match (in_p2, in_p3) {
+                            (true, true) => "0.2.x and 0.3.x",
+                            (true, false) => "0.2.x",
+                            _ => "0.3.x",
                         }
                     )),
                     (false, _) => Some("not provided by catshost".to_string()),
@@ -151,7 +189,7 @@ impl Report {
 
     /// Whether `catshost serve` would serve the component.
     pub fn is_servable(&self) -> bool {
-        matches!(self.served, Served::Proxy(_)) && self.link_error.is_none()
+        matches!(self.served, Served::Proxy(_) | Served::Service(_)) && self.link_error.is_none()
     }
 
     /// The imports the host cannot satisfy.
@@ -168,14 +206,13 @@ impl std::fmt::Display for Report {
             Served::Proxy(export) => {
                 writeln!(f, "world: wasi:http/proxy (WASI 0.2), exporting {export}")?
             }
-            Served::P3Handler(export) => writeln!(
-                f,
-                "world: wasi:http handler of WASI 0.3 ({export}): catshost serves WASI 0.2's \
-                 wasi:http/incoming-handler only"
-            )?,
+            Served::Service(export) => {
+                writeln!(f, "world: wasi:http/service (WASI 0.3), exporting {export}")?
+            }
             Served::Nothing => writeln!(
                 f,
-                "world: none catshost serves (no wasi:http/incoming-handler@0.2.x export)"
+                "world: none catshost serves (no wasi:http/incoming-handler@0.2.x or \
+                 wasi:http/handler@0.3.x export)"
             )?,
         }
         let exports = match self.exports.is_empty() {
@@ -200,7 +237,7 @@ impl std::fmt::Display for Report {
         }
         if let Some(error) = &self.link_error
             && missing == 0
-            && matches!(self.served, Served::Proxy(_))
+            && self.served != Served::Nothing
         {
             writeln!(f, "link: {error}")?;
         }
@@ -218,6 +255,7 @@ mod tests {
     #[test]
     fn the_provided_list_is_sorted_and_every_grant_names_a_provided_interface() {
         assert!(PROVIDED.windows(2).all(|w| w[0] < w[1]));
+        assert!(PROVIDED_P3.windows(2).all(|w| w[0] < w[1]));
         for interface in [
             "wasi:cli/environment",
             "wasi:filesystem/types",

@@ -20,6 +20,24 @@ impl CpuShare {
         Self(Arc::new(Semaphore::new(workers.max(1))))
     }
 
+    /// What a WASI 0.3 instance's guest awaits at each epoch tick (its
+    /// event loop runs on wasmtime-wasi-http's own task, which cannot be
+    /// [`Rationed`]): a permit of this share, held for one tick. Of a
+    /// tenant's guests, only as many compute in any tick as it has permits.
+    pub(crate) fn tick(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let cpu = self.0.clone();
+        Box::pin(async move {
+            let permit = cpu
+                .acquire_owned()
+                .await
+                .expect("a tenant's CPU semaphore is never closed");
+            tokio::spawn(async move {
+                tokio::time::sleep(super::limits::EPOCH_TICK).await;
+                drop(permit);
+            });
+        })
+    }
+
     /// `guest`, run only while it holds a permit of this share.
     pub(crate) fn ration<F: Future>(&self, guest: F) -> Rationed<F> {
         Rationed {

@@ -3,24 +3,76 @@
 //! through the tenant's allow-list).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::body::Progress;
 use super::limits::Limiter;
 use super::outbound::{IoFuture, Verdict};
 use super::output::GuestOutput;
 use super::sandbox::Sandbox;
-use crate::ids::RequestId;
+use crate::ids::{InstanceId, RequestId};
 
-/// What a guest's store holds for the length of one request.
+/// Which instance a store holds, and the request it serves when that is
+/// unambiguous: what its output lines and outgoing requests are logged as.
+/// An instance reused for several requests at once (WASI 0.3) shares one
+/// WASI context between them, so its lines name the request only while it
+/// serves one.
+#[derive(Debug)]
+pub(crate) struct Serving {
+    pub(crate) instance: InstanceId,
+    /// The request's id, or 0 while it serves none or several.
+    request: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Serving {
+    pub(crate) fn new(instance: InstanceId) -> Self {
+        Self {
+            instance,
+            request: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The instance starts serving `id`.
+    pub(crate) fn start(&self, id: RequestId) {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let request = if before == 0 { id.get() } else { 0 };
+        self.request.store(request, Ordering::Release);
+    }
+
+    /// The instance is done with one of its requests.
+    pub(crate) fn end(&self) {
+        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if before <= 2 {
+            // None left, or one whose id is not known here.
+            self.request.store(0, Ordering::Release);
+        }
+    }
+
+    /// The request being served, when it is the only one.
+    pub(crate) fn request(&self) -> Option<u64> {
+        match self.request.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+}
+
+/// What a guest's store holds for the life of its instance.
 pub(crate) struct GuestCtx {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: HostHooks,
     pub(crate) limiter: Limiter,
+    /// The requests a WASI 0.3 instance has taken, while anything else
+    /// holds them: they fail with the instance.
+    pub(crate) in_flight: Vec<Arc<Progress>>,
 }
 
 impl GuestCtx {
@@ -29,11 +81,11 @@ impl GuestCtx {
     /// sockets, no host environment, outgoing HTTP only to the listed
     /// origins. Its stdout and stderr go to the host's log, each line an
     /// event carrying `id` and the tenant.
-    pub(crate) fn new(id: RequestId, sandbox: &Arc<Sandbox>) -> wasmtime::Result<Self> {
+    pub(crate) fn new(serving: Arc<Serving>, sandbox: &Arc<Sandbox>) -> wasmtime::Result<Self> {
         let (tenant, access) = (&sandbox.tenant, &sandbox.access);
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestOutput::new(id, tenant.clone(), "stdout"))
-            .stderr(GuestOutput::new(id, tenant.clone(), "stderr"))
+        wasi.stdout(GuestOutput::new(serving.clone(), tenant.clone(), "stdout"))
+            .stderr(GuestOutput::new(serving.clone(), tenant.clone(), "stderr"))
             .envs(&access.env);
         for dir in &access.dirs {
             let perms = if dir.writable {
@@ -49,11 +101,17 @@ impl GuestCtx {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: HostHooks {
-                id,
+                serving,
                 sandbox: sandbox.clone(),
             },
             limiter: Limiter::new(&sandbox.limits),
+            in_flight: Vec::new(),
         })
+    }
+
+    /// Who the instance is, and which request it serves.
+    pub(crate) fn serving(&self) -> &Arc<Serving> {
+        &self.hooks.serving
     }
 }
 
@@ -80,7 +138,7 @@ impl WasiHttpView for GuestCtx {
 /// the tenant allows (see [`super::Outbound`]); everything else is wasmtime's
 /// default.
 struct HostHooks {
-    id: RequestId,
+    serving: Arc<Serving>,
     sandbox: Arc<Sandbox>,
 }
 
@@ -102,7 +160,7 @@ impl WasiHttpHooks for HostHooks {
         dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error>>
             + Send,
     > {
-        let (id, sandbox) = (self.id, self.sandbox.clone());
+        let (serving, sandbox) = (self.serving.clone(), self.sandbox.clone());
         Box::new(async move {
             let upstream = &sandbox.upstream;
             let verdict = sandbox
@@ -115,7 +173,8 @@ impl WasiHttpHooks for HostHooks {
                 Verdict::Deny(denied) => {
                     tracing::warn!(
                         target: "catshost::outbound",
-                        request_id = %id,
+                        request_id = serving.request(),
+                        instance_id = serving.instance.get(),
                         tenant = &*sandbox.tenant,
                         origin = %origin(request.uri()),
                         reason = denied.reason(),
@@ -124,7 +183,14 @@ impl WasiHttpHooks for HostHooks {
                     return Err(denied.error());
                 }
             };
-            tracing::debug!(target: "catshost::outbound", request_id = %id, tenant = &*sandbox.tenant, origin = %origin(request.uri()), "outgoing HTTP request");
+            tracing::debug!(
+                target: "catshost::outbound",
+                request_id = serving.request(),
+                instance_id = serving.instance.get(),
+                tenant = &*sandbox.tenant,
+                origin = %origin(request.uri()),
+                "outgoing HTTP request"
+            );
             upstream.send(request, options, addrs).await
         })
     }

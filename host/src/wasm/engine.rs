@@ -1,5 +1,12 @@
-//! The process-wide WebAssembly engine and linker, and loading a component:
-//! read, check it is a `wasi:http` component, compile, pre-instantiate.
+//! The process-wide WebAssembly engines and linkers, and loading a
+//! component: read, check it is a `wasi:http` component, compile,
+//! pre-instantiate.
+//!
+//! WASI 0.2 components run on an engine with the component model's async
+//! ABI turned off; WASI 0.3 components need it, and get an engine of their
+//! own, made the first time one is loaded. wasmtime 48 calls that ABI "very
+//! incomplete" and its p3 modules unstable: a process that serves only WASI
+//! 0.2 components never turns it on (docs/reuse.md).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,7 +14,7 @@ use std::sync::Arc;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::handler::ProxyPre;
 
 use super::cache::CompileCache;
 use super::check::Report;
@@ -16,22 +23,53 @@ use super::limits::EpochTicker;
 use super::pre::GuestPre;
 use crate::error::{BoxError, Error};
 
-/// The interface a component must export to be served, without its version:
-/// any `wasi:http/incoming-handler@0.2.x` is accepted.
-const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
+/// The interfaces a component may export to be served, without their
+/// versions: any `wasi:http/incoming-handler@0.2.x` (WASI 0.2) or
+/// `wasi:http/handler@0.3.x` (WASI 0.3, the `wasi:http/service` world).
+const P2_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+const P3_HANDLER: &str = "wasi:http/handler@0.3";
 
-/// The process-wide WebAssembly engine, and the linker that gives guests
+/// The WASI version of a `wasi:http` component: which handler it exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Wasi {
+    /// `wasi:http/incoming-handler@0.2.x`.
+    P2,
+    /// `wasi:http/handler@0.3.x`; served as such when a component exports
+    /// both.
+    P3,
+}
+
+impl Wasi {
+    /// `WASI 0.2` or `WASI 0.3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P2 => "WASI 0.2",
+            Self::P3 => "WASI 0.3",
+        }
+    }
+}
+
+/// The process-wide WebAssembly engines, and the linkers that give guests
 /// the host's WASI and `wasi:http` implementations.
 ///
 /// Create one per process and load every component through it.
 #[derive(Clone)]
 pub struct Engine {
+    p2: Flavour,
+    /// Made when the first WASI 0.3 component is loaded.
+    p3: Arc<std::sync::OnceLock<Result<Flavour, String>>>,
+    pool: Option<Pool>,
+    cache: Option<Arc<CompileCache>>,
+}
+
+/// One wasmtime engine, its linker and its epoch.
+#[derive(Clone)]
+struct Flavour {
     engine: wasmtime::Engine,
     linker: Arc<Linker<GuestCtx>>,
-    /// Shared with every handler: it must tick while any can run.
+    /// Shared with every component: it must tick while any can run.
     ticker: Arc<EpochTicker>,
     pooled: bool,
-    cache: Option<Arc<CompileCache>>,
 }
 
 /// Instances preallocated in a pool (wasmtime's pooling allocator): a
@@ -82,23 +120,185 @@ impl Engine {
 
     /// Whether instances come from a pool.
     pub fn is_pooled(&self) -> bool {
-        self.pooled
+        self.p2.pooled
     }
 
     fn build(pool: Option<Pool>) -> Result<Self, Error> {
+        Ok(Self {
+            p2: Flavour::build(pool, Wasi::P2)?,
+            p3: Arc::default(),
+            pool,
+            cache: None,
+        })
+    }
+
+    /// The engine for components of `wasi`, made when first asked for.
+    fn flavour(&self, wasi: Wasi) -> Result<&Flavour, Error> {
+        match wasi {
+            Wasi::P2 => Ok(&self.p2),
+            Wasi::P3 => self
+                .p3
+                .get_or_init(|| {
+                    Flavour::build(self.pool, Wasi::P3).map_err(|e| crate::log::chain(&e))
+                })
+                .as_ref()
+                .map_err(|e| Error::Engine(e.clone().into())),
+        }
+    }
+
+    /// Loads the component at `path`: a binary component (`.wasm`) or one in
+    /// the text format (`.wat`).
+    pub fn load_file(&self, path: &Path) -> Result<GuestPre, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::ReadComponent {
+            path: path.into(),
+            source,
+        })?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Loads a component from memory. `name` names it in errors and logs.
+    ///
+    /// `bytes` may be a binary component, one in the text format, or one
+    /// precompiled by [`Engine::precompile`] (`catshost compile`): only
+    /// load precompiled bytes you made yourself, wasmtime runs them as
+    /// native code.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<GuestPre, Error> {
+        let (wasi, component) = self.compile(name, bytes)?;
+        let flavour = self.flavour(wasi)?;
+        check_exports(&flavour.engine, name, &component)?;
+        let pre = flavour.pre_instantiate(name, &component, wasi)?;
+        Ok(GuestPre::new(name, pre, flavour.ticker.clone()))
+    }
+
+    /// What `bytes` export and import, against what catshost serves and
+    /// provides (`catshost check`).
+    pub fn check(&self, name: &str, bytes: &[u8]) -> Result<Report, Error> {
+        let (wasi, component) = self.compile(name, bytes)?;
+        let flavour = self.flavour(wasi)?;
+        let mut report = Report::new(&flavour.engine, &component);
+        if let Err(error) = flavour.pre_instantiate(name, &component, wasi) {
+            report.link_error = Some(crate::log::chain(&error));
+        }
+        Ok(report)
+    }
+
+    /// Compiles `bytes` to native code for the engine of its WASI version,
+    /// checked to be servable: what `catshost compile` writes to a `.cwasm`
+    /// file.
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+        let binary = to_binary(name, bytes)?;
+        let wasi = wasi_of(&binary);
+        let flavour = self.flavour(wasi)?;
+        let compiled = flavour
+            .engine
+            .precompile_component(&binary)
+            .map_err(|e| compile_error(name, e))?;
+        // SAFETY: `compiled` was made just now by this engine.
+        let component = unsafe { Component::deserialize(&flavour.engine, &compiled) }
+            .map_err(|e| compile_error(name, e))?;
+        check_exports(&flavour.engine, name, &component)?;
+        flavour.pre_instantiate(name, &component, wasi)?;
+        Ok(compiled)
+    }
+
+    /// The compiled component and the WASI version it is served as:
+    /// deserialized when `bytes` are precompiled, from the compile cache
+    /// when it has them, else compiled (and cached).
+    fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Wasi, Component), Error> {
+        match wasmtime::Engine::detect_precompiled(bytes) {
+            Some(Precompiled::Component) => return self.deserialize(name, bytes),
+            Some(Precompiled::Module) => {
+                return Err(Error::NotAComponent {
+                    name: name.into(),
+                    what: "a precompiled core module",
+                });
+            }
+            // Native code wasmtime cannot read: truncated, or from another
+            // wasmtime.
+            None if bytes.starts_with(b"\x7fELF") => {
+                return Err(Error::Precompiled {
+                    name: name.into(),
+                    source: "not a component precompiled by this wasmtime".into(),
+                });
+            }
+            None => {}
+        }
+        let binary = to_binary(name, bytes)?;
+        let wasi = wasi_of(&binary);
+        let engine = &self.flavour(wasi)?.engine;
+        let started = std::time::Instant::now();
+        let (component, cached) = match &self.cache {
+            Some(cache) => cache.compile(engine, name, &binary)?,
+            None => (
+                Component::new(engine, &binary).map_err(|e| compile_error(name, e))?,
+                false,
+            ),
+        };
+        let elapsed_ms = crate::log::millis(started.elapsed());
+        let wasi_version = wasi.as_str();
+        if cached {
+            tracing::info!(
+                component = name,
+                size = binary.len(),
+                wasi = wasi_version,
+                elapsed_ms,
+                "component loaded from the compile cache"
+            );
+        } else {
+            tracing::info!(
+                component = name,
+                size = binary.len(),
+                wasi = wasi_version,
+                elapsed_ms,
+                "component compiled"
+            );
+        }
+        Ok((wasi, component))
+    }
+
+    /// Precompiled bytes, for the engine they were compiled for: WASI 0.2's,
+    /// else WASI 0.3's (their configurations differ, and wasmtime refuses
+    /// bytes compiled for another).
+    fn deserialize(&self, name: &str, bytes: &[u8]) -> Result<(Wasi, Component), Error> {
+        // SAFETY: precompiled bytes are native code that wasmtime trusts;
+        // `load_bytes` documents that only the user's own `catshost
+        // compile` output may be given. Bytes from another engine version
+        // or configuration are refused by wasmtime.
+        let p2 = match unsafe { Component::deserialize(&self.p2.engine, bytes) } {
+            Ok(component) => return Ok((Wasi::P2, component)),
+            Err(error) => error,
+        };
+        let p3 = self.flavour(Wasi::P3)?;
+        // SAFETY: as above.
+        match unsafe { Component::deserialize(&p3.engine, bytes) } {
+            Ok(component) => Ok((Wasi::P3, component)),
+            Err(_) => Err(Error::Precompiled {
+                name: name.into(),
+                source: p2.into(),
+            }),
+        }
+    }
+}
+
+impl Flavour {
+    /// The engine for `wasi` components, with an instance pool when `pool`
+    /// is given and the address space can hold it (else allocating on
+    /// demand, logged).
+    fn build(pool: Option<Pool>, wasi: Wasi) -> Result<Self, Error> {
         if let Some(pool) = pool {
-            match Self::with_config(Some(pool)) {
-                Ok(runtime) => return Ok(runtime),
+            match Self::with_config(Some(pool), wasi) {
+                Ok(flavour) => return Ok(flavour),
                 Err(error) => tracing::warn!(
                     error = %crate::log::chain(&error),
+                    wasi = wasi.as_str(),
                     "the instance pool does not fit this machine's address space: allocating on demand"
                 ),
             }
         }
-        Self::with_config(None)
+        Self::with_config(None, wasi)
     }
 
-    fn with_config(pool: Option<Pool>) -> Result<Self, Error> {
+    fn with_config(pool: Option<Pool>, wasi: Wasi) -> Result<Self, Error> {
         let mut config = Config::new();
         if let Some(pool) = pool {
             let instances = pool.instances.max(1);
@@ -121,6 +321,16 @@ impl Engine {
                 .pagemap_scan(wasmtime::Enabled::Auto);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         }
+        match wasi {
+            // Without the async ABI: a WASI 0.2 component cannot use it,
+            // and none of its unfinished code is reachable.
+            Wasi::P2 => config
+                .wasm_component_model_async(false)
+                .concurrency_support(false),
+            Wasi::P3 => config
+                .wasm_component_model_async(true)
+                .concurrency_support(true),
+        };
         // Components are compiled once at start: use every core for it.
         config.parallel_compilation(true);
         // Guests that compute without calling the host yield every epoch
@@ -130,179 +340,112 @@ impl Engine {
         let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.into()))?;
 
         let mut linker = Linker::new(&engine);
-        // The whole WASI 0.2 command surface, not just the proxy world:
+        // The whole WASI command surface, not just the proxy world:
         // components from componentize-py and ComponentizeJS import it. The
         // store's `WasiCtx` grants nothing (no preopens, no sockets, no host
         // environment), so the extra imports give no access by themselves.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        // WASI 0.3 components may import WASI 0.2 interfaces too.
+        let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-            .map_err(|e| Error::Engine(e.into()))?;
+            .and_then(|()| match wasi {
+                Wasi::P2 => Ok(()),
+                Wasi::P3 => wasmtime_wasi::p3::add_to_linker(&mut linker)
+                    .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker)),
+            });
+        linked.map_err(|e| Error::Engine(e.into()))?;
 
         Ok(Self {
             engine,
             linker: Arc::new(linker),
             ticker: Arc::new(ticker),
             pooled: pool.is_some(),
-            cache: None,
         })
-    }
-
-    /// Loads the component at `path`: a binary component (`.wasm`) or one in
-    /// the text format (`.wat`).
-    pub fn load_file(&self, path: &Path) -> Result<GuestPre, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadComponent {
-            path: path.into(),
-            source,
-        })?;
-        self.load_bytes(&path.display().to_string(), &bytes)
-    }
-
-    /// Loads a component from memory. `name` names it in errors and logs.
-    ///
-    /// `bytes` may be a binary component, one in the text format, or one
-    /// precompiled by [`Engine::precompile`] (`catshost compile`): only
-    /// load precompiled bytes you made yourself, wasmtime runs them as
-    /// native code.
-    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<GuestPre, Error> {
-        let component = self.compile(name, bytes)?;
-        self.check_exports(name, &component)?;
-        let pre = self.pre_instantiate(name, &component)?;
-        Ok(GuestPre::new(name, pre, self.ticker.clone()))
-    }
-
-    /// What `bytes` export and import, against what catshost serves and
-    /// provides (`catshost check`).
-    pub fn check(&self, name: &str, bytes: &[u8]) -> Result<Report, Error> {
-        let component = self.compile(name, bytes)?;
-        let mut report = Report::new(&self.engine, &component);
-        if let Err(error) = self.pre_instantiate(name, &component) {
-            report.link_error = Some(crate::log::chain(&error));
-        }
-        Ok(report)
-    }
-
-    /// Compiles `bytes` to native code for this runtime's engine, checked
-    /// to be servable: what `catshost compile` writes to a `.cwasm` file.
-    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
-        let binary = to_binary(name, bytes)?;
-        let compiled = self
-            .engine
-            .precompile_component(&binary)
-            .map_err(|e| compile_error(name, e))?;
-        // SAFETY: `compiled` was made just now by this engine.
-        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
-            .map_err(|e| compile_error(name, e))?;
-        self.check_exports(name, &component)?;
-        self.pre_instantiate(name, &component)?;
-        Ok(compiled)
-    }
-
-    /// The compiled component: deserialized when `bytes` are precompiled,
-    /// from the compile cache when it has them, else compiled (and cached).
-    fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, Error> {
-        match wasmtime::Engine::detect_precompiled(bytes) {
-            Some(Precompiled::Component) => {
-                // SAFETY: precompiled bytes are native code that wasmtime
-                // trusts; `load_bytes` documents that only the user's own
-                // `catshost compile` output may be given. Bytes from another
-                // engine version or configuration are refused by wasmtime.
-                return unsafe { Component::deserialize(&self.engine, bytes) }.map_err(|e| {
-                    Error::Precompiled {
-                        name: name.into(),
-                        source: e.into(),
-                    }
-                });
-            }
-            Some(Precompiled::Module) => {
-                return Err(Error::NotAComponent {
-                    name: name.into(),
-                    what: "a precompiled core module",
-                });
-            }
-            // Native code wasmtime cannot read: truncated, or from another
-            // wasmtime.
-            None if bytes.starts_with(b"\x7fELF") => {
-                return Err(Error::Precompiled {
-                    name: name.into(),
-                    source: "not a component precompiled by this wasmtime".into(),
-                });
-            }
-            None => {}
-        }
-        let binary = to_binary(name, bytes)?;
-        let started = std::time::Instant::now();
-        let (component, cached) = match &self.cache {
-            Some(cache) => cache.compile(&self.engine, name, &binary)?,
-            None => (
-                Component::new(&self.engine, &binary).map_err(|e| compile_error(name, e))?,
-                false,
-            ),
-        };
-        let elapsed_ms = crate::log::millis(started.elapsed());
-        if cached {
-            tracing::info!(
-                component = name,
-                size = binary.len(),
-                elapsed_ms,
-                "component loaded from the compile cache"
-            );
-        } else {
-            tracing::info!(
-                component = name,
-                size = binary.len(),
-                elapsed_ms,
-                "component compiled"
-            );
-        }
-        Ok(component)
     }
 
     fn pre_instantiate(
         &self,
         name: &str,
         component: &Component,
+        wasi: Wasi,
     ) -> Result<ProxyPre<GuestCtx>, Error> {
-        self.linker
-            .instantiate_pre(component)
-            .and_then(ProxyPre::new)
-            .map_err(|e| {
-                let report = Report::new(&self.engine, component);
-                let missing: Vec<String> = report
-                    .missing()
-                    .map(|i| format!("{} ({})", i.name, i.missing.as_deref().unwrap_or("")))
-                    .collect();
-                Error::Link {
-                    name: name.into(),
-                    missing: if missing.is_empty() {
-                        "every import is provided by name, but not as the component needs it".into()
-                    } else {
-                        missing.join(", ")
-                    },
-                    source: BoxError::from(e),
-                }
-            })
-    }
-
-    fn check_exports(&self, name: &str, component: &Component) -> Result<(), Error> {
-        let ty = component.component_type();
-        let mut exports = Vec::new();
-        for (export, item) in ty.exports(&self.engine) {
-            if export.starts_with(HANDLER_INTERFACE)
-                && matches!(item.ty, ComponentItem::ComponentInstance(_))
-            {
-                return Ok(());
+        let pre = self.linker.instantiate_pre(component);
+        let pre = match wasi {
+            Wasi::P2 => pre.and_then(|pre| {
+                wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map(ProxyPre::P2)
+            }),
+            Wasi::P3 => pre.and_then(|pre| {
+                wasmtime_wasi_http::p3::bindings::ServicePre::new(pre).map(ProxyPre::P3)
+            }),
+        };
+        pre.map_err(|e| {
+            let report = Report::new(&self.engine, component);
+            let missing: Vec<String> = report
+                .missing()
+                .map(|i| format!("{} ({})", i.name, i.missing.as_deref().unwrap_or("")))
+                .collect();
+            Error::Link {
+                name: name.into(),
+                missing: if missing.is_empty() {
+                    "every import is provided by name, but not as the component needs it".into()
+                } else {
+                    missing.join(", ")
+                },
+                source: BoxError::from(e),
             }
-            exports.push(export.to_string());
-        }
-        Err(Error::NoHandlerExport {
-            name: name.into(),
-            exports: if exports.is_empty() {
-                "nothing".into()
-            } else {
-                exports.join(", ")
-            },
         })
     }
+}
+
+/// Refuses a component that exports no handler catshost serves.
+fn check_exports(
+    engine: &wasmtime::Engine,
+    name: &str,
+    component: &Component,
+) -> Result<(), Error> {
+    let ty = component.component_type();
+    let mut exports = Vec::new();
+    for (export, item) in ty.exports(engine) {
+        if (export.starts_with(P2_HANDLER) || export.starts_with(P3_HANDLER))
+            && matches!(item.ty, ComponentItem::ComponentInstance(_))
+        {
+            return Ok(());
+        }
+        exports.push(export.to_string());
+    }
+    Err(Error::NoHandlerExport {
+        name: name.into(),
+        exports: if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        },
+    })
+}
+
+/// The WASI version a component is served as, read from its top-level
+/// exports before it is compiled (it decides the engine): WASI 0.3 when it
+/// exports `wasi:http/handler@0.3.x`, else WASI 0.2 (whose engine also
+/// reports what is wrong with a component that exports neither).
+fn wasi_of(binary: &[u8]) -> Wasi {
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(binary) {
+        match payload {
+            Ok(wasmparser::Payload::ModuleSection { .. })
+            | Ok(wasmparser::Payload::ComponentSection { .. }) => depth += 1,
+            Ok(wasmparser::Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(wasmparser::Payload::ComponentExportSection(exports)) if depth == 0 => {
+                for export in exports.into_iter().flatten() {
+                    if export.name.full_name().starts_with(P3_HANDLER) {
+                        return Wasi::P3;
+                    }
+                }
+            }
+            // Compiling says what is wrong with it.
+            Err(_) => return Wasi::P2,
+            Ok(_) => {}
+        }
+    }
+    Wasi::P2
 }
 
 /// The binary component of `bytes`: as they are, or parsed from the text

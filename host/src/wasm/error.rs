@@ -1,7 +1,5 @@
 //! Why a guest call gave no response.
 
-use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
-
 use crate::error::BoxError;
 
 /// Why a guest gave no response, or gave up on one it started. Every
@@ -18,9 +16,9 @@ pub enum GuestError {
     /// The guest returned without setting a response.
     #[error("the guest returned without setting a response")]
     NoResponse,
-    /// The guest set the response outparam to an error.
-    #[error("the guest answered with an error: {0:?}")]
-    ErrorCode(ErrorCode),
+    /// The guest answered with a `wasi:http` error code (written out).
+    #[error("the guest answered with an error: {0}")]
+    ErrorCode(String),
     /// The request could not be handed to the guest (a `Host` header that is
     /// not text, say): the client's fault.
     #[error("the request cannot be given to the guest")]

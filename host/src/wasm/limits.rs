@@ -27,6 +27,60 @@ const MAX_MEMORIES: usize = 100;
 /// to the executor (so it cannot pin a worker) and its deadline is checked.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
 
+/// How long an idle instance is kept for its next request by default.
+pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many requests one WASI 0.3 instance serves by default, in all and at
+/// once (`wasmtime serve`'s defaults).
+pub const DEFAULT_P3_REUSE_COUNT: u32 = 128;
+pub const DEFAULT_P3_CONCURRENT_REUSE_COUNT: u32 = 16;
+
+/// How an instance is reused: how many requests it serves in all and at
+/// once, and how long it is kept idle. Unset counts take the component's
+/// default: a fresh instance for every request for WASI 0.2 components
+/// (nothing one request leaves in memory is seen by the next), and
+/// [`DEFAULT_P3_REUSE_COUNT`] / [`DEFAULT_P3_CONCURRENT_REUSE_COUNT`] for
+/// WASI 0.3 ones, whose world is made for it. Reuse gives up that
+/// isolation between the requests of one tenant: what a request leaves in
+/// the instance's memory (globals, caches, files it wrote to a preopen it
+/// could already write) the next request of the same tenant may see.
+/// Instances are never shared between tenants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reuse {
+    /// The most requests one instance serves, in all.
+    pub max_instance_reuse_count: Option<u32>,
+    /// The most requests one instance serves at once (WASI 0.3 only; a WASI
+    /// 0.2 instance serves one at a time).
+    pub max_instance_concurrent_reuse_count: Option<u32>,
+    /// How long an instance with no request is kept for the next one.
+    pub idle_instance_timeout: Duration,
+}
+
+impl Default for Reuse {
+    fn default() -> Self {
+        Self {
+            max_instance_reuse_count: None,
+            max_instance_concurrent_reuse_count: None,
+            idle_instance_timeout: DEFAULT_IDLE_INSTANCE_TIMEOUT,
+        }
+    }
+}
+
+impl Reuse {
+    /// The most requests an instance serves in all: for a WASI 0.3
+    /// component when `p3`.
+    pub fn reuse_count(&self, p3: bool) -> u32 {
+        let default = if p3 { DEFAULT_P3_REUSE_COUNT } else { 1 };
+        self.max_instance_reuse_count.unwrap_or(default).max(1)
+    }
+
+    /// The most requests a WASI 0.3 instance serves at once.
+    pub fn concurrent_reuse_count(&self) -> u32 {
+        self.max_instance_concurrent_reuse_count
+            .unwrap_or(DEFAULT_P3_CONCURRENT_REUSE_COUNT)
+            .max(1)
+    }
+}
+
 /// Limits of one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceLimits {
@@ -37,6 +91,8 @@ pub struct InstanceLimits {
     /// The largest linear memory, in bytes. A guest that grows past it traps
     /// (500).
     pub max_memory: usize,
+    /// How the instance is reused.
+    pub reuse: Reuse,
 }
 
 impl Default for InstanceLimits {
@@ -44,6 +100,7 @@ impl Default for InstanceLimits {
         Self {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_memory: DEFAULT_MAX_MEMORY,
+            reuse: Reuse::default(),
         }
     }
 }

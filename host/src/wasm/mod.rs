@@ -1,7 +1,9 @@
 //! The WebAssembly side: one engine per process, each component compiled and
 //! pre-instantiated once ([`GuestPre`]), and a tenant's instances
 //! ([`Instances`]) that serve its requests through one interface
-//! ([`Strategy`]): today a fresh store and instance for every request.
+//! ([`Strategy`]): a fresh store and instance for every request (WASI 0.2's
+//! default), WASI 0.2 instances reused one request at a time, or WASI 0.3
+//! instances that serve several at once.
 //!
 //! Nothing here sees a socket, a connection or an HTTP version, and nothing
 //! here imports the HTTP side: it hands over a request and gets back a
@@ -20,7 +22,9 @@ mod limits;
 mod outbound;
 mod output;
 mod pre;
+mod recycle;
 mod sandbox;
+mod shared;
 
 pub use body::GuestBody;
 pub use call::{
@@ -28,9 +32,12 @@ pub use call::{
     Strategy,
 };
 pub use cpu::CpuShare;
-pub use engine::{Engine, Pool};
+pub use engine::{Engine, Pool, Wasi};
 pub use error::GuestError;
-pub use limits::{DEFAULT_MAX_MEMORY, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted};
+pub use limits::{
+    DEFAULT_IDLE_INSTANCE_TIMEOUT, DEFAULT_MAX_MEMORY, DEFAULT_P3_CONCURRENT_REUSE_COUNT,
+    DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted, Reuse,
+};
 pub use outbound::{BadOrigin, IoFuture, Origin, Outbound, Upstream, is_public};
 pub use pre::GuestPre;
 pub use sandbox::{Preopen, Sandbox, WasiAccess};

@@ -1,6 +1,6 @@
 //! Guest stdout and stderr: line-buffered, each line a `tracing` event
-//! (target `catshost::guest`) carrying the request id, the tenant and the
-//! stream.
+//! (target `catshost::guest`) carrying the instance id, the request id when
+//! it is unambiguous, the tenant and the stream.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::ids::RequestId;
+use super::ctx::Serving;
 
 /// A line longer than this is written out in pieces rather than buffered
 /// without bound.
@@ -20,15 +20,19 @@ const MAX_LINE: usize = 16 * 1024;
 /// One of a guest's output streams (`stdout` or `stderr`).
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
-    id: RequestId,
+    serving: Arc<Serving>,
     tenant: Arc<str>,
     stream: &'static str,
 }
 
 impl GuestOutput {
     /// `stream` is `stdout` or `stderr`.
-    pub(crate) fn new(id: RequestId, tenant: Arc<str>, stream: &'static str) -> Self {
-        Self { id, tenant, stream }
+    pub(crate) fn new(serving: Arc<Serving>, tenant: Arc<str>, stream: &'static str) -> Self {
+        Self {
+            serving,
+            tenant,
+            stream,
+        }
     }
 
     fn writer(&self) -> LineWriter {
@@ -78,10 +82,21 @@ impl LineWriter {
     }
 
     fn emit(&mut self) {
-        let GuestOutput { id, tenant, stream } = &self.output;
+        let GuestOutput {
+            serving,
+            tenant,
+            stream,
+        } = &self.output;
         let text = String::from_utf8_lossy(&self.line);
         let text = text.strip_suffix('\r').unwrap_or(&text);
-        tracing::info!(target: "catshost::guest", request_id = %id, tenant = &**tenant, stream, "{text}");
+        tracing::info!(
+            target: "catshost::guest",
+            request_id = serving.request(),
+            instance_id = serving.instance.get(),
+            tenant = &**tenant,
+            stream,
+            "{text}"
+        );
         self.line.clear();
     }
 }
@@ -139,7 +154,8 @@ mod tests {
 
     #[test]
     fn long_lines_are_split_and_partial_lines_kept() {
-        let mut w = GuestOutput::new(RequestId::next(), "t".into(), "stdout").writer();
+        let serving = Arc::new(Serving::new(crate::ids::InstanceId::next()));
+        let mut w = GuestOutput::new(serving, "t".into(), "stdout").writer();
         w.push(b"abc");
         assert_eq!(w.line, b"abc");
         w.push(b"def\nxy");

@@ -3,20 +3,23 @@
 
 use std::sync::Arc;
 
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::handler::ProxyPre;
 
-use super::call::Instances;
+use super::call::{Instances, Strategy};
 use super::ctx::GuestCtx;
+use super::engine::Wasi;
 use super::fresh::Fresh;
 use super::limits::EpochTicker;
+use super::recycle::Recycle;
 use super::sandbox::Sandbox;
+use super::shared::Shared;
 
 /// A `wasi:http` component compiled and pre-instantiated, ready to make
 /// instances. Cloning is cheap: clones share the compiled code.
 #[derive(Clone)]
 pub struct GuestPre {
     name: Arc<str>,
-    pub(crate) proxy: ProxyPre<GuestCtx>,
+    pub(crate) proxy: Arc<ProxyPre<GuestCtx>>,
     /// Keeps the engine's epoch advancing while this component lives, even
     /// if the [`super::Engine`] that loaded it is gone.
     _ticker: Arc<EpochTicker>,
@@ -26,7 +29,7 @@ impl GuestPre {
     pub(crate) fn new(name: &str, proxy: ProxyPre<GuestCtx>, ticker: Arc<EpochTicker>) -> Self {
         Self {
             name: name.into(),
-            proxy,
+            proxy: Arc::new(proxy),
             _ticker: ticker,
         }
     }
@@ -44,12 +47,39 @@ impl GuestPre {
         }
     }
 
-    /// Instances of this component for one tenant, one fresh instance per
-    /// request: nothing one request leaves in guest memory is seen by the
-    /// next.
-    pub fn fresh(&self, sandbox: Sandbox) -> Instances {
+    /// The WASI version the component is served as.
+    pub fn wasi(&self) -> Wasi {
+        match &*self.proxy {
+            ProxyPre::P2(_) => Wasi::P2,
+            ProxyPre::P3(_) => Wasi::P3,
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match &*self.proxy {
+            ProxyPre::P2(pre) => pre.engine(),
+            ProxyPre::P3(pre) => pre.engine(),
+        }
+    }
+
+    /// Instances of this component for one tenant, as its sandbox's
+    /// [`super::Reuse`] says: for a WASI 0.2 component by default one fresh
+    /// instance per request (nothing one request leaves in guest memory is
+    /// seen by the next), else instances reused one request at a time; for
+    /// a WASI 0.3 component instances that serve several requests at once.
+    /// The instances are this tenant's alone, even when another tenant
+    /// serves the same compiled component.
+    pub fn instances(&self, sandbox: Sandbox) -> Instances {
         let sandbox = Arc::new(sandbox);
-        Instances::new(Arc::new(Fresh::new(self.clone(), sandbox.clone())), sandbox)
+        let reuse = sandbox.limits.reuse;
+        let strategy: Arc<dyn Strategy> = match self.wasi() {
+            Wasi::P2 if reuse.reuse_count(false) == 1 => {
+                Arc::new(Fresh::new(self.clone(), sandbox.clone()))
+            }
+            Wasi::P2 => Arc::new(Recycle::new(self.clone(), sandbox.clone())),
+            Wasi::P3 => Arc::new(Shared::new(self.clone(), sandbox.clone())),
+        };
+        Instances::new(strategy, sandbox)
     }
 }
 
@@ -57,6 +87,7 @@ impl std::fmt::Debug for GuestPre {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestPre")
             .field("name", &self.name)
+            .field("wasi", &self.wasi())
             .finish_non_exhaustive()
     }
 }

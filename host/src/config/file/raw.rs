@@ -63,6 +63,9 @@ pub(super) struct RawTenant {
     pub(super) max_memory: Option<Spanned<toml::Value>>,
     pub(super) max_concurrent_requests: Option<Spanned<toml::Value>>,
     pub(super) max_body_size: Option<Spanned<toml::Value>>,
+    pub(super) max_instance_reuse_count: Option<Spanned<toml::Value>>,
+    pub(super) max_instance_concurrent_reuse_count: Option<Spanned<toml::Value>>,
+    pub(super) idle_instance_timeout: Option<Spanned<toml::Value>>,
 }
 
 impl RawTenant {
@@ -73,6 +76,12 @@ impl RawTenant {
             ("max_memory", &self.max_memory),
             ("max_concurrent_requests", &self.max_concurrent_requests),
             ("max_body_size", &self.max_body_size),
+            ("max_instance_reuse_count", &self.max_instance_reuse_count),
+            (
+                "max_instance_concurrent_reuse_count",
+                &self.max_instance_concurrent_reuse_count,
+            ),
+            ("idle_instance_timeout", &self.idle_instance_timeout),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_ref()?)))

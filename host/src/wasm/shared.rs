@@ -1,0 +1,368 @@
+//! The WASI 0.3 strategy: instances that serve several requests at once,
+//! each up to the tenant's `max_instance_reuse_count` requests in all and
+//! `max_instance_concurrent_reuse_count` at once, kept idle up to its
+//! `idle_instance_timeout`. wasmtime-wasi-http's `ProxyHandler` runs the
+//! instances (one task each, driving the store's event loop); this module
+//! gives it catshost's stores, limits and bookkeeping, and enforces each
+//! request's deadline from outside the instance.
+//!
+//! Failures (docs/reuse.md has the table): a request past its deadline
+//! gets its 504 (or its cut body) at once, from this side; the instance
+//! takes no new request and goes when its other requests are done, or at
+//! the newest one's deadline plus [`HARD_BOUND_GRACE`] if a late task keeps
+//! running. A trap or a memory exhaustion fails every request of the
+//! instance at once (wasmtime cannot fail one task alone). The next request
+//! gets another instance.
+
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use wasmtime::component::GuestTaskId;
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi_http::handler::{
+    self, ExpirationError, HandlerState, InstantiationError, ProxyHandler, ShouldAccept,
+    TrapOrPanicError, WorkerStatus,
+};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
+
+use super::body::{GuestBody, Progress};
+use super::call::{Answer, Call, CallInfo, GuestRequest, Run, Strategy};
+use super::ctx::{GuestCtx, Serving};
+use super::error::GuestError;
+use super::fresh::{body_error, deadline};
+use super::limits::MemoryExhausted;
+use super::pre::GuestPre;
+use super::sandbox::Sandbox;
+use crate::ids::{InstanceId, RequestId};
+
+/// How long past the newest request's deadline an instance whose task
+/// keeps running is dropped.
+pub(crate) const HARD_BOUND_GRACE: Duration = Duration::from_secs(1);
+
+/// WASI 0.3 instances, shared by concurrent requests.
+pub(crate) struct Shared {
+    handler: ProxyHandler<Tenant>,
+}
+
+impl Shared {
+    pub(crate) fn new(pre: GuestPre, sandbox: Arc<Sandbox>) -> Self {
+        let reuse = sandbox.limits.reuse;
+        Self {
+            handler: ProxyHandler::new(Tenant {
+                pre,
+                reuse_count: reuse.reuse_count(true) as usize,
+                concurrent: reuse.concurrent_reuse_count() as usize,
+                idle_timeout: reuse.idle_instance_timeout,
+                sandbox,
+                retired: CancellationToken::new(),
+            }),
+        }
+    }
+}
+
+impl Drop for Shared {
+    /// A replaced or stopped tenant's instances take no new request: idle
+    /// ones go now, the others when their requests are done.
+    fn drop(&mut self) {
+        self.handler.state().retired.cancel();
+    }
+}
+
+impl Strategy for Shared {
+    fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError> {
+        let tenant = self.handler.state();
+        let request = absolute(request, info)?;
+        let deadline = deadline(&tenant.sandbox);
+        let progress = Arc::new(Progress::default());
+        let (tx, answer) = Answer::channel();
+        let data = RequestData {
+            id: info.id,
+            deadline,
+            progress: progress.clone(),
+            serving: Arc::default(),
+        };
+        let served = ServedBy(data.serving.clone());
+        let handler = self.handler.clone();
+        let recorded = progress.clone();
+        let guest = async move {
+            let _served = served;
+            let request = request.map(|b| b.map_err(body_error).boxed_unsync());
+            let handled = handler.handle(data, request);
+            let response = match tokio::time::timeout_at(deadline, handled).await {
+                Err(_) => return Err(GuestError::Timeout),
+                Ok(Err(error)) => return Err(sort(error, &recorded)),
+                Ok(Ok(response)) => response,
+            };
+            recorded.responded();
+            let body = recorded.clone();
+            let _ = tx.send(Ok(response.map(|b| GuestBody::p3(b, body))));
+            match tokio::time::timeout_at(deadline, recorded.body_read()).await {
+                Err(_) => Err(GuestError::Timeout),
+                Ok(()) => match recorded.instance_fault() {
+                    Some(fault) => Err(fault),
+                    None => Ok(()),
+                },
+            }
+        };
+        Ok(Call {
+            answer,
+            run: Run::new(guest.boxed(), progress),
+        })
+    }
+}
+
+/// A WASI 0.3 request carries its scheme and authority in its URI (the
+/// `Host` header is not passed on): the host's, checked against `Host`
+/// already.
+fn absolute(request: GuestRequest, info: CallInfo) -> Result<GuestRequest, GuestError> {
+    let (mut parts, body) = request.into_parts();
+    let authority = match parts.uri.authority() {
+        Some(authority) => Some(authority.clone()),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok()),
+    };
+    if let Some(authority) = authority {
+        let mut uri = std::mem::take(&mut parts.uri).into_parts();
+        uri.scheme = Some(match info.https {
+            true => http::uri::Scheme::HTTPS,
+            false => http::uri::Scheme::HTTP,
+        });
+        uri.authority = Some(authority);
+        if uri.path_and_query.is_none() {
+            uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        parts.uri = http::Uri::from_parts(uri).map_err(|e| GuestError::InvalidRequest(e.into()))?;
+    }
+    Ok(http::Request::from_parts(parts, body))
+}
+
+/// Why `ProxyHandler::handle` gave no response, as catshost sorts it.
+fn sort(error: wasmtime::Error, progress: &Progress) -> GuestError {
+    if error.is::<ExpirationError>() {
+        return GuestError::Timeout;
+    }
+    if error.is::<TrapOrPanicError>() {
+        return progress
+            .instance_fault()
+            .unwrap_or_else(|| GuestError::Trap(error.into()));
+    }
+    if let Some(failed) = error.downcast_ref::<InstantiationError<RequestData>>() {
+        let cause = &failed.error;
+        return if cause.is::<wasmtime::PoolConcurrencyLimitError>() {
+            GuestError::NoInstance(format!("{cause:#}").into())
+        } else if cause.is::<MemoryExhausted>() {
+            GuestError::MemoryExhausted(format!("{cause:#}").into())
+        } else if cause.is::<GuestError>() {
+            match cause.downcast_ref::<GuestError>() {
+                Some(GuestError::Timeout) => GuestError::Timeout,
+                _ => GuestError::Preopen(format!("{cause:#}").into()),
+            }
+        } else {
+            GuestError::Trap(format!("{cause:#}").into())
+        };
+    }
+    if let Some(code) =
+        error.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>()
+    {
+        return GuestError::ErrorCode(format!("{code:?}"));
+    }
+    GuestError::from_wasmtime(error)
+}
+
+/// What a request tells the instance that takes it.
+struct RequestData {
+    id: RequestId,
+    deadline: Instant,
+    progress: Arc<Progress>,
+    /// The instance that took it, once one did.
+    serving: Arc<OnceLock<Arc<Serving>>>,
+}
+
+/// Tells the instance that served a request it is done, when the request's
+/// run ends (or is dropped).
+struct ServedBy(Arc<OnceLock<Arc<Serving>>>);
+
+impl Drop for ServedBy {
+    fn drop(&mut self) {
+        if let Some(serving) = self.0.get() {
+            serving.end();
+        }
+    }
+}
+
+/// One tenant's WASI 0.3 component, sandbox and reuse settings: the
+/// `ProxyHandler`'s state.
+struct Tenant {
+    pre: GuestPre,
+    sandbox: Arc<Sandbox>,
+    reuse_count: usize,
+    concurrent: usize,
+    idle_timeout: Duration,
+    retired: CancellationToken,
+}
+
+fn view(ctx: &mut GuestCtx) -> WasiHttpCtxView<'_> {
+    ctx.http()
+}
+
+impl HandlerState for Tenant {
+    type StoreData = GuestCtx;
+    type WorkerExpiration = Expiry;
+    type WorkerState = Worker;
+
+    fn instantiate(
+        &self,
+    ) -> impl Future<Output = wasmtime::Result<handler::Instance<GuestCtx, Expiry, Worker>>> + Send
+    {
+        let (pre, sandbox) = (self.pre.clone(), self.sandbox.clone());
+        let worker = Worker {
+            reuse_count: self.reuse_count,
+            concurrent: self.concurrent,
+            retired: self.retired.clone(),
+            sandbox: sandbox.clone(),
+        };
+        let expiry = Expiry {
+            idle_timeout: self.idle_timeout,
+            request_timeout: sandbox.limits.request_timeout,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            target: None,
+            retired: Box::pin(self.retired.clone().cancelled_owned()),
+        };
+        async move {
+            let serving = Arc::new(Serving::new(InstanceId::next()));
+            let ctx = GuestCtx::new(serving, &sandbox)
+                .map_err(|e| wasmtime::Error::from(GuestError::Preopen(e.into())))?;
+            let mut store = Store::new(pre.engine(), ctx);
+            store.limiter(|ctx| &mut ctx.limiter);
+            // Yield to the executor at every epoch tick (see `EPOCH_TICK`),
+            // and compute only with a CPU permit of the tenant's share.
+            store.set_epoch_deadline(1);
+            match sandbox.cpu.clone() {
+                None => store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1))),
+                Some(cpu) => store.epoch_deadline_callback(move |_| {
+                    Ok(wasmtime::UpdateDeadline::YieldCustom(1, cpu.tick()))
+                }),
+            }
+            let instantiate = pre.proxy.instantiate_async(&mut store);
+            let proxy = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
+                .await
+                .map_err(|_| wasmtime::Error::from(GuestError::Timeout))??;
+            Ok(handler::Instance {
+                store,
+                proxy,
+                view,
+                expiration: expiry,
+                state: worker,
+            })
+        }
+    }
+}
+
+/// One instance's admission and end.
+struct Worker {
+    reuse_count: usize,
+    concurrent: usize,
+    retired: CancellationToken,
+    sandbox: Arc<Sandbox>,
+}
+
+impl handler::WorkerState for Worker {
+    type StoreData = GuestCtx;
+    type RequestData = RequestData;
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        if self.retired.is_cancelled() || total >= self.reuse_count {
+            ShouldAccept::Never
+        } else if concurrent >= self.concurrent {
+            ShouldAccept::No
+        } else {
+            ShouldAccept::Yes
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        mut store: StoreContextMut<'_, GuestCtx>,
+        data: RequestData,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        let ctx = store.data_mut();
+        let serving = ctx.serving().clone();
+        serving.start(data.id);
+        let _ = data.serving.set(serving);
+        ctx.in_flight.retain(|p| !p.is_done());
+        ctx.in_flight.push(data.progress.clone());
+        let deadline = data.deadline;
+        Box::pin(tokio::time::sleep_until(deadline))
+    }
+
+    fn drop(&self, mut store: Store<GuestCtx>, result: wasmtime::Result<()>) {
+        let ctx = store.data_mut();
+        if let Err(error) = &result {
+            let memory = error.is::<MemoryExhausted>();
+            // Before the store goes, which ends the bodies: they end in an
+            // error, not cleanly.
+            for progress in ctx.in_flight.drain(..) {
+                progress.instance_failed(memory, format!("{error:#}"));
+            }
+            tracing::warn!(
+                tenant = &*self.sandbox.tenant,
+                instance_id = ctx.serving().instance.get(),
+                error = %format!("{error:#}"),
+                "a WASI 0.3 instance failed: its requests in flight fail with it"
+            );
+        }
+        drop(store);
+    }
+}
+
+/// When an instance goes: idle past its idle timeout (or at once when its
+/// tenant is retired), or past the newest request's deadline plus
+/// [`HARD_BOUND_GRACE`] while it still runs a request, or past the request
+/// timeout in post-return work. Polled from outside the instance's event
+/// loop, so it holds even while a guest computes.
+struct Expiry {
+    idle_timeout: Duration,
+    request_timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    target: Option<Instant>,
+    retired: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl handler::WorkerExpiration for Expiry {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: std::time::Instant,
+    ) -> Poll<()> {
+        let start = Instant::from_std(start);
+        let after = match status {
+            WorkerStatus::Idle => {
+                if self.retired.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                self.idle_timeout
+            }
+            WorkerStatus::Requests => self.request_timeout.saturating_add(HARD_BOUND_GRACE),
+            WorkerStatus::PostReturn => self.request_timeout,
+        };
+        let target = start
+            .checked_add(after)
+            .unwrap_or_else(|| start + super::limits::MAX_TIMEOUT);
+        if self.target != Some(target) {
+            self.target = Some(target);
+            self.sleep.as_mut().reset(target);
+        }
+        self.sleep.as_mut().poll(cx)
+    }
+}
