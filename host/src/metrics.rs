@@ -40,6 +40,9 @@ pub struct Metrics {
     requests_in_flight: Family<TenantLabels, Gauge>,
     connections_open: Gauge,
     instance_creation: HistogramFamily<TenantLabels>,
+    instances_live: Family<TenantLabels, Gauge>,
+    instances_retired: Family<TenantLabels, Counter>,
+    instance_requests: HistogramFamily<TenantLabels>,
     guest_faults: Family<FaultLabels, Counter>,
     admission_rejections: Family<RejectionLabels, Counter>,
     tls_handshake_failures: Family<HandshakeLabels, Counter>,
@@ -85,6 +88,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_1, 2.0, 18))
 }
 
+/// Requests one instance served: 1 to 2^20.
+fn requests_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 21))
+}
+
 /// Instance creation: 5 us to about 160 ms.
 fn instance_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_005, 2.0, 16))
@@ -100,6 +108,9 @@ impl Metrics {
             requests_in_flight: Family::default(),
             connections_open: Gauge::default(),
             instance_creation: Family::new_with_constructor(instance_histogram),
+            instances_live: Family::default(),
+            instances_retired: Family::default(),
+            instance_requests: Family::new_with_constructor(requests_histogram),
             guest_faults: Family::default(),
             admission_rejections: Family::default(),
             tls_handshake_failures: Family::default(),
@@ -136,9 +147,24 @@ impl Metrics {
         );
         registry.register_with_unit(
             "instance_creation",
-            "Time to instantiate a component for one request",
+            "Time to make an instance of a component (one per request unless instances are reused)",
             Unit::Seconds,
             metrics.instance_creation.clone(),
+        );
+        registry.register(
+            "instances_live",
+            "Instances made and not yet gone (serving, or idle for reuse)",
+            metrics.instances_live.clone(),
+        );
+        registry.register(
+            "instances_retired",
+            "Instances that went: done, idle past their timeout, failed or replaced",
+            metrics.instances_retired.clone(),
+        );
+        registry.register(
+            "instance_requests",
+            "Requests each instance served, counted when it goes",
+            metrics.instance_requests.clone(),
         );
         registry.register(
             "guest_faults",
@@ -200,11 +226,24 @@ impl Metrics {
     }
 
     pub(crate) fn instance_created(&self, tenant: &Arc<str>, took: Duration) {
+        let labels = TenantLabels {
+            tenant: tenant.clone(),
+        };
         self.instance_creation
-            .get_or_create(&TenantLabels {
-                tenant: tenant.clone(),
-            })
+            .get_or_create(&labels)
             .observe(took.as_secs_f64());
+        self.instances_live.get_or_create(&labels).inc();
+    }
+
+    pub(crate) fn instance_retired(&self, tenant: &Arc<str>, requests: u32) {
+        let labels = TenantLabels {
+            tenant: tenant.clone(),
+        };
+        self.instances_live.get_or_create(&labels).dec();
+        self.instances_retired.get_or_create(&labels).inc();
+        self.instance_requests
+            .get_or_create(&labels)
+            .observe(f64::from(requests));
     }
 
     /// Counts a failure where its kind says (see `http::Fault::counted`).
@@ -293,5 +332,21 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
         assert!(text.contains("# TYPE catshost_request_duration_seconds histogram"));
+    }
+}
+
+/// One tenant's instance events, counted.
+pub(crate) struct TenantInstances {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tenant: Arc<str>,
+}
+
+impl crate::wasm::InstanceEvents for TenantInstances {
+    fn created(&self, took: Duration) {
+        self.metrics.instance_created(&self.tenant, took);
+    }
+
+    fn retired(&self, requests: u32) {
+        self.metrics.instance_retired(&self.tenant, requests);
     }
 }

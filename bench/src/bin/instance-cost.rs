@@ -26,12 +26,13 @@ struct Args {
 
 async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Duration> {
     // As the server does: one tenant's fresh instances.
-    let instances = component.fresh(Sandbox {
+    let instances = component.instances(Sandbox {
         tenant: "bench".into(),
         limits: InstanceLimits::default(),
         access: WasiAccess::default(),
         cpu: None,
         upstream: std::sync::Arc::new(catshost::net::Client),
+        events: None,
     });
     let run = async |n: u32| -> anyhow::Result<Duration> {
         let start = Instant::now();

@@ -145,9 +145,9 @@ pub(crate) async fn call(
 }
 
 /// The guest's run as this side sees it through: stopped when its body
-/// goes past the limit or the stop cancels it, its instance creation
-/// counted, a failure after its response head logged and counted, and the
-/// admission permit given back when it ends.
+/// goes past the limit or the stop cancels it, a failure after its
+/// response head logged and counted, and the admission permit given back
+/// when it ends.
 fn supervise(
     mut run: Run,
     permit: OwnedSemaphorePermit,
@@ -170,9 +170,6 @@ fn supervise(
             () = tripped => Err(too_large(&body_limit)),
             () = cancel.cancelled() => Err(HostError::Cancelled),
         };
-        if let Some(took) = run.instantiated_in() {
-            recorder.metrics.instance_created(&recorder.tenant, took);
-        }
         // A guest that fails on reading a body cut at its limit fails
         // because of the limit.
         if result.is_err() && body_limit.as_ref().is_some_and(|l| l.is_tripped()) {

@@ -86,6 +86,10 @@ fn live(
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),
+        events: Some(Arc::new(crate::metrics::TenantInstances {
+            metrics: builder.metrics.clone(),
+            tenant: name.clone(),
+        })),
     };
     LiveTenant::new(
         tenant.component.instances(sandbox),

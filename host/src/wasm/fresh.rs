@@ -24,7 +24,7 @@ use super::call::{
 use super::ctx::{GuestCtx, Serving};
 use super::error::GuestError;
 use super::pre::GuestPre;
-use super::sandbox::Sandbox;
+use super::sandbox::{InstanceEvents, Sandbox};
 use crate::error::BoxError;
 use crate::ids::InstanceId;
 
@@ -72,6 +72,15 @@ pub(crate) struct P2Instance {
     proxy: Option<Proxy>,
     /// Requests it has finished.
     pub(crate) served: u32,
+    events: Option<Arc<dyn InstanceEvents>>,
+}
+
+impl Drop for P2Instance {
+    fn drop(&mut self) {
+        if let (Some(_), Some(events)) = (&self.proxy, &self.events) {
+            events.retired(self.served);
+        }
+    }
 }
 
 impl P2Instance {
@@ -89,6 +98,7 @@ impl P2Instance {
             store,
             proxy: None,
             served: 0,
+            events: sandbox.events.clone(),
         })
     }
 
@@ -139,6 +149,7 @@ impl P2Instance {
         let failed = FailOnDrop(Some(progress.clone()));
         let store = &mut self.store;
         let proxy = &mut self.proxy;
+        let events = &self.events;
         let run = async {
             if proxy.is_none() {
                 let ProxyPre::P2(pre) = &*pre.proxy else {
@@ -146,7 +157,11 @@ impl P2Instance {
                 };
                 let started = Instant::now();
                 *proxy = Some(pre.instantiate_async(&mut *store).await?);
-                failed.progress().instantiated(started.elapsed());
+                let took = started.elapsed();
+                failed.progress().instantiated(took);
+                if let Some(events) = events {
+                    events.created(took);
+                }
             }
             let proxy = proxy.as_ref().expect("made above");
             proxy

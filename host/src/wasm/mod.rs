@@ -40,4 +40,4 @@ pub use limits::{
 };
 pub use outbound::{BadOrigin, IoFuture, Origin, Outbound, Upstream, is_public};
 pub use pre::GuestPre;
-pub use sandbox::{Preopen, Sandbox, WasiAccess};
+pub use sandbox::{InstanceEvents, Preopen, Sandbox, WasiAccess};

@@ -23,6 +23,16 @@ pub struct Sandbox {
     pub cpu: Option<CpuShare>,
     /// Where allowed outgoing requests go (`net::Client`).
     pub upstream: Arc<dyn Upstream>,
+    /// Told when an instance is made and when it goes (metrics).
+    pub events: Option<Arc<dyn InstanceEvents>>,
+}
+
+/// What a tenant's instances report of their lives.
+pub trait InstanceEvents: Send + Sync + 'static {
+    /// An instance was made, in `took`.
+    fn created(&self, took: std::time::Duration);
+    /// An instance went, after serving `requests`.
+    fn retired(&self, requests: u32);
 }
 
 impl std::fmt::Debug for Sandbox {

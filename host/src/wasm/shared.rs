@@ -15,6 +15,7 @@
 //! gets another instance.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -229,6 +230,7 @@ impl HandlerState for Tenant {
             concurrent: self.concurrent,
             retired: self.retired.clone(),
             sandbox: sandbox.clone(),
+            served: AtomicU32::new(0),
         };
         let expiry = Expiry {
             idle_timeout: self.idle_timeout,
@@ -252,10 +254,14 @@ impl HandlerState for Tenant {
                     Ok(wasmtime::UpdateDeadline::YieldCustom(1, cpu.tick()))
                 }),
             }
+            let started = std::time::Instant::now();
             let instantiate = pre.proxy.instantiate_async(&mut store);
             let proxy = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
                 .await
                 .map_err(|_| wasmtime::Error::from(GuestError::Timeout))??;
+            if let Some(events) = &sandbox.events {
+                events.created(started.elapsed());
+            }
             Ok(handler::Instance {
                 store,
                 proxy,
@@ -273,6 +279,8 @@ struct Worker {
     concurrent: usize,
     retired: CancellationToken,
     sandbox: Arc<Sandbox>,
+    /// Requests it has taken.
+    served: AtomicU32,
 }
 
 impl handler::WorkerState for Worker {
@@ -295,6 +303,7 @@ impl handler::WorkerState for Worker {
         data: RequestData,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        self.served.fetch_add(1, Ordering::Relaxed);
         let ctx = store.data_mut();
         let serving = ctx.serving().clone();
         serving.start(data.id);
@@ -322,6 +331,9 @@ impl handler::WorkerState for Worker {
             );
         }
         drop(store);
+        if let Some(events) = &self.sandbox.events {
+            events.retired(self.served.load(Ordering::Relaxed));
+        }
     }
 }
 
