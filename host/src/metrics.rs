@@ -301,6 +301,22 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// One tenant's instance events, counted.
+pub(crate) struct TenantInstances {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tenant: Arc<str>,
+}
+
+impl crate::wasm::InstanceEvents for TenantInstances {
+    fn created(&self, took: Duration) {
+        self.metrics.instance_created(&self.tenant, took);
+    }
+
+    fn retired(&self, requests: u32) {
+        self.metrics.instance_retired(&self.tenant, requests);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,21 +348,5 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
         assert!(text.contains("# TYPE catshost_request_duration_seconds histogram"));
-    }
-}
-
-/// One tenant's instance events, counted.
-pub(crate) struct TenantInstances {
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) tenant: Arc<str>,
-}
-
-impl crate::wasm::InstanceEvents for TenantInstances {
-    fn created(&self, took: Duration) {
-        self.metrics.instance_created(&self.tenant, took);
-    }
-
-    fn retired(&self, requests: u32) {
-        self.metrics.instance_retired(&self.tenant, requests);
     }
 }
