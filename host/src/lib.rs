@@ -45,7 +45,7 @@ pub use ids::RequestId;
 pub use lifecycle::{Ready, Stop};
 pub use net::{Tls, TlsError};
 pub use server::{Builder, DEFAULT_TENANT, EVENT_INTERVAL, InFlight, Server, Tenant};
-pub use wasm::{Engine, GuestPre, Pool};
+pub use wasm::{Engine, GuestPre, Pool, Reuse, Wasi};
 
 /// catshost's version, with the wasmtime it runs guests on and the WASI
 /// version of the world it serves.

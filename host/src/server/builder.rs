@@ -185,6 +185,17 @@ impl Builder {
         self
     }
 
+    /// How instances are reused: how many requests one serves in all and at
+    /// once, and how long one is kept idle ([`crate::wasm::Reuse`]).
+    ///
+    /// Default: a fresh instance for every request of a WASI 0.2
+    /// component; 128 requests, 16 at once, for a WASI 0.3 one; idle
+    /// instances kept 1 second.
+    pub fn reuse(&mut self, reuse: crate::wasm::Reuse) -> &mut Self {
+        self.limits.instance.reuse = reuse;
+        self
+    }
+
     /// The largest request body, in bytes: a larger `content-length` gets 413
     /// before the guest runs; a body without one is counted as it streams
     /// and stops the guest when it goes past (413, or a cut response once
