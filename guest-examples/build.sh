@@ -127,7 +127,7 @@ build_python() {
     "$venv/bin/pip" install -q --disable-pip-version-check componentize-py==0.25.1
   fi
   local name
-  for name in hello sum files; do
+  for name in hello sum files echo; do
     local start=$SECONDS
     "$venv/bin/componentize-py" -d wit -w catshost:guest/handler componentize app \
       -p "guest-examples/python/$name" -o "$out/python-$name.wasm" >/dev/null

@@ -42,7 +42,9 @@ pub enum Command {
     /// Serve a wasi:http component, or the tenants of a config file, over
     /// HTTP/1.1 and HTTP/2 (h2c, or HTTPS with ALPN).
     ///
-    /// Every request runs in a fresh instance of its component. The line
+    /// A WASI 0.2 component's requests each run in a fresh instance by
+    /// default; a WASI 0.3 component's instances serve up to 128 requests,
+    /// 16 at once (see the instance reuse flags). The line
     /// `catshost: serving http://ADDR` (or https://) on stderr says the server
     /// is ready. SIGINT or SIGTERM stops it gracefully; a second one exits at
     /// once.

@@ -32,6 +32,7 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
         access: WasiAccess::default(),
         cpu: None,
         upstream: std::sync::Arc::new(catshost::net::Client),
+        max_instances: usize::MAX,
         events: None,
     });
     let run = async |n: u32| -> anyhow::Result<Duration> {

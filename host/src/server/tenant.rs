@@ -86,6 +86,7 @@ fn live(
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),
+        max_instances: max,
         events: Some(Arc::new(crate::metrics::TenantInstances {
             metrics: builder.metrics.clone(),
             tenant: name.clone(),

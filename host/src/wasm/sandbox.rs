@@ -23,6 +23,9 @@ pub struct Sandbox {
     pub cpu: Option<CpuShare>,
     /// Where allowed outgoing requests go (`net::Client`).
     pub upstream: Arc<dyn Upstream>,
+    /// The most instances of the tenant alive at once (WASI 0.3; give it
+    /// the tenant's `max_concurrent_requests`).
+    pub max_instances: usize,
     /// Told when an instance is made and when it goes (metrics).
     pub events: Option<Arc<dyn InstanceEvents>>,
 }

@@ -15,7 +15,7 @@
 //! gets another instance.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -62,6 +62,7 @@ impl Shared {
                 idle_timeout: reuse.idle_instance_timeout,
                 sandbox,
                 retired: CancellationToken::new(),
+                live: Arc::default(),
             }),
         }
     }
@@ -158,17 +159,16 @@ fn sort(error: wasmtime::Error, progress: &Progress) -> GuestError {
     }
     if let Some(failed) = error.downcast_ref::<InstantiationError<RequestData>>() {
         let cause = &failed.error;
-        return if cause.is::<wasmtime::PoolConcurrencyLimitError>() {
-            GuestError::NoInstance(format!("{cause:#}").into())
-        } else if cause.is::<MemoryExhausted>() {
-            GuestError::MemoryExhausted(format!("{cause:#}").into())
-        } else if cause.is::<GuestError>() {
-            match cause.downcast_ref::<GuestError>() {
-                Some(GuestError::Timeout) => GuestError::Timeout,
-                _ => GuestError::Preopen(format!("{cause:#}").into()),
+        let text = || format!("{cause:#}").into();
+        return match cause.downcast_ref::<GuestError>() {
+            Some(GuestError::Timeout) => GuestError::Timeout,
+            Some(GuestError::NoInstance(_)) => GuestError::NoInstance(text()),
+            Some(_) => GuestError::Preopen(text()),
+            None if cause.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                GuestError::NoInstance(text())
             }
-        } else {
-            GuestError::Trap(format!("{cause:#}").into())
+            None if cause.is::<MemoryExhausted>() => GuestError::MemoryExhausted(text()),
+            None => GuestError::Trap(text()),
         };
     }
     if let Some(code) =
@@ -209,6 +209,28 @@ struct Tenant {
     concurrent: usize,
     idle_timeout: Duration,
     retired: CancellationToken,
+    /// Its instances alive now.
+    live: Arc<AtomicUsize>,
+}
+
+/// One instance counted in its tenant's live instances, until dropped.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    /// Counts one more instance, unless the tenant has `max` already.
+    fn take(live: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Self(live.clone()))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn view(ctx: &mut GuestCtx) -> WasiHttpCtxView<'_> {
@@ -225,12 +247,18 @@ impl HandlerState for Tenant {
     ) -> impl Future<Output = wasmtime::Result<handler::Instance<GuestCtx, Expiry, Worker>>> + Send
     {
         let (pre, sandbox) = (self.pre.clone(), self.sandbox.clone());
+        // A tenant has at most as many instances as requests it may run:
+        // tasks whose clients went away keep theirs busy until their
+        // deadline, and must not make it take the whole pool.
+        let max = sandbox.max_instances;
+        let live = Live::take(&self.live, max);
         let worker = Worker {
             reuse_count: self.reuse_count,
             concurrent: self.concurrent,
             retired: self.retired.clone(),
             sandbox: sandbox.clone(),
             served: AtomicU32::new(0),
+            live,
         };
         let expiry = Expiry {
             idle_timeout: self.idle_timeout,
@@ -240,6 +268,12 @@ impl HandlerState for Tenant {
             retired: Box::pin(self.retired.clone().cancelled_owned()),
         };
         async move {
+            if worker.live.is_none() {
+                return Err(GuestError::NoInstance(
+                    format!("the tenant has {max} instances, its most").into(),
+                )
+                .into());
+            }
             let serving = Arc::new(Serving::new(InstanceId::next()));
             let ctx = GuestCtx::new(serving, &sandbox)
                 .map_err(|e| wasmtime::Error::from(GuestError::Preopen(e.into())))?;
@@ -281,6 +315,9 @@ struct Worker {
     sandbox: Arc<Sandbox>,
     /// Requests it has taken.
     served: AtomicU32,
+    /// Counts it in its tenant's live instances (`None`: over the limit,
+    /// never made).
+    live: Option<Live>,
 }
 
 impl handler::WorkerState for Worker {
