@@ -594,12 +594,10 @@ async fn a_late_request_gets_504_while_its_siblings_finish_on_an_instance_that_t
     .await;
 }
 
-/// Fails: the instance goes at the last answer + the request timeout
-/// (`shared.rs`, `Expiry::poll`, `WorkerStatus::PostReturn`), here 7.5 s,
-/// not at the newest request's deadline + `HARD_BOUND_GRACE`, 6 s, as
-/// docs/reuse.md says.
+/// The instance goes at the newest request's deadline + `HARD_BOUND_GRACE`
+/// (here 6 s), not a request timeout after its last answer (7.5 s, before
+/// `Expiry` remembered the newest request).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: an instance with a hung task outlives the hard bound (see its doc)"]
 async fn an_instance_whose_task_hangs_goes_at_the_newest_deadline_plus_the_grace() {
     let pre = p3_faults();
     within(async {

@@ -314,6 +314,13 @@ impl Flavour {
                 .linear_memory_keep_resident(KEEP_RESIDENT)
                 .table_keep_resident(KEEP_RESIDENT)
                 .async_stack_keep_resident(STACK_KEEP_RESIDENT)
+                // Reuse the slots a component used before (least recently
+                // used first) rather than warm up new ones: the slots ever
+                // used, each keeping what it keeps resident, stay as many
+                // as were ever in use at once. wasmtime's default (100
+                // unused warm slots) kept a Python component's RSS at 600+
+                // MiB under load (bench/REUSE.md).
+                .max_unused_warm_slots(0)
                 // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only
                 // the pages the guest dirtied instead of all it kept: the
                 // Rust hello (17 pages) went from 57 to 27 us per request

@@ -265,6 +265,7 @@ impl HandlerState for Tenant {
             request_timeout: sandbox.limits.request_timeout,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             target: None,
+            newest: None,
             retired: Box::pin(self.retired.clone().cancelled_owned()),
         };
         async move {
@@ -384,6 +385,8 @@ struct Expiry {
     request_timeout: Duration,
     sleep: Pin<Box<Sleep>>,
     target: Option<Instant>,
+    /// When the newest request still in flight was taken, last seen.
+    newest: Option<Instant>,
     retired: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
@@ -402,12 +405,27 @@ impl handler::WorkerExpiration for Expiry {
                 }
                 self.idle_timeout
             }
-            WorkerStatus::Requests => self.request_timeout.saturating_add(HARD_BOUND_GRACE),
+            WorkerStatus::Requests => {
+                self.newest = Some(start);
+                self.request_timeout.saturating_add(HARD_BOUND_GRACE)
+            }
             WorkerStatus::PostReturn => self.request_timeout,
         };
-        let target = start
-            .checked_add(after)
-            .unwrap_or_else(|| start + super::limits::MAX_TIMEOUT);
+        let at = |start: Instant, after: Duration| {
+            start
+                .checked_add(after)
+                .unwrap_or_else(|| start + super::limits::MAX_TIMEOUT)
+        };
+        let mut target = at(start, after);
+        // Every request has answered or expired, but a task goes on (one
+        // past its deadline, say): no later than the hard bound of the
+        // newest request, not a request timeout after the last answer.
+        if status == WorkerStatus::PostReturn
+            && let Some(newest) = self.newest
+        {
+            let grace = self.request_timeout.saturating_add(HARD_BOUND_GRACE);
+            target = target.min(at(newest, grace));
+        }
         if self.target != Some(target) {
             self.target = Some(target);
             self.sleep.as_mut().reset(target);
