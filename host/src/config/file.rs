@@ -616,7 +616,11 @@ routes = ["blog.example.com", "/blog"]
         );
         let config = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.server, ServerSettings::default());
-        assert_eq!(config.tenants[0].limits, TenantLimits::default());
+        // The settings whose default shows nothing were written as 1.
+        let mut limits = TenantLimits::default();
+        limits.instance.reuse.max_instance_reuse_count = Some(1);
+        limits.instance.reuse.max_instance_concurrent_reuse_count = Some(1);
+        assert_eq!(config.tenants[0].limits, limits);
     }
 
     #[test]

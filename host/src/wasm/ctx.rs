@@ -45,11 +45,13 @@ impl Serving {
         self.request.store(request, Ordering::Release);
     }
 
-    /// The instance is done with one of its requests.
+    /// The instance is done with one of its requests. Output after the
+    /// last one ends (a stream the guest drops late, a task it left
+    /// running) is still that request's, until the next starts.
     pub(crate) fn end(&self) {
         let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if before <= 2 {
-            // None left, or one whose id is not known here.
+        if before == 2 {
+            // One left, whose id is not known here.
             self.request.store(0, Ordering::Release);
         }
     }
@@ -173,8 +175,8 @@ impl WasiHttpHooks for HostHooks {
                 Verdict::Deny(denied) => {
                     tracing::warn!(
                         target: "catshost::outbound",
-                        request_id = serving.request(),
-                        instance_id = serving.instance.get(),
+                        request_id = serving.request().map(tracing::field::display),
+                        instance_id = %serving.instance,
                         tenant = &*sandbox.tenant,
                         origin = %origin(request.uri()),
                         reason = denied.reason(),
@@ -185,8 +187,8 @@ impl WasiHttpHooks for HostHooks {
             };
             tracing::debug!(
                 target: "catshost::outbound",
-                request_id = serving.request(),
-                instance_id = serving.instance.get(),
+                request_id = serving.request().map(tracing::field::display),
+                instance_id = %serving.instance,
                 tenant = &*sandbox.tenant,
                 origin = %origin(request.uri()),
                 "outgoing HTTP request"

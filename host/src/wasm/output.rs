@@ -91,8 +91,8 @@ impl LineWriter {
         let text = text.strip_suffix('\r').unwrap_or(&text);
         tracing::info!(
             target: "catshost::guest",
-            request_id = serving.request(),
-            instance_id = serving.instance.get(),
+            request_id = serving.request().map(tracing::field::display),
+            instance_id = %serving.instance,
             tenant = &**tenant,
             stream,
             "{text}"

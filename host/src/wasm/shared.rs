@@ -363,7 +363,7 @@ impl handler::WorkerState for Worker {
             }
             tracing::warn!(
                 tenant = &*self.sandbox.tenant,
-                instance_id = ctx.serving().instance.get(),
+                instance_id = %ctx.serving().instance,
                 error = %format!("{error:#}"),
                 "a WASI 0.3 instance failed: its requests in flight fail with it"
             );
