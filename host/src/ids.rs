@@ -40,11 +40,6 @@ impl InstanceId {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Self(NEXT.fetch_add(1, Ordering::Relaxed))
     }
-
-    /// The id as a number (never 0).
-    pub fn get(self) -> u64 {
-        self.0
-    }
 }
 
 impl fmt::Display for InstanceId {
