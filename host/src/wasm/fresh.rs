@@ -144,6 +144,9 @@ impl P2Instance {
         progress: &Arc<Progress>,
     ) -> Ran {
         let deadline = deadline(sandbox);
+        // A reused store's epoch deadline passed while it was idle: without
+        // this, its first check of the request would yield at once.
+        self.store.set_epoch_deadline(1);
         // Dropped before the store however the run ends: the failure is
         // recorded before the store, and with it the body's sender, goes.
         let failed = FailOnDrop(Some(progress.clone()));

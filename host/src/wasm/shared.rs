@@ -342,6 +342,9 @@ impl handler::WorkerState for Worker {
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         self.served.fetch_add(1, Ordering::Relaxed);
+        // The epoch deadline passed while the instance was idle: a new
+        // request gets a whole tick before its first yield.
+        store.set_epoch_deadline(1);
         let ctx = store.data_mut();
         let serving = ctx.serving().clone();
         serving.start(data.id);
