@@ -7,6 +7,7 @@
 #   ROUNDS=1 DURATION=3 bench/run.sh # shorter
 #   BASELINE=/tmp/old/catshost bench/run.sh
 #                                    # every catshost row also with that binary
+#   REUSE_ROWS=0 bench/run.sh        # without the WASI 0.3 and reuse rows (bench/reuse.sh)
 #
 # The servers take turns within each round, so a slow spell of this shared
 # machine falls on all of them; each figure is the median round's. With
@@ -362,3 +363,11 @@ baseline_summary() {
     echo "Startup to the ready line (catshost serve c-hello.wasm with a fresh --cache-dir: the first run compiles, the others load from the cache), 5 runs: ${startup[*]} ms."
   fi
 } | tee "$OUT"
+
+# WASI 0.3 and instance reuse: every mode against `wasmtime serve` in the
+# same mode (bench/reuse.sh writes bench/REUSE.md); appended to RESULTS.md.
+if [ "${REUSE_ROWS:-1}" != 0 ]; then
+  echo "WASI 0.3 and instance reuse (bench/reuse.sh)..." >&2
+  WASMTIME=$WASMTIME ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU bash bench/reuse.sh >/dev/null
+  { echo; sed 's/^# /## /' bench/REUSE.md; } | tee -a "$OUT"
+fi
