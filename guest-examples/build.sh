@@ -9,7 +9,8 @@
 #            (wit-bindgen-c 0.63, wit-component, wasmtime 48's adapter)
 #   rust     Debian rustc-web 1.96 and lld-22, unpacked (not installed:
 #            they would clash with rustup) and driven by rustup's cargo,
-#            -Zbuild-std for wasm32-unknown-unknown, wit-bindgen 0.63
+#            -Zbuild-std for wasm32-unknown-unknown, wit-bindgen 0.63;
+#            echo-p3 against wit/p3 (wasi:http/service@0.3.0)
 #   python   componentize-py 0.25.1 (PyPI, in a venv); the WASI 0.3 ones
 #            against wit/p3 (wasi:http/service@0.3.0)
 #   js       @bytecodealliance/componentize-js 0.23.0 (npm)
@@ -112,9 +113,11 @@ build_rust() {
       --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
   )
   local seconds=$((SECONDS - start)) name
-  for name in hello sum; do
+  # echo-p3 is the WASI 0.3 one (wasi:http/service@0.3.0, against wit/p3).
+  # One cargo build makes every core module: each records its time.
+  for name in hello sum echo-p3; do
     target/release/catshost-guest-tools component \
-      "$tools/rust-target/wasm32-unknown-unknown/release/$name.wasm" "$out/rust-$name.wasm"
+      "$tools/rust-target/wasm32-unknown-unknown/release/${name//-/_}.wasm" "$out/rust-$name.wasm"
     record rust "$name" "$seconds"
   done
 }
