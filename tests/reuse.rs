@@ -180,10 +180,25 @@ fn pseudo_random(len: usize) -> Vec<u8> {
 /// GET / and POST /echo of `body` on `client`: the hello, and the body
 /// back byte for byte, both over `version`.
 async fn hello_and_echo(client: &mut Client, version: Version, body: &[u8], what: &str) {
+    hello_and_echo_of("Python", client, version, body, what).await;
+}
+
+/// As [`hello_and_echo`], for the echo-p3 example of `language`.
+async fn hello_and_echo_of(
+    language: &str,
+    client: &mut Client,
+    version: Version,
+    body: &[u8],
+    what: &str,
+) {
     let hello = client.request("GET", "/", b"").await;
     assert_eq!(hello.status, StatusCode::OK, "{what}: {}", hello.body);
     assert_eq!(hello.version, version, "{what}");
-    assert_eq!(hello.body, "hello from Python (WASI 0.3)\n", "{what}");
+    assert_eq!(
+        hello.body,
+        format!("hello from {language} (WASI 0.3)\n"),
+        "{what}"
+    );
 
     let response = client.send("POST", "/echo", body).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{what}");
@@ -226,6 +241,30 @@ async fn tls_connect(
 }
 
 #[tokio::test]
+async fn a_rust_wasi_0_3_component_says_hello_echoes_and_awaits_concurrently() {
+    let pre = load_built("rust", "echo-p3");
+    within(async {
+        let body = pseudo_random(1 << 20);
+        let server = serve(pre, &catshost::Server::builder()).await;
+        for version in BOTH {
+            let mut client = Client::connect(server.addr, version).await;
+            let what = format!("{version:?}");
+            hello_and_echo_of("Rust", &mut client, version, &body, &what).await;
+            let both = ok(&mut client, "/both").await;
+            let took: u64 = both
+                .strip_prefix("two 50 ms waits took ")
+                .and_then(|rest| rest.strip_suffix(" ms\n"))
+                .unwrap_or_else(|| panic!("{both:?}"))
+                .parse()
+                .unwrap();
+            assert!((50..100).contains(&took), "{version:?}: {both:?}");
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wasi_0_3_component_says_hello_and_echoes_a_mebibyte_over_http1_h2c_and_tls() {
     let pre = echo_p3();
     within(async {
