@@ -13,6 +13,7 @@ mod body;
 mod cache;
 mod call;
 pub mod check;
+mod component;
 mod cpu;
 mod ctx;
 mod engine;
