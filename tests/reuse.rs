@@ -208,6 +208,19 @@ async fn hello_and_echo_of(
     assert!(echoed == body, "{what}: the echoed bytes differ");
 }
 
+/// `/both`'s two 50 ms waits overlap: the guest's own tasks run
+/// concurrently (one after the other would take 100 ms).
+async fn both_overlap(client: &mut Client, version: Version) {
+    let both = ok(client, "/both").await;
+    let took: u64 = both
+        .strip_prefix("two 50 ms waits took ")
+        .and_then(|rest| rest.strip_suffix(" ms\n"))
+        .unwrap_or_else(|| panic!("{both:?}"))
+        .parse()
+        .unwrap();
+    assert!((50..100).contains(&took), "{version:?}: {both:?}");
+}
+
 /// A certificate for localhost: (cert PEM, key PEM).
 fn certificate() -> (String, String) {
     let rcgen::CertifiedKey { cert, signing_key } =
@@ -250,14 +263,7 @@ async fn a_rust_wasi_0_3_component_says_hello_echoes_and_awaits_concurrently() {
             let mut client = Client::connect(server.addr, version).await;
             let what = format!("{version:?}");
             hello_and_echo_of("Rust", &mut client, version, &body, &what).await;
-            let both = ok(&mut client, "/both").await;
-            let took: u64 = both
-                .strip_prefix("two 50 ms waits took ")
-                .and_then(|rest| rest.strip_suffix(" ms\n"))
-                .unwrap_or_else(|| panic!("{both:?}"))
-                .parse()
-                .unwrap();
-            assert!((50..100).contains(&took), "{version:?}: {both:?}");
+            both_overlap(&mut client, version).await;
         }
         server.stop().await;
     })
@@ -273,16 +279,7 @@ async fn a_wasi_0_3_component_says_hello_and_echoes_a_mebibyte_over_http1_h2c_an
         for version in BOTH {
             let mut client = Client::connect(server.addr, version).await;
             hello_and_echo(&mut client, version, &body, &format!("{version:?}")).await;
-            // Two 50 ms waits of one request overlap: the guest's own tasks
-            // run concurrently (one after the other would take 100 ms).
-            let both = ok(&mut client, "/both").await;
-            let took: u64 = both
-                .strip_prefix("two 50 ms waits took ")
-                .and_then(|rest| rest.strip_suffix(" ms\n"))
-                .unwrap_or_else(|| panic!("{both:?}"))
-                .parse()
-                .unwrap();
-            assert!((50..100).contains(&took), "{version:?}: {both:?}");
+            both_overlap(&mut client, version).await;
         }
         server.stop().await;
 
