@@ -217,7 +217,7 @@ fn check_reports_the_world_and_what_each_import_gets() {
 }
 
 #[test]
-fn a_compiled_component_serves_and_a_foreign_one_is_refused() {
+fn a_compiled_component_serves_only_when_allowed_and_a_foreign_one_is_refused() {
     let cwasm = temp_file("hello.cwasm", b"");
     let output = catshost()
         .args([
@@ -233,7 +233,29 @@ fn a_compiled_component_serves_and_a_foreign_one_is_refused() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let server = Process::serve(&["--no-cache", cwasm.to_str().unwrap()]);
+
+    // Native code is refused unless the operator allows it, whatever the
+    // file is called.
+    let renamed = temp_file("shop.wasm", &std::fs::read(&cwasm).unwrap());
+    for path in [&cwasm, &renamed] {
+        let output = catshost()
+            .args(["serve", "--addr", "127.0.0.1:0", "--no-cache"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("is precompiled native code")
+                && stderr.contains("--unsafe-allow-precompiled"),
+            "{stderr}"
+        );
+    }
+    let server = Process::serve(&[
+        "--no-cache",
+        "--unsafe-allow-precompiled",
+        cwasm.to_str().unwrap(),
+    ]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let answer = runtime.block_on(request(&server, Version::HTTP_11, "GET", "/", b""));
     assert_eq!(answer.body, "hello from c\n");
@@ -244,7 +266,13 @@ fn a_compiled_component_serves_and_a_foreign_one_is_refused() {
     broken.truncate(len / 2);
     let broken = temp_file("broken.cwasm", &broken);
     let output = catshost()
-        .args(["serve", "--addr", "127.0.0.1:0", broken.to_str().unwrap()])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--unsafe-allow-precompiled",
+        ])
+        .arg(&broken)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -253,6 +281,48 @@ fn a_compiled_component_serves_and_a_foreign_one_is_refused() {
         stderr.contains("compile it again with `catshost compile`"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_tenant_serves_a_compiled_component_only_when_its_entry_allows_it() {
+    let cwasm = temp_file("tenant-hello.cwasm", b"");
+    let output = catshost()
+        .args(["compile", built("c", "hello").to_str().unwrap(), "-o"])
+        .arg(&cwasm)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let shop = temp_file("tenant-shop.wasm", &std::fs::read(&cwasm).unwrap());
+    let config = |allow: &str| {
+        temp_file(
+            "precompiled.toml",
+            format!(
+                "[server]\naddr = \"127.0.0.1:0\"\n[[tenant]]\nname = \"shop\"\n\
+                 component = \"{}\"\nroutes = [\"/\"]\n{allow}",
+                shop.display()
+            )
+            .as_bytes(),
+        )
+    };
+    let output = catshost()
+        .args(["serve", "--no-cache", "--config"])
+        .arg(config(""))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tenant 'shop': the component cannot be served")
+            && stderr.contains("is precompiled native code")
+            && stderr.contains("unsafe_allow_precompiled = true"),
+        "{stderr}"
+    );
+
+    let config = config("unsafe_allow_precompiled = true\n");
+    let server = Process::serve_with(&["--no-cache", "--config", config.to_str().unwrap()], false);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(request(&server, Version::HTTP_11, "GET", "/", b""));
+    assert_eq!(answer.body, "hello from c\n");
 }
 
 #[test]

@@ -414,3 +414,131 @@ async fn a_full_instance_pool_gives_503_and_frees_its_slots() {
     );
     server.stop().await;
 }
+
+/// Asserts every connection of `closed` was closed `timeout` after it
+/// started, give or take the watchdog's tick (and the test machine).
+fn assert_closed_at(closed: &[Option<Duration>], timeout: Duration, what: &str) {
+    for time in closed {
+        let time = time.unwrap_or_else(|| panic!("{what}: a connection is still open"));
+        assert!(
+            time + Duration::from_millis(100) >= timeout
+                && time <= timeout + Duration::from_secs(1),
+            "{what}: closed after {time:?}, the timeout is {timeout:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_send_a_request_are_closed_at_the_header_read_timeout() {
+    use catshost_bench::abuse::{Silent, silent};
+
+    let timeout = Duration::from_secs(1);
+    let mut builder = catshost::Server::builder();
+    builder.header_read_timeout(timeout);
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    // Nothing, `P`, the HTTP/2 preface, the preface and SETTINGS: before
+    // the watchdog, all but the first stayed open for good.
+    let give_up = Duration::from_secs(10);
+    let kinds = Silent::ALL.map(|how| silent(server.addr, how, 5, give_up));
+    let closed = futures_util::future::try_join_all(kinds).await.unwrap();
+    for (how, closed) in Silent::ALL.iter().zip(&closed) {
+        assert_closed_at(closed, timeout, &format!("{how:?}"));
+    }
+    assert_eq!(
+        get(server.addr, Version::HTTP_2, "/").await.status,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_at_the_idle_timeout() {
+    use catshost_bench::abuse::{h2_raw, until_closed};
+
+    let idle = Duration::from_secs(1);
+    let mut builder = catshost::Server::builder();
+    builder.idle_timeout(idle);
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    // One request each, then nothing (the header read timeout, 30 s, would
+    // close the HTTP/1 connection much later; HTTP/2 had no timer at all).
+    let mut h2 = h2_raw::start();
+    h2_raw::get(&mut h2, 1, "/");
+    let give_up = Duration::from_secs(10);
+    let (h2, h1) = tokio::join!(
+        until_closed(server.addr, &h2, give_up),
+        until_closed(server.addr, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", give_up),
+    );
+    assert_closed_at(&[h2.unwrap(), h1.unwrap()], idle, "idle");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_take_their_responses_are_closed_at_the_write_timeout() {
+    use catshost_bench::abuse::{not_reading, zero_window};
+
+    let write = Duration::from_secs(1);
+    let mut builder = catshost::Server::builder();
+    // Far past the write timeout: it is not what closes them.
+    builder
+        .request_timeout(Duration::from_secs(20))
+        .write_timeout(write);
+    let server = TestServer::start(&fixture("faults"), &builder).await;
+    let give_up = Duration::from_secs(10);
+    // HTTP/2 with a zero window: responses the guests finished (`/ok`) and
+    // guests still writing (`/flood`) wait in the host for a client that
+    // never opens its window; HTTP/1 clients that read nothing.
+    let (finished, writing, http1) = tokio::join!(
+        zero_window(server.addr, 20, "/ok", give_up),
+        zero_window(server.addr, 20, "/flood", give_up),
+        not_reading(server.addr, 5, "/flood", give_up),
+    );
+    assert_closed_at(&[finished.unwrap(), writing.unwrap()], write, "zero window");
+    assert_closed_at(&http1.unwrap(), write, "not reading");
+    assert_eq!(closed_by_host(&server, "not_reading"), 7);
+    server.wait_idle().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_connection_cap_is_closed_and_others_are_served() {
+    let mut builder = catshost::Server::builder();
+    builder.max_connections_per_client(3);
+    let server = TestServer::start(&fixture("hello"), &builder).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Raw::connect(server.addr).await);
+    }
+    // Accepted in order: the fourth is over the cap.
+    let mut over = Raw::connect(server.addr).await;
+    assert!(over.closed_within(Duration::from_secs(5)).await);
+    assert_eq!(closed_by_host(&server, "per_client_limit"), 1);
+    // A slot comes back when one of them closes.
+    drop(held.pop());
+    while open_connections(&server) > 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        get(server.addr, Version::HTTP_11, "/").await.status,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
+
+/// The connections `server` closed for `reason`, by its metrics.
+fn closed_by_host(server: &TestServer, reason: &str) -> u64 {
+    let metrics = server.server.metrics().encode();
+    let name = format!("catshost_connections_closed_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&name))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// The connections open on `server`, by its metrics.
+fn open_connections(server: &TestServer) -> u64 {
+    let metrics = server.server.metrics().encode();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("catshost_connections_open "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}

@@ -1,6 +1,7 @@
 //! Clients that abuse the server: slowloris connections that dribble their
-//! headers, and raw HTTP/2 frames that break the rules (rapid reset, more
-//! streams than allowed, huge header lists).
+//! headers, connections that never finish their preface, clients that never
+//! read, and raw HTTP/2 frames that break the rules (rapid reset, more
+//! streams than allowed, huge header lists, a zero window).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -54,6 +55,169 @@ pub async fn slowloris(
     Ok(closed)
 }
 
+/// How a connection that never sends a request starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Silent {
+    /// Nothing at all.
+    Nothing,
+    /// `P`, the first byte of the HTTP/2 preface (or of an HTTP/1 `PUT`).
+    OneByte,
+    /// The whole HTTP/2 preface.
+    Preface,
+    /// The preface and an empty SETTINGS frame.
+    PrefaceAndSettings,
+}
+
+impl Silent {
+    pub const ALL: [Silent; 4] = [
+        Silent::Nothing,
+        Silent::OneByte,
+        Silent::Preface,
+        Silent::PrefaceAndSettings,
+    ];
+
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Silent::Nothing => Vec::new(),
+            Silent::OneByte => b"P".to_vec(),
+            Silent::Preface => h2_raw::PREFACE.to_vec(),
+            Silent::PrefaceAndSettings => h2_raw::start(),
+        }
+    }
+}
+
+/// Opens `connections` connections that send `how` and then stay silent,
+/// reading what the server sends. Returns, for each, how long the server
+/// took to close it (`None`: still open after `give_up`).
+pub async fn silent(
+    addr: SocketAddr,
+    how: Silent,
+    connections: usize,
+    give_up: Duration,
+) -> anyhow::Result<Vec<Option<Duration>>> {
+    let mut set = JoinSet::new();
+    for _ in 0..connections {
+        let mut tcp = TcpStream::connect(addr).await?;
+        let start = Instant::now();
+        tcp.write_all(&how.bytes()).await?;
+        set.spawn(async move { closed_within(&mut tcp, start, give_up).await });
+    }
+    let mut closed = Vec::new();
+    while let Some(result) = set.join_next().await {
+        closed.push(result?);
+    }
+    Ok(closed)
+}
+
+/// Reads (and drops) what the server sends until it closes `tcp`: how long
+/// after `start` that was, `None` if not before `give_up`.
+async fn closed_within(tcp: &mut TcpStream, start: Instant, give_up: Duration) -> Option<Duration> {
+    let mut buf = vec![0; 16 << 10];
+    let reading = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return start.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(give_up.saturating_sub(start.elapsed()), reading)
+        .await
+        .ok()
+}
+
+/// `connections` HTTP/1.1 clients that each send `GET path` and read
+/// nothing: the socket buffers fill and the server's writes stall. Returns
+/// how long the server took to close each (`None`: open after `give_up`).
+pub async fn not_reading(
+    addr: SocketAddr,
+    connections: usize,
+    path: &str,
+    give_up: Duration,
+) -> anyhow::Result<Vec<Option<Duration>>> {
+    let mut set = JoinSet::new();
+    for _ in 0..connections {
+        let tcp = TcpStream::connect(addr).await?;
+        // A small receive buffer, so the server's writes stall sooner.
+        let tcp = {
+            let socket = socket2::SockRef::from(&tcp);
+            socket.set_recv_buffer_size(4096)?;
+            tcp
+        };
+        let mut tcp = tcp;
+        let start = Instant::now();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n").as_bytes())
+            .await?;
+        set.spawn(async move {
+            // Wait for the close without reading: a peek sees EOF or an
+            // error only once everything sent before it was read, so poll
+            // the socket's state instead.
+            while start.elapsed() < give_up {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if is_closed_by_peer(&tcp) {
+                    return Some(start.elapsed());
+                }
+            }
+            None
+        });
+    }
+    let mut closed = Vec::new();
+    while let Some(result) = set.join_next().await {
+        closed.push(result?);
+    }
+    Ok(closed)
+}
+
+/// Whether the peer closed `tcp` (FIN or RST), without reading its data.
+fn is_closed_by_peer(tcp: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    // TCP_INFO's state: anything but ESTABLISHED means the server closed.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for getsockopt to write.
+    let rc = unsafe {
+        libc::getsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    rc != 0 || info.tcpi_state != 1 // TCP_ESTABLISHED
+}
+
+/// HTTP/2 with a window of 0: `streams` GETs of `path` whose responses the
+/// server can never send, on one connection. Returns how long the server
+/// took to close it (`None`: open after `give_up`).
+pub async fn zero_window(
+    addr: SocketAddr,
+    streams: u32,
+    path: &str,
+    give_up: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let mut frames = h2_raw::PREFACE.to_vec();
+    h2_raw::settings_zero_window(&mut frames);
+    for i in 0..streams {
+        h2_raw::get(&mut frames, 2 * i + 1, path);
+    }
+    until_closed(addr, &frames, give_up).await
+}
+
+/// Writes `bytes` on a new connection, then reads what the server sends
+/// until it closes the connection: how long that took (`None`: open after
+/// `give_up`).
+pub async fn until_closed(
+    addr: SocketAddr,
+    bytes: &[u8],
+    give_up: Duration,
+) -> anyhow::Result<Option<Duration>> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    let start = Instant::now();
+    tcp.write_all(bytes).await?;
+    Ok(closed_within(&mut tcp, start, give_up).await)
+}
+
 /// HTTP/2 frames written by hand, so a client can break rules a real client
 /// library enforces.
 pub mod h2_raw {
@@ -79,6 +243,12 @@ pub mod h2_raw {
         let mut out = PREFACE.to_vec();
         frame(&mut out, SETTINGS, 0, 0, &[]);
         out
+    }
+
+    /// SETTINGS with SETTINGS_INITIAL_WINDOW_SIZE 0: the server may send
+    /// no DATA on any stream.
+    pub fn settings_zero_window(out: &mut Vec<u8>) {
+        frame(out, SETTINGS, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]);
     }
 
     /// A header block for `GET path` on authority `a` (HPACK, no Huffman).

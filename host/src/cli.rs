@@ -54,8 +54,9 @@ pub enum Command {
     /// `catshost serve` loads in milliseconds).
     ///
     /// The output runs only on this catshost build with the same engine
-    /// settings; serve only `.cwasm` files you compiled yourself: they are
-    /// native code. `serve` keeps a compile cache of its own anyway, so this
+    /// settings, and `serve` takes it only with --unsafe-allow-precompiled:
+    /// it is native code, so serve only `.cwasm` files you compiled
+    /// yourself. `serve` keeps a compile cache of its own anyway, so this
     /// is for shipping compiled artifacts.
     Compile(CompileArgs),
 
@@ -76,7 +77,8 @@ pub struct CompileArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The component (`.wasm`, `.wat` or `.cwasm`).
+    /// The component (`.wasm` or `.wat`; a precompiled `.cwasm` is refused,
+    /// as `serve` refuses it by default).
     pub component: PathBuf,
 }
 
@@ -92,7 +94,7 @@ pub struct Serve {
     /// outbound allow-list and certificate. The listener, HTTP, limit and
     /// TLS flags are settings of the file then. SIGHUP reloads it.
     #[arg(long, value_name = "PATH", conflicts_with_all = [
-        "component", "addr", "reuse_port", SERVER_GROUP, LIMITS_GROUP, "tls_files", "guest_access",
+        "component", "addr", "reuse_port", "unsafe_allow_precompiled", SERVER_GROUP, LIMITS_GROUP, "tls_files", "guest_access",
     ])]
     pub config: Option<PathBuf>,
 
@@ -138,6 +140,14 @@ pub struct Serve {
     /// Compile the component at every start; keep nothing on disk.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Serve the component even if it is precompiled native code (a
+    /// `.cwasm` from `catshost compile`). Such a file runs outside the
+    /// sandbox: whoever wrote it runs code in catshost, so allow only files
+    /// you compiled yourself. With --config, a tenant's
+    /// `unsafe_allow_precompiled = true` allows it for that tenant.
+    #[arg(long)]
+    pub unsafe_allow_precompiled: bool,
 
     /// No access log line per request (they are `info` events of target
     /// catshost::access).
@@ -245,6 +255,7 @@ impl Serve {
             limits,
             access,
             admin_addr: self.admin_addr,
+            unsafe_allow_precompiled: self.unsafe_allow_precompiled,
             cache: match self.no_cache {
                 true => None,
                 false => self.cache_dir.or_else(config::default_cache_dir),

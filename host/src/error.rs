@@ -83,6 +83,17 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// Precompiled native code (a `.cwasm`) given where it was not allowed.
+    #[error(
+        "'{name}' is precompiled native code (a `.cwasm` from `catshost compile`), which runs \
+         outside the sandbox: whoever wrote it runs code in catshost. Serve the `.wasm` instead, \
+         or, if you compiled this file yourself, allow it with --unsafe-allow-precompiled \
+         (`unsafe_allow_precompiled = true` in its [[tenant]])"
+    )]
+    PrecompiledRefused {
+        /// The component's name (its path for files).
+        name: String,
+    },
     /// A precompiled component (`.cwasm`) that this build cannot load.
     #[error(
         "'{name}' is a precompiled component this catshost cannot load (made by another \

@@ -45,7 +45,8 @@ pub struct Metrics {
     instance_requests: HistogramFamily<TenantLabels>,
     guest_faults: Family<FaultLabels, Counter>,
     admission_rejections: Family<RejectionLabels, Counter>,
-    tls_handshake_failures: Family<HandshakeLabels, Counter>,
+    tls_handshake_failures: Family<ReasonLabels, Counter>,
+    connections_closed: Family<ReasonLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -79,7 +80,7 @@ struct RejectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HandshakeLabels {
+struct ReasonLabels {
     reason: &'static str,
 }
 
@@ -114,6 +115,7 @@ impl Metrics {
             guest_faults: Family::default(),
             admission_rejections: Family::default(),
             tls_handshake_failures: Family::default(),
+            connections_closed: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -183,6 +185,14 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed (error) or took too long (timeout)",
             metrics.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections the host closed: past the per-client limit at accept \
+             (per_client_limit), no request within the header read timeout of the \
+             start (no_request), no request in flight for the idle timeout (idle), \
+             data not taken for the write timeout (not_reading)",
+            metrics.connections_closed.clone(),
         );
         metrics
     }
@@ -272,10 +282,17 @@ impl Metrics {
         ConnectionGuard(self.connections_open.clone())
     }
 
+    /// The host closed a connection, for `reason`.
+    pub(crate) fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     /// `reason` is `error` or `timeout`.
     pub(crate) fn tls_handshake_failed(&self, reason: &'static str) {
         self.tls_handshake_failures
-            .get_or_create(&HandshakeLabels { reason })
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 }

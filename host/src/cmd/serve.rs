@@ -84,6 +84,11 @@ fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Resul
     let (server, reloader) = match file {
         None => {
             let component = match &settings.component {
+                Some(path) if settings.unsafe_allow_precompiled => with_spinner(path, || {
+                    // SAFETY: --unsafe-allow-precompiled: the operator
+                    // vouches for the file.
+                    unsafe { engine.load_file_allowing_precompiled(path) }
+                })?,
                 Some(path) => with_spinner(path, || engine.load_file(path))?,
                 None => engine.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
             };

@@ -111,6 +111,9 @@ pub struct TenantConfig {
     pub access: WasiAccess,
     /// Its own certificate, chosen by SNI for its routes' hosts.
     pub tls: Option<TlsFiles>,
+    /// Whether its component may be precompiled native code (a `.cwasm`),
+    /// which runs outside the sandbox. Default is no.
+    pub unsafe_allow_precompiled: bool,
 }
 
 /// A PEM certificate chain and key.

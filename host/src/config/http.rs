@@ -8,6 +8,10 @@ use std::time::Duration;
 
 /// How long a client may take to send a request head by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection with no request in flight stays open by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long data may wait for a client that does not take it by default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request head by default: 64 KiB.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 << 10;
 
@@ -70,6 +74,14 @@ pub struct HttpSettings {
     /// How long a client may take to send a request head (and how long an
     /// idle keep-alive connection stays open). Default is 30 seconds.
     pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight stays open (HTTP/1
+    /// keep-alive is also cut at the header read timeout, which hyper runs
+    /// while it waits for the next head). Default is 60 seconds.
+    pub idle_timeout: Duration,
+    /// How long a response's data, or the socket's, may wait for a client
+    /// that does not take it (a closed HTTP/2 window or TCP window); past
+    /// it the connection is closed. Default is 30 seconds.
+    pub write_timeout: Duration,
     /// The largest request head (HTTP/1, also hyper's read buffer) or header
     /// list (HTTP/2), in bytes; past it the request gets 431. Default is 64 KiB.
     pub max_header_size: usize,
@@ -104,6 +116,8 @@ impl Default for HttpSettings {
         Self {
             versions: HttpVersions::Both,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             http1_keep_alive: true,
             http1_max_headers: None,

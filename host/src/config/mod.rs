@@ -86,6 +86,9 @@ pub struct ServeSettings {
     /// Where to serve the admin endpoints (`/healthz`, `/readyz`,
     /// `/metrics`); `None` serves none.
     pub admin_addr: Option<SocketAddr>,
+    /// Whether the component may be precompiled native code, which runs
+    /// outside the sandbox.
+    pub unsafe_allow_precompiled: bool,
     /// The compile cache folder; `None` compiles at every start.
     pub cache: Option<PathBuf>,
 }

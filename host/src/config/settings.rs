@@ -22,6 +22,8 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// The most open connections by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The most open connections of one client by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
 /// The largest request body by default: 10 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
 /// How long a TLS handshake may take by default.
@@ -41,6 +43,10 @@ pub struct ServerSettings {
     /// The most connections open at once; more wait in the listen backlog.
     /// Default is 10,000.
     pub max_connections: usize,
+    /// The most connections open at once from one client (an IPv4 address,
+    /// or the /64 network of an IPv6 one); more are closed as they are
+    /// accepted. Default is 1024.
+    pub max_connections_per_client: usize,
     /// How long a TLS handshake may take. Default is 10 seconds.
     pub tls_handshake_timeout: Duration,
     /// Whether every request gets an access log line. Default is on.
@@ -58,6 +64,7 @@ impl Default for ServerSettings {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             backlog: DEFAULT_BACKLOG,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             access_log: true,
             max_tenant_workers: None,
@@ -183,14 +190,23 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
         Some("TLS"), "How long a TLS handshake may take."),
     setting!(max_connections: [max_connections] "N", parse_nonzero, count, LIMITS,
         "The most connections open at once; more wait in the listen backlog."),
+    setting!(max_connections_per_client: [max_connections_per_client] "N", parse_nonzero, count,
+        LIMITS, "The most connections open at once from one client (an IPv4 address, or an IPv6 \
+         /64); more are closed as they are accepted."),
     setting!(http: [http.versions] "VERSIONS", |t: &str| t.parse::<HttpVersions>(),
         |v: &HttpVersions| Some(v.as_str().to_string()), HTTP,
         "The HTTP versions served: both, http1 or h2. Over TLS this is the ALPN list (both: h2 \
          and http/1.1, HTTP/1.1 when the client offers none); in cleartext, h2 means h2c by \
          prior knowledge."),
     setting!(header_read_timeout: [http.header_read_timeout] "TIME", parse_duration, duration,
-        HTTP, "How long a client may take to send a request head (also closes idle HTTP/1 \
-         keep-alive connections and silent new connections)."),
+        HTTP, "How long a client may take to send a request head; a new connection must send \
+         its first request within it (TLS handshake aside). Also closes idle HTTP/1 keep-alive \
+         connections."),
+    setting!(idle_timeout: [http.idle_timeout] "TIME", parse_duration, duration, HTTP,
+        "How long a connection with no request in flight stays open (HTTP/1 and HTTP/2)."),
+    setting!(write_timeout: [http.write_timeout] "TIME", parse_duration, duration, HTTP,
+        "How long a response's data may wait for a client that does not take it (a closed \
+         HTTP/2 or TCP window); past it the connection is closed."),
     setting!(max_header_size: [http.max_header_size] "SIZE", parse_size_usize,
         |v: &usize| Some(show_size(*v as u64)), HTTP,
         "The largest request head (HTTP/1) or header list (HTTP/2); larger ones get 431."),

@@ -11,6 +11,7 @@ use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Dispatch;
+use super::watchdog::{Activity, Closed, Timeouts, Tracked, Watched};
 use crate::config::{HttpSettings, HttpVersions};
 
 /// hyper's smallest allowed read buffer.
@@ -62,6 +63,7 @@ pub(crate) struct ConnBuilder {
     detect: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
 }
 
 impl ConnBuilder {
@@ -107,39 +109,69 @@ impl ConnBuilder {
         if let Some(max) = settings.http2_max_concurrent_streams {
             http2.max_concurrent_streams(max);
         }
+        let timeouts = Timeouts {
+            first_request: settings.header_read_timeout,
+            idle: settings.idle_timeout,
+            write: settings.write_timeout,
+        };
         Self {
+            timeouts,
             http1: builder.clone().http1_only(),
             http2: builder.clone().http2_only(),
             detect: builder,
         }
     }
 
-    /// Serves `io` until the client closes it, the connection fails, or a
-    /// graceful stop (through `watcher`) lets it finish.
+    /// Serves `io` (over the TCP socket `socket`) until the client closes it, the connection fails, a
+    /// graceful stop (through `watcher`) lets it finish, or its
+    /// [watchdog](super::watchdog) closes it (the reason is returned).
     pub(crate) async fn serve<I>(
         &self,
         io: I,
+        socket: std::os::fd::RawFd,
         protocol: Protocol,
         service: Arc<Dispatch>,
         conn: ConnInfo,
         watcher: Watcher,
-    ) where
+    ) -> Option<Closed>
+    where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let activity = Activity::new();
+        let io = Tracked::new(io, socket, activity.clone());
+        let requests = activity.clone();
         let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
             req.extensions_mut().insert(conn);
             let service = service.clone();
-            async move { Ok::<_, std::convert::Infallible>(service.serve(req).await) }
+            let in_flight = requests.request_started();
+            async move {
+                let response = service.serve(req).await;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| Watched::new(body, in_flight)),
+                )
+            }
         });
         let builder = match protocol {
             Protocol::Detect => &self.detect,
             Protocol::Http1 => &self.http1,
             Protocol::Http2 => &self.http2,
         };
+        let peer = conn.peer;
         let conn = builder.serve_connection(TokioIo::new(io), service);
-        if let Err(error) = watcher.watch(conn).await {
-            // Resets, bad requests, timeouts: the client's business.
-            tracing::debug!(error = %crate::log::chain(&*error), "connection ended with an error");
+        tokio::select! {
+            result = watcher.watch(conn) => {
+                if let Err(error) = result {
+                    // Resets, bad requests, timeouts: the client's business.
+                    tracing::debug!(error = %crate::log::chain(&*error), "connection ended with an error");
+                }
+                None
+            }
+            // Dropping the connection closes it; its guests are stopped as
+            // when a client goes away.
+            closed = activity.watch(self.timeouts) => {
+                tracing::debug!(%peer, reason = closed.as_str(), "connection closed by its watchdog");
+                Some(closed)
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod guest;
 mod host;
 mod service;
+mod watchdog;
 
 pub(crate) use access::Recorder;
 pub use body::ResponseBody;

@@ -2,11 +2,13 @@
 //! handed over by a supervisor, and the HTTP client guests call out with.
 
 mod client;
+mod clients;
 mod fd;
 mod listener;
 mod tls;
 
 pub use client::Client;
+pub(crate) use clients::PerClient;
 pub use fd::{listener_from_fd, systemd_listen_fd};
 pub use listener::bind;
 pub(crate) use listener::{Accepted, Listener};

@@ -223,13 +223,43 @@ impl Builder {
         self
     }
 
-    /// How long a client may take to send a request head, and to send the
-    /// first byte of a connection; also how long an idle HTTP/1 keep-alive
-    /// connection stays open.
+    /// How long a client may take to send a request head, and a new
+    /// connection its first request (after its TLS handshake); also how
+    /// long an idle HTTP/1 keep-alive connection stays open.
     ///
     /// Default is 30 seconds.
     pub fn header_read_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.settings.http.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection with no request in flight stays open, over
+    /// HTTP/1 and HTTP/2 (an HTTP/1 connection waiting for its next head is
+    /// also cut at the header read timeout).
+    ///
+    /// Default is 60 seconds.
+    pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.settings.http.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a response's data may wait for a client that does not take
+    /// it: the socket refuses the host's bytes, or an HTTP/2 window stays
+    /// closed. Past it the connection is closed.
+    ///
+    /// Default is 30 seconds.
+    pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.settings.http.write_timeout = timeout;
+        self
+    }
+
+    /// The most connections open at once from one client (an IPv4
+    /// address, or the /64 network of an IPv6 one); more are closed as soon
+    /// as they are accepted.
+    ///
+    /// Default is 1024.
+    pub fn max_connections_per_client(&mut self, max: usize) -> &mut Self {
+        self.settings.max_connections_per_client = max.max(1);
         self
     }
 
@@ -303,6 +333,7 @@ impl Builder {
                 tasks,
                 conn: ConnBuilder::new(&settings.http),
                 connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
+                clients: crate::net::PerClient::new(settings.max_connections_per_client),
                 ready: ReadyLatch::new(),
             }),
         })

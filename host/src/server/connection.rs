@@ -1,5 +1,6 @@
-//! One connection, in its own task: the TLS handshake under its timeout (or,
-//! in cleartext, the first byte under the header read timeout), then hyper.
+//! One connection, in its own task: the TLS handshake under its timeout,
+//! then hyper (with its watchdog: the first request within the header read
+//! timeout, the idle and write timeouts).
 
 use hyper_util::server::graceful::Watcher;
 use tokio_rustls::TlsAcceptor;
@@ -20,27 +21,28 @@ impl Inner {
         let _open = metrics.connection_opened();
         let settings = &self.builder.settings;
         let (stream, peer) = (accepted.stream, accepted.peer);
+        let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let versions = settings.http.versions;
         let Some(acceptor) = acceptor else {
-            // A client must start talking within the header read timeout:
-            // before hyper has chosen HTTP/1 or HTTP/2 no timer of its own
-            // runs.
-            let mut first = [0; 1];
-            let timeout = settings.http.header_read_timeout;
-            match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return,
-                Err(_) => {
-                    tracing::debug!(%peer, "connection closed: nothing received within the header read timeout");
-                    return;
-                }
-            }
+            // The watchdog closes it if no request comes within the header
+            // read timeout.
             let conn = ConnInfo { peer, tls: false };
             let protocol = Protocol::cleartext(versions);
-            return self
+            let closed = self
                 .conn
-                .serve(stream, protocol, self.dispatch.clone(), conn, watcher)
+                .serve(
+                    stream,
+                    socket,
+                    protocol,
+                    self.dispatch.clone(),
+                    conn,
+                    watcher,
+                )
                 .await;
+            if let Some(closed) = closed {
+                metrics.connection_closed(closed.as_str());
+            }
+            return;
         };
         // In the connection's task, under a timeout: a client that never
         // finishes its handshake holds nothing but its own task.
@@ -60,8 +62,19 @@ impl Inner {
         };
         let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol(), versions);
         let conn = ConnInfo { peer, tls: true };
-        self.conn
-            .serve(stream, protocol, self.dispatch.clone(), conn, watcher)
+        let closed = self
+            .conn
+            .serve(
+                stream,
+                socket,
+                protocol,
+                self.dispatch.clone(),
+                conn,
+                watcher,
+            )
             .await;
+        if let Some(closed) = closed {
+            metrics.connection_closed(closed.as_str());
+        }
     }
 }

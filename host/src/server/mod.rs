@@ -44,6 +44,8 @@ struct Inner {
     conn: ConnBuilder,
     /// One permit per open connection.
     connections: Arc<Semaphore>,
+    /// The open connections of each client, capped.
+    clients: Arc<crate::net::PerClient>,
     ready: ReadyLatch,
 }
 
@@ -161,12 +163,19 @@ impl Server {
                     (permit, listener.accept().await)
                 } => match accepted {
                     (Ok(permit), Ok(accepted)) => {
+                        let Some(slot) = inner.clients.admit(accepted.peer.ip()) else {
+                            // Closed at once: one client cannot hold every
+                            // connection the server allows.
+                            tracing::debug!(peer = %accepted.peer, "connection refused: the client has the most connections it may open");
+                            inner.builder.metrics.connection_closed("per_client_limit");
+                            continue;
+                        };
                         let server = self.inner.clone();
                         let watcher = graceful.watcher();
                         let acceptor = acceptor.clone();
                         connections.spawn(async move {
                             server.connection(accepted, acceptor, watcher).await;
-                            drop(permit);
+                            drop((slot, permit));
                         });
                     }
                     (_, Err(error)) => break Err(Error::Listener(error)),

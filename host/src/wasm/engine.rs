@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::handler::ProxyPre;
 
 use super::cache::CompileCache;
@@ -141,23 +141,57 @@ impl Engine {
     }
 
     /// Loads the component at `path`: a binary component (`.wasm`) or one in
-    /// the text format (`.wat`).
+    /// the text format (`.wat`). Precompiled native code (a `.cwasm`) is
+    /// refused: see [`Engine::load_file_allowing_precompiled`].
     pub fn load_file(&self, path: &Path) -> Result<GuestPre, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::ReadComponent {
-            path: path.into(),
-            source,
-        })?;
-        self.load_bytes(&path.display().to_string(), &bytes)
+        let bytes = read_component(path)?;
+        self.load(&path.display().to_string(), &bytes, Precompiled::Refuse)
     }
 
-    /// Loads a component from memory. `name` names it in errors and logs.
-    ///
-    /// `bytes` may be a binary component, one in the text format, or one
-    /// precompiled by [`Engine::precompile`] (`catshost compile`): only
-    /// load precompiled bytes you made yourself, wasmtime runs them as
-    /// native code.
+    /// Loads a component from memory: a binary component or one in the text
+    /// format. `name` names it in errors and logs. Precompiled native code
+    /// is refused: see [`Engine::load_bytes_allowing_precompiled`].
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<GuestPre, Error> {
-        let (wasi, component) = self.compile(name, bytes)?;
+        self.load(name, bytes, Precompiled::Refuse)
+    }
+
+    /// [`Engine::load_file`], also loading a component precompiled by
+    /// [`Engine::precompile`] (`catshost compile`).
+    ///
+    /// # Safety
+    ///
+    /// Precompiled bytes are native code that wasmtime runs without checking
+    /// it: whoever wrote the file runs code in this process, outside the
+    /// sandbox. The file must be one this program's own `precompile` wrote,
+    /// kept where nobody else can change it.
+    pub unsafe fn load_file_allowing_precompiled(&self, path: &Path) -> Result<GuestPre, Error> {
+        let bytes = read_component(path)?;
+        self.load(&path.display().to_string(), &bytes, Precompiled::Allow)
+    }
+
+    /// [`Engine::load_bytes`], also loading a component precompiled by
+    /// [`Engine::precompile`] (`catshost compile`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Engine::load_file_allowing_precompiled`]: precompiled
+    /// `bytes` must be this program's own `precompile` output.
+    pub unsafe fn load_bytes_allowing_precompiled(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<GuestPre, Error> {
+        self.load(name, bytes, Precompiled::Allow)
+    }
+
+    /// Whether `bytes` are precompiled native code (what the `unsafe`
+    /// loaders alone take).
+    pub fn is_precompiled(bytes: &[u8]) -> bool {
+        wasmtime::Engine::detect_precompiled(bytes).is_some() || bytes.starts_with(b"\x7fELF")
+    }
+
+    fn load(&self, name: &str, bytes: &[u8], precompiled: Precompiled) -> Result<GuestPre, Error> {
+        let (wasi, component) = self.compile(name, bytes, precompiled)?;
         let flavour = self.flavour(wasi)?;
         check_exports(&flavour.engine, name, &component)?;
         let pre = flavour.pre_instantiate(name, &component, wasi)?;
@@ -166,8 +200,9 @@ impl Engine {
 
     /// What `bytes` export and import, against what catshost serves and
     /// provides (`catshost check`).
+    /// Precompiled native code is refused, as [`Engine::load_bytes`] does.
     pub fn check(&self, name: &str, bytes: &[u8]) -> Result<Report, Error> {
-        let (wasi, component) = self.compile(name, bytes)?;
+        let (wasi, component) = self.compile(name, bytes, Precompiled::Refuse)?;
         let flavour = self.flavour(wasi)?;
         let mut report = Report::new(&flavour.engine, &component);
         if let Err(error) = flavour.pre_instantiate(name, &component, wasi) {
@@ -196,12 +231,23 @@ impl Engine {
     }
 
     /// The compiled component and the WASI version it is served as:
-    /// deserialized when `bytes` are precompiled, from the compile cache
-    /// when it has them, else compiled (and cached).
-    fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Wasi, Component), Error> {
+    /// deserialized when `bytes` are precompiled (and `precompiled` allows
+    /// them), from the compile cache when it has them, else compiled (and
+    /// cached).
+    fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        precompiled: Precompiled,
+    ) -> Result<(Wasi, Component), Error> {
         match wasmtime::Engine::detect_precompiled(bytes) {
-            Some(Precompiled::Component) => return self.deserialize(name, bytes),
-            Some(Precompiled::Module) => {
+            Some(wasmtime::Precompiled::Component) => {
+                return match precompiled {
+                    Precompiled::Allow => self.deserialize(name, bytes),
+                    Precompiled::Refuse => Err(Error::PrecompiledRefused { name: name.into() }),
+                };
+            }
+            Some(wasmtime::Precompiled::Module) => {
                 return Err(Error::NotAComponent {
                     name: name.into(),
                     what: "a precompiled core module",
@@ -255,9 +301,9 @@ impl Engine {
     /// bytes compiled for another).
     fn deserialize(&self, name: &str, bytes: &[u8]) -> Result<(Wasi, Component), Error> {
         // SAFETY: precompiled bytes are native code that wasmtime trusts;
-        // `load_bytes` documents that only the user's own `catshost
-        // compile` output may be given. Bytes from another engine version
-        // or configuration are refused by wasmtime.
+        // only the `unsafe` loaders reach here, whose callers vouch for the
+        // bytes. Bytes from another engine version or configuration are
+        // refused by wasmtime.
         let p2 = match unsafe { Component::deserialize(&self.p2.engine, bytes) } {
             Ok(component) => return Ok((Wasi::P2, component)),
             Err(error) => error,
@@ -272,6 +318,21 @@ impl Engine {
             }),
         }
     }
+}
+
+/// Whether a loader takes precompiled native code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Precompiled {
+    Refuse,
+    Allow,
+}
+
+/// The bytes of the component file at `path`.
+fn read_component(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::ReadComponent {
+        path: path.into(),
+        source,
+    })
 }
 
 impl Flavour {

@@ -57,6 +57,8 @@ pub(super) struct RawTenant {
     pub(super) outbound: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    pub(super) unsafe_allow_precompiled: bool,
     // The tenant's limits, by their keys in `LIMIT_SETTINGS` (serde's
     // `flatten` would lose the places and the check for unknown keys).
     pub(super) request_timeout: Option<Spanned<toml::Value>>,

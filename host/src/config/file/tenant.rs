@@ -56,6 +56,7 @@ impl Source<'_> {
             limits,
             access,
             tls,
+            unsafe_allow_precompiled: raw.unsafe_allow_precompiled,
         };
         Ok((tenant, spans))
     }
