@@ -542,3 +542,47 @@ fn open_connections(server: &TestServer) -> u64 {
         .find_map(|line| line.strip_prefix("catshost_connections_open "))
         .map_or(0, |n| n.trim().parse().unwrap())
 }
+
+/// Answers 200 like `hello`, with two more memories of 60 pages (3.75 MiB)
+/// each.
+const HELLO_WITH_MORE_MEMORIES: &str = r#"
+  (memory $second 60)
+  (memory $third 60)
+  (data (i32.const 2048) "hello from wasm\n")
+
+  (func (export "wasi:http/incoming-handler@0.2.12#handle") (param $request i32) (param $outparam i32)
+    (global.set $outparam (local.get $outparam))
+    (call $respond (i32.const 200) (i32.const 2048) (i32.const 16)))
+"#;
+
+#[tokio::test]
+async fn max_memory_bounds_all_the_memories_of_an_instance_together() {
+    // Each memory is below the limit; together (with the main one) they are
+    // above it. Before the limit counted them together, this served 200.
+    let component = support::guest(HELLO_WITH_MORE_MEMORIES);
+    let mut builder = catshost::Server::builder();
+    builder.max_memory(4 << 20);
+    let server = TestServer::start(&component, &builder).await;
+    let answer = get(server.addr, Version::HTTP_11, "/").await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    server.stop().await;
+
+    let mut builder = catshost::Server::builder();
+    builder.max_memory(16 << 20);
+    let server = TestServer::start(&component, &builder).await;
+    let answer = get(server.addr, Version::HTTP_11, "/").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    server.stop().await;
+
+    // More memories than an instance may have, however small: 500.
+    let many = "  (memory 0)\n".repeat(8);
+    let component =
+        support::guest(&HELLO_WITH_MORE_MEMORIES.replace("  (memory $second 60)\n", &many));
+    // (A builder's servers share its stop switch: a new one.)
+    let mut builder = catshost::Server::builder();
+    builder.max_memory(16 << 20);
+    let server = TestServer::start(&component, &builder).await;
+    let answer = get(server.addr, Version::HTTP_11, "/").await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    server.stop().await;
+}

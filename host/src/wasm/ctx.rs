@@ -88,7 +88,10 @@ impl GuestCtx {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(GuestOutput::new(serving.clone(), tenant.clone(), "stdout"))
             .stderr(GuestOutput::new(serving.clone(), tenant.clone(), "stderr"))
-            .envs(&access.env);
+            .envs(&access.env)
+            // wasmtime's default is 64 MiB per call, host memory the guest's
+            // `max_memory` does not count.
+            .max_random_size(MAX_RANDOM_SIZE);
         for dir in &access.dirs {
             let perms = if dir.writable {
                 FsPerms::ReadWrite
@@ -101,7 +104,11 @@ impl GuestCtx {
         Ok(Self {
             wasi,
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
             hooks: HostHooks {
                 serving,
                 sandbox: sandbox.clone(),
@@ -207,6 +214,16 @@ fn origin(uri: &http::Uri) -> String {
         uri.authority().map_or("?", |a| a.as_str())
     )
 }
+
+/// The most bytes one `get-random-bytes` call returns.
+const MAX_RANDOM_SIZE: u64 = 1 << 20;
+
+/// The most resources (fields, requests, bodies, streams, pollables, ...) an
+/// instance holds at once; wasmtime's default is 1,000,000, each entry host
+/// memory outside `max_memory`. The Python and JavaScript guests use a few
+/// dozen per request; a WASI 0.3 instance serves up to its concurrent reuse
+/// count of requests at once.
+const MAX_RESOURCES: usize = 10_000;
 
 /// How many writes to a body the host holds before the guest must wait for
 /// the client: enough that hyper sends a streamed body in large writes, not

@@ -19,7 +19,7 @@ use super::cache::CompileCache;
 use super::check::Report;
 use super::component::{check_exports, to_binary, wasi_of};
 use super::ctx::GuestCtx;
-use super::limits::EpochTicker;
+use super::limits::{EpochTicker, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use super::pre::GuestPre;
 use crate::error::{BoxError, Error};
 
@@ -84,7 +84,9 @@ pub struct Pool {
 /// between instances: reset with `memset` (or `pagemap_scan`) instead of
 /// page faults on the next request.
 const KEEP_RESIDENT: usize = 1 << 20;
-const STACK_KEEP_RESIDENT: usize = 256 << 10;
+/// Of an async stack, zeroed between uses: the top (a request's calls use a
+/// few KiB) is cleared with `memset`, the rest returned to the kernel.
+const STACK_KEEP_RESIDENT: usize = 64 << 10;
 /// Core instances one component may hold: wit-component's shims add a few to
 /// each module, and language runtimes bring several modules.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 50;
@@ -362,6 +364,11 @@ impl Flavour {
                 .total_component_instances(instances)
                 .total_core_instances(instances.saturating_mul(8))
                 .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+                // A component of many modules gets no more slots than its
+                // share: every memory and table beyond these is refused.
+                .max_memories_per_component(MAX_MEMORIES as u32)
+                .max_tables_per_component(MAX_TABLES as u32)
+                .table_elements(MAX_TABLE_ELEMENTS)
                 .total_memories(instances.saturating_mul(2))
                 .total_tables(instances.saturating_mul(4))
                 .total_stacks(instances)
@@ -393,6 +400,25 @@ impl Flavour {
                 .wasm_component_model_async(true)
                 .concurrency_support(true),
         };
+        // Features wasi:http guests do not use are refused at compile time,
+        // so their code in wasmtime is out of reach: threads and shared
+        // memory (a store is one request's, on one thread), GC and typed
+        // function references, 64-bit memories (a guest's memory is at most
+        // 4 GiB), stack switching. Kept: what compilers emit today (SIMD and
+        // relaxed SIMD, bulk memory, reference types, multi-value, tail
+        // calls, exceptions from newer toolchains) and multi-memory
+        // (components fuse several modules' memories).
+        config
+            .wasm_threads(false)
+            .wasm_shared_everything_threads(false)
+            .wasm_gc(false)
+            .wasm_function_references(false)
+            .wasm_memory64(false)
+            .wasm_stack_switching(false)
+            .wasm_custom_page_sizes(false);
+        // A pooled async stack is zeroed between uses: nothing of one
+        // request's stack is seen by the next tenant's.
+        config.async_stack_zeroing(true);
         // Components are compiled once at start: use every core for it.
         config.parallel_compilation(true);
         // Guests that compute without calling the host yield every epoch
