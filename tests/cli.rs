@@ -410,3 +410,51 @@ fn a_closed_stderr_does_not_keep_the_server_from_stopping() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_stderr_nobody_reads_does_not_block_the_server() {
+    // stderr is a pipe nobody reads: once its 64 KiB buffer is full, a log
+    // line written there blocks its writer. Served requests each log an
+    // access line; before log lines went through a bounded queue, the
+    // workers stopped at the first full pipe and these requests hung.
+    let ready_file = temp_file("unread-stderr-ready", b"");
+    std::fs::remove_file(&ready_file).unwrap();
+    let mut child = catshost()
+        .env("RUST_LOG", "catshost=info")
+        .args(["serve", "--addr", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        match std::fs::read_to_string(&ready_file) {
+            Ok(url) if url.ends_with('\n') => break url,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => panic!("catshost did not get ready"),
+        }
+    };
+    let addr: SocketAddr = url.trim().trim_start_matches("http://").parse().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let served = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut client = Client::connect(addr, Version::HTTP_11).await;
+            let mut served = 0;
+            // About 1 MiB of access lines.
+            for _ in 0..5000 {
+                if client.request("GET", "/", b"").await.status == StatusCode::OK {
+                    served += 1;
+                }
+            }
+            served
+        })
+        .await
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served, Ok(5000));
+}

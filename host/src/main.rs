@@ -17,7 +17,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     cmd::disable_library_backtraces();
     let cli = cli::Cli::parse();
-    cmd::logging::init(cli.log_format);
+    // Kept to the end: dropping it writes out the queued log lines.
+    let _log = cmd::logging::init(cli.log_format);
     let result = match cli.command {
         cli::Command::Serve(serve) => cmd::serve::run(serve.settings()),
         cli::Command::Compile(args) => cmd::compile::run(&args.component, &args.output),

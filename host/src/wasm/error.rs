@@ -2,6 +2,25 @@
 
 use crate::error::BoxError;
 
+/// The longest guest-supplied text kept in an error (an error code's
+/// message): past it, the text is cut, so a guest cannot fill the log.
+const MAX_GUEST_TEXT: usize = 1024;
+
+/// `text`, cut to at most [`MAX_GUEST_TEXT`] bytes (on a character
+/// boundary) with a mark that it was.
+pub(crate) fn guest_text(mut text: String) -> String {
+    if text.len() > MAX_GUEST_TEXT {
+        let mut end = MAX_GUEST_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("... ({cut} more bytes)"));
+    }
+    text
+}
+
 /// Why a guest gave no response, or gave up on one it started. Every
 /// variant but [`GuestError::Preopen`] is the guest's doing (or, for
 /// [`GuestError::InvalidRequest`], the client's); what each one means for

@@ -224,7 +224,9 @@ pub(crate) fn respond(tx: AnswerSlot, progress: Arc<Progress>) -> Respond {
         progress.responded();
         let answer = match response {
             Ok(response) => Ok(response.map(|body| GuestBody::p2(body, progress))),
-            Err(code) => Err(GuestError::ErrorCode(format!("{code:?}"))),
+            Err(code) => Err(GuestError::ErrorCode(super::error::guest_text(format!(
+                "{code:?}"
+            )))),
         };
         let _ = tx.send(answer);
     })

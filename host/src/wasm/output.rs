@@ -88,7 +88,7 @@ impl LineWriter {
             stream,
         } = &self.output;
         let text = String::from_utf8_lossy(&self.line);
-        let text = text.strip_suffix('\r').unwrap_or(&text);
+        let text = escape_controls(text.strip_suffix('\r').unwrap_or(&text));
         tracing::info!(
             target: "catshost::guest",
             request_id = serving.request().map(tracing::field::display),
@@ -148,9 +148,33 @@ impl AsyncWrite for LineWriter {
     }
 }
 
+/// `text` with its control characters but tabs written as escapes
+/// (`\u{1b}`), so that a guest cannot forge log lines or drive the
+/// terminal that shows them.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => escaped.push(c),
+            c if c.is_control() => escaped.extend(c.escape_default()),
+            c => escaped.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_of_a_guest_are_escaped() {
+        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+        assert_eq!(escape_controls("a\rb\u{1b}[31mred"), "a\\rb\\u{1b}[31mred");
+    }
 
     #[test]
     fn long_lines_are_split_and_partial_lines_kept() {

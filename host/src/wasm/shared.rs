@@ -174,7 +174,7 @@ fn sort(error: wasmtime::Error, progress: &Progress) -> GuestError {
     if let Some(code) =
         error.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>()
     {
-        return GuestError::ErrorCode(format!("{code:?}"));
+        return GuestError::ErrorCode(super::error::guest_text(format!("{code:?}")));
     }
     GuestError::from_wasmtime(error)
 }
