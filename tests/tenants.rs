@@ -831,3 +831,68 @@ async fn the_documented_example_config_serves() {
     let nothing = get_host(addr, Version::HTTP_11, "example.org", "/").await;
     assert_eq!(nothing.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_a_broken_tenant_on_its_old_component_and_updates_the_others() {
+    let dir = folder();
+    write(&dir, "a.wasm", &fixture("hello"));
+    write(&dir, "b.wasm", &fixture("hello"));
+    let config = "[server]\naddr = \"127.0.0.1:0\"\n\n\
+        [[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"a.test\"]\n\n\
+        [[tenant]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroutes = [\"b.test\"]\n";
+    let config = write(&dir, "catshost.toml", config.as_bytes());
+    let mut command = catshost();
+    command
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&config);
+    let server = Process::spawn(command);
+
+    // a's new version is broken, b's is the demo. Before, the whole reload
+    // failed and b stayed on its old component.
+    write(&dir, "a.wasm", b"(component broken");
+    write(&dir, "b.wasm", catshost::DEMO_COMPONENT);
+    let seen = json_lines(&server).len();
+    server.signal(libc::SIGHUP);
+    let reloaded = wait_for(&server, "config reloaded", seen).await;
+    assert_eq!(reloaded["stale"], 1, "{reloaded}");
+    let failed = wait_for(
+        &server,
+        "tenant reload failed: it keeps serving its previous component",
+        seen,
+    )
+    .await;
+    assert_eq!(failed["tenant"], "a");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("catshost.toml:6:13"),
+        "{failed}"
+    );
+    let a = get_host(server.addr, Version::HTTP_11, "a.test", "/").await;
+    assert_eq!(a.body, "hello from wasm\n");
+    let b = get_host(server.addr, Version::HTTP_11, "b.test", "/").await;
+    assert!(b.body.starts_with("catshost demo"), "{}", b.body);
+}
+
+#[test]
+fn a_broken_tenant_still_refuses_the_start() {
+    let dir = folder();
+    write(&dir, "a.wasm", b"(component broken");
+    let config = write(
+        &dir,
+        "catshost.toml",
+        config_of("a.wasm", "a.test").as_bytes(),
+    );
+    let output = catshost()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("tenant 'site': the component cannot be served"),
+        "{stderr}"
+    );
+}

@@ -47,6 +47,7 @@ pub struct Metrics {
     admission_rejections: Family<RejectionLabels, Counter>,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
     connections_closed: Family<ReasonLabels, Counter>,
+    tenants_stale: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +117,7 @@ impl Metrics {
             admission_rejections: Family::default(),
             tls_handshake_failures: Family::default(),
             connections_closed: Family::default(),
+            tenants_stale: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -193,6 +195,12 @@ impl Metrics {
              start (no_request), no request in flight for the idle timeout (idle), \
              data not taken for the write timeout (not_reading)",
             metrics.connections_closed.clone(),
+        );
+        registry.register(
+            "tenants_stale",
+            "Tenants serving their previous component because the last reload's \
+             version of them cannot be served",
+            metrics.tenants_stale.clone(),
         );
         metrics
     }
@@ -280,6 +288,12 @@ impl Metrics {
     pub(crate) fn connection_opened(&self) -> ConnectionGuard {
         self.connections_open.inc();
         ConnectionGuard(self.connections_open.clone())
+    }
+
+    /// How many tenants serve a previous component after the last reload.
+    pub fn set_stale_tenants(&self, count: usize) {
+        self.tenants_stale
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The host closed a connection, for `reason`.

@@ -120,7 +120,9 @@ impl Reloader {
         );
         let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let file = FileConfig::load(&path)?;
-            let loaded = load::tenants(&engine, &file, &components, threads)?;
+            // A tenant whose new version cannot be served keeps its old
+            // one: the others' updates (and certificates) still apply.
+            let loaded = load::tenants(&engine, &file, &components, threads, true)?;
             Ok((file, loaded))
         })
         .await;
@@ -172,9 +174,19 @@ impl Reloader {
         }
         loaded.install_certs(&self.sni);
         self.components = loaded.components;
+        self.server.metrics().set_stale_tenants(loaded.stale.len());
+        let stale = loaded.stale.len();
+        for (tenant, error) in loaded.stale {
+            tracing::error!(
+                tenant,
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "tenant reload failed: it keeps serving its previous component"
+            );
+        }
         tracing::info!(
             tenants = count,
             compiled,
+            stale,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "config reloaded"
         );

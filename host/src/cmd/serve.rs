@@ -138,7 +138,13 @@ fn build_tenants(
 ) -> anyhow::Result<(Server, Components, bool)> {
     let started = std::time::Instant::now();
     let loaded = with_spinner(&file.path, || {
-        load::tenants(engine, file, &Components::default(), settings.workers.get())
+        load::tenants(
+            engine,
+            file,
+            &Components::default(),
+            settings.workers.get(),
+            false,
+        )
     })?;
     warn_overcommitted(file);
     tracing::info!(

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Tenant;
-use crate::config::file::{FileConfig, Location, TlsFiles, is_whole_host};
+use crate::config::file::{FileConfig, Location, TenantConfig, TlsFiles, is_whole_host};
 use crate::error::BoxError;
 use crate::net::{CertKey, SniCerts};
 use crate::routing::HostPattern;
@@ -27,9 +27,10 @@ pub struct LoadError {
 }
 
 /// Compiled components by the SHA-256 of their bytes: what a reload reuses
-/// instead of compiling again.
+/// instead of compiling again; and which one each tenant runs, for a
+/// reload whose version of a tenant cannot be served.
 #[derive(Clone, Default)]
-pub struct Components(HashMap<[u8; 32], GuestPre>);
+pub struct Components(HashMap<[u8; 32], GuestPre>, HashMap<String, [u8; 32]>);
 
 impl Components {
     /// How many distinct components there are.
@@ -54,6 +55,9 @@ pub struct Loaded {
     /// Components compiled (or loaded from the compile cache) this time;
     /// the others were reused.
     pub compiled: usize,
+    /// The tenants whose new version cannot be served, each with why: they
+    /// keep serving the component they ran before.
+    pub stale: Vec<(String, LoadError)>,
 }
 
 impl Loaded {
@@ -77,62 +81,71 @@ pub struct Certs {
 /// Loads the tenants of `file` with `engine`: components whose bytes are
 /// in `previous` are reused, the others compiled on up to `threads` threads
 /// at once.
+///
+/// A tenant whose component cannot be read or served fails the load,
+/// unless `previous` has it (a reload) and `keep_stale` is set: then it
+/// keeps its previous component, and [`Loaded::stale`] says why.
 pub fn tenants(
     engine: &Engine,
     file: &FileConfig,
     previous: &Components,
     threads: usize,
+    keep_stale: bool,
 ) -> Result<Loaded, LoadError> {
     // Read every component; group the tenants by what they run.
-    let mut bytes_of = Vec::with_capacity(file.tenants.len());
+    let mut bytes_of: Vec<Result<([u8; 32], Vec<u8>), LoadError>> =
+        Vec::with_capacity(file.tenants.len());
     let mut to_compile: Vec<([u8; 32], usize)> = Vec::new();
     let mut components = Components::default();
     for (i, tenant) in file.tenants.iter().enumerate() {
-        let bytes = std::fs::read(&tenant.component).map_err(|e| LoadError {
-            at: tenant.component_at.clone(),
-            what: format!(
-                "tenant '{}': failed to read the component '{}'",
-                tenant.name,
-                tenant.component.display()
-            ),
-            source: e.into(),
-        })?;
-        if Engine::is_precompiled(&bytes) && !tenant.unsafe_allow_precompiled {
-            return Err(LoadError {
-                at: tenant.component_at.clone(),
-                what: format!("tenant '{}': the component cannot be served", tenant.name),
-                source: crate::Error::PrecompiledRefused {
-                    name: tenant.component.display().to_string(),
-                }
-                .into(),
-            });
+        let read = read_component(tenant);
+        if let Ok((digest, _)) = &read {
+            if let Some(component) = previous.0.get(digest) {
+                components.0.insert(*digest, component.clone());
+            } else if !to_compile.iter().any(|(d, _)| d == digest) {
+                to_compile.push((*digest, i));
+            }
         }
-        let digest = sha256(&bytes);
-        if let Some(component) = previous.0.get(&digest) {
-            components.0.insert(digest, component.clone());
-        } else if !to_compile.iter().any(|(d, _)| *d == digest) {
-            to_compile.push((digest, i));
-        }
-        bytes_of.push((digest, bytes));
+        bytes_of.push(read);
     }
 
     let compiled = to_compile.len();
-    let mut results = compile_all(engine, file, &bytes_of, to_compile, threads);
-    // Report the first failing tenant in the file's order.
-    results.sort_by_key(|(_, i, _)| *i);
-    for (digest, i, loaded) in results {
-        let tenant = &file.tenants[i];
-        let component = loaded.map_err(|e| LoadError {
-            at: tenant.component_at.clone(),
-            what: format!("tenant '{}': the component cannot be served", tenant.name),
-            source: e.into(),
-        })?;
-        components.0.insert(digest, component);
+    let mut failed: HashMap<[u8; 32], std::sync::Arc<crate::Error>> = HashMap::new();
+    for (digest, _, loaded) in compile_all(engine, file, &bytes_of, to_compile, threads) {
+        match loaded {
+            Ok(component) => {
+                components.0.insert(digest, component);
+            }
+            Err(error) => {
+                failed.insert(digest, std::sync::Arc::new(error));
+            }
+        }
     }
 
     let mut tenants = Vec::with_capacity(file.tenants.len());
-    for (tenant, (digest, _)) in file.tenants.iter().zip(&bytes_of) {
-        let component = components.0[digest].with_name(&tenant.component.display().to_string());
+    let mut stale = Vec::new();
+    for (tenant, read) in file.tenants.iter().zip(bytes_of) {
+        let served = read.and_then(|(digest, _)| match failed.get(&digest) {
+            None => Ok(digest),
+            Some(error) => Err(LoadError {
+                at: tenant.component_at.clone(),
+                what: format!("tenant '{}': the component cannot be served", tenant.name),
+                source: Box::new(error.clone()),
+            }),
+        });
+        let digest = match served {
+            Ok(digest) => digest,
+            Err(error) => match previous.1.get(&tenant.name) {
+                Some(&digest) if keep_stale => {
+                    components.0.insert(digest, previous.0[&digest].clone());
+                    stale.push((tenant.name.clone(), error));
+                    digest
+                }
+                _ => return Err(error),
+            },
+        };
+        components.1.insert(tenant.name.clone(), digest);
+        let component = components.0[&digest].with_name(&tenant.component.display().to_string());
         tenants.push(Tenant {
             name: tenant.name.clone(),
             component,
@@ -141,12 +154,41 @@ pub fn tenants(
             access: tenant.access.clone(),
         });
     }
+    // Only what the tenants run is kept for the next reload.
+    let used: std::collections::HashSet<_> = components.1.values().copied().collect();
+    components.0.retain(|digest, _| used.contains(digest));
     Ok(Loaded {
         tenants,
         components,
         certs: load_certs(file)?,
         compiled,
+        stale,
     })
+}
+
+/// The digest and bytes of `tenant`'s component, refused when they are
+/// precompiled native code the tenant does not allow.
+fn read_component(tenant: &TenantConfig) -> Result<([u8; 32], Vec<u8>), LoadError> {
+    let bytes = std::fs::read(&tenant.component).map_err(|e| LoadError {
+        at: tenant.component_at.clone(),
+        what: format!(
+            "tenant '{}': failed to read the component '{}'",
+            tenant.name,
+            tenant.component.display()
+        ),
+        source: e.into(),
+    })?;
+    if Engine::is_precompiled(&bytes) && !tenant.unsafe_allow_precompiled {
+        return Err(LoadError {
+            at: tenant.component_at.clone(),
+            what: format!("tenant '{}': the component cannot be served", tenant.name),
+            source: crate::Error::PrecompiledRefused {
+                name: tenant.component.display().to_string(),
+            }
+            .into(),
+        });
+    }
+    Ok((sha256(&bytes), bytes))
 }
 
 /// Compiles the components of `jobs` (a digest and the first tenant that
@@ -156,7 +198,7 @@ pub fn tenants(
 fn compile_all(
     engine: &Engine,
     file: &FileConfig,
-    bytes_of: &[([u8; 32], Vec<u8>)],
+    bytes_of: &[Result<([u8; 32], Vec<u8>), LoadError>],
     jobs: Vec<([u8; 32], usize)>,
     threads: usize,
 ) -> Vec<([u8; 32], usize, Result<GuestPre, crate::Error>)> {
@@ -170,7 +212,9 @@ fn compile_all(
                     let job = next.lock().unwrap_or_else(|p| p.into_inner()).next();
                     let Some((digest, i)) = job else { break };
                     let name = file.tenants[i].component.display().to_string();
-                    let bytes = &bytes_of[i].1;
+                    let Ok((_, bytes)) = &bytes_of[i] else {
+                        unreachable!("only components that were read are compiled")
+                    };
                     let loaded = match file.tenants[i].unsafe_allow_precompiled {
                         // SAFETY: the tenant's entry says its component may
                         // be precompiled: the operator vouches for it (and
