@@ -93,8 +93,7 @@ pub fn tenants(
     keep_stale: bool,
 ) -> Result<Loaded, LoadError> {
     // Read every component; group the tenants by what they run.
-    let mut bytes_of: Vec<Result<([u8; 32], Vec<u8>), LoadError>> =
-        Vec::with_capacity(file.tenants.len());
+    let mut bytes_of: Vec<Read> = Vec::with_capacity(file.tenants.len());
     let mut to_compile: Vec<([u8; 32], usize)> = Vec::new();
     let mut components = Components::default();
     for (i, tenant) in file.tenants.iter().enumerate() {
@@ -166,9 +165,12 @@ pub fn tenants(
     })
 }
 
+/// A tenant's component read: its digest and bytes.
+type Read = Result<([u8; 32], Vec<u8>), LoadError>;
+
 /// The digest and bytes of `tenant`'s component, refused when they are
 /// precompiled native code the tenant does not allow.
-fn read_component(tenant: &TenantConfig) -> Result<([u8; 32], Vec<u8>), LoadError> {
+fn read_component(tenant: &TenantConfig) -> Read {
     let bytes = std::fs::read(&tenant.component).map_err(|e| LoadError {
         at: tenant.component_at.clone(),
         what: format!(
@@ -198,7 +200,7 @@ fn read_component(tenant: &TenantConfig) -> Result<([u8; 32], Vec<u8>), LoadErro
 fn compile_all(
     engine: &Engine,
     file: &FileConfig,
-    bytes_of: &[Result<([u8; 32], Vec<u8>), LoadError>],
+    bytes_of: &[Read],
     jobs: Vec<([u8; 32], usize)>,
     threads: usize,
 ) -> Vec<([u8; 32], usize, Result<GuestPre, crate::Error>)> {
