@@ -432,3 +432,35 @@ fn bad_env_and_dir_flags_are_refused() {
         assert!(stderr.contains(message), "{flag} {value}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preopen_stays_the_directory_it_was_when_the_server_started() {
+    let component = built("python", "files");
+    let base = temp_file("preopen-marker", b"").with_file_name("preopen-swap");
+    let _ = std::fs::remove_dir_all(&base);
+    let (served, secret) = (base.join("served"), base.join("secret"));
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(served.join("a.txt"), b"served\n").unwrap();
+    std::fs::write(secret.join("a.txt"), b"secret\n").unwrap();
+    let mount = format!("{}::/data", served.display());
+    let server = Process::serve(&["--dir", &mount, component.to_str().unwrap()]);
+    let first = request(&server, Version::HTTP_11, "GET", "/file/a.txt", b"").await;
+    assert_eq!(first.body, "served\n");
+
+    // Someone swaps the path for a symlink to another directory. Before the
+    // directory was opened once, the next request read the secret.
+    std::fs::rename(&served, base.join("moved")).unwrap();
+    std::os::unix::fs::symlink(&secret, &served).unwrap();
+    let after = request(&server, Version::HTTP_11, "GET", "/file/a.txt", b"").await;
+    assert_eq!(after.body, "served\n");
+
+    // A symlink is refused as a preopen at start.
+    let output = catshost()
+        .args(["serve", "--dir", &mount, component.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a symlink"), "{stderr}");
+}

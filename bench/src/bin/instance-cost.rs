@@ -30,6 +30,7 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
         tenant: "bench".into(),
         limits: InstanceLimits::default(),
         access: WasiAccess::default(),
+        opened: Sandbox::open_dirs(&WasiAccess::default()),
         cpu: None,
         upstream: std::sync::Arc::new(catshost::net::Client),
         max_instances: usize::MAX,

@@ -83,6 +83,7 @@ fn live(
     let sandbox = Sandbox {
         tenant: name.clone(),
         limits: tenant.limits.instance,
+        opened: Sandbox::open_dirs(&tenant.access),
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),

@@ -92,13 +92,13 @@ impl GuestCtx {
             // wasmtime's default is 64 MiB per call, host memory the guest's
             // `max_memory` does not count.
             .max_random_size(MAX_RANDOM_SIZE);
-        for dir in &access.dirs {
-            let perms = if dir.writable {
+        for dir in sandbox.opened.iter() {
+            let perms = if dir.writable() {
                 FsPerms::ReadWrite
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(&dir.host, &dir.guest, perms)?;
+            wasi.preopened_dir(dir.path()?, dir.guest(), perms)?;
         }
         let wasi = wasi.build();
         Ok(Self {

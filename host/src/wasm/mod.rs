@@ -41,4 +41,4 @@ pub use limits::{
 };
 pub use outbound::{BadOrigin, IoFuture, Origin, Outbound, Upstream, is_public};
 pub use pre::GuestPre;
-pub use sandbox::{InstanceEvents, Preopen, Sandbox, WasiAccess};
+pub use sandbox::{InstanceEvents, OpenedDir, Preopen, Sandbox, WasiAccess};

@@ -28,6 +28,68 @@ pub struct Sandbox {
     pub max_instances: usize,
     /// Told when an instance is made and when it goes (metrics).
     pub events: Option<Arc<dyn InstanceEvents>>,
+    /// `access.dirs`, opened once: [`Sandbox::open_dirs`].
+    pub opened: Arc<[OpenedDir]>,
+}
+
+/// A preopened directory, opened once when its tenant is made: every
+/// instance gets this directory, whatever its path names later (a symlink
+/// swapped in, say).
+#[derive(Debug)]
+pub struct OpenedDir {
+    /// The directory, or why it cannot be opened (then requests get 500).
+    dir: std::io::Result<std::os::fd::OwnedFd>,
+    guest: String,
+    writable: bool,
+}
+
+impl OpenedDir {
+    /// Its name in the guest.
+    pub(crate) fn guest(&self) -> &str {
+        &self.guest
+    }
+
+    /// Whether the guest may write in it.
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The path wasmtime opens: the open directory itself, through
+    /// `/proc/self/fd`.
+    pub(crate) fn path(&self) -> std::io::Result<PathBuf> {
+        use std::os::fd::AsRawFd;
+        match &self.dir {
+            Ok(dir) => Ok(PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))),
+            Err(error) => Err(std::io::Error::new(error.kind(), error.to_string())),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Opens the directories of `access`, each once, without following a
+    /// symlink in its last component.
+    pub fn open_dirs(access: &WasiAccess) -> Arc<[OpenedDir]> {
+        use std::os::unix::fs::OpenOptionsExt;
+        access
+            .dirs
+            .iter()
+            .map(|preopen| OpenedDir {
+                dir: std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&preopen.host)
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|error| {
+                        std::io::Error::new(
+                            error.kind(),
+                            format!("cannot open '{}': {error}", preopen.host.display()),
+                        )
+                    }),
+                guest: preopen.guest.clone(),
+                writable: preopen.writable,
+            })
+            .collect()
+    }
 }
 
 /// What a tenant's instances report of their lives.
@@ -84,6 +146,16 @@ impl Preopen {
             ));
         }
         let host = PathBuf::from(host);
+        if host
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(format!(
+                "'{}' is a symlink: name the directory it points to (a preopen is opened once, \
+                 without following a symlink)",
+                host.display()
+            ));
+        }
         if !host.is_dir() {
             return Err(format!("'{}' is not a directory", host.display()));
         }
