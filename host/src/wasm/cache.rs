@@ -41,19 +41,29 @@ impl CompileCache {
             return Ok((component, false));
         }
         let path = self.dir.join(format!("{}.cwasm", key(engine, binary)));
-        if path.is_file() {
-            // SAFETY: entries are written only by `store` below, from
-            // `Engine::precompile_component`, under a name that includes the
-            // engine's compatibility hash, into a folder that `trusted` found
-            // owned by this user and writable by nobody else.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, true)),
-                Err(error) => tracing::warn!(
-                    path = %path.display(),
-                    error = %error,
-                    "ignoring a compile cache entry that does not load: compiling again"
-                ),
+        match read_entry(&path) {
+            Ok(None) => {}
+            Ok(Some(entry)) => {
+                // SAFETY: entries are written only by `store` below, from
+                // `Engine::precompile_component`, under a name that includes
+                // the engine's compatibility hash, into a folder that
+                // `trusted` found owned by this user and writable by nobody
+                // else; `read_entry` checked the file itself the same way,
+                // and these are the bytes it read (not the path again).
+                match unsafe { Component::deserialize(engine, &entry) } {
+                    Ok(component) => return Ok((component, true)),
+                    Err(error) => tracing::warn!(
+                        path = %path.display(),
+                        error = %error,
+                        "ignoring a compile cache entry that does not load: compiling again"
+                    ),
+                }
             }
+            Err(why) => tracing::warn!(
+                path = %path.display(),
+                why,
+                "ignoring a compile cache entry that cannot be trusted: compiling again"
+            ),
         }
         let compiled = engine
             .precompile_component(binary)
@@ -101,17 +111,60 @@ impl CompileCache {
     fn store(&self, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
         let mut partial = path.as_os_str().to_owned();
         partial.push(format!(".{}.partial", std::process::id()));
-        let written = std::fs::File::create(&partial)
-            .and_then(|mut file| {
-                file.write_all(compiled)?;
-                file.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&partial, path));
+        let written = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&partial)
+        }
+        .and_then(|mut file| {
+            file.write_all(compiled)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&partial, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&partial);
         }
         written
     }
+}
+
+/// The bytes of the entry at `path`, `None` if there is none. The file is
+/// opened without following a symlink, and checked once open (so what is
+/// checked is what is read): a regular file of this user that nobody else
+/// can write.
+fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, &'static str> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if error.raw_os_error() == Some(libc::ELOOP) => return Err("it is a symlink"),
+        Err(_) => return Err("it cannot be opened"),
+    };
+    let meta = file.metadata().map_err(|_| "it cannot be read")?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.file_type().is_file() {
+        return Err("it is not a regular file");
+    }
+    if meta.uid() != uid {
+        return Err("it belongs to another user");
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err("it is writable by other users");
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|_| "it cannot be read")?;
+    Ok(Some(bytes))
 }
 
 /// `SHA256-COMPAT`, in hex.
@@ -126,4 +179,37 @@ fn key(engine: &Engine, binary: &[u8]) -> String {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     format!("{hex}-{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn an_entry_is_loaded_only_when_it_is_a_private_file_of_this_user() {
+        let dir = std::env::temp_dir().join(format!("catshost-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = CompileCache::new(dir.clone());
+        let engine = Engine::default();
+        let binary = wat::parse_str("(component)").unwrap();
+        let load = || cache.compile(&engine, "test", &binary).unwrap().1;
+        assert!(!load(), "compiled and stored");
+        assert!(load(), "loaded from the cache");
+        let entry = dir.join(format!("{}.cwasm", key(&engine, &binary)));
+
+        // Writable by others: compiled again (and stored private again).
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!load());
+        assert!(load());
+
+        // A symlink, even to a good entry: compiled again.
+        let elsewhere = dir.join("elsewhere.cwasm");
+        std::fs::rename(&entry, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+        assert_eq!(read_entry(&entry), Err("it is a symlink"));
+        assert!(!load());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
