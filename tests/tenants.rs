@@ -801,6 +801,55 @@ routes = ["/"]
             assert_eq!(served, Some(der(&want.0)), "{name}");
         }
     }
+
+    // A request for a host of another certificate than its connection got
+    // is misdirected (421); a host of the same certificate is served.
+    let cases = [
+        ("localhost", "shop.test", StatusCode::MISDIRECTED_REQUEST),
+        ("shop.test", "localhost", StatusCode::MISDIRECTED_REQUEST),
+        ("localhost", "localhost", StatusCode::OK),
+        ("shop.test", "eu.shop.test", StatusCode::OK),
+    ];
+    for (sni, host, want) in cases {
+        for version in [Version::HTTP_11, Version::HTTP_2] {
+            let status = status_over_tls(server.addr, sni, host, version, &trusted).await;
+            assert_eq!(status, want, "SNI {sni}, Host {host}, {version:?}");
+        }
+    }
+}
+
+/// The status of `GET /` for `host` on a TLS connection made for `sni`.
+async fn status_over_tls(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    version: Version,
+    trusted: &[&str],
+) -> StatusCode {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted {
+        roots
+            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![match version {
+        Version::HTTP_2 => b"h2".to_vec(),
+        _ => b"http/1.1".to_vec(),
+    }];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let stream = connector
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut client = Client::over(stream, version, "https", host).await;
+    client.request("GET", "/", b"").await.status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,12 +20,34 @@ const MIN_BUF_SIZE: usize = 8192;
 /// What a request's connection is: put once into every request's
 /// extensions, where the rest of the HTTP side reads it (axum's
 /// `ConnectInfo`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct ConnInfo {
     /// The client's address.
     pub(crate) peer: SocketAddr,
     /// Whether the connection is TLS.
     pub(crate) tls: bool,
+    /// Over TLS with certificates chosen by SNI: what the client asked for,
+    /// and the certificates, so that a request for a host of another
+    /// certificate gets 421.
+    pub(crate) sni: Option<Arc<SniName>>,
+}
+
+/// The name a TLS client asked for (SNI), and the certificates it was
+/// chosen from.
+#[derive(Debug)]
+pub(crate) struct SniName {
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) certs: crate::net::SniCerts,
+}
+
+impl ConnInfo {
+    /// Whether a request for `host` came on a connection made for a host of
+    /// another certificate.
+    pub(crate) fn misdirected(&self, host: &str) -> bool {
+        self.sni
+            .as_ref()
+            .is_some_and(|sni| !sni.certs.same_certificate(sni.name.as_deref(), host))
+    }
 }
 
 /// The protocol of one connection, once known.
@@ -140,8 +162,9 @@ impl ConnBuilder {
         let activity = Activity::new();
         let io = Tracked::new(io, socket, activity.clone());
         let requests = activity.clone();
+        let peer = conn.peer;
         let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
-            req.extensions_mut().insert(conn);
+            req.extensions_mut().insert(conn.clone());
             let service = service.clone();
             let in_flight = requests.request_started();
             async move {
@@ -156,7 +179,6 @@ impl ConnBuilder {
             Protocol::Http1 => &self.http1,
             Protocol::Http2 => &self.http2,
         };
-        let peer = conn.peer;
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::select! {
             result = watcher.watch(conn) => {

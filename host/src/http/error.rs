@@ -28,6 +28,11 @@ pub enum HostError {
     /// No tenant's route matches the request's host and path (404).
     #[error("no route matches the request's host and path")]
     NoRoute,
+    /// Over TLS, the request's host would have another certificate than
+    /// the one its connection was given by SNI (421): the client must ask
+    /// for it on a connection of its own.
+    #[error("the request's host is not one its TLS connection was made for")]
+    Misdirected,
     /// Too many requests of the tenant are running (503, with
     /// `Retry-After`).
     #[error("too many requests in flight")]
@@ -56,6 +61,8 @@ pub enum Fault {
     BodyTooLarge,
     /// No route matches.
     NoRoute,
+    /// The request came on a TLS connection made for another host.
+    Misdirected,
     /// The tenant's request permits are all taken.
     Overloaded,
     /// No instance slot is free in the pool.
@@ -92,6 +99,7 @@ impl Fault {
             Fault::BadRequest => StatusCode::BAD_REQUEST,
             Fault::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Fault::NoRoute => StatusCode::NOT_FOUND,
+            Fault::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Fault::Overloaded | Fault::NoInstance | Fault::Cancelled => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -110,6 +118,7 @@ impl Fault {
             Fault::BadRequest
             | Fault::BodyTooLarge
             | Fault::NoRoute
+            | Fault::Misdirected
             | Fault::Overloaded
             | Fault::NoInstance
             | Fault::Cancelled => Level::Debug,
@@ -128,6 +137,7 @@ impl Fault {
             Fault::BadRequest
             | Fault::BodyTooLarge
             | Fault::NoRoute
+            | Fault::Misdirected
             | Fault::Cancelled
             | Fault::Host => None,
         }
@@ -143,6 +153,7 @@ impl HostError {
             }
             HostError::BodyTooLarge { .. } => Fault::BodyTooLarge,
             HostError::NoRoute => Fault::NoRoute,
+            HostError::Misdirected => Fault::Misdirected,
             HostError::Overloaded => Fault::Overloaded,
             HostError::Cancelled => Fault::Cancelled,
             HostError::BadResponse(_) => Fault::BadResponse,
@@ -228,6 +239,7 @@ mod tests {
             (Fault::BadRequest, 400, Level::Debug, None),
             (Fault::BodyTooLarge, 413, Level::Debug, None),
             (Fault::NoRoute, 404, Level::Debug, None),
+            (Fault::Misdirected, 421, Level::Debug, None),
             (
                 Fault::Overloaded,
                 503,
@@ -270,6 +282,7 @@ mod tests {
             (HostError::BadRequest("x"), Fault::BadRequest),
             (HostError::BodyTooLarge { limit: 1 }, Fault::BodyTooLarge),
             (HostError::NoRoute, Fault::NoRoute),
+            (HostError::Misdirected, Fault::Misdirected),
             (HostError::Overloaded, Fault::Overloaded),
             (HostError::Cancelled, Fault::Cancelled),
             (HostError::BadResponse("101"), Fault::BadResponse),

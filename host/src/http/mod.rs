@@ -14,7 +14,7 @@ mod watchdog;
 
 pub(crate) use access::Recorder;
 pub use body::ResponseBody;
-pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol};
+pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
 pub(crate) use service::{Admission, Dispatch, LiveTenant, TenantTable};

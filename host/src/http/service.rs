@@ -67,6 +67,9 @@ impl Dispatch {
             Ok(host) => host,
             Err(error) => return self.refuse(&req, error),
         };
+        if conn_info(&req).misdirected(host) {
+            return self.refuse(&req, HostError::Misdirected);
+        }
         let tenant = {
             let table = self.table.load();
             table
@@ -95,9 +98,10 @@ impl Dispatch {
 
 /// The connection facts the connection put in the request.
 fn conn_info<B>(req: &Request<B>) -> ConnInfo {
-    *req.extensions()
+    req.extensions()
         .get::<ConnInfo>()
         .expect("every request of a connection carries its ConnInfo")
+        .clone()
 }
 
 /// How one tenant's requests are admitted: how many run at once, how large

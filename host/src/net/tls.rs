@@ -19,6 +19,8 @@ use crate::routing::{HostPattern, normalize_host};
 #[derive(Clone, Debug)]
 pub struct Tls {
     pub(crate) config: Arc<ServerConfig>,
+    /// The certificates chosen by SNI, when they are.
+    pub(crate) sni: Option<SniCerts>,
 }
 
 /// Why a certificate or key could not be used.
@@ -105,10 +107,11 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(certs));
+            .with_cert_resolver(Arc::new(certs.clone()));
         config.alpn_protocols = versions.alpn();
         Ok(Self {
             config: Arc::new(config),
+            sni: Some(certs),
         })
     }
 }
@@ -181,6 +184,7 @@ impl Tls {
         config.alpn_protocols = versions.alpn();
         Ok(Self {
             config: Arc::new(config),
+            sni: None,
         })
     }
 }
@@ -241,6 +245,15 @@ impl SniCerts {
             default: default.map(|cert| cert.0),
             names,
         }));
+    }
+
+    /// Whether a client asking for `host` would get the certificate a
+    /// client asking for `sni` got (the same default, say).
+    pub(crate) fn same_certificate(&self, sni: Option<&str>, host: &str) -> bool {
+        match (self.choose(sni), self.choose(Some(host))) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a, &b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
     }
 
     /// The certificate for a client asking for `name`.

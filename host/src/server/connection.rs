@@ -2,19 +2,17 @@
 //! then hyper (with its watchdog: the first request within the header read
 //! timeout, the idle and write timeouts).
 
-use hyper_util::server::graceful::Watcher;
-use tokio_rustls::TlsAcceptor;
-
-use super::Inner;
-use crate::http::{ConnInfo, Protocol};
+use super::{Inner, TlsSide};
+use crate::http::{ConnInfo, Protocol, SniName};
 use crate::net::Accepted;
+use hyper_util::server::graceful::Watcher;
 
 impl Inner {
     /// Serves one accepted connection until it ends.
     pub(super) async fn connection(
         &self,
         accepted: Accepted,
-        acceptor: Option<TlsAcceptor>,
+        tls: Option<TlsSide>,
         watcher: Watcher,
     ) {
         let metrics = &self.builder.metrics;
@@ -23,10 +21,14 @@ impl Inner {
         let (stream, peer) = (accepted.stream, accepted.peer);
         let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let versions = settings.http.versions;
-        let Some(acceptor) = acceptor else {
+        let Some(tls) = tls else {
             // The watchdog closes it if no request comes within the header
             // read timeout.
-            let conn = ConnInfo { peer, tls: false };
+            let conn = ConnInfo {
+                peer,
+                tls: false,
+                sni: None,
+            };
             let protocol = Protocol::cleartext(versions);
             let closed = self
                 .conn
@@ -47,7 +49,7 @@ impl Inner {
         // In the connection's task, under a timeout: a client that never
         // finishes its handshake holds nothing but its own task.
         let timeout = settings.tls_handshake_timeout;
-        let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        let stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -61,7 +63,15 @@ impl Inner {
             }
         };
         let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol(), versions);
-        let conn = ConnInfo { peer, tls: true };
+        let sni = tls.sni.map(|certs| {
+            let name = stream.get_ref().1.server_name().map(Into::into);
+            std::sync::Arc::new(SniName { name, certs })
+        });
+        let conn = ConnInfo {
+            peer,
+            tls: true,
+            sni,
+        };
         let closed = self
             .conn
             .serve(

@@ -49,6 +49,14 @@ struct Inner {
     ready: ReadyLatch,
 }
 
+/// What a TLS server's connections are accepted with.
+#[derive(Clone)]
+pub(crate) struct TlsSide {
+    pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    /// The certificates chosen by SNI, when they are.
+    pub(crate) sni: Option<crate::net::SniCerts>,
+}
+
 /// What a server is doing at one moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InFlight {
@@ -145,7 +153,10 @@ impl Server {
     }
 
     async fn serve(&self, listener: Listener, tls: Option<Tls>) -> Result<(), Error> {
-        let acceptor = tls.map(|tls| tokio_rustls::TlsAcceptor::from(tls.config));
+        let acceptor = tls.map(|tls| TlsSide {
+            acceptor: tokio_rustls::TlsAcceptor::from(tls.config),
+            sni: tls.sni,
+        });
         let inner = &*self.inner;
         let addr = listener.local_addr().map_err(Error::Listener)?;
         inner.ready.open(addr);
