@@ -172,6 +172,13 @@ async fn a_client_that_stops_reading_does_not_keep_its_guest_past_the_timeout() 
     assert_eq!(server.server.in_flight().requests, 1);
     server.wait_idle().await;
     drop(tcp);
+    // And the connection is reset at the deadline, as the client sees it:
+    // a FIN would wait behind the unread response for minutes.
+    let closed =
+        catshost_bench::abuse::not_reading(server.addr, 5, "/flood", Duration::from_secs(10))
+            .await
+            .unwrap();
+    assert_closed_at(&closed, Duration::from_millis(500), "cut at the deadline");
     server.stop().await;
 }
 

@@ -32,6 +32,14 @@ struct Args {
     /// Slowloris connections.
     #[arg(long, default_value_t = 1000)]
     slowloris: usize,
+    /// Connections of each silent kind (nothing, `P`, the HTTP/2 preface,
+    /// the preface and SETTINGS).
+    #[arg(long, default_value_t = 2500)]
+    silent: usize,
+    /// Clients that never read: HTTP/2 zero-window connections (20 streams
+    /// each) and HTTP/1 connections, each.
+    #[arg(long, default_value_t = 200)]
+    not_reading: usize,
     /// The server's --request-timeout, in milliseconds.
     #[arg(long, default_value_t = 200)]
     request_timeout_ms: u64,
@@ -66,6 +74,11 @@ impl Server {
                 "--header-read-timeout",
                 &format!("{}ms", args.header_timeout_ms),
             ])
+            // The idle and write timeouts as the header read timeout; every
+            // client here is one address, so no per-client cap.
+            .args(["--idle-timeout", &format!("{}ms", args.header_timeout_ms)])
+            .args(["--write-timeout", &format!("{}ms", args.header_timeout_ms)])
+            .args(["--max-connections-per-client", "100000"])
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -159,6 +172,33 @@ async fn under<T>(
     (result, p50, p99, failed, latencies.len())
 }
 
+/// One row of a table of connections the server should close within
+/// `timeout` + 1 s.
+fn print_closed(
+    name: &str,
+    closed: &[Option<Duration>],
+    timeout: Duration,
+    good: usize,
+    failed: usize,
+    p99: Duration,
+) {
+    let times: Vec<Duration> = closed.iter().flatten().copied().collect();
+    let (min, max) = (
+        times.iter().min().copied().unwrap_or_default(),
+        times.iter().max().copied().unwrap_or_default(),
+    );
+    let within = times.len() == closed.len() && max <= timeout + Duration::from_secs(1);
+    println!(
+        "| {name} | {} | {} | {} / {} | {} | {good} | {failed} | {} |",
+        closed.len(),
+        times.len(),
+        ms(min),
+        ms(max),
+        if within { "yes" } else { "NO" },
+        ms(p99)
+    );
+}
+
 type AbuseRun = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<abuse::H2Abuse>>>>;
 
 fn ms(d: Duration) -> String {
@@ -245,6 +285,75 @@ async fn main() -> anyhow::Result<()> {
         ms(max),
         ms(p50),
         ms(p99)
+    );
+
+    let timeout = Duration::from_millis(args.header_timeout_ms);
+    let give_up = timeout * 3 + Duration::from_secs(5);
+    println!("\n## Connections that never send a request\n");
+    println!(
+        "--header-read-timeout {}; closed within the timeout + 1 s is the bound.\n",
+        ms(timeout)
+    );
+    println!(
+        "| sends | connections | closed by the server | closed after (min / max) | within bound | good requests | good failures | good p99 |\n|---|---|---|---|---|---|---|---|"
+    );
+    for how in abuse::Silent::ALL {
+        let (closed, _p50, p99, failed, count) =
+            under(addr, abuse::silent(addr, how, args.silent, give_up)).await;
+        let closed = closed?;
+        print_closed(&format!("{how:?}"), &closed, timeout, count, failed, p99);
+    }
+
+    println!("\n## Clients that do not read\n");
+    println!(
+        "--write-timeout {}, --request-timeout {}; HTTP/2 connections with a window of 0 and 20 streams each, HTTP/1 connections that read nothing.\n",
+        ms(timeout),
+        ms(Duration::from_millis(args.request_timeout_ms))
+    );
+    println!(
+        "| client | connections | closed by the server | closed after (min / max) | within bound | good requests | good failures | good p99 |\n|---|---|---|---|---|---|---|---|"
+    );
+    let zero = |path: &'static str| async move {
+        let runs = (0..args.not_reading).map(|_| abuse::zero_window(addr, 20, path, give_up));
+        futures_util::future::try_join_all(runs).await
+    };
+    // Twice: what the first round leaves (instance pool slots it warmed,
+    // the allocator's pages) is there to be reused by the second.
+    let mut rss = vec![server.rss_mib()];
+    for round in 1..=2 {
+        for (name, path) in [
+            ("HTTP/2 zero window, /ok", "/ok"),
+            ("HTTP/2 zero window, /flood", "/flood"),
+        ] {
+            let (closed, _p50, p99, failed, count) = under(addr, zero(path)).await;
+            print_closed(
+                &format!("{name} (round {round})"),
+                &closed?,
+                timeout,
+                count,
+                failed,
+                p99,
+            );
+        }
+        let (closed, _p50, p99, failed, count) = under(
+            addr,
+            abuse::not_reading(addr, args.not_reading, "/flood", give_up),
+        )
+        .await;
+        print_closed(
+            &format!("HTTP/1 reads nothing, /flood (round {round})"),
+            &closed?,
+            timeout,
+            count,
+            failed,
+            p99,
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss.push(server.rss_mib());
+    }
+    println!(
+        "\nServer RSS: {:.1} MiB before the clients that do not read, {:.1} MiB after the first round, {:.1} MiB after the second.",
+        rss[0], rss[1], rss[2]
     );
 
     println!("\n## HTTP/2 abuse\n");

@@ -167,10 +167,11 @@ impl ConnBuilder {
             req.extensions_mut().insert(conn.clone());
             let service = service.clone();
             let in_flight = requests.request_started();
+            let http1 = req.version() < http::Version::HTTP_2;
             async move {
                 let response = service.serve(req).await;
                 Ok::<_, std::convert::Infallible>(
-                    response.map(|body| Watched::new(body, in_flight)),
+                    response.map(|body| Watched::new(body, in_flight, http1)),
                 )
             }
         });

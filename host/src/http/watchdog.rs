@@ -262,9 +262,10 @@ impl Drop for InFlight {
 }
 
 /// A connection's IO, marking when the socket refuses the host's bytes.
-/// When the watchdog closes a connection for not reading, it is reset
-/// (RST), not closed: a FIN would wait behind the data the client does not
-/// take, and the kernel would hold that data for minutes.
+/// When the watchdog closes a connection for not reading, or the connection
+/// ends while the socket still refuses its bytes, it is reset (RST), not
+/// closed: a FIN would wait behind the data the client does not take, and
+/// the kernel would hold that data for minutes.
 pub(crate) struct Tracked<I> {
     io: I,
     activity: Arc<Activity>,
@@ -303,7 +304,12 @@ impl<I> Tracked<I> {
 
 impl<I> Drop for Tracked<I> {
     fn drop(&mut self) {
-        if self.activity.reset.load(Ordering::Acquire) {
+        // Reset, too, a connection dropped while the socket refuses its
+        // bytes: hyper gave up on what is unsent (a response cut at its
+        // guest's deadline), and a FIN would wait behind it.
+        if self.activity.reset.load(Ordering::Acquire)
+            || self.activity.write_blocked_since.load(Ordering::Relaxed) != 0
+        {
             // SAFETY: `io` owns the socket and is dropped after this.
             let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.socket) };
             // Linger 0: close sends RST and drops what is unsent.
@@ -397,10 +403,14 @@ pub(crate) struct Watched<B> {
     clock: Arc<BodyClock>,
     waker: Waker,
     in_flight: InFlight,
+    /// An HTTP/1 response: one that fails ends its connection, which is
+    /// then reset.
+    http1: bool,
 }
 
 impl<B> Watched<B> {
-    pub(crate) fn new(body: B, in_flight: InFlight) -> Self {
+    /// `http1`: the response of an HTTP/1 request.
+    pub(crate) fn new(body: B, in_flight: InFlight, http1: bool) -> Self {
         let clock = Arc::new(BodyClock {
             activity: Arc::downgrade(&in_flight.0),
             owed_since: AtomicU64::new(0),
@@ -419,6 +429,7 @@ impl<B> Watched<B> {
             waker: Waker::from(clock.clone()),
             clock,
             in_flight,
+            http1,
         }
     }
 }
@@ -445,15 +456,25 @@ where
         this.clock.waker.register(cx.waker());
         let mut inner = Context::from_waker(&this.waker);
         let poll = Pin::new(&mut this.body).poll_frame(&mut inner);
-        if let Poll::Ready(Some(Ok(frame))) = &poll {
-            if let Some(data) = frame.data_ref() {
-                activity
-                    .buffered
-                    .fetch_add(bytes::Buf::remaining(data), Ordering::AcqRel);
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    activity
+                        .buffered
+                        .fetch_add(bytes::Buf::remaining(data), Ordering::AcqRel);
+                }
+                // The next frame may be ready at once: hyper owes a poll
+                // until it comes back (at once unless the client is not
+                // reading).
+                this.clock.owe();
             }
-            // The next frame may be ready at once: hyper owes a poll until
-            // it comes back (at once unless the client is not reading).
-            this.clock.owe();
+            // A cut HTTP/1 response (its guest failed or ran out of time):
+            // hyper closes the connection, and what the kernel still holds
+            // of the response is worth nothing, so it is reset.
+            Poll::Ready(Some(Err(_))) if this.http1 => {
+                activity.reset.store(true, Ordering::Release)
+            }
+            _ => {}
         }
         poll
     }
@@ -510,6 +531,7 @@ mod tests {
         let body = Watched::new(
             http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
             activity.request_started(),
+            false,
         );
         // Owed from the start, never polled.
         assert_eq!(activity.check(secs(2), TIMEOUTS), Ok(None));
@@ -523,7 +545,7 @@ mod tests {
         use http_body_util::BodyExt;
         let activity = Activity::new();
         let (mut tx, rx) = http_body_util::channel::Channel::<bytes::Bytes>::new(1);
-        let mut body = Watched::new(rx, activity.request_started());
+        let mut body = Watched::new(rx, activity.request_started(), false);
         let mut poll = std::pin::pin!(body.frame());
         assert!(futures_util::poll!(poll.as_mut()).is_pending());
         tokio::time::advance(secs(10)).await;
