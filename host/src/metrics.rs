@@ -179,8 +179,9 @@ impl Metrics {
         );
         registry.register(
             "admission_rejections",
-            "Requests refused with 503: too many running (concurrency) or no \
-             instance slot free (instance_pool)",
+            "Requests refused: 503 for too many running (concurrency), no \
+             instance slot free (instance_pool) or a tenant out of service \
+             (out_of_service); 429 past a tenant's rate limit (rate)",
             metrics.admission_rejections.clone(),
         );
         registry.register(

@@ -623,6 +623,7 @@ routes = ["blog.example.com", "/blog"]
         let mut limits = TenantLimits::default();
         limits.instance.reuse.max_instance_reuse_count = Some(1);
         limits.instance.reuse.max_instance_concurrent_reuse_count = Some(1);
+        limits.max_requests_per_second = Some(1);
         assert_eq!(config.tenants[0].limits, limits);
     }
 

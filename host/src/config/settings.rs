@@ -84,6 +84,13 @@ pub struct TenantLimits {
     /// The most of the tenant's requests running at once; more get 503.
     /// Default is 1024.
     pub max_concurrent_requests: usize,
+    /// The most of the tenant's requests admitted per second (a token
+    /// bucket holding a second's worth); more get 429 with `Retry-After`.
+    /// Default is no limit.
+    pub max_requests_per_second: Option<u32>,
+    /// Whether the tenant is out of service: its requests get 503 without
+    /// reaching its guests (a reload turns it on or off). Default is no.
+    pub out_of_service: bool,
 }
 
 impl Default for TenantLimits {
@@ -92,6 +99,8 @@ impl Default for TenantLimits {
             instance: InstanceLimits::default(),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_requests_per_second: None,
+            out_of_service: false,
         }
     }
 }
@@ -256,6 +265,13 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
         LIMITS, "The largest request body; larger ones get 413."),
     setting!(max_concurrent_requests: [max_concurrent_requests] "N", parse_nonzero, count,
         LIMITS, "The most requests running at once; more get 503 with Retry-After."),
+    setting!(max_requests_per_second: [max_requests_per_second] "N",
+        |t| parse_reuse_count(t).map(Some), unset, LIMITS,
+        "The most requests admitted per second (a burst of up to a second's worth); more get \
+         429 with Retry-After [default: no limit]."),
+    setting!(out_of_service: [out_of_service] "BOOL", parse_bool, count, LIMITS,
+        "Take the tenant out of service: its requests get 503 without reaching its guests; a \
+         reload puts it back."),
     setting!(max_instance_reuse_count: [instance.reuse.max_instance_reuse_count] "N",
         |t| parse_reuse_count(t).map(Some), unset, REUSE,
         "The most requests one instance serves before a new one is made [default: 1 for WASI \

@@ -37,6 +37,13 @@ pub enum HostError {
     /// `Retry-After`).
     #[error("too many requests in flight")]
     Overloaded,
+    /// The tenant admits no more requests this second (429, with
+    /// `Retry-After`).
+    #[error("the tenant's request rate limit is reached")]
+    RateLimited,
+    /// The tenant is out of service (503, with `Retry-After`).
+    #[error("the tenant is out of service")]
+    OutOfService,
     /// The server's stop ran out of time and stopped the guest (503).
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
@@ -65,6 +72,10 @@ pub enum Fault {
     Misdirected,
     /// The tenant's request permits are all taken.
     Overloaded,
+    /// The tenant's request rate limit is reached.
+    RateLimited,
+    /// The tenant is out of service.
+    OutOfService,
     /// No instance slot is free in the pool.
     NoInstance,
     /// The server's stop cancelled the guest.
@@ -100,7 +111,8 @@ impl Fault {
             Fault::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Fault::NoRoute => StatusCode::NOT_FOUND,
             Fault::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            Fault::Overloaded | Fault::NoInstance | Fault::Cancelled => {
+            Fault::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Fault::Overloaded | Fault::NoInstance | Fault::Cancelled | Fault::OutOfService => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -120,6 +132,8 @@ impl Fault {
             | Fault::NoRoute
             | Fault::Misdirected
             | Fault::Overloaded
+            | Fault::RateLimited
+            | Fault::OutOfService
             | Fault::NoInstance
             | Fault::Cancelled => Level::Debug,
         }
@@ -133,6 +147,8 @@ impl Fault {
             Fault::Memory => Some(Counted::GuestFault("memory")),
             Fault::Timeout => Some(Counted::GuestFault("timeout")),
             Fault::Overloaded => Some(Counted::Rejected("concurrency")),
+            Fault::RateLimited => Some(Counted::Rejected("rate")),
+            Fault::OutOfService => Some(Counted::Rejected("out_of_service")),
             Fault::NoInstance => Some(Counted::Rejected("instance_pool")),
             Fault::BadRequest
             | Fault::BodyTooLarge
@@ -155,6 +171,8 @@ impl HostError {
             HostError::NoRoute => Fault::NoRoute,
             HostError::Misdirected => Fault::Misdirected,
             HostError::Overloaded => Fault::Overloaded,
+            HostError::RateLimited => Fault::RateLimited,
+            HostError::OutOfService => Fault::OutOfService,
             HostError::Cancelled => Fault::Cancelled,
             HostError::BadResponse(_) => Fault::BadResponse,
             HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
@@ -218,7 +236,7 @@ impl ErrorHandler for DefaultErrorHandler {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -239,6 +257,18 @@ mod tests {
             (Fault::BadRequest, 400, Level::Debug, None),
             (Fault::BodyTooLarge, 413, Level::Debug, None),
             (Fault::NoRoute, 404, Level::Debug, None),
+            (
+                Fault::RateLimited,
+                429,
+                Level::Debug,
+                Some(Rejected("rate")),
+            ),
+            (
+                Fault::OutOfService,
+                503,
+                Level::Debug,
+                Some(Rejected("out_of_service")),
+            ),
             (Fault::Misdirected, 421, Level::Debug, None),
             (
                 Fault::Overloaded,
@@ -284,6 +314,8 @@ mod tests {
             (HostError::NoRoute, Fault::NoRoute),
             (HostError::Misdirected, Fault::Misdirected),
             (HostError::Overloaded, Fault::Overloaded),
+            (HostError::RateLimited, Fault::RateLimited),
+            (HostError::OutOfService, Fault::OutOfService),
             (HostError::Cancelled, Fault::Cancelled),
             (HostError::BadResponse("101"), Fault::BadResponse),
             (

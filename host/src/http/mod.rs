@@ -17,4 +17,4 @@ pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
-pub(crate) use service::{Admission, Dispatch, LiveTenant, TenantTable};
+pub(crate) use service::{Admission, Dispatch, LiveTenant, RateLimit, TenantTable};

@@ -112,6 +112,10 @@ pub(crate) struct Admission {
     pub(crate) requests: Arc<Semaphore>,
     /// The number of permits.
     pub(crate) max_concurrent_requests: usize,
+    /// Requests admitted per second, when limited.
+    pub(crate) rate: Option<Arc<RateLimit>>,
+    /// Whether the tenant is out of service.
+    pub(crate) out_of_service: bool,
     /// The largest request body, in bytes.
     pub(crate) max_body_size: u64,
 }
@@ -183,6 +187,14 @@ impl LiveTenant {
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Response<ResponseBody>, HostError> {
         let admission = &self.admission;
+        if admission.out_of_service {
+            return Err(HostError::OutOfService);
+        }
+        if let Some(rate) = &admission.rate
+            && !rate.admit()
+        {
+            return Err(HostError::RateLimited);
+        }
         let permit = admission
             .requests
             .clone()
@@ -225,4 +237,51 @@ fn via(version: Version) -> HeaderValue {
         Version::HTTP_10 => "HTTP/1.0 catshost",
         _ => "HTTP/1.1 catshost",
     })
+}
+
+/// A token bucket: `per_second` tokens a second, at most a second's worth
+/// held.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    per_second: f64,
+    bucket: std::sync::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl RateLimit {
+    pub(crate) fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            bucket: std::sync::Mutex::new((per_second, tokio::time::Instant::now())),
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn admit(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let (tokens, last) = &mut *bucket;
+        let refill = now.duration_since(*last).as_secs_f64() * self.per_second;
+        *tokens = (*tokens + refill).min(self.per_second);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_admits_a_burst_then_its_rate() {
+        let limit = RateLimit::new(10);
+        assert_eq!((0..20).filter(|_| limit.admit()).count(), 10);
+        tokio::time::advance(std::time::Duration::from_millis(500)).await;
+        assert_eq!((0..20).filter(|_| limit.admit()).count(), 5);
+    }
 }

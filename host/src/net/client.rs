@@ -32,9 +32,21 @@ impl Upstream for Client {
         port: u16,
     ) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
         async move {
-            Ok(tokio::net::lookup_host((name.as_str(), port))
-                .await?
-                .collect())
+            // getaddrinfo runs on tokio's blocking pool and cannot be
+            // cancelled: at most MAX_LOOKUPS at once, so guests cannot take
+            // the pool, and each waited for at most LOOKUP_TIMEOUT.
+            let lookups = LOOKUPS.get_or_init(|| tokio::sync::Semaphore::new(MAX_LOOKUPS));
+            let lookup = async {
+                let _permit = lookups.acquire().await.map_err(std::io::Error::other)?;
+                tokio::net::lookup_host((name.as_str(), port)).await
+            };
+            match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                Ok(addrs) => Ok(addrs?.collect()),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("looking up '{name}' took more than {LOOKUP_TIMEOUT:?}"),
+                )),
+            }
         }
         .boxed()
     }
@@ -49,10 +61,19 @@ impl Upstream for Client {
     }
 }
 
-/// How long to wait for a connection, the first response byte, or the next
-/// body frame, when the guest's request options give no time of their own
-/// (wasmtime's default).
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most DNS lookups of all guests at once.
+const MAX_LOOKUPS: usize = 32;
+static LOOKUPS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+/// How long a DNS lookup may take, waiting for its turn included.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest a guest's outgoing request waits for its connection (TLS
+/// included), and the default; wasmtime's default is 600 s. A guest's
+/// request options may ask for less, never more.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same for the first response byte and for each next body frame.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends `request` over HTTP/1.1 to the first of `addrs` (the checked
 /// addresses of its host) that accepts a connection; over TLS when its
@@ -62,12 +83,15 @@ async fn send(
     options: Option<RequestOptions>,
     addrs: Vec<SocketAddr>,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
-    let timeout = |pick: fn(&RequestOptions) -> Option<Duration>| {
-        options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
+    let timeout = |pick: fn(&RequestOptions) -> Option<Duration>, max: Duration| {
+        options
+            .as_ref()
+            .and_then(pick)
+            .map_or(max, |asked| asked.min(max))
     };
-    let connect_timeout = timeout(|o| o.connect_timeout);
-    let first_byte_timeout = timeout(|o| o.first_byte_timeout);
-    let between_bytes_timeout = timeout(|o| o.between_bytes_timeout);
+    let connect_timeout = timeout(|o| o.connect_timeout, CONNECT_TIMEOUT);
+    let first_byte_timeout = timeout(|o| o.first_byte_timeout, FIRST_BYTE_TIMEOUT);
+    let between_bytes_timeout = timeout(|o| o.between_bytes_timeout, BETWEEN_BYTES_TIMEOUT);
 
     let uri = request.uri();
     let https = uri.scheme() == Some(&Scheme::HTTPS);

@@ -8,7 +8,7 @@ mod listener;
 mod tls;
 
 pub use client::Client;
-pub(crate) use clients::PerClient;
+pub(crate) use clients::{ClientSlot, PerClient};
 pub use fd::{listener_from_fd, systemd_listen_fd};
 pub use listener::bind;
 pub(crate) use listener::{Accepted, Listener};

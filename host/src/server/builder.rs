@@ -207,6 +207,24 @@ impl Builder {
         self
     }
 
+    /// The most requests admitted per second (a token bucket holding a
+    /// second's worth); more get 429 with `Retry-After`.
+    ///
+    /// Default is no limit.
+    pub fn max_requests_per_second(&mut self, rate: Option<u32>) -> &mut Self {
+        self.limits.max_requests_per_second = rate;
+        self
+    }
+
+    /// Takes the tenant out of service: its requests get 503 without
+    /// reaching its guests.
+    ///
+    /// Default is in service.
+    pub fn out_of_service(&mut self, out: bool) -> &mut Self {
+        self.limits.out_of_service = out;
+        self
+    }
+
     /// The most requests running at once; more get 503 with `Retry-After`.
     ///
     /// Default is 1024.

@@ -5,6 +5,7 @@
 use super::{Inner, TlsSide};
 use crate::http::{ConnInfo, Protocol, SniName};
 use crate::net::Accepted;
+use crate::net::ClientSlot;
 use hyper_util::server::graceful::Watcher;
 
 impl Inner {
@@ -14,9 +15,13 @@ impl Inner {
         accepted: Accepted,
         tls: Option<TlsSide>,
         watcher: Watcher,
+        slot: ClientSlot,
     ) {
         let metrics = &self.builder.metrics;
         let _open = metrics.connection_opened();
+        // Given back before the connection stops counting as open, so that
+        // a client seeing one fewer open may open one more.
+        let _slot = slot;
         let settings = &self.builder.settings;
         let (stream, peer) = (accepted.stream, accepted.peer);
         let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);

@@ -185,8 +185,8 @@ impl Server {
                         let watcher = graceful.watcher();
                         let acceptor = acceptor.clone();
                         connections.spawn(async move {
-                            server.connection(accepted, acceptor, watcher).await;
-                            drop((slot, permit));
+                            server.connection(accepted, acceptor, watcher, slot).await;
+                            drop(permit);
                         });
                     }
                     (_, Err(error)) => break Err(Error::Listener(error)),

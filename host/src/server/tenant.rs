@@ -99,6 +99,11 @@ fn live(
         Admission {
             requests,
             max_concurrent_requests: max,
+            rate: tenant
+                .limits
+                .max_requests_per_second
+                .map(|rate| Arc::new(crate::http::RateLimit::new(rate))),
+            out_of_service: tenant.limits.out_of_service,
             max_body_size: tenant.limits.max_body_size,
         },
         Recorder::new(name, builder.metrics.clone(), settings.access_log),

@@ -68,6 +68,8 @@ pub(super) struct RawTenant {
     pub(super) max_instance_reuse_count: Option<Spanned<toml::Value>>,
     pub(super) max_instance_concurrent_reuse_count: Option<Spanned<toml::Value>>,
     pub(super) idle_instance_timeout: Option<Spanned<toml::Value>>,
+    pub(super) max_requests_per_second: Option<Spanned<toml::Value>>,
+    pub(super) out_of_service: Option<Spanned<toml::Value>>,
 }
 
 impl RawTenant {
@@ -84,6 +86,8 @@ impl RawTenant {
                 &self.max_instance_concurrent_reuse_count,
             ),
             ("idle_instance_timeout", &self.idle_instance_timeout),
+            ("max_requests_per_second", &self.max_requests_per_second),
+            ("out_of_service", &self.out_of_service),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_ref()?)))
