@@ -30,6 +30,8 @@
 pub mod admin;
 pub mod config;
 mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 mod ids;
 pub mod lifecycle;

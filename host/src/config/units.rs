@@ -19,21 +19,52 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let bad = || format!("invalid duration '{text}': expected a number with ms, s or m, like 30s");
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "" if value == 0.0 => 0.0,
+    let unit_ns: u128 = match unit.trim() {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "" if number.bytes().all(|b| b == b'0' || b == b'.') && !number.is_empty() => 0,
         _ => return Err(bad()),
     };
-    let duration = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
-    if duration > MAX_DURATION {
-        return Err(format!(
-            "'{text}' is too long: a setting's time is at most a year"
-        ));
+    // In whole nanoseconds, not floating point: `8422664549ms` is exactly
+    // that many milliseconds.
+    let nanos = decimal_nanos(number, unit_ns).ok_or_else(bad)?;
+    let too_long = || format!("'{text}' is too long: a setting's time is at most a year");
+    if nanos > MAX_DURATION.as_nanos() {
+        return Err(too_long());
     }
-    Ok(duration)
+    Ok(Duration::from_nanos(
+        u64::try_from(nanos).map_err(|_| too_long())?,
+    ))
+}
+
+/// `number` (digits, at most one `.` with digits on either side) times
+/// `unit_ns` nanoseconds, cut to whole nanoseconds (saturating: a number
+/// too large for any setting stays too large); `None` when it is not such
+/// a number.
+fn decimal_nanos(number: &str, unit_ns: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty())
+        || number.ends_with('.')
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: u128 = match whole {
+        "" => 0,
+        digits => digits.parse().unwrap_or(u128::MAX),
+    };
+    let mut nanos = whole.saturating_mul(unit_ns);
+    // Digits past the 20th are below a nanosecond of any unit here.
+    let mut scale = unit_ns;
+    for digit in fraction.bytes().take(20) {
+        scale /= 10;
+        nanos = nanos.saturating_add(u128::from(digit - b'0') * scale);
+    }
+    Some(nanos)
 }
 
 /// Parses a size in bytes: a whole number with an optional unit of `B`,

@@ -9,6 +9,8 @@ mod conn;
 mod error;
 mod guest;
 mod host;
+#[cfg(test)]
+pub(crate) use host::request_host;
 mod service;
 mod watchdog;
 
