@@ -31,6 +31,7 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
         limits: InstanceLimits::default(),
         access: WasiAccess::default(),
         opened: Sandbox::open_dirs(&WasiAccess::default()),
+        log_budget: Default::default(),
         cpu: None,
         upstream: std::sync::Arc::new(catshost::net::Client),
         max_instances: usize::MAX,

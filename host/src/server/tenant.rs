@@ -84,6 +84,7 @@ fn live(
         tenant: name.clone(),
         limits: tenant.limits.instance,
         opened: Sandbox::open_dirs(&tenant.access),
+        log_budget: Default::default(),
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),

@@ -86,12 +86,23 @@ impl GuestCtx {
     pub(crate) fn new(serving: Arc<Serving>, sandbox: &Arc<Sandbox>) -> wasmtime::Result<Self> {
         let (tenant, access) = (&sandbox.tenant, &sandbox.access);
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestOutput::new(serving.clone(), tenant.clone(), "stdout"))
-            .stderr(GuestOutput::new(serving.clone(), tenant.clone(), "stderr"))
-            .envs(&access.env)
-            // wasmtime's default is 64 MiB per call, host memory the guest's
-            // `max_memory` does not count.
-            .max_random_size(MAX_RANDOM_SIZE);
+        let budget = &sandbox.log_budget;
+        wasi.stdout(GuestOutput::new(
+            serving.clone(),
+            tenant.clone(),
+            "stdout",
+            budget.clone(),
+        ))
+        .stderr(GuestOutput::new(
+            serving.clone(),
+            tenant.clone(),
+            "stderr",
+            budget.clone(),
+        ))
+        .envs(&access.env)
+        // wasmtime's default is 64 MiB per call, host memory the guest's
+        // `max_memory` does not count.
+        .max_random_size(MAX_RANDOM_SIZE);
         for dir in sandbox.opened.iter() {
             let perms = if dir.writable() {
                 FsPerms::ReadWrite

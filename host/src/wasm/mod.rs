@@ -40,5 +40,6 @@ pub use limits::{
     DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted, Reuse,
 };
 pub use outbound::{BadOrigin, IoFuture, Origin, Outbound, Upstream, is_public};
+pub use output::{DEFAULT_LOG_LINES_PER_SECOND, LogBudget};
 pub use pre::GuestPre;
 pub use sandbox::{InstanceEvents, OpenedDir, Preopen, Sandbox, WasiAccess};

@@ -17,21 +17,100 @@ use super::ctx::Serving;
 /// without bound.
 const MAX_LINE: usize = 16 * 1024;
 
+/// The guest output lines one tenant may log per second by default (and
+/// at once, after a quiet second).
+pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 1000;
+
+/// How many guest output lines a tenant may log: a token bucket of a
+/// second's worth. Past it lines are dropped, and their count is logged at
+/// most once a second, so that one tenant cannot flood the log (and the
+/// queue every tenant's lines share).
+#[derive(Debug)]
+pub struct LogBudget {
+    per_second: f64,
+    state: std::sync::Mutex<BudgetState>,
+}
+
+#[derive(Debug)]
+struct BudgetState {
+    tokens: f64,
+    refilled: tokio::time::Instant,
+    dropped: u64,
+    reported: tokio::time::Instant,
+}
+
+/// What to do with one line.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Line,
+    Drop,
+    /// Drop it, and say how many were dropped since the last report.
+    Report(u64),
+}
+
+impl LogBudget {
+    /// `per_second` lines a second (at least 1).
+    pub fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        let now = tokio::time::Instant::now();
+        Self {
+            per_second,
+            state: std::sync::Mutex::new(BudgetState {
+                tokens: per_second,
+                refilled: now,
+                dropped: 0,
+                reported: now,
+            }),
+        }
+    }
+
+    fn admit(&self) -> Admit {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        let refill = now.duration_since(state.refilled).as_secs_f64() * self.per_second;
+        state.tokens = (state.tokens + refill).min(self.per_second);
+        state.refilled = now;
+        if state.tokens >= 1.0 {
+            state.tokens -= 1.0;
+            return Admit::Line;
+        }
+        state.dropped += 1;
+        if now.duration_since(state.reported) >= std::time::Duration::from_secs(1) {
+            state.reported = now;
+            return Admit::Report(std::mem::take(&mut state.dropped));
+        }
+        Admit::Drop
+    }
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_LOG_LINES_PER_SECOND)
+    }
+}
+
 /// One of a guest's output streams (`stdout` or `stderr`).
 #[derive(Clone)]
 pub(crate) struct GuestOutput {
     serving: Arc<Serving>,
     tenant: Arc<str>,
     stream: &'static str,
+    budget: Arc<LogBudget>,
 }
 
 impl GuestOutput {
-    /// `stream` is `stdout` or `stderr`.
-    pub(crate) fn new(serving: Arc<Serving>, tenant: Arc<str>, stream: &'static str) -> Self {
+    /// `stream` is `stdout` or `stderr`; its lines count against `budget`.
+    pub(crate) fn new(
+        serving: Arc<Serving>,
+        tenant: Arc<str>,
+        stream: &'static str,
+        budget: Arc<LogBudget>,
+    ) -> Self {
         Self {
             serving,
             tenant,
             stream,
+            budget,
         }
     }
 
@@ -86,7 +165,25 @@ impl LineWriter {
             serving,
             tenant,
             stream,
+            budget,
         } = &self.output;
+        match budget.admit() {
+            Admit::Line => {}
+            Admit::Drop => {
+                self.line.clear();
+                return;
+            }
+            Admit::Report(dropped) => {
+                tracing::warn!(
+                    target: "catshost::guest",
+                    tenant = &**tenant,
+                    dropped,
+                    "guest output lines dropped: the tenant is over its log budget"
+                );
+                self.line.clear();
+                return;
+            }
+        }
         let text = String::from_utf8_lossy(&self.line);
         let text = escape_controls(text.strip_suffix('\r').unwrap_or(&text));
         tracing::info!(
@@ -170,6 +267,36 @@ fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_logs_its_budget_and_the_count_of_what_it_dropped() {
+        let budget = LogBudget::new(3);
+        let first: Vec<Admit> = (0..5).map(|_| budget.admit()).collect();
+        assert_eq!(
+            first,
+            [
+                Admit::Line,
+                Admit::Line,
+                Admit::Line,
+                Admit::Drop,
+                Admit::Drop
+            ]
+        );
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        // A second later: three more, then the count of the dropped ones
+        // (the two, and this one).
+        let next: Vec<Admit> = (0..5).map(|_| budget.admit()).collect();
+        assert_eq!(
+            next,
+            [
+                Admit::Line,
+                Admit::Line,
+                Admit::Line,
+                Admit::Report(3),
+                Admit::Drop
+            ]
+        );
+    }
+
     #[test]
     fn control_characters_of_a_guest_are_escaped() {
         assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
@@ -179,7 +306,7 @@ mod tests {
     #[test]
     fn long_lines_are_split_and_partial_lines_kept() {
         let serving = Arc::new(Serving::new(crate::ids::InstanceId::next()));
-        let mut w = GuestOutput::new(serving, "t".into(), "stdout").writer();
+        let mut w = GuestOutput::new(serving, "t".into(), "stdout", Default::default()).writer();
         w.push(b"abc");
         assert_eq!(w.line, b"abc");
         w.push(b"def\nxy");

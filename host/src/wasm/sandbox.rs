@@ -30,6 +30,8 @@ pub struct Sandbox {
     pub events: Option<Arc<dyn InstanceEvents>>,
     /// `access.dirs`, opened once: [`Sandbox::open_dirs`].
     pub opened: Arc<[OpenedDir]>,
+    /// How many guest output lines the tenant may log.
+    pub log_budget: Arc<super::output::LogBudget>,
 }
 
 /// A preopened directory, opened once when its tenant is made: every
