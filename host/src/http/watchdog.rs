@@ -418,12 +418,16 @@ impl<B> Watched<B> {
         });
         // Owed from the start: hyper takes the first frame when it can.
         clock.owe();
-        in_flight
-            .0
-            .bodies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Arc::downgrade(&clock));
+        let mut bodies = in_flight.0.bodies.lock().unwrap_or_else(|p| p.into_inner());
+        // The watchdog drops finished bodies only while a request is in
+        // flight; a keep-alive connection of many short requests drops them
+        // here, whenever the list reaches a power of two (at most twice the
+        // bodies alive, at a constant cost per request).
+        if bodies.len() >= 16 && bodies.len().is_power_of_two() {
+            bodies.retain(|body| body.strong_count() > 0);
+        }
+        bodies.push(Arc::downgrade(&clock));
+        drop(bodies);
         Self {
             body,
             waker: Waker::from(clock.clone()),
@@ -538,6 +542,19 @@ mod tests {
         assert_eq!(activity.check(secs(3), TIMEOUTS), Err(Closed::NotReading));
         drop(body);
         assert_eq!(activity.check(secs(3), TIMEOUTS), Ok(Some(secs(5))));
+    }
+
+    #[test]
+    fn a_keep_alive_connection_keeps_no_list_of_its_finished_bodies() {
+        let activity = Activity::new();
+        for _ in 0..10_000 {
+            drop(Watched::new(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+                activity.request_started(),
+                true,
+            ));
+        }
+        assert!(activity.bodies.lock().unwrap().len() <= 32);
     }
 
     #[tokio::test(start_paused = true)]
