@@ -724,19 +724,7 @@ fn certificate(names: &[&str]) -> (String, String) {
 /// The leaf certificate the server shows a client asking for `name`; `None`
 /// when the handshake fails.
 async fn served_certificate(addr: SocketAddr, name: &str, trusted: &[&str]) -> Option<Vec<u8>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for pem in trusted {
-        roots
-            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(trusted)));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let stream = connector
         .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
@@ -744,6 +732,22 @@ async fn served_certificate(addr: SocketAddr, name: &str, trusted: &[&str]) -> O
         .ok()?;
     let (_, connection) = stream.get_ref();
     Some(connection.peer_certificates()?[0].to_vec())
+}
+
+/// A TLS client trusting the certificates `trusted` (PEM).
+fn client_config(trusted: &[&str]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted {
+        roots
+            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 fn der(pem: &str) -> Vec<u8> {
@@ -826,18 +830,7 @@ async fn status_over_tls(
     version: Version,
     trusted: &[&str],
 ) -> StatusCode {
-    let mut roots = rustls::RootCertStore::empty();
-    for pem in trusted {
-        roots
-            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-            .unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = client_config(trusted);
     config.alpn_protocols = vec![match version {
         Version::HTTP_2 => b"h2".to_vec(),
         _ => b"http/1.1".to_vec(),

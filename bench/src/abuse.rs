@@ -48,6 +48,11 @@ pub async fn slowloris(
             None
         });
     }
+    joined(set).await
+}
+
+/// What each task of `set` returned, once all have ended.
+async fn joined(mut set: JoinSet<Option<Duration>>) -> anyhow::Result<Vec<Option<Duration>>> {
     let mut closed = Vec::new();
     while let Some(result) = set.join_next().await {
         closed.push(result?);
@@ -102,11 +107,7 @@ pub async fn silent(
         tcp.write_all(&how.bytes()).await?;
         set.spawn(async move { closed_within(&mut tcp, start, give_up).await });
     }
-    let mut closed = Vec::new();
-    while let Some(result) = set.join_next().await {
-        closed.push(result?);
-    }
-    Ok(closed)
+    joined(set).await
 }
 
 /// Reads (and drops) what the server sends until it closes `tcp`: how long
@@ -161,11 +162,7 @@ pub async fn not_reading(
             None
         });
     }
-    let mut closed = Vec::new();
-    while let Some(result) = set.join_next().await {
-        closed.push(result?);
-    }
-    Ok(closed)
+    joined(set).await
 }
 
 /// Whether the peer closed `tcp` (FIN or RST), without reading its data.

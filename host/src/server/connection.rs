@@ -35,21 +35,7 @@ impl Inner {
                 sni: None,
             };
             let protocol = Protocol::cleartext(versions);
-            let closed = self
-                .conn
-                .serve(
-                    stream,
-                    socket,
-                    protocol,
-                    self.dispatch.clone(),
-                    conn,
-                    watcher,
-                )
-                .await;
-            if let Some(closed) = closed {
-                metrics.connection_closed(closed.as_str());
-            }
-            return;
+            return self.http(stream, socket, protocol, conn, watcher).await;
         };
         // In the connection's task, under a timeout: a client that never
         // finishes its handshake holds nothing but its own task.
@@ -77,19 +63,28 @@ impl Inner {
             tls: true,
             sni,
         };
+        self.http(stream, socket, protocol, conn, watcher).await;
+    }
+
+    /// HTTP over `io` (the TCP socket `socket`, or TLS over it), counting a
+    /// close by its watchdog.
+    async fn http<I>(
+        &self,
+        io: I,
+        socket: std::os::fd::RawFd,
+        protocol: Protocol,
+        conn: ConnInfo,
+        watcher: Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let dispatch = self.dispatch.clone();
         let closed = self
             .conn
-            .serve(
-                stream,
-                socket,
-                protocol,
-                self.dispatch.clone(),
-                conn,
-                watcher,
-            )
+            .serve(io, socket, protocol, dispatch, conn, watcher)
             .await;
         if let Some(closed) = closed {
-            metrics.connection_closed(closed.as_str());
+            self.builder.metrics.connection_closed(closed.as_str());
         }
     }
 }
