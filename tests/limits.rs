@@ -512,7 +512,11 @@ async fn a_client_past_its_connection_cap_is_closed_and_others_are_served() {
     let mut over = Raw::connect(server.addr).await;
     assert!(over.closed_within(Duration::from_secs(5)).await);
     assert_eq!(closed_by_host(&server, "per_client_limit"), 1);
-    // A slot comes back when one of them closes.
+    // A slot comes back when one of them closes (once all three count as
+    // open: their tasks may not have started yet).
+    while open_connections(&server) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     drop(held.pop());
     while open_connections(&server) > 2 {
         tokio::time::sleep(Duration::from_millis(10)).await;
