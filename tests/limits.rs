@@ -592,6 +592,21 @@ async fn max_memory_bounds_all_the_memories_of_an_instance_together() {
 }
 
 #[tokio::test]
+async fn the_bodies_a_guest_never_sends_hold_a_bounded_buffer() {
+    // The guest makes 200 responses it never sends and writes into each
+    // body until the host takes no more. The first four get a full buffer
+    // (17 chunks of 128 KiB), the rest 8 KiB each; before the budget every
+    // one took its 2.1 MiB: 425 MiB in host memory for one request.
+    let server = faults_server().await;
+    let answer = get(server.addr, Version::HTTP_11, "/hoard").await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let held: u64 = answer.body.parse().unwrap();
+    let full = 17 * 128 * 1024;
+    assert_eq!(held, 4 * full + 196 * 8 * 1024, "bytes the host took");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn past_its_rate_a_tenant_gets_429_and_out_of_service_503() {
     let mut builder = catshost::Server::builder();
     builder.max_requests_per_second(Some(5));

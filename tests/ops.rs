@@ -153,6 +153,40 @@ async fn guest_output_lines_are_events_with_request_id_and_tenant() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_log_budget_has_its_lines_dropped_and_counted() {
+    let server = Process::serve(&[
+        "--log-format",
+        "json",
+        "--max-log-lines-per-second",
+        "5",
+        fixture_file("stdio").to_str().unwrap(),
+    ]);
+    // 20 requests of 3 lines each, as fast as they go; then, a second
+    // later, one more, whose first line brings the count of those dropped.
+    let started = Instant::now();
+    let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+    for _ in 0..20 {
+        assert_eq!(client.request("GET", "/", b"").await.body, "logged\n");
+    }
+    let flood = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.request("GET", "/", b"").await;
+    wait_for_events(&server, "catshost::access", 21);
+    let guest = events(&server, "catshost::guest");
+    let (counts, lines): (Vec<_>, Vec<_>) = guest.iter().partition(|e| e["level"] == "WARN");
+    let dropped: u64 = counts.iter().map(|e| e["dropped"].as_u64().unwrap()).sum();
+    assert_eq!(lines.len() as u64 + dropped, 63, "{guest:#?}");
+    // A burst of 5, 5 a second during the flood, and the last 3.
+    let allowed = 5 + (5.0 * flood.as_secs_f64()).ceil() as usize + 3;
+    assert!(
+        lines.len() <= allowed,
+        "{} lines logged in {flood:?}, at most {allowed} allowed",
+        lines.len()
+    );
+    assert!(dropped > 0, "{guest:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_carry_the_same_fields() {
     let server = Process::serve(&[fixture_file("stdio").to_str().unwrap()]);
     get(server.addr, Version::HTTP_11, "/x").await;

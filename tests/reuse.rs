@@ -464,6 +464,30 @@ async fn a_wasi_0_2_counter_gets_a_fresh_instance_per_request_unless_reuse_is_as
     .await;
 }
 
+#[tokio::test]
+async fn a_reused_instance_that_keeps_its_requests_resources_serves_no_more() {
+    within(async {
+        let faults = engine().load_bytes("faults", &fixture("faults")).unwrap();
+        let server = serve(
+            faults,
+            catshost::Server::builder().reuse(reuse(Some(100), Duration::from_secs(30))),
+        )
+        .await;
+        let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+        oks(&mut client, "/ok", 3).await;
+        let metrics = server.server.metrics();
+        assert_eq!(sample(&metrics.encode(), CREATED), Some(1.0));
+        // /hoard leaves 600 resources (200 unsent responses, their bodies
+        // and streams) and about 10 MiB of host memory in its instance.
+        ok(&mut client, "/hoard").await;
+        wait_for_sample(metrics, RETIRED, 1.0, Duration::from_secs(5)).await;
+        oks(&mut client, "/ok", 2).await;
+        assert_eq!(sample(&metrics.encode(), CREATED), Some(2.0));
+        server.stop().await;
+    })
+    .await;
+}
+
 /// A tenant named `name` on `component`, routed by the host `name.test`,
 /// reusing instances.
 fn counting_tenant(name: &str, component: &GuestPre) -> Tenant {

@@ -29,6 +29,8 @@
   (import "wasi:io/streams@0.2.12" "[method]input-stream.blocking-read" (func $input_blocking_read (param i32 i64 i32)))
   (import "wasi:io/streams@0.2.12" "[resource-drop]input-stream" (func $input_drop (param i32)))
   (import "wasi:io/streams@0.2.12" "[method]output-stream.blocking-write-and-flush" (func $output_write (param i32 i32 i32 i32)))
+  (import "wasi:io/streams@0.2.12" "[method]output-stream.check-write" (func $output_check_write (param i32 i32)))
+  (import "wasi:io/streams@0.2.12" "[method]output-stream.write" (func $output_write_now (param i32 i32 i32 i32)))
   (import "wasi:io/streams@0.2.12" "[resource-drop]output-stream" (func $output_drop (param i32)))
   (import "wasi:io/poll@0.2.12" "[method]pollable.block" (func $pollable_block (param i32)))
   (import "wasi:io/poll@0.2.12" "[resource-drop]pollable" (func $pollable_drop (param i32)))

@@ -226,12 +226,16 @@ async fn main() -> anyhow::Result<()> {
         warm.get(addr, "/ok").await;
     }
     let rss_before = server.rss_mib();
+    // The good clients alone, for the latency every table compares with.
+    let ((), _, unloaded_p99, _, unloaded_count) =
+        under(addr, tokio::time::sleep(Duration::from_secs(3))).await;
     let suite = faults::Suite {
         requests: args.requests,
         clients: args.clients,
         fault_every: 5,
     };
-    let mut report = faults::run(addr, suite).await?;
+    let (report, _, mix_p99, mix_failed, mix_count) = under(addr, faults::run(addr, suite)).await;
+    let mut report = report?;
     let deadline = Duration::from_millis(args.request_timeout_ms + 100);
     println!("{}", report.table());
     let wrong = report.unexpected();
@@ -258,6 +262,15 @@ async fn main() -> anyhow::Result<()> {
         args.requests as f64 / report.elapsed.as_secs_f64(),
         rss_before,
         server.rss_mib()
+    );
+    println!(
+        "- good clients (4, a GET /ok every 5 ms each, beside the mix's {} clients): p99 {} \
+         unloaded ({unloaded_count} requests), {} during the mix ({mix_count} requests, \
+         {mix_failed} not 200): {:.2}x (target < 2x; the load generator shares the 2 cores)",
+        args.clients,
+        ms(unloaded_p99),
+        ms(mix_p99),
+        mix_p99.as_secs_f64() / unloaded_p99.as_secs_f64()
     );
 
     println!("\n## Slowloris\n");

@@ -32,6 +32,7 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
         access: WasiAccess::default(),
         opened: Sandbox::open_dirs(&WasiAccess::default()),
         log_budget: Default::default(),
+        outbound_connections: Default::default(),
         cpu: None,
         upstream: std::sync::Arc::new(catshost::net::Client),
         max_instances: usize::MAX,

@@ -30,9 +30,10 @@ struct Args {
     /// Host header of the noisy tenant; none: measure the quiet one alone.
     #[arg(long)]
     noisy_host: Option<String>,
-    /// Path the noisy clients ask for (a guest that never ends).
-    #[arg(long, default_value = "/loop")]
-    noisy_path: String,
+    /// Paths the noisy clients ask for, comma-separated (by default a
+    /// guest that never ends); each client goes through them in turn.
+    #[arg(long, default_value = "/loop", value_delimiter = ',')]
+    noisy_path: Vec<String>,
     /// Noisy clients, each with its own connection: more than the noisy
     /// tenant's permits, so some always wait.
     #[arg(long, default_value = "16")]
@@ -74,12 +75,14 @@ async fn main() -> anyhow::Result<()> {
 
     let mut noisy = Vec::new();
     if let Some(host) = &args.noisy_host {
-        for _ in 0..args.noisy_clients {
+        for client in 0..args.noisy_clients {
             let (stop, refused, other) = (stop.clone(), refused.clone(), other.clone());
-            let (host, path, addr) = (host.clone(), args.noisy_path.clone(), args.addr);
+            let (host, paths, addr) = (host.clone(), args.noisy_path.clone(), args.addr);
             noisy.push(tokio::spawn(async move {
                 let mut connection = None;
+                let mut paths = paths.iter().cycle().skip(client);
                 while !stop.load(Ordering::Relaxed) {
+                    let path = paths.next().expect("at least one path");
                     // Keep-alive, and a new connection after a failure.
                     let send = match &mut connection {
                         Some(send) => send,
@@ -91,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
                             }
                         },
                     };
-                    match get(send, &host, &path).await {
+                    match get(send, &host, path).await {
                         Ok(StatusCode::SERVICE_UNAVAILABLE) => {
                             refused.fetch_add(1, Ordering::Relaxed);
                             // Like a client that honours Retry-After, but

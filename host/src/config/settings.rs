@@ -91,6 +91,10 @@ pub struct TenantLimits {
     /// Whether the tenant is out of service: its requests get 503 without
     /// reaching its guests (a reload turns it on or off). Default is no.
     pub out_of_service: bool,
+    /// The most lines of guest output (stdout and stderr together) the
+    /// tenant's guests log per second; past it lines are dropped and
+    /// counted. Default is 1000.
+    pub max_log_lines_per_second: u32,
 }
 
 impl Default for TenantLimits {
@@ -101,6 +105,7 @@ impl Default for TenantLimits {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_requests_per_second: None,
             out_of_service: false,
+            max_log_lines_per_second: crate::wasm::DEFAULT_LOG_LINES_PER_SECOND,
         }
     }
 }
@@ -272,6 +277,9 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
     setting!(out_of_service: [out_of_service] "BOOL", parse_bool, count, LIMITS,
         "Take the tenant out of service: its requests get 503 without reaching its guests; a \
          reload puts it back."),
+    setting!(max_log_lines_per_second: [max_log_lines_per_second] "N", parse_reuse_count, count,
+        LIMITS, "The most lines of guest output (stdout and stderr) logged per second; past it \
+         lines are dropped, and counted in a warning."),
     setting!(max_instance_reuse_count: [instance.reuse.max_instance_reuse_count] "N",
         |t| parse_reuse_count(t).map(Some), unset, REUSE,
         "The most requests one instance serves before a new one is made [default: 1 for WASI \

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::wasm::{IoFuture, Upstream};
+use crate::wasm::{ConnectionPermit, IoFuture, Upstream};
 
 /// catshost's [`Upstream`]: the system resolver, and a new connection per
 /// request.
@@ -56,8 +56,9 @@ impl Upstream for Client {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         addrs: Vec<SocketAddr>,
+        permit: ConnectionPermit,
     ) -> BoxFuture<'static, Result<(http::Response<WasiBody>, IoFuture), HttpError>> {
-        send(request, options, addrs).boxed()
+        send(request, options, addrs, permit).boxed()
     }
 }
 
@@ -77,11 +78,13 @@ const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends `request` over HTTP/1.1 to the first of `addrs` (the checked
 /// addresses of its host) that accepts a connection; over TLS when its
-/// scheme is `https`, verifying the certificate for its host name.
+/// scheme is `https`, verifying the certificate for its host name. The
+/// connection's task keeps `permit` until the connection is closed.
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     addrs: Vec<SocketAddr>,
+    permit: ConnectionPermit,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     let timeout = |pick: fn(&RequestOptions) -> Option<Duration>, max: Duration| {
         options
@@ -132,7 +135,10 @@ async fn send(
         .await
         .map_err(|_| HttpError::ConnectionTimeout)??;
     // The connection must run for the request to be sent.
-    let conn = tokio::spawn(Pin::from(conn));
+    let conn = tokio::spawn(async move {
+        let _permit = permit;
+        Pin::from(conn).await
+    });
     let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
         .await
         .map_err(|_| HttpError::HttpResponseTimeout)??;

@@ -216,6 +216,15 @@ impl Builder {
         self
     }
 
+    /// The most lines of guest output (stdout and stderr together) logged
+    /// per second; past it lines are dropped, and counted in a warning.
+    ///
+    /// Default is 1000.
+    pub fn max_log_lines_per_second(&mut self, lines: u32) -> &mut Self {
+        self.limits.max_log_lines_per_second = lines;
+        self
+    }
+
     /// Takes the tenant out of service: its requests get 503 without
     /// reaching its guests.
     ///

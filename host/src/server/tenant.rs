@@ -11,7 +11,7 @@ use super::Builder;
 use crate::config::TenantLimits;
 use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable};
 use crate::routing::{DuplicateRoute, Route, Routes};
-use crate::wasm::{CpuShare, GuestPre, Sandbox, WasiAccess};
+use crate::wasm::{CpuShare, GuestPre, LogBudget, Sandbox, WasiAccess};
 
 /// One tenant of a server: a component, the routes that lead to it, and
 /// what its requests may use and reach.
@@ -84,7 +84,8 @@ fn live(
         tenant: name.clone(),
         limits: tenant.limits.instance,
         opened: Sandbox::open_dirs(&tenant.access),
-        log_budget: Default::default(),
+        log_budget: Arc::new(LogBudget::new(tenant.limits.max_log_lines_per_second)),
+        outbound_connections: Default::default(),
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),

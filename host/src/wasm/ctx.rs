@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use tokio::sync::Semaphore;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::body::Progress;
 use super::limits::Limiter;
-use super::outbound::{IoFuture, Verdict};
+use super::outbound::{IoFuture, OutboundConnections, Verdict};
 use super::output::GuestOutput;
 use super::sandbox::Sandbox;
 use crate::ids::{InstanceId, RequestId};
@@ -123,6 +124,8 @@ impl GuestCtx {
             hooks: HostHooks {
                 serving,
                 sandbox: sandbox.clone(),
+                connections: OutboundConnections::instance(),
+                body_buffers: BODY_BUFFER_BUDGET,
             },
             limiter: Limiter::new(&sandbox.limits),
             in_flight: Vec::new(),
@@ -132,6 +135,18 @@ impl GuestCtx {
     /// Who the instance is, and which request it serves.
     pub(crate) fn serving(&self) -> &Arc<Serving> {
         &self.hooks.serving
+    }
+
+    /// How many resources the instance holds.
+    pub(crate) fn resources(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
+
+    /// The instance starts serving `id`: a new request, with a new budget
+    /// of body buffers.
+    pub(crate) fn start(&mut self, id: RequestId) {
+        self.hooks.serving.start(id);
+        self.hooks.body_buffers = BODY_BUFFER_BUDGET;
     }
 }
 
@@ -155,20 +170,58 @@ impl WasiHttpView for GuestCtx {
 }
 
 /// catshost's `wasi:http` policy: outgoing requests go only to the origins
-/// the tenant allows (see [`super::Outbound`]); everything else is wasmtime's
-/// default.
+/// the tenant allows (see [`super::Outbound`]), over at most
+/// [`MAX_OUTBOUND_PER_INSTANCE`](super::MAX_OUTBOUND_PER_INSTANCE)
+/// connections of the instance and
+/// [`MAX_OUTBOUND_PER_TENANT`](super::MAX_OUTBOUND_PER_TENANT) of the tenant;
+/// a request's bodies share [`BODY_BUFFER_BUDGET`]; everything else is
+/// wasmtime's default.
 struct HostHooks {
     serving: Arc<Serving>,
     sandbox: Arc<Sandbox>,
+    /// The instance's open outgoing connections.
+    connections: Arc<Semaphore>,
+    /// What is left of the request's [`BODY_BUFFER_BUDGET`].
+    body_buffers: usize,
+}
+
+impl HostHooks {
+    /// The buffer of the body being made (WASI 0.2 asks for its chunk
+    /// count, then its chunk size): a full one while the request's budget
+    /// lasts, then a small one. wasi-http holds up to one chunk more than
+    /// the count.
+    fn body_buffer(&self) -> (usize, usize) {
+        if self.body_buffers >= FULL_BODY_BUFFER {
+            (OUTGOING_BODY_BUFFER_CHUNKS, OUTGOING_BODY_CHUNK_SIZE)
+        } else {
+            (1, SMALL_BODY_CHUNK_SIZE)
+        }
+    }
 }
 
 impl WasiHttpHooks for HostHooks {
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
-        OUTGOING_BODY_BUFFER_CHUNKS
+        self.body_buffer().0
     }
 
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
-        OUTGOING_BODY_CHUNK_SIZE
+        // Asked second, for the same body: its buffer is taken now.
+        let (chunks, size) = self.body_buffer();
+        self.body_buffers = self.body_buffers.saturating_sub((chunks + 1) * size);
+        size
+    }
+
+    fn p3_outgoing_body_chunk_size(&mut self) -> usize {
+        // Asked once a body is sent (an unsent WASI 0.3 body stays in guest
+        // memory): wasi-http holds up to two chunks of it, one queued and
+        // one being read.
+        let size = if self.body_buffers >= 2 * P3_BODY_CHUNK_SIZE {
+            P3_BODY_CHUNK_SIZE
+        } else {
+            SMALL_BODY_CHUNK_SIZE
+        };
+        self.body_buffers = self.body_buffers.saturating_sub(2 * size);
+        size
     }
 
     fn send_request(
@@ -181,7 +234,20 @@ impl WasiHttpHooks for HostHooks {
             + Send,
     > {
         let (serving, sandbox) = (self.serving.clone(), self.sandbox.clone());
+        let permit = sandbox.outbound_connections.try_open(&self.connections);
         Box::new(async move {
+            let Some(permit) = permit else {
+                tracing::warn!(
+                    target: "catshost::outbound",
+                    request_id = serving.request().map(tracing::field::display),
+                    instance_id = %serving.instance,
+                    tenant = &*sandbox.tenant,
+                    origin = %origin(request.uri()),
+                    reason = "the instance or the tenant has all its outgoing connections open",
+                    "outgoing HTTP request denied"
+                );
+                return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
+            };
             let upstream = &sandbox.upstream;
             let verdict = sandbox
                 .access
@@ -211,7 +277,7 @@ impl WasiHttpHooks for HostHooks {
                 origin = %origin(request.uri()),
                 "outgoing HTTP request"
             );
-            upstream.send(request, options, addrs).await
+            upstream.send(request, options, addrs, permit).await
         })
     }
 }
@@ -245,3 +311,22 @@ const OUTGOING_BODY_BUFFER_CHUNKS: usize = 16;
 /// [`OUTGOING_BODY_BUFFER_CHUNKS`] it bounds what one body holds in the host
 /// to about 2 MiB, as wasmtime's defaults (two 1 MiB writes) do.
 const OUTGOING_BODY_CHUNK_SIZE: usize = 128 * 1024;
+
+/// What one full body buffer holds at most: wasi-http buffers one chunk
+/// more than it is asked for.
+const FULL_BODY_BUFFER: usize = (OUTGOING_BODY_BUFFER_CHUNKS + 1) * OUTGOING_BODY_CHUNK_SIZE;
+
+/// The host memory one request's outgoing bodies (its response's and its
+/// outgoing requests') may hold unsent, in full buffers: four bodies. The
+/// ones made after those get two chunks of [`SMALL_BODY_CHUNK_SIZE`], so a
+/// guest that makes bodies in a loop (each held in the resource table, and
+/// never sent) makes the host hold at most this plus 8 KiB a body, within
+/// [`MAX_RESOURCES`]: about 35 MiB an instance, not GiBs.
+const BODY_BUFFER_BUDGET: usize = 4 * FULL_BODY_BUFFER;
+
+/// The most a WASI 0.3 body's stream hands the host in one chunk while the
+/// request's budget lasts: wasmtime's default.
+const P3_BODY_CHUNK_SIZE: usize = 1024 * 1024;
+
+/// The largest write to a body past the request's [`BODY_BUFFER_BUDGET`].
+const SMALL_BODY_CHUNK_SIZE: usize = 4 * 1024;

@@ -39,7 +39,10 @@ pub use limits::{
     DEFAULT_IDLE_INSTANCE_TIMEOUT, DEFAULT_MAX_MEMORY, DEFAULT_P3_CONCURRENT_REUSE_COUNT,
     DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted, Reuse,
 };
-pub use outbound::{BadOrigin, IoFuture, Origin, Outbound, Upstream, is_public};
+pub use outbound::{
+    BadOrigin, ConnectionPermit, IoFuture, MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT,
+    Origin, Outbound, OutboundConnections, Upstream, is_public,
+};
 pub use output::{DEFAULT_LOG_LINES_PER_SECOND, LogBudget};
 pub use pre::GuestPre;
 pub use sandbox::{InstanceEvents, OpenedDir, Preopen, Sandbox, WasiAccess};

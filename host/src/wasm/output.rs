@@ -23,8 +23,9 @@ pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 1000;
 
 /// How many guest output lines a tenant may log: a token bucket of a
 /// second's worth. Past it lines are dropped, and their count is logged at
-/// most once a second, so that one tenant cannot flood the log (and the
-/// queue every tenant's lines share).
+/// most once a second (with the first line logged or dropped a second
+/// after the last count), so that one tenant cannot flood the log (and the
+/// queue every tenant's lines share), and no line goes uncounted.
 #[derive(Debug)]
 pub struct LogBudget {
     per_second: f64,
@@ -46,6 +47,8 @@ enum Admit {
     Drop,
     /// Drop it, and say how many were dropped since the last report.
     Report(u64),
+    /// Say how many were dropped since the last report, then log it.
+    ReportThenLine(u64),
 }
 
 impl LogBudget {
@@ -70,16 +73,24 @@ impl LogBudget {
         let refill = now.duration_since(state.refilled).as_secs_f64() * self.per_second;
         state.tokens = (state.tokens + refill).min(self.per_second);
         state.refilled = now;
-        if state.tokens >= 1.0 {
+        let admitted = state.tokens >= 1.0;
+        if admitted {
             state.tokens -= 1.0;
-            return Admit::Line;
+        } else {
+            state.dropped += 1;
         }
-        state.dropped += 1;
-        if now.duration_since(state.reported) >= std::time::Duration::from_secs(1) {
+        let report = state.dropped > 0
+            && now.duration_since(state.reported) >= std::time::Duration::from_secs(1);
+        if report {
             state.reported = now;
-            return Admit::Report(std::mem::take(&mut state.dropped));
         }
-        Admit::Drop
+        let mut dropped = || std::mem::take(&mut state.dropped);
+        match (admitted, report) {
+            (true, false) => Admit::Line,
+            (true, true) => Admit::ReportThenLine(dropped()),
+            (false, false) => Admit::Drop,
+            (false, true) => Admit::Report(dropped()),
+        }
     }
 }
 
@@ -167,19 +178,23 @@ impl LineWriter {
             stream,
             budget,
         } = &self.output;
+        let report = |dropped: u64| {
+            tracing::warn!(
+                target: "catshost::guest",
+                tenant = &**tenant,
+                dropped,
+                "guest output lines dropped: the tenant is over its log budget"
+            );
+        };
         match budget.admit() {
             Admit::Line => {}
+            Admit::ReportThenLine(dropped) => report(dropped),
             Admit::Drop => {
                 self.line.clear();
                 return;
             }
             Admit::Report(dropped) => {
-                tracing::warn!(
-                    target: "catshost::guest",
-                    tenant = &**tenant,
-                    dropped,
-                    "guest output lines dropped: the tenant is over its log budget"
-                );
+                report(dropped);
                 self.line.clear();
                 return;
             }
@@ -282,18 +297,44 @@ mod tests {
             ]
         );
         tokio::time::advance(std::time::Duration::from_secs(1)).await;
-        // A second later: three more, then the count of the dropped ones
-        // (the two, and this one).
-        let next: Vec<Admit> = (0..5).map(|_| budget.admit()).collect();
+        // A second later: the count of the two dropped, with the first of
+        // three more lines; then one dropped, and not yet counted.
+        let next: Vec<Admit> = (0..4).map(|_| budget.admit()).collect();
         assert_eq!(
             next,
             [
+                Admit::ReportThenLine(2),
                 Admit::Line,
                 Admit::Line,
-                Admit::Line,
-                Admit::Report(3),
-                Admit::Drop
+                Admit::Drop,
             ]
+        );
+        // A second after the count, the next line brings the count of the
+        // one dropped since.
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        let later: Vec<Admit> = (0..5).map(|_| budget.admit()).collect();
+        assert_eq!(
+            later,
+            [
+                Admit::ReportThenLine(1),
+                Admit::Line,
+                Admit::Line,
+                Admit::Drop,
+                Admit::Drop,
+            ]
+        );
+        // Past a second with no line to log, a dropped one brings the
+        // count (itself included).
+        tokio::time::advance(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(budget.admit(), Admit::ReportThenLine(2));
+        budget.admit();
+        budget.admit();
+        tokio::time::advance(std::time::Duration::from_millis(1000)).await;
+        // Three tokens came back; spend them at once, with a fourth line.
+        let flood: Vec<Admit> = (0..4).map(|_| budget.admit()).collect();
+        assert_eq!(
+            flood,
+            [Admit::Line, Admit::Line, Admit::Line, Admit::Report(1)]
         );
     }
 

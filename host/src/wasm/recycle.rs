@@ -53,7 +53,14 @@ struct Pool {
     retired: AtomicBool,
     /// Whether the task that drops expired idle instances runs.
     sweeping: AtomicBool,
+    /// Set when an instance kept too many resources (logged once).
+    leaky: AtomicBool,
 }
+
+/// The most resources an instance may keep after a request and still
+/// serve the next one: a guest keeps a few (its stdout, say), a leak keeps
+/// more with every request.
+const MAX_KEPT_RESOURCES: usize = 256;
 
 struct Idle {
     instance: P2Instance,
@@ -73,6 +80,7 @@ impl Recycle {
                 fresh_only: AtomicBool::new(false),
                 retired: AtomicBool::new(false),
                 sweeping: AtomicBool::new(false),
+                leaky: AtomicBool::new(false),
             }),
         }
     }
@@ -101,11 +109,27 @@ impl Pool {
     }
 
     /// Keeps `instance` for the next request, when it may serve again.
-    fn give_back(self: &Arc<Self>, instance: P2Instance) {
+    fn give_back(self: &Arc<Self>, mut instance: P2Instance) {
         if instance.served >= self.max_uses
             || self.fresh_only.load(Ordering::Acquire)
             || self.retired.load(Ordering::Acquire)
         {
+            return;
+        }
+        // What a request's guest left in the table (unsent bodies, say) is
+        // host memory: an instance that keeps much serves no more, so no
+        // instance holds more than one request's leftovers.
+        let kept = instance.store.data_mut().resources();
+        if kept > MAX_KEPT_RESOURCES {
+            if !self.leaky.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    tenant = &*self.sandbox.tenant,
+                    component = self.pre.name(),
+                    resources = kept,
+                    "an instance kept this many resources after its request: it is not \
+                     reused (nor is any other that keeps more than {MAX_KEPT_RESOURCES})"
+                );
+            }
             return;
         }
         self.idle().push(Idle {

@@ -32,6 +32,8 @@ pub struct Sandbox {
     pub opened: Arc<[OpenedDir]>,
     /// How many guest output lines the tenant may log.
     pub log_budget: Arc<super::output::LogBudget>,
+    /// The tenant's open outgoing connections.
+    pub outbound_connections: Arc<super::outbound::OutboundConnections>,
 }
 
 /// A preopened directory, opened once when its tenant is made: every

@@ -346,8 +346,8 @@ impl handler::WorkerState for Worker {
         // request gets a whole tick before its first yield.
         store.set_epoch_deadline(1);
         let ctx = store.data_mut();
+        ctx.start(data.id);
         let serving = ctx.serving().clone();
-        serving.start(data.id);
         let _ = data.serving.set(serving);
         ctx.in_flight.retain(|p| !p.is_done());
         ctx.in_flight.push(data.progress.clone());

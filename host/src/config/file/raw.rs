@@ -70,6 +70,7 @@ pub(super) struct RawTenant {
     pub(super) idle_instance_timeout: Option<Spanned<toml::Value>>,
     pub(super) max_requests_per_second: Option<Spanned<toml::Value>>,
     pub(super) out_of_service: Option<Spanned<toml::Value>>,
+    pub(super) max_log_lines_per_second: Option<Spanned<toml::Value>>,
 }
 
 impl RawTenant {
@@ -88,6 +89,7 @@ impl RawTenant {
             ("idle_instance_timeout", &self.idle_instance_timeout),
             ("max_requests_per_second", &self.max_requests_per_second),
             ("out_of_service", &self.out_of_service),
+            ("max_log_lines_per_second", &self.max_log_lines_per_second),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_ref()?)))
