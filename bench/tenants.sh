@@ -171,7 +171,8 @@ start_ms() {
   echo "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), $(uname -r)."
   echo "catshost release build, \`--no-access-log\`, default workers (one per core); the load generator"
   echo "(\`target/release/tenant-load\`, one thread) shares the machine. The noisy tenant runs tests/fixtures/faults.wat"
-  echo "(\`/loop\` computes forever), the quiet one tests/fixtures/hello.wat."
+  echo "(\`/loop\` computes forever; the attack goes through $ATTACK in turn), the quiet one"
+  echo "tests/fixtures/hello.wat."
   echo
   cat "$work/isolation.md" "$work/density.md"
 } >"$OUT"

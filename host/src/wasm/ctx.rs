@@ -237,6 +237,9 @@ impl WasiHttpHooks for HostHooks {
         let permit = sandbox.outbound_connections.try_open(&self.connections);
         Box::new(async move {
             let Some(permit) = permit else {
+                if !sandbox.log_budget.take(&sandbox.tenant) {
+                    return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
+                }
                 tracing::warn!(
                     target: "catshost::outbound",
                     request_id = serving.request().map(tracing::field::display),
@@ -257,6 +260,9 @@ impl WasiHttpHooks for HostHooks {
             let addrs = match verdict {
                 Verdict::Send(addrs) => addrs,
                 Verdict::Deny(denied) => {
+                    if !sandbox.log_budget.take(&sandbox.tenant) {
+                        return Err(denied.error());
+                    }
                     tracing::warn!(
                         target: "catshost::outbound",
                         request_id = serving.request().map(tracing::field::display),

@@ -61,8 +61,26 @@ impl Strategy for Fresh {
         };
         Ok(Call {
             answer,
-            run: Run::new(guest.boxed(), progress),
+            run: Run::new(rationed(&self.sandbox, guest), progress),
         })
+    }
+}
+
+/// `guest` under its tenant's CPU share, when it has one: the guest's run
+/// and what the host does for it after, above all dropping its store (an
+/// instance that grew its memory to 128 MiB takes milliseconds to give it
+/// back), so that a tenant whose guests fail fast cannot take the workers
+/// with the host's work for them.
+pub(crate) fn rationed<F>(
+    sandbox: &Sandbox,
+    guest: F,
+) -> futures_util::future::BoxFuture<'static, F::Output>
+where
+    F: Future + Send + 'static,
+{
+    match &sandbox.cpu {
+        Some(cpu) => cpu.ration(guest).boxed(),
+        None => guest.boxed(),
     }
 }
 
@@ -131,7 +149,8 @@ impl P2Instance {
     }
 
     /// Runs the guest's `handle` (instantiating first, the first time),
-    /// under the request deadline and the tenant's CPU share. A failure is
+    /// under the request deadline. Its caller runs it under the tenant's
+    /// CPU share ([`rationed`]), with what comes after it. A failure is
     /// recorded in `progress` before this returns, however it ends (a panic
     /// in a host call included); the instance must not serve again after
     /// one.
@@ -171,10 +190,6 @@ impl P2Instance {
                 .wasi_http_incoming_handler()
                 .call_handle(&mut *store, req, out)
                 .await
-        };
-        let run = match &sandbox.cpu {
-            Some(cpu) => cpu.ration(run).left_future(),
-            None => run.right_future(),
         };
         let result = match tokio::time::timeout_at(deadline, run).await {
             Ok(Ok(())) => Ok(()),

@@ -94,6 +94,35 @@ impl LogBudget {
     }
 }
 
+impl LogBudget {
+    /// Whether one more line about `tenant`'s guests may be logged: their
+    /// output, or a host line they cause (a denied outgoing request). The
+    /// count of dropped lines is logged here when it is due.
+    pub(crate) fn take(&self, tenant: &str) -> bool {
+        let report = |dropped: u64| {
+            tracing::warn!(
+                target: "catshost::guest",
+                tenant,
+                dropped,
+                "log lines of the tenant's guests dropped (their output, their denied outgoing \
+                 requests): the tenant is over its log budget"
+            );
+        };
+        match self.admit() {
+            Admit::Line => true,
+            Admit::ReportThenLine(dropped) => {
+                report(dropped);
+                true
+            }
+            Admit::Drop => false,
+            Admit::Report(dropped) => {
+                report(dropped);
+                false
+            }
+        }
+    }
+}
+
 impl Default for LogBudget {
     fn default() -> Self {
         Self::new(DEFAULT_LOG_LINES_PER_SECOND)
@@ -178,26 +207,9 @@ impl LineWriter {
             stream,
             budget,
         } = &self.output;
-        let report = |dropped: u64| {
-            tracing::warn!(
-                target: "catshost::guest",
-                tenant = &**tenant,
-                dropped,
-                "guest output lines dropped: the tenant is over its log budget"
-            );
-        };
-        match budget.admit() {
-            Admit::Line => {}
-            Admit::ReportThenLine(dropped) => report(dropped),
-            Admit::Drop => {
-                self.line.clear();
-                return;
-            }
-            Admit::Report(dropped) => {
-                report(dropped);
-                self.line.clear();
-                return;
-            }
+        if !budget.take(tenant) {
+            self.line.clear();
+            return;
         }
         let text = String::from_utf8_lossy(&self.line);
         let text = escape_controls(text.strip_suffix('\r').unwrap_or(&text));

@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
@@ -27,7 +26,7 @@ use tokio::time::Instant;
 use super::body::Progress;
 use super::call::{Answer, Call, CallInfo, GuestRequest, Ran, RequestBody, Run, Strategy};
 use super::error::GuestError;
-use super::fresh::{AnswerSlot, P2Instance, respond};
+use super::fresh::{AnswerSlot, P2Instance, rationed, respond};
 use super::pre::GuestPre;
 use super::sandbox::Sandbox;
 use crate::error::BoxError;
@@ -213,6 +212,7 @@ impl Strategy for Recycle {
         };
         let (req, out) = instance.hand_in(request, info, respond(tx.clone(), progress.clone()))?;
         let recorded = progress.clone();
+        let sandbox = pool.sandbox.clone();
         let guest = async move {
             let sandbox = &pool.sandbox;
             let result = match instance
@@ -240,7 +240,7 @@ impl Strategy for Recycle {
         };
         Ok(Call {
             answer,
-            run: Run::new(guest.boxed(), progress),
+            run: Run::new(rationed(&sandbox, guest), progress),
         })
     }
 }
