@@ -43,6 +43,7 @@ pub mod server;
 pub mod wasm;
 
 pub use error::{BoxError, Error};
+pub use http::{UpgradeHook, Upgraded};
 pub use ids::RequestId;
 pub use lifecycle::{Ready, Stop};
 pub use net::{Tls, TlsError};

@@ -91,6 +91,10 @@ pub struct TenantLimits {
     /// Whether the tenant is out of service: its requests get 503 without
     /// reaching its guests (a reload turns it on or off). Default is no.
     pub out_of_service: bool,
+    /// Whether the tenant's guests may accept upgrades, handed to the
+    /// library's [`Builder::upgrade`](crate::Builder::upgrade) hook. Not a
+    /// flag or a config key: a library user sets it. Default is no.
+    pub allow_upgrade: bool,
     /// The most lines of guest output (stdout and stderr together) the
     /// tenant's guests log per second; past it lines are dropped and
     /// counted. Default is 1000.
@@ -106,6 +110,7 @@ impl Default for TenantLimits {
             max_requests_per_second: None,
             out_of_service: false,
             max_log_lines_per_second: crate::wasm::DEFAULT_LOG_LINES_PER_SECOND,
+            allow_upgrade: false,
         }
     }
 }

@@ -10,7 +10,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use tokio_util::task::TaskTracker;
+
 use super::Dispatch;
+use super::upgrade::UpgradeTask;
 use super::watchdog::{Activity, Closed, Timeouts, Tracked, Watched};
 use crate::config::{HttpSettings, HttpVersions};
 
@@ -86,10 +92,14 @@ pub(crate) struct ConnBuilder {
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
+    /// The hooks' runs of every upgraded connection: a stop waits for them.
+    upgraded: TaskTracker,
 }
 
 impl ConnBuilder {
-    pub(crate) fn new(settings: &HttpSettings) -> Self {
+    /// With `upgrades`, HTTP/2 connections offer extended CONNECT
+    /// (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441).
+    pub(crate) fn new(settings: &HttpSettings, upgrades: bool) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         let mut http1 = builder.http1();
         http1
@@ -131,6 +141,9 @@ impl ConnBuilder {
         if let Some(max) = settings.http2_max_concurrent_streams {
             http2.max_concurrent_streams(max);
         }
+        if upgrades {
+            http2.enable_connect_protocol();
+        }
         let timeouts = Timeouts {
             first_request: settings.header_read_timeout,
             idle: settings.idle_timeout,
@@ -138,15 +151,25 @@ impl ConnBuilder {
         };
         Self {
             timeouts,
+            upgraded: TaskTracker::new(),
             http1: builder.clone().http1_only(),
             http2: builder.clone().http2_only(),
             detect: builder,
         }
     }
 
-    /// Serves `io` (over the TCP socket `socket`) until the client closes it, the connection fails, a
-    /// graceful stop (through `watcher`) lets it finish, or its
-    /// [watchdog](super::watchdog) closes it (the reason is returned).
+    /// The hooks' runs of upgraded connections, for a stop to wait on.
+    pub(crate) fn upgraded(&self) -> &TaskTracker {
+        &self.upgraded
+    }
+
+    /// Serves `io` (over the TCP socket `socket`) until the client closes
+    /// it, the connection fails, a graceful stop (through `watcher`) lets it
+    /// finish, or its [watchdog](super::watchdog) closes it (the reason is
+    /// returned); then until the hooks of the upgrades it accepted are
+    /// done with it. An upgrade counts as a request in flight while its
+    /// hook runs; once HTTP/1 hands its connection over, the watchdog is
+    /// done and the hook owns the connection's timeouts.
     pub(crate) async fn serve<I>(
         &self,
         io: I,
@@ -163,13 +186,29 @@ impl ConnBuilder {
         let io = Tracked::new(io, socket, activity.clone());
         let requests = activity.clone();
         let peer = conn.peer;
+        let (upgrades, mut accepted) = tokio::sync::mpsc::unbounded_channel();
         let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
             req.extensions_mut().insert(conn.clone());
             let service = service.clone();
             let in_flight = requests.request_started();
             let http1 = req.version() < http::Version::HTTP_2;
+            let (requests, upgrades) = (requests.clone(), upgrades.clone());
             async move {
-                let response = service.serve(req).await;
+                let mut response = service.serve(req).await;
+                if let Some(run) = response
+                    .extensions_mut()
+                    .remove::<UpgradeTask>()
+                    .and_then(|task| task.take())
+                {
+                    let in_flight = requests.request_started();
+                    let run: BoxFuture<'static, ()> = Box::pin(async move {
+                        run.await;
+                        drop(in_flight);
+                    });
+                    // The connection's task is there for as long as its
+                    // service is.
+                    let _ = upgrades.send(run);
+                }
                 Ok::<_, std::convert::Infallible>(
                     response.map(|body| Watched::new(body, in_flight, http1)),
                 )
@@ -180,21 +219,39 @@ impl ConnBuilder {
             Protocol::Http1 => &self.http1,
             Protocol::Http2 => &self.http2,
         };
-        let conn = builder.serve_connection(TokioIo::new(io), service);
-        tokio::select! {
-            result = watcher.watch(conn) => {
-                if let Err(error) = result {
-                    // Resets, bad requests, timeouts: the client's business.
-                    tracing::debug!(error = %crate::log::chain(&*error), "connection ended with an error");
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let mut conn = Box::pin(watcher.watch(conn));
+        let watchdog = activity.watch(self.timeouts);
+        tokio::pin!(watchdog);
+        let mut running = FuturesUnordered::new();
+        let closed = loop {
+            tokio::select! {
+                result = &mut conn => {
+                    if let Err(error) = result {
+                        // Resets, bad requests, timeouts: the client's business.
+                        tracing::debug!(error = %crate::log::chain(&*error), "connection ended with an error");
+                    }
+                    break None;
                 }
-                None
+                // Dropping the connection closes it; its guests are stopped
+                // as when a client goes away.
+                closed = &mut watchdog => {
+                    tracing::debug!(%peer, reason = closed.as_str(), "connection closed by its watchdog");
+                    break Some(closed);
+                }
+                Some(run) = accepted.recv() => running.push(self.upgraded.track_future(run)),
+                Some(()) = running.next(), if !running.is_empty() => {}
             }
-            // Dropping the connection closes it; its guests are stopped as
-            // when a client goes away.
-            closed = activity.watch(self.timeouts) => {
-                tracing::debug!(%peer, reason = closed.as_str(), "connection closed by its watchdog");
-                Some(closed)
-            }
+        };
+        // An HTTP/1 connection ends when it is handed over; its hook runs
+        // on here, holding the connection's permit. Closed by the
+        // watchdog, an HTTP/2 connection takes its upgraded streams along.
+        drop(conn);
+        accepted.close();
+        while let Some(run) = accepted.recv().await {
+            running.push(self.upgraded.track_future(run));
         }
+        while running.next().await.is_some() {}
+        closed
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::HostError;
 use super::access::Recorder;
 use super::body::{BodyLimit, ResponseBody};
+use super::upgrade::Accepting;
 use crate::error::BoxError;
 use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, Run};
 
@@ -71,6 +72,8 @@ pub(crate) struct Admitted {
     pub(crate) body_limit: Option<Arc<BodyLimit>>,
     /// Run the guest on a task of its own from the start (HTTP/2).
     pub(crate) own_task: bool,
+    /// The upgrade the request asks for, when its tenant may upgrade.
+    pub(crate) upgrade: Option<Accepting>,
 }
 
 /// Who a guest's failures are reported as.
@@ -92,6 +95,7 @@ pub(crate) async fn call(
         permit,
         body_limit,
         own_task,
+        upgrade,
     } = admitted;
     let connect = request.method() == http::Method::CONNECT;
     let Call { mut answer, run } = instances.serve(request, info)?;
@@ -119,8 +123,26 @@ pub(crate) async fn call(
         Some(_) if body_limit.as_ref().is_some_and(|l| l.is_tripped()) => {
             Err(too_large(&body_limit))
         }
-        // Until upgrades are offered to guests, a guest's upgrade is not
-        // sent: hyper would hand the connection over to nobody.
+        // The guest accepts the upgrade its request asks for: the response
+        // head goes out without a body, and the connection then goes to
+        // the hook. The guest may run on.
+        Some(Ok(response))
+            if upgrade
+                .as_ref()
+                .is_some_and(|u| u.asked.accepted_by(response.status())) =>
+        {
+            let upgrade = upgrade.expect("checked above");
+            guest.detach();
+            let (mut parts, _body) = response.into_parts();
+            upgrade.asked.complete(&mut parts.headers);
+            parts.extensions.insert(upgrade.into_task());
+            Ok(http::Response::from_parts(
+                parts,
+                ResponseBody::host(http_body_util::Full::default()),
+            ))
+        }
+        // Any other upgrade is not sent: hyper would hand the connection
+        // over to nobody.
         Some(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => Err(
             HostError::BadResponse("101 Switching Protocols is not served"),
         ),

@@ -12,6 +12,7 @@ mod host;
 #[cfg(test)]
 pub(crate) use host::request_host;
 mod service;
+mod upgrade;
 mod watchdog;
 
 pub(crate) use access::Recorder;
@@ -20,3 +21,5 @@ pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
 pub(crate) use service::{Admission, Dispatch, LiveTenant, RateLimit, TenantTable};
+pub(crate) use upgrade::Upgrades;
+pub use upgrade::{UpgradeHook, Upgraded};

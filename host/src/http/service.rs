@@ -16,6 +16,7 @@ use super::access::Recorder;
 use super::body::{BodyLimit, RequestBody};
 use super::conn::ConnInfo;
 use super::guest::{self, Admitted, GuestTasks, Reporter};
+use super::upgrade::{Accepting, Asked, Upgrades};
 use super::{ErrorHandler, HostError, ResponseBody};
 use crate::ids::RequestId;
 use crate::routing::Routes;
@@ -128,6 +129,8 @@ pub(crate) struct LiveTenant {
     reporter: Arc<Reporter>,
     tasks: GuestTasks,
     errors: Arc<dyn ErrorHandler>,
+    /// Where its guests' accepted upgrades go, when it may upgrade.
+    upgrades: Option<Upgrades>,
 }
 
 impl LiveTenant {
@@ -138,6 +141,7 @@ impl LiveTenant {
         recorder: Recorder,
         tasks: GuestTasks,
         errors: Arc<dyn ErrorHandler>,
+        upgrades: Option<Upgrades>,
     ) -> Self {
         Self {
             instances,
@@ -148,6 +152,7 @@ impl LiveTenant {
             }),
             tasks,
             errors,
+            upgrades,
         }
     }
 
@@ -181,7 +186,7 @@ impl LiveTenant {
 
     async fn call_guest(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         id: RequestId,
         conn: ConnInfo,
         bytes_in: Option<Arc<AtomicU64>>,
@@ -201,6 +206,14 @@ impl LiveTenant {
             .try_acquire_owned()
             .map_err(|_| HostError::Overloaded)?;
 
+        let upgrade = self.upgrades.as_ref().and_then(|upgrades| {
+            Some(Accepting {
+                asked: Asked::take(&mut req)?,
+                upgrades: upgrades.clone(),
+                tenant: self.reporter.recorder.tenant.clone(),
+                peer: conn.peer,
+            })
+        });
         let (mut parts, body) = req.into_parts();
         let limit = admission.max_body_size;
         let (body, body_limit) = match body.size_hint().exact() {
@@ -226,6 +239,7 @@ impl LiveTenant {
             },
             permit,
             body_limit,
+            upgrade,
         };
         guest::call(&self.instances, &self.tasks, &self.reporter, admitted).await
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::tenant::{Tenant, table};
 use super::{Inner, Server};
 use crate::config::{HttpSettings, HttpVersions, ServerSettings, TenantLimits};
-use crate::http::{ConnBuilder, DefaultErrorHandler, Dispatch, ErrorHandler, GuestTasks, Recorder};
+use crate::http::{
+    ConnBuilder, DefaultErrorHandler, Dispatch, ErrorHandler, GuestTasks, Recorder, UpgradeHook,
+};
 use crate::lifecycle::{ReadyLatch, Stop};
 use crate::metrics::Metrics;
 use crate::routing::{DuplicateRoute, Route, UNROUTED};
@@ -31,6 +33,7 @@ pub struct Builder {
     pub(super) errors: Arc<dyn ErrorHandler>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) upstream: Arc<dyn Upstream>,
+    pub(super) upgrade: Option<Arc<dyn UpgradeHook>>,
 }
 
 impl Builder {
@@ -45,6 +48,7 @@ impl Builder {
             errors: Arc::new(DefaultErrorHandler),
             metrics: Arc::new(Metrics::new()),
             upstream: Arc::new(crate::net::Client),
+            upgrade: None,
         }
     }
 
@@ -324,6 +328,28 @@ impl Builder {
         self
     }
 
+    /// Hands the connections whose upgrade a guest accepted to `hook`: a
+    /// request with `Connection: upgrade` and `Upgrade: P` over HTTP/1.1
+    /// answered 101, or an extended CONNECT with `:protocol` P over HTTP/2
+    /// answered 2xx (HTTP/2 connections then offer extended CONNECT, RFC
+    /// 8441). The host adds `Connection` and `Upgrade` to a 101 (a guest
+    /// cannot set them) and sends no body. Only tenants whose
+    /// [`TenantLimits::allow_upgrade`] is on reach the hook: this builder's
+    /// own tenant (of [`Builder::build`]) is turned on here; others get 500
+    /// for an upgrade, as every tenant does without a hook.
+    ///
+    /// An upgraded connection keeps its connection permit until the hook's
+    /// future ends; a stop switches [`Upgraded::stop`](crate::Upgraded)
+    /// and waits for it up to the shutdown timeout, then cuts it. Past the
+    /// response, timeouts are the hook's.
+    ///
+    /// Default is no hook.
+    pub fn upgrade(&mut self, hook: impl UpgradeHook) -> &mut Self {
+        self.upgrade = Some(Arc::new(hook));
+        self.limits.allow_upgrade = true;
+        self
+    }
+
     /// Makes the responses the host sends itself (400, 500, 503, ...).
     ///
     /// Default is [`DefaultErrorHandler`].
@@ -358,7 +384,7 @@ impl Builder {
                 dispatch: Arc::new(Dispatch::new(table, unrouted, self.errors.clone())),
                 builder: self.clone(),
                 tasks,
-                conn: ConnBuilder::new(&settings.http),
+                conn: ConnBuilder::new(&settings.http, self.upgrade.is_some()),
                 connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
                 clients: crate::net::PerClient::new(settings.max_connections_per_client),
                 ready: ReadyLatch::new(),

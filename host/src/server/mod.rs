@@ -221,6 +221,10 @@ impl Server {
             // and sends HTTP/2 GOAWAY, then waits for them to end.
             graceful.shutdown().await;
             inner.tasks.wait().await;
+            // Upgraded connections were told by the stop switch.
+            let upgraded = inner.conn.upgraded();
+            upgraded.close();
+            upgraded.wait().await;
         })
         .await;
         if finished.is_err() {

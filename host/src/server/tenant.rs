@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 
 use super::Builder;
 use crate::config::TenantLimits;
-use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable};
+use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable, Upgrades};
 use crate::routing::{DuplicateRoute, Route, Routes};
 use crate::wasm::{CpuShare, GuestPre, LogBudget, Sandbox, WasiAccess};
 
@@ -111,5 +111,14 @@ fn live(
         Recorder::new(name, builder.metrics.clone(), settings.access_log),
         tasks.clone(),
         builder.errors.clone(),
+        // Only a tenant allowed to upgrade reaches the hook.
+        builder
+            .upgrade
+            .clone()
+            .filter(|_| tenant.limits.allow_upgrade)
+            .map(|hook| Upgrades {
+                hook,
+                stop: builder.stop.clone(),
+            }),
     )
 }

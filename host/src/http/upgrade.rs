@@ -1,0 +1,308 @@
+//! Upgrades: a request that asks for another protocol on its connection
+//! (HTTP/1.1 `Upgrade`, or HTTP/2 extended CONNECT, RFC 8441) and a guest
+//! that accepts it (101, or 2xx to the CONNECT) hand the connection (the
+//! HTTP/2 stream) to the library user's [`UpgradeHook`].
+//!
+//! Only a tenant allowed to upgrade reaches the hook; without a hook, or
+//! for another tenant, the guest's 101 or 2xx to CONNECT gets 500 as
+//! before. The upgraded connection keeps the server's connection permit
+//! and its client's slot until the hook's future ends; a stop switches
+//! [`Upgraded::stop`] and gives the hook the shutdown timeout to end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use http::header::{CONNECTION, HeaderValue, UPGRADE};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::lifecycle::Stop;
+
+/// What a library user does with an upgraded connection: speak the
+/// protocol the client asked for, for as long as the returned future runs.
+/// The connection closes when the future ends.
+pub trait UpgradeHook: Send + Sync + 'static {
+    /// Serves `upgraded` until the returned future ends.
+    fn upgraded(&self, upgraded: Upgraded) -> BoxFuture<'static, ()>;
+}
+
+impl<F, Fut> UpgradeHook for F
+where
+    F: Fn(Upgraded) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn upgraded(&self, upgraded: Upgraded) -> BoxFuture<'static, ()> {
+        Box::pin(self(upgraded))
+    }
+}
+
+/// An upgraded connection, handed to the [`UpgradeHook`] once the guest's
+/// answer went out.
+pub struct Upgraded {
+    /// The request that asked for it (its body was empty).
+    pub head: http::request::Parts,
+    /// The protocol asked for: the first in the request's `Upgrade` header
+    /// (HTTP/1.1), or its `:protocol` (HTTP/2).
+    pub protocol: String,
+    /// How it came: [`http::Version::HTTP_11`] or [`http::Version::HTTP_2`].
+    pub version: http::Version,
+    /// The tenant whose guest accepted it.
+    pub tenant: Arc<str>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The connection (over TLS when the request was), or the HTTP/2
+    /// stream: bytes after the response head are the new protocol's.
+    pub io: TokioIo<hyper::upgrade::Upgraded>,
+    /// Switched when the server stops: the hook has the shutdown timeout
+    /// to close (a WebSocket says 1001) before the connection is cut.
+    pub stop: Stop,
+}
+
+impl std::fmt::Debug for Upgraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upgraded")
+            .field("protocol", &self.protocol)
+            .field("version", &self.version)
+            .field("tenant", &self.tenant)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request's upgrade, taken from it before its guest runs: what the
+/// guest's acceptance turns into an [`Upgraded`].
+pub(crate) struct Asked {
+    protocol: String,
+    version: http::Version,
+    head: http::request::Parts,
+    on: OnUpgrade,
+}
+
+impl Asked {
+    /// The upgrade `req` asks for, if any, taken out of it: `Connection:
+    /// upgrade` with an `Upgrade` header over HTTP/1.1, or CONNECT with a
+    /// `:protocol` over HTTP/2.
+    pub(crate) fn take<B>(req: &mut http::Request<B>) -> Option<Self> {
+        let protocol = match req.version() {
+            http::Version::HTTP_11 => {
+                let asks = req
+                    .headers()
+                    .get_all(CONNECTION)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+                let first = req
+                    .headers()
+                    .get(UPGRADE)?
+                    .to_str()
+                    .ok()?
+                    .split(',')
+                    .next()?
+                    .trim();
+                if !asks || first.is_empty() {
+                    return None;
+                }
+                first.to_string()
+            }
+            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => req
+                .extensions()
+                .get::<hyper::ext::Protocol>()?
+                .as_str()
+                .to_string(),
+            _ => return None,
+        };
+        let mut head = http::Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.uri().clone();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        let (head, ()) = head.into_parts();
+        Some(Self {
+            protocol,
+            version: req.version(),
+            head,
+            on: hyper::upgrade::on(req),
+        })
+    }
+
+    /// Whether a guest's `status` accepts this upgrade: 101 over HTTP/1.1,
+    /// 2xx over HTTP/2.
+    pub(crate) fn accepted_by(&self, status: http::StatusCode) -> bool {
+        match self.version {
+            http::Version::HTTP_2 => status.is_success(),
+            _ => status == http::StatusCode::SWITCHING_PROTOCOLS,
+        }
+    }
+
+    /// The headers the response needs besides the guest's (which cannot
+    /// set `Connection` or `Upgrade`).
+    pub(crate) fn complete(&self, headers: &mut http::HeaderMap) {
+        headers.remove(http::header::CONTENT_LENGTH);
+        headers.remove(http::header::TRANSFER_ENCODING);
+        if self.version == http::Version::HTTP_11 {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Ok(protocol) = HeaderValue::from_str(&self.protocol) {
+                headers.insert(UPGRADE, protocol);
+            }
+        }
+    }
+}
+
+/// Where a tenant's accepted upgrades go: the hook, and the server's stop
+/// switch it is given.
+#[derive(Clone)]
+pub(crate) struct Upgrades {
+    pub(crate) hook: Arc<dyn UpgradeHook>,
+    pub(crate) stop: Stop,
+}
+
+/// A request's upgrade on its way to its guest, with where it goes if the
+/// guest accepts it.
+pub(crate) struct Accepting {
+    pub(crate) asked: Asked,
+    pub(crate) upgrades: Upgrades,
+    pub(crate) tenant: Arc<str>,
+    pub(crate) peer: SocketAddr,
+}
+
+impl Accepting {
+    /// What runs once the response is out: waits for the connection, then
+    /// hands it to the hook.
+    pub(crate) fn into_task(self) -> UpgradeTask {
+        let Accepting {
+            asked,
+            upgrades,
+            tenant,
+            peer,
+        } = self;
+        let task = async move {
+            match asked.on.await {
+                Ok(io) => {
+                    let upgraded = Upgraded {
+                        head: asked.head,
+                        protocol: asked.protocol,
+                        version: asked.version,
+                        tenant,
+                        peer,
+                        io: TokioIo::new(io),
+                        stop: upgrades.stop,
+                    };
+                    upgrades.hook.upgraded(upgraded).await;
+                }
+                // The client went away before the answer reached it.
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "the upgrade did not happen");
+                }
+            }
+        };
+        UpgradeTask(Arc::new(std::sync::Mutex::new(Some(Box::pin(task)))))
+    }
+}
+
+/// The hook's run for an accepted upgrade, carried by its response to the
+/// connection, which runs it (and stays open) until it ends.
+#[derive(Clone)]
+pub(crate) struct UpgradeTask(Arc<std::sync::Mutex<Option<BoxFuture<'static, ()>>>>);
+
+impl UpgradeTask {
+    /// The run, once.
+    pub(crate) fn take(&self) -> Option<BoxFuture<'static, ()>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        version: http::Version,
+        method: &str,
+        headers: &[(&str, &str)],
+    ) -> http::Request<()> {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri("/chat")
+            .version(version);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn an_upgrade_is_asked_by_connection_upgrade_or_extended_connect() {
+        let http1 = http::Version::HTTP_11;
+        let asks = |mut req: http::Request<()>| Asked::take(&mut req).map(|a| a.protocol);
+        assert_eq!(
+            asks(request(
+                http1,
+                "GET",
+                &[
+                    ("connection", "keep-alive, Upgrade"),
+                    ("upgrade", "websocket, h2c")
+                ]
+            )),
+            Some("websocket".into())
+        );
+        // An Upgrade header without `Connection: upgrade` is no request.
+        assert_eq!(
+            asks(request(http1, "GET", &[("upgrade", "websocket")])),
+            None
+        );
+        assert_eq!(
+            asks(request(http1, "GET", &[("connection", "upgrade")])),
+            None
+        );
+        assert_eq!(
+            asks(request(
+                http::Version::HTTP_10,
+                "GET",
+                &[("connection", "upgrade"), ("upgrade", "x")]
+            )),
+            None
+        );
+        let mut connect = request(http::Version::HTTP_2, "CONNECT", &[]);
+        assert_eq!(asks(connect.clone()), None, "CONNECT without :protocol");
+        connect
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        assert_eq!(asks(connect), Some("websocket".into()));
+        // A protocol header over HTTP/2 asks for nothing.
+        assert_eq!(
+            asks(request(
+                http::Version::HTTP_2,
+                "GET",
+                &[("connection", "upgrade"), ("upgrade", "x")]
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn only_101_accepts_over_http1_and_2xx_over_http2() {
+        let mut req = request(
+            http::Version::HTTP_11,
+            "GET",
+            &[("connection", "upgrade"), ("upgrade", "echo")],
+        );
+        let asked = Asked::take(&mut req).unwrap();
+        assert!(asked.accepted_by(http::StatusCode::SWITCHING_PROTOCOLS));
+        assert!(!asked.accepted_by(http::StatusCode::OK));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-length", "5".parse().unwrap());
+        asked.complete(&mut headers);
+        assert_eq!(headers["connection"], "upgrade");
+        assert_eq!(headers["upgrade"], "echo");
+        assert!(!headers.contains_key("content-length"));
+
+        let mut req = request(http::Version::HTTP_2, "CONNECT", &[]);
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let asked = Asked::take(&mut req).unwrap();
+        assert!(asked.accepted_by(http::StatusCode::OK));
+        assert!(!asked.accepted_by(http::StatusCode::SWITCHING_PROTOCOLS));
+    }
+}

@@ -1,0 +1,322 @@
+//! Upgrades handed to a library hook (`Builder::upgrade`): an HTTP/1.1
+//! `Upgrade` a guest answers 101, and an HTTP/2 extended CONNECT (RFC 8441)
+//! a guest answers 200, over real sockets; the tenants that may not
+//! upgrade, and the stop that tells the hook and waits for it.
+
+mod support;
+
+use std::time::Duration;
+
+use catshost::Upgraded;
+use catshost::config::TenantLimits;
+use catshost::routing::Route;
+use catshost::{GuestPre, Tenant};
+use http::{Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{TestServer, fixture};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// What the hook saw of an upgrade.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    protocol: String,
+    version: Version,
+    path: String,
+    tenant: String,
+}
+
+/// A hook that reports each upgrade on `seen`, then echoes what it reads
+/// with `echo: ` in front, line by line, until the client closes or the
+/// server stops (then it says `bye` and ends).
+fn echo_hook(seen: mpsc::UnboundedSender<Seen>) -> impl catshost::UpgradeHook {
+    move |upgraded: Upgraded| {
+        let seen = seen.clone();
+        async move {
+            let _ = seen.send(Seen {
+                protocol: upgraded.protocol.clone(),
+                version: upgraded.version,
+                path: upgraded.head.uri.path().to_string(),
+                tenant: upgraded.tenant.to_string(),
+            });
+            let (read, mut write) = tokio::io::split(upgraded.io);
+            let mut lines = BufReader::new(read).lines();
+            loop {
+                tokio::select! {
+                    line = lines.next_line() => match line {
+                        Ok(Some(line)) => {
+                            if write.write_all(format!("echo: {line}\n").as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    },
+                    () = upgraded.stop.switched() => {
+                        let _ = write.write_all(b"bye\n").await;
+                        let _ = write.shutdown().await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn load(name: &str) -> GuestPre {
+    catshost::Engine::new()
+        .unwrap()
+        .load_bytes(name, &fixture(name))
+        .unwrap()
+}
+
+/// Sends an HTTP/1.1 GET of `path` asking to upgrade to `echo` (unless
+/// `ask` is false) and returns the connection and the response head.
+async fn http1_upgrade(
+    addr: std::net::SocketAddr,
+    path: &str,
+    ask: bool,
+) -> (BufReader<TcpStream>, String) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    http1_upgrade_over(tcp, &addr.to_string(), path, ask).await
+}
+
+/// The same over `tcp` (a TLS stream, say), with `Host: host`.
+async fn http1_upgrade_over<S: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: S,
+    host: &str,
+    path: &str,
+    ask: bool,
+) -> (BufReader<S>, String) {
+    let asks = if ask {
+        "Connection: Upgrade\r\nUpgrade: echo, other\r\n"
+    } else {
+        ""
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{asks}\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(tcp);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+            .await
+            .expect("a response head")
+            .unwrap();
+        assert!(n > 0, "closed before the end of the head: {head:?}");
+        head.push_str(&line.to_ascii_lowercase());
+        if line == "\r\n" {
+            return (reader, head);
+        }
+    }
+}
+
+async fn read_line<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line))
+        .await
+        .expect("a line within 10 s")
+        .unwrap();
+    line
+}
+
+#[tokio::test]
+async fn a_101_to_an_http1_upgrade_hands_the_connection_to_the_hook() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut builder = catshost::Server::builder();
+    builder.upgrade(echo_hook(tx));
+    let server = TestServer::serve(builder.build(load("faults")), None).await;
+
+    // faults.wat answers /switch with 101 (and a body, which is not sent).
+    let (mut conn, head) = http1_upgrade(server.addr, "/switch", true).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("\r\nupgrade: echo\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        Seen {
+            protocol: "echo".into(),
+            version: Version::HTTP_11,
+            path: "/switch".into(),
+            tenant: "default".into(),
+        }
+    );
+    for text in ["one", "two"] {
+        conn.get_mut()
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_line(&mut conn).await, format!("echo: {text}\n"));
+    }
+    // The upgraded connection still counts as open.
+    assert_eq!(server.server.in_flight().requests, 0);
+
+    // A 101 the request did not ask for is not sent; nor is a request
+    // that asks, answered 200, upgraded.
+    let (_conn, head) = http1_upgrade(server.addr, "/switch", false).await;
+    assert!(head.starts_with("http/1.1 500"), "{head}");
+    let (_conn, head) = http1_upgrade(server.addr, "/ok", true).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(seen.try_recv().is_err(), "the hook ran for no upgrade");
+
+    // A stop tells the hook, and waits for it.
+    server.server.stop().switch();
+    assert_eq!(read_line(&mut conn).await, "bye\n");
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    server.finished().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_extended_connect_over_http2_hands_the_stream_to_the_hook() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut builder = catshost::Server::builder();
+    builder.upgrade(echo_hook(tx));
+    // hello.wat answers every request 200.
+    let server = TestServer::serve(builder.build(load("hello")), None).await;
+
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("http://{}/chat", server.addr))
+        .version(Version::HTTP_2)
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("echo"));
+    let response = send.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let stream = hyper::upgrade::on(response).await.unwrap();
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        Seen {
+            protocol: "echo".into(),
+            version: Version::HTTP_2,
+            path: "/chat".into(),
+            tenant: "default".into(),
+        }
+    );
+    let mut stream = BufReader::new(TokioIo::new(stream));
+    stream.get_mut().write_all(b"over h2\n").await.unwrap();
+    let mut line = String::new();
+    stream.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "echo: over h2\n");
+
+    // Other requests on the same connection go on beside the stream.
+    let get = Request::get(format!("http://{}/", server.addr))
+        .body(Empty::new())
+        .unwrap();
+    let answer = send.send_request(get).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    answer.into_body().collect().await.unwrap();
+
+    server.server.stop().switch();
+    let mut line = String::new();
+    stream.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "bye\n");
+    server.finished().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_tenants_allowed_to_upgrade_reach_the_hook() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let tenant = |name: &str, allow_upgrade: bool| Tenant {
+        name: name.into(),
+        component: load("faults"),
+        routes: vec![Route::parse(&format!("{name}.test")).unwrap()],
+        limits: TenantLimits {
+            allow_upgrade,
+            ..TenantLimits::default()
+        },
+        access: Default::default(),
+    };
+    let mut builder = catshost::Server::builder();
+    builder.upgrade(echo_hook(tx));
+    let server = builder
+        .build_tenants(vec![tenant("open", true), tenant("closed", false)])
+        .unwrap();
+    let server = TestServer::serve(server, None).await;
+    let upgrade = |host: &str| {
+        format!(
+            "GET /switch HTTP/1.1\r\nHost: {host}\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+    };
+    for (host, status) in [("closed.test", "500"), ("open.test", "101")] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(upgrade(host).as_bytes()).await.unwrap();
+        let mut head = [0; 12];
+        tcp.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head[9..12], status.as_bytes(), "{host}");
+    }
+    assert_eq!(seen.recv().await.unwrap().tenant, "open");
+    assert!(seen.try_recv().is_err());
+
+    // Without a hook, a tenant allowed to upgrade gets 500 too.
+    let server2 = TestServer::serve(
+        catshost::Server::builder()
+            .build_tenants(vec![tenant("open", true)])
+            .unwrap(),
+        None,
+    )
+    .await;
+    let mut tcp = TcpStream::connect(server2.addr).await.unwrap();
+    tcp.write_all(upgrade("open.test").as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head[9..12], b"500");
+    server2.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_over_tls_hands_over_the_tls_connection() {
+    use rustls::pki_types::pem::PemObject;
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = support::temp_file("cert.pem", cert.pem().as_bytes());
+    let key_path = support::temp_file("key.pem", signing_key.serialize_pem().as_bytes());
+    let tls =
+        catshost::Tls::from_pem_files(&cert_path, &key_path, catshost::config::HttpVersions::Both)
+            .unwrap();
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut builder = catshost::Server::builder();
+    builder.upgrade(echo_hook(tx));
+    let server = TestServer::serve(builder.build(load("faults")), Some(tls)).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls::pki_types::CertificateDer::pem_slice_iter(cert.pem().as_bytes()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut conn, head) = http1_upgrade_over(stream, "localhost", "/switch", true).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert_eq!(seen.recv().await.unwrap().protocol, "echo");
+    conn.get_mut().write_all(b"secret\n").await.unwrap();
+    assert_eq!(read_line(&mut conn).await, "echo: secret\n");
+    server.stop().await;
+}
