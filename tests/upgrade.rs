@@ -30,7 +30,7 @@ struct Seen {
 
 /// A hook that reports each upgrade on `seen`, then echoes what it reads
 /// with `echo: ` in front, line by line, until the client closes or the
-/// server stops (then it says `bye` and ends).
+/// server stops (then, 50 ms later, it says `bye` and ends).
 fn echo_hook(seen: mpsc::UnboundedSender<Seen>) -> impl catshost::UpgradeHook {
     move |upgraded: Upgraded| {
         let seen = seen.clone();
@@ -54,6 +54,8 @@ fn echo_hook(seen: mpsc::UnboundedSender<Seen>) -> impl catshost::UpgradeHook {
                         _ => return,
                     },
                     () = upgraded.stop.switched() => {
+                        // Not at once: the stop waits for the hook.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         let _ = write.write_all(b"bye\n").await;
                         let _ = write.shutdown().await;
                         return;
@@ -150,8 +152,17 @@ async fn a_101_to_an_http1_upgrade_hands_the_connection_to_the_hook() {
             .unwrap();
         assert_eq!(read_line(&mut conn).await, format!("echo: {text}\n"));
     }
-    // The upgraded connection still counts as open.
+    // The guest is done; the upgrade is counted, and open.
     assert_eq!(server.server.in_flight().requests, 0);
+    let metrics = server.server.metrics().encode();
+    assert!(
+        metrics.contains("catshost_upgrades_total{tenant=\"default\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("catshost_upgraded_open{tenant=\"default\"} 1\n"),
+        "{metrics}"
+    );
 
     // A 101 the request did not ask for is not sent; nor is a request
     // that asks, answered 200, upgraded.
@@ -319,4 +330,62 @@ async fn an_upgrade_over_tls_hands_over_the_tls_connection() {
     conn.get_mut().write_all(b"secret\n").await.unwrap();
     assert_eq!(read_line(&mut conn).await, "echo: secret\n");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_tells_every_upgraded_connection_and_waits_for_it() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut builder = catshost::Server::builder();
+    builder.upgrade(echo_hook(tx));
+    let server = TestServer::serve(builder.build(load("faults")), None).await;
+    let mut conns = Vec::new();
+    for _ in 0..100 {
+        let (conn, head) = http1_upgrade(server.addr, "/switch", true).await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        seen.recv().await.unwrap();
+        conns.push(conn);
+    }
+    let metrics = server.server.metrics();
+    assert!(
+        metrics
+            .encode()
+            .contains("catshost_upgraded_open{tenant=\"default\"} 100\n")
+    );
+    server.server.stop().switch();
+    for conn in &mut conns {
+        assert_eq!(read_line(conn).await, "bye\n");
+    }
+    let metrics = metrics.clone();
+    server.finished().await.unwrap();
+    let after = metrics.encode();
+    assert!(
+        after.contains("catshost_upgraded_open{tenant=\"default\"} 0\n"),
+        "{after}"
+    );
+}
+
+#[tokio::test]
+async fn a_hook_that_ignores_the_stop_is_cut_at_the_shutdown_timeout() {
+    let mut builder = catshost::Server::builder();
+    builder
+        .shutdown_timeout(Duration::from_millis(300))
+        .upgrade(|upgraded: Upgraded| async move {
+            // Holds the connection and never looks at the stop.
+            let _io = upgraded.io;
+            std::future::pending::<()>().await;
+        });
+    let server = TestServer::serve(builder.build(load("faults")), None).await;
+    let (mut conn, head) = http1_upgrade(server.addr, "/switch", true).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let stopped = std::time::Instant::now();
+    server.server.stop().switch();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection outlived the shutdown timeout");
+    let took = stopped.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "cut after {took:?}"
+    );
+    server.finished().await.unwrap();
 }

@@ -48,6 +48,8 @@ pub struct Metrics {
     tls_handshake_failures: Family<ReasonLabels, Counter>,
     connections_closed: Family<ReasonLabels, Counter>,
     tenants_stale: Gauge,
+    upgrades: Family<TenantLabels, Counter>,
+    upgraded_open: Family<TenantLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +120,8 @@ impl Metrics {
             tls_handshake_failures: Family::default(),
             connections_closed: Family::default(),
             tenants_stale: Gauge::default(),
+            upgrades: Family::default(),
+            upgraded_open: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -202,6 +206,17 @@ impl Metrics {
             "Tenants serving their previous component because the last reload's \
              version of them cannot be served",
             metrics.tenants_stale.clone(),
+        );
+        registry.register(
+            "upgrades",
+            "Connections (HTTP/2: streams) a guest's accepted upgrade handed to the \
+             library's upgrade hook",
+            metrics.upgrades.clone(),
+        );
+        registry.register(
+            "upgraded_open",
+            "Upgraded connections (HTTP/2: streams) whose hook still runs",
+            metrics.upgraded_open.clone(),
         );
         metrics
     }
@@ -291,6 +306,18 @@ impl Metrics {
         ConnectionGuard(self.connections_open.clone())
     }
 
+    /// Counts an upgrade of `tenant` handed to the hook, open until the
+    /// guard is dropped.
+    pub(crate) fn upgraded(&self, tenant: &Arc<str>) -> ConnectionGuard {
+        let labels = TenantLabels {
+            tenant: tenant.clone(),
+        };
+        self.upgrades.get_or_create(&labels).inc();
+        let open = self.upgraded_open.get_or_create_owned(&labels);
+        open.inc();
+        ConnectionGuard(open)
+    }
+
     /// How many tenants serve a previous component after the last reload.
     pub fn set_stale_tenants(&self, count: usize) {
         self.tenants_stale
@@ -324,7 +351,7 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Counts one open connection while it lives.
+/// Counts one open connection (or upgrade) while it lives.
 pub(crate) struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {

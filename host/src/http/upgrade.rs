@@ -156,6 +156,9 @@ impl Asked {
 pub(crate) struct Upgrades {
     pub(crate) hook: Arc<dyn UpgradeHook>,
     pub(crate) stop: Stop,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// Whether its end gets a line in the access log.
+    pub(crate) access_log: bool,
 }
 
 /// A request's upgrade on its way to its guest, with where it goes if the
@@ -180,16 +183,31 @@ impl Accepting {
         let task = async move {
             match asked.on.await {
                 Ok(io) => {
+                    let _open = upgrades.metrics.upgraded(&tenant);
+                    let started = std::time::Instant::now();
+                    let protocol = asked.protocol.clone();
                     let upgraded = Upgraded {
                         head: asked.head,
                         protocol: asked.protocol,
                         version: asked.version,
-                        tenant,
+                        tenant: tenant.clone(),
                         peer,
                         io: TokioIo::new(io),
                         stop: upgrades.stop,
                     };
                     upgrades.hook.upgraded(upgraded).await;
+                    // The request's access line went out with the 101; this
+                    // is the connection's end.
+                    if upgrades.access_log {
+                        tracing::info!(
+                            target: "catshost::access",
+                            tenant = &*tenant,
+                            client = %peer,
+                            protocol,
+                            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                            "upgraded connection closed"
+                        );
+                    }
                 }
                 // The client went away before the answer reached it.
                 Err(error) => {

@@ -119,6 +119,8 @@ fn live(
             .map(|hook| Upgrades {
                 hook,
                 stop: builder.stop.clone(),
+                metrics: builder.metrics.clone(),
+                access_log: settings.access_log,
             }),
     )
 }
