@@ -2,8 +2,8 @@
 # The whole test suite, on a fresh machine: builds the guest examples of
 # every language (guest-examples/build.sh installs their toolchains), installs
 # what the tests drive (curl, openssl, a headless Chromium; kubernetes-validate
-# from PyPI for the manifest check) when missing, then runs every test of the
-# workspace.
+# from PyPI for the manifest check, websockets from PyPI for the WebSocket
+# client) when missing, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,14 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   python3 -m venv "$venv" 2>/dev/null || {
     "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
   "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
+fi
+
+# The WebSocket client tests/upgrade.rs drives (tests/clients/ws_echo.py).
+venv=target/guest-toolchains/ws-client
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
+  echo "== installing websockets (PyPI) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check websockets==15.0.1
 fi
 
 guest-examples/build.sh

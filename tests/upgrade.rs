@@ -389,3 +389,187 @@ async fn a_hook_that_ignores_the_stop_is_cut_at_the_shutdown_timeout() {
     );
     server.finished().await.unwrap();
 }
+
+/// A hook that speaks WebSocket with tokio-tungstenite: every message comes
+/// back; a stop closes with 1001. Reports each socket's version on `seen`.
+fn websocket_echo(seen: mpsc::UnboundedSender<Version>) -> impl catshost::UpgradeHook {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+    move |upgraded: Upgraded| {
+        let seen = seen.clone();
+        async move {
+            let _ = seen.send(upgraded.version);
+            let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                upgraded.io,
+                Role::Server,
+                None,
+            )
+            .await;
+            loop {
+                tokio::select! {
+                    message = ws.next() => match message {
+                        Some(Ok(message)) if message.is_text() || message.is_binary() => {
+                            if ws.send(message).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                    () = upgraded.stop.switched() => {
+                        let close = CloseFrame { code: CloseCode::Away, reason: "stopping".into() };
+                        let _ = ws.close(Some(close)).await;
+                        // The client's close answers ours.
+                        while let Some(Ok(_)) = ws.next().await {}
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Python of the `websockets` client venv scripts/test.sh makes.
+fn websockets_python() -> std::path::PathBuf {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guest-toolchains/ws-client/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: scripts/test.sh installs the websockets client",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn the_websockets_library_talks_to_a_hook_over_ws_and_wss() {
+    let client =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/ws_echo.py");
+    for tls in [false, true] {
+        let (tx, mut seen) = mpsc::unbounded_channel();
+        let mut builder = catshost::Server::builder();
+        builder.upgrade(websocket_echo(tx));
+        let (cert, url_scheme, tls_config) = if tls {
+            let rcgen::CertifiedKey { cert, signing_key } =
+                rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+            let cert_path = support::temp_file("ws-cert.pem", cert.pem().as_bytes());
+            let key_path = support::temp_file("ws-key.pem", signing_key.serialize_pem().as_bytes());
+            let config = catshost::Tls::from_pem_files(
+                &cert_path,
+                &key_path,
+                catshost::config::HttpVersions::Both,
+            )
+            .unwrap();
+            (Some(cert_path), "wss", Some(config))
+        } else {
+            (None, "ws", None)
+        };
+        let server = TestServer::serve(builder.build(load("faults")), tls_config).await;
+        let host = if tls {
+            "localhost".to_string()
+        } else {
+            "127.0.0.1".to_string()
+        };
+        let url = format!("{url_scheme}://{host}:{}/switch", server.addr.port());
+        let mut command = tokio::process::Command::new(websockets_python());
+        command.arg(&client).arg(&url);
+        if let Some(cert) = &cert {
+            command.arg(cert);
+        }
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(
+            next_line(&mut lines).await.as_deref(),
+            Some("echoed"),
+            "{url}"
+        );
+        assert_eq!(seen.recv().await, Some(Version::HTTP_11));
+        server.server.stop().switch();
+        assert_eq!(
+            next_line(&mut lines).await.as_deref(),
+            Some("closed 1001"),
+            "{url}"
+        );
+        assert!(child.wait().await.unwrap().success());
+        server.finished().await.unwrap();
+    }
+}
+
+/// The next line of a child's output, within 20 s.
+async fn next_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the client answers within 20 s")
+        .unwrap()
+}
+
+/// Serves tests/fixtures/ws-page.wat over TLS with `versions`, with the
+/// tungstenite echo hook; loads its page in headless Chromium and returns
+/// the page's text and the versions the hook saw.
+async fn chromium_websocket(versions: catshost::config::HttpVersions) -> (String, Vec<Version>) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_path = support::temp_file("chromium-ws-cert.pem", cert.pem().as_bytes());
+    let key_path = support::temp_file(
+        "chromium-ws-key.pem",
+        signing_key.serialize_pem().as_bytes(),
+    );
+    let tls = catshost::Tls::from_pem_files(&cert_path, &key_path, versions).unwrap();
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut builder = catshost::Server::builder();
+    builder.http_versions(versions).upgrade(websocket_echo(tx));
+    let server = TestServer::serve(builder.build(load("ws-page")), Some(tls)).await;
+    let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-ws-profile-{versions:?}"));
+    let _ = std::fs::remove_dir_all(&profile);
+    let output = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("https://localhost:{}/", server.addr.port()))
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("chromium ends within 60 s")
+        .expect("chromium is installed (scripts/test.sh installs it)");
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    server.stop().await;
+    let mut versions = Vec::new();
+    while let Ok(version) = seen.try_recv() {
+        versions.push(version);
+    }
+    (dom, versions)
+}
+
+#[tokio::test]
+async fn chromium_opens_a_websocket_over_http2_and_over_http1() {
+    use catshost::config::HttpVersions;
+    for (versions, want) in [
+        (HttpVersions::Both, Version::HTTP_2),
+        (HttpVersions::Http1, Version::HTTP_11),
+    ] {
+        let (dom, seen) = chromium_websocket(versions).await;
+        assert!(dom.contains("echo=from chromium"), "{versions:?}: {dom}");
+        // Chromium falls back to HTTP/1.1 silently: the hook tells which.
+        assert_eq!(seen, [want], "{versions:?}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Upgrades: a request that asks for another protocol on its connection
 //! (HTTP/1.1 `Upgrade`, or HTTP/2 extended CONNECT, RFC 8441) and a guest
 //! that accepts it (101, or 2xx to the CONNECT) hand the connection (the
-//! HTTP/2 stream) to the library user's [`UpgradeHook`].
+//! HTTP/2 stream) to the library user's [`UpgradeHook`]. For a WebSocket
+//! over HTTP/1.1 the host checks the key and version and answers
+//! `Sec-WebSocket-Accept` (a guest needs no SHA-1).
 //!
 //! Only a tenant allowed to upgrade reaches the hook; without a hook, or
 //! for another tenant, the guest's 101 or 2xx to CONNECT gets 500 as
@@ -77,6 +79,22 @@ pub(crate) struct Asked {
     version: http::Version,
     head: http::request::Parts,
     on: OnUpgrade,
+    /// A WebSocket's `Sec-WebSocket-Accept` (RFC 6455, section 4.2.2),
+    /// which the host answers for the guest.
+    accept: Option<HeaderValue>,
+}
+
+/// RFC 6455's GUID, hashed with a WebSocket's key.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `Sec-WebSocket-Accept` for `key`: base64(SHA-1(key + GUID)).
+fn websocket_accept(key: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    sha1.update(key);
+    sha1.update(WEBSOCKET_GUID.as_bytes());
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha1.finish());
+    HeaderValue::from_str(&accept).expect("base64 is a valid header value")
 }
 
 impl Asked {
@@ -113,6 +131,20 @@ impl Asked {
                 .to_string(),
             _ => return None,
         };
+        // A WebSocket over HTTP/1.1 needs its key (16 bytes, base64) and
+        // version 13; without them it is no WebSocket upgrade.
+        let accept = match req.version() {
+            http::Version::HTTP_11 if protocol.eq_ignore_ascii_case("websocket") => {
+                let headers = req.headers();
+                let version = headers.get("sec-websocket-version")?;
+                let key = headers.get("sec-websocket-key")?.as_bytes();
+                if version != "13" || key.len() != 24 {
+                    return None;
+                }
+                Some(websocket_accept(key))
+            }
+            _ => None,
+        };
         let mut head = http::Request::new(());
         *head.method_mut() = req.method().clone();
         *head.uri_mut() = req.uri().clone();
@@ -124,6 +156,7 @@ impl Asked {
             version: req.version(),
             head,
             on: hyper::upgrade::on(req),
+            accept,
         })
     }
 
@@ -146,6 +179,9 @@ impl Asked {
             if let Ok(protocol) = HeaderValue::from_str(&self.protocol) {
                 headers.insert(UPGRADE, protocol);
             }
+        }
+        if let Some(accept) = &self.accept {
+            headers.insert("sec-websocket-accept", accept.clone());
         }
     }
 }
@@ -260,10 +296,10 @@ mod tests {
                 "GET",
                 &[
                     ("connection", "keep-alive, Upgrade"),
-                    ("upgrade", "websocket, h2c")
+                    ("upgrade", "chat, h2c")
                 ]
             )),
-            Some("websocket".into())
+            Some("chat".into())
         );
         // An Upgrade header without `Connection: upgrade` is no request.
         assert_eq!(
@@ -296,6 +332,38 @@ mod tests {
                 &[("connection", "upgrade"), ("upgrade", "x")]
             )),
             None
+        );
+    }
+
+    #[test]
+    fn a_websocket_upgrade_gets_its_accept_key_and_needs_its_key_and_version() {
+        // RFC 6455, section 1.3's example.
+        let ws = |headers: &[(&str, &str)]| {
+            let mut all = vec![("connection", "Upgrade"), ("upgrade", "websocket")];
+            all.extend_from_slice(headers);
+            let mut req = request(http::Version::HTTP_11, "GET", &all);
+            Asked::take(&mut req)
+        };
+        let asked = ws(&[
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ])
+        .unwrap();
+        let mut headers = http::HeaderMap::new();
+        asked.complete(&mut headers);
+        assert_eq!(
+            headers["sec-websocket-accept"],
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(headers["upgrade"], "websocket");
+        assert!(ws(&[("sec-websocket-version", "13")]).is_none(), "no key");
+        assert!(
+            ws(&[
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-version", "8")
+            ])
+            .is_none(),
+            "another version"
         );
     }
 
