@@ -1,0 +1,263 @@
+//! WebSockets through the library's upgrade hook, measured: a catshost
+//! server (tests/fixtures/ws-page.wat accepts the upgrade at /ws, a
+//! tokio-tungstenite echo is the hook) in a child process, and this
+//! program's sockets against it. Prints, for cleartext and TLS: the
+//! server's resident memory per idle socket, then messages/s and round-trip
+//! p50/p99 with every socket sending a message and waiting for its echo.
+//!
+//!     cargo build --release -p catshost-bench
+//!     target/release/ws-echo --sockets 1000 --seconds 10
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use catshost::Upgraded;
+use catshost::config::HttpVersions;
+use catshost_bench::percentile;
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+/// The hook's read buffer per socket.
+const READ_BUFFER: usize = 4096;
+
+#[derive(Parser)]
+struct Args {
+    /// Serve (the child this program starts), instead of measuring.
+    #[arg(long)]
+    serve: bool,
+    /// With --serve: over TLS, the certificate's PEM written to this file.
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Sockets open at once.
+    #[arg(long, default_value_t = 1000)]
+    sockets: usize,
+    /// Seconds of echo load per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+}
+
+/// The allocator catshost's binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.serve {
+        return serve(args.tls_cert).await;
+    }
+    println!("# WebSocket echo through the upgrade hook\n");
+    println!(
+        "{} sockets, {}-byte text messages, {} s per run; server and client share the machine.\n",
+        args.sockets, args.size, args.seconds
+    );
+    println!(
+        "| transport | server RSS before MiB | with sockets idle MiB | per idle socket KiB | messages/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|"
+    );
+    for tls in [false, true] {
+        run(&args, tls).await?;
+    }
+    Ok(())
+}
+
+/// The server: ws-page.wat, with the echo hook.
+async fn serve(tls_cert: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let wit = catshost_wat::Wit::workspace()?;
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ws-page.wat");
+    let component =
+        catshost::Engine::new()?.load_bytes("ws-page", &wit.component_from_wat_file(&fixture)?)?;
+    let mut builder = catshost::Server::builder();
+    builder.access_log(false).upgrade(echo);
+    let server = builder.build(component);
+    let ready = server.ready();
+    let addr: SocketAddr = "127.0.0.1:0".parse()?;
+    let serving = tokio::spawn(async move {
+        match tls_cert {
+            Some(path) => {
+                let (tls, _, pem) = catshost::Tls::self_signed(HttpVersions::Both)?;
+                std::fs::write(path, pem)?;
+                server.serve_tls(addr, tls).await?;
+            }
+            None => server.serve_clear(addr).await?,
+        }
+        anyhow::Ok(())
+    });
+    let addr = ready.await.context("the server did not start")?;
+    println!("ready {addr}");
+    serving.await??;
+    Ok(())
+}
+
+fn echo(upgraded: Upgraded) -> impl Future<Output = ()> + Send {
+    async move {
+        // tungstenite's default read buffer is 128 KiB a socket; messages
+        // here are small.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            upgraded.io,
+            Role::Server,
+            Some(config),
+        )
+        .await;
+        while let Some(Ok(message)) = ws.next().await {
+            if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct ServerChild {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerChild {
+    fn start(cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("--serve").stdout(Stdio::piped());
+        if let Some(cert) = cert {
+            command.arg("--tls-cert").arg(cert);
+        }
+        let mut child = command.spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .context("the server exited before it was ready")??;
+            if let Some(addr) = line.strip_prefix("ready ") {
+                break addr.parse()?;
+            }
+        };
+        Ok(Self { child, addr })
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+async fn connect(
+    addr: SocketAddr,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> anyhow::Result<tokio_tungstenite::WebSocketStream<Box<dyn Io>>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (io, url): (Box<dyn Io>, String) = match tls {
+        Some(connector) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost")?;
+            let stream = connector.connect(name, tcp).await?;
+            (
+                Box::new(stream),
+                format!("wss://localhost:{}/ws", addr.port()),
+            )
+        }
+        None => (Box::new(tcp), format!("ws://{addr}/ws")),
+    };
+    let (ws, response) = tokio_tungstenite::client_async(url, io).await?;
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        bail!("the upgrade got {}", response.status());
+    }
+    Ok(ws)
+}
+
+async fn run(args: &Args, tls: bool) -> anyhow::Result<()> {
+    let cert = std::env::temp_dir().join(format!("ws-echo-{}.pem", std::process::id()));
+    let server = ServerChild::start(tls.then_some(cert.as_path()))?;
+    let connector = if tls {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&cert)?;
+        for der in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            roots.add(der?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    } else {
+        None
+    };
+    // One socket first, so the component is compiled and the pools warm.
+    drop(connect(server.addr, connector.as_ref()).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_mib();
+    let mut sockets = Vec::with_capacity(args.sockets);
+    for _ in 0..args.sockets {
+        sockets.push(connect(server.addr, connector.as_ref()).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = server.rss_mib();
+
+    let text = "x".repeat(args.size);
+    let end = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            let text = text.clone();
+            tokio::spawn(async move {
+                let mut rtts = Vec::new();
+                while Instant::now() < end {
+                    let sent = Instant::now();
+                    ws.send(Message::text(text.clone())).await?;
+                    match ws.next().await {
+                        Some(Ok(Message::Text(echo))) if echo.as_str() == text => {}
+                        other => bail!("no echo: {other:?}"),
+                    }
+                    rtts.push(sent.elapsed());
+                }
+                let _ = ws.close(None).await;
+                anyhow::Ok(rtts)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let rate = all.len() as f64 / elapsed.as_secs_f64();
+    let p50 = percentile(&mut all, 50.0);
+    let p99 = percentile(&mut all, 99.0);
+    println!(
+        "| {} | {before:.1} | {idle:.1} | {:.1} | {rate:.0} | {:.2} | {:.2} |",
+        if tls { "wss (TLS)" } else { "ws" },
+        (idle - before) * 1024.0 / args.sockets as f64,
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+    );
+    let _ = std::fs::remove_file(&cert);
+    Ok(())
+}
