@@ -66,6 +66,17 @@ fn echo_hook(seen: mpsc::UnboundedSender<Seen>) -> impl catshost::UpgradeHook {
     }
 }
 
+/// A self-signed certificate for localhost, served with `versions`: the
+/// server's TLS, and the certificate's PEM in a file, for clients.
+fn self_signed(
+    versions: catshost::config::HttpVersions,
+    name: &str,
+) -> (catshost::Tls, std::path::PathBuf, String) {
+    let (tls, _fingerprint, pem) = catshost::Tls::self_signed(versions).unwrap();
+    let path = support::temp_file(name, pem.as_bytes());
+    (tls, path, pem)
+}
+
 fn load(name: &str) -> GuestPre {
     catshost::Engine::new()
         .unwrap()
@@ -293,20 +304,14 @@ async fn only_tenants_allowed_to_upgrade_reach_the_hook() {
 #[tokio::test]
 async fn an_upgrade_over_tls_hands_over_the_tls_connection() {
     use rustls::pki_types::pem::PemObject;
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_path = support::temp_file("cert.pem", cert.pem().as_bytes());
-    let key_path = support::temp_file("key.pem", signing_key.serialize_pem().as_bytes());
-    let tls =
-        catshost::Tls::from_pem_files(&cert_path, &key_path, catshost::config::HttpVersions::Both)
-            .unwrap();
+    let (tls, _path, pem) = self_signed(catshost::config::HttpVersions::Both, "cert.pem");
     let (tx, mut seen) = mpsc::unbounded_channel();
     let mut builder = catshost::Server::builder();
     builder.upgrade(echo_hook(tx));
     let server = TestServer::serve(builder.build(load("faults")), Some(tls)).await;
 
     let mut roots = rustls::RootCertStore::empty();
-    for der in rustls::pki_types::CertificateDer::pem_slice_iter(cert.pem().as_bytes()) {
+    for der in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
         roots.add(der.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -451,16 +456,8 @@ async fn the_websockets_library_talks_to_a_hook_over_ws_and_wss() {
         let mut builder = catshost::Server::builder();
         builder.upgrade(websocket_echo(tx));
         let (cert, url_scheme, tls_config) = if tls {
-            let rcgen::CertifiedKey { cert, signing_key } =
-                rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-            let cert_path = support::temp_file("ws-cert.pem", cert.pem().as_bytes());
-            let key_path = support::temp_file("ws-key.pem", signing_key.serialize_pem().as_bytes());
-            let config = catshost::Tls::from_pem_files(
-                &cert_path,
-                &key_path,
-                catshost::config::HttpVersions::Both,
-            )
-            .unwrap();
+            let (config, cert_path, _) =
+                self_signed(catshost::config::HttpVersions::Both, "ws-cert.pem");
             (Some(cert_path), "wss", Some(config))
         } else {
             (None, "ws", None)
@@ -514,14 +511,7 @@ async fn next_line(
 /// tungstenite echo hook; loads its page in headless Chromium and returns
 /// the page's text and the versions the hook saw.
 async fn chromium_websocket(versions: catshost::config::HttpVersions) -> (String, Vec<Version>) {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_path = support::temp_file("chromium-ws-cert.pem", cert.pem().as_bytes());
-    let key_path = support::temp_file(
-        "chromium-ws-key.pem",
-        signing_key.serialize_pem().as_bytes(),
-    );
-    let tls = catshost::Tls::from_pem_files(&cert_path, &key_path, versions).unwrap();
+    let (tls, _, _) = self_signed(versions, "chromium-ws-cert.pem");
     let (tx, mut seen) = mpsc::unbounded_channel();
     let mut builder = catshost::Server::builder();
     builder.http_versions(versions).upgrade(websocket_echo(tx));

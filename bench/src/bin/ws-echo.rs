@@ -100,21 +100,19 @@ async fn serve(tls_cert: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn echo(upgraded: Upgraded) -> impl Future<Output = ()> + Send {
-    async move {
-        // tungstenite's default read buffer is 128 KiB a socket; messages
-        // here are small.
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            upgraded.io,
-            Role::Server,
-            Some(config),
-        )
-        .await;
-        while let Some(Ok(message)) = ws.next().await {
-            if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
-                return;
-            }
+async fn echo(upgraded: Upgraded) {
+    // tungstenite's default read buffer is 128 KiB a socket; messages
+    // here are small.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        upgraded.io,
+        Role::Server,
+        Some(config),
+    )
+    .await;
+    while let Some(Ok(message)) = ws.next().await {
+        if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
+            return;
         }
     }
 }
