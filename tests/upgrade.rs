@@ -563,3 +563,54 @@ async fn chromium_opens_a_websocket_over_http2_and_over_http1() {
         assert_eq!(seen, [want], "{versions:?}");
     }
 }
+
+#[tokio::test]
+async fn a_tenant_past_its_open_upgrades_gets_503_until_one_closes() {
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let mut builder = catshost::Server::builder();
+    builder
+        .limits(TenantLimits {
+            max_upgrades: 2,
+            ..TenantLimits::default()
+        })
+        .upgrade(echo_hook(tx));
+    let server = TestServer::serve(builder.build(load("faults")), None).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (conn, head) = http1_upgrade(server.addr, "/switch", true).await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        seen.recv().await.unwrap();
+        open.push(conn);
+    }
+    let (_refused, head) = http1_upgrade(server.addr, "/switch", true).await;
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+    let metrics = server.server.metrics().encode();
+    assert!(
+        metrics.contains(
+            "catshost_admission_rejections_total{tenant=\"default\",reason=\"upgrades\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    // Requests that do not upgrade are not held back.
+    let (_plain, head) = http1_upgrade(server.addr, "/ok", false).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    // One closes (its hook ends): the next upgrade gets its place.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (conn, head) = http1_upgrade(server.addr, "/switch", true).await;
+        if head.starts_with("http/1.1 101") {
+            open.push(conn);
+            break;
+        }
+        assert!(head.starts_with("http/1.1 503"), "{head}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no place after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}

@@ -20,6 +20,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BACKLOG: u32 = 1024;
 /// The most requests running at once by default.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
+/// Upgraded connections one tenant may have open at once.
+pub const DEFAULT_MAX_UPGRADES: usize = 1024;
 /// The most open connections by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The most open connections of one client by default.
@@ -95,6 +97,10 @@ pub struct TenantLimits {
     /// library's [`Builder::upgrade`](crate::Builder::upgrade) hook. Not a
     /// flag or a config key: a library user sets it. Default is no.
     pub allow_upgrade: bool,
+    /// The most upgraded connections (HTTP/2: streams) of the tenant open
+    /// at once; past it an upgrade request gets 503 before its guest runs.
+    /// Default is 1024.
+    pub max_upgrades: usize,
     /// The most lines of guest output (stdout and stderr together) the
     /// tenant's guests log per second; past it lines are dropped and
     /// counted. Default is 1000.
@@ -111,6 +117,7 @@ impl Default for TenantLimits {
             out_of_service: false,
             max_log_lines_per_second: crate::wasm::DEFAULT_LOG_LINES_PER_SECOND,
             allow_upgrade: false,
+            max_upgrades: DEFAULT_MAX_UPGRADES,
         }
     }
 }

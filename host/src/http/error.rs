@@ -44,6 +44,10 @@ pub enum HostError {
     /// The tenant is out of service (503, with `Retry-After`).
     #[error("the tenant is out of service")]
     OutOfService,
+    /// The tenant has all the upgraded connections it may have open (503,
+    /// with `Retry-After`).
+    #[error("the tenant has its most upgraded connections open")]
+    TooManyUpgrades,
     /// The server's stop ran out of time and stopped the guest (503).
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
@@ -76,6 +80,8 @@ pub enum Fault {
     RateLimited,
     /// The tenant is out of service.
     OutOfService,
+    /// The tenant has its most upgraded connections open.
+    TooManyUpgrades,
     /// No instance slot is free in the pool.
     NoInstance,
     /// The server's stop cancelled the guest.
@@ -112,9 +118,11 @@ impl Fault {
             Fault::NoRoute => StatusCode::NOT_FOUND,
             Fault::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             Fault::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Fault::Overloaded | Fault::NoInstance | Fault::Cancelled | Fault::OutOfService => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Fault::Overloaded
+            | Fault::NoInstance
+            | Fault::Cancelled
+            | Fault::OutOfService
+            | Fault::TooManyUpgrades => StatusCode::SERVICE_UNAVAILABLE,
             Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Host => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -134,6 +142,7 @@ impl Fault {
             | Fault::Overloaded
             | Fault::RateLimited
             | Fault::OutOfService
+            | Fault::TooManyUpgrades
             | Fault::NoInstance
             | Fault::Cancelled => Level::Debug,
         }
@@ -149,6 +158,7 @@ impl Fault {
             Fault::Overloaded => Some(Counted::Rejected("concurrency")),
             Fault::RateLimited => Some(Counted::Rejected("rate")),
             Fault::OutOfService => Some(Counted::Rejected("out_of_service")),
+            Fault::TooManyUpgrades => Some(Counted::Rejected("upgrades")),
             Fault::NoInstance => Some(Counted::Rejected("instance_pool")),
             Fault::BadRequest
             | Fault::BodyTooLarge
@@ -173,6 +183,7 @@ impl HostError {
             HostError::Overloaded => Fault::Overloaded,
             HostError::RateLimited => Fault::RateLimited,
             HostError::OutOfService => Fault::OutOfService,
+            HostError::TooManyUpgrades => Fault::TooManyUpgrades,
             HostError::Cancelled => Fault::Cancelled,
             HostError::BadResponse(_) => Fault::BadResponse,
             HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
@@ -271,6 +282,12 @@ mod tests {
             ),
             (Fault::Misdirected, 421, Level::Debug, None),
             (
+                Fault::TooManyUpgrades,
+                503,
+                Level::Debug,
+                Some(Rejected("upgrades")),
+            ),
+            (
                 Fault::Overloaded,
                 503,
                 Level::Debug,
@@ -316,6 +333,7 @@ mod tests {
             (HostError::Overloaded, Fault::Overloaded),
             (HostError::RateLimited, Fault::RateLimited),
             (HostError::OutOfService, Fault::OutOfService),
+            (HostError::TooManyUpgrades, Fault::TooManyUpgrades),
             (HostError::Cancelled, Fault::Cancelled),
             (HostError::BadResponse("101"), Fault::BadResponse),
             (

@@ -156,6 +156,12 @@ impl LiveTenant {
         }
     }
 
+    /// The permits of its open upgraded connections and their number,
+    /// when it may upgrade.
+    pub(crate) fn upgrade_permits(&self) -> Option<(&Arc<Semaphore>, usize)> {
+        self.upgrades.as_ref().map(|u| (&u.open, u.max_open))
+    }
+
     /// The tenant's name.
     pub(crate) fn name(&self) -> &str {
         &self.reporter.recorder.tenant
@@ -206,14 +212,23 @@ impl LiveTenant {
             .try_acquire_owned()
             .map_err(|_| HostError::Overloaded)?;
 
-        let upgrade = self.upgrades.as_ref().and_then(|upgrades| {
-            Some(Accepting {
-                asked: Asked::take(&mut req)?,
-                upgrades: upgrades.clone(),
-                tenant: self.reporter.recorder.tenant.clone(),
-                peer: conn.peer,
-            })
-        });
+        let upgrade = match &self.upgrades {
+            Some(upgrades) => match Asked::take(&mut req) {
+                Some(asked) => Some(Accepting {
+                    permit: upgrades
+                        .open
+                        .clone()
+                        .try_acquire_owned()
+                        .map_err(|_| HostError::TooManyUpgrades)?,
+                    asked,
+                    upgrades: upgrades.clone(),
+                    tenant: self.reporter.recorder.tenant.clone(),
+                    peer: conn.peer,
+                }),
+                None => None,
+            },
+            None => None,
+        };
         let (mut parts, body) = req.into_parts();
         let limit = admission.max_body_size;
         let (body, body_limit) = match body.size_hint().exact() {

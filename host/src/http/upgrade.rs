@@ -195,6 +195,10 @@ pub(crate) struct Upgrades {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Whether its end gets a line in the access log.
     pub(crate) access_log: bool,
+    /// One permit per upgraded connection the tenant may have open.
+    pub(crate) open: Arc<tokio::sync::Semaphore>,
+    /// How many permits `open` has.
+    pub(crate) max_open: usize,
 }
 
 /// A request's upgrade on its way to its guest, with where it goes if the
@@ -204,6 +208,9 @@ pub(crate) struct Accepting {
     pub(crate) upgrades: Upgrades,
     pub(crate) tenant: Arc<str>,
     pub(crate) peer: SocketAddr,
+    /// The tenant's permit for the connection, taken before the guest runs
+    /// and held until the hook's run ends.
+    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Accepting {
@@ -215,8 +222,10 @@ impl Accepting {
             upgrades,
             tenant,
             peer,
+            permit,
         } = self;
         let task = async move {
+            let _permit = permit;
             match asked.on.await {
                 Ok(io) => {
                     let _open = upgrades.metrics.upgraded(&tenant);

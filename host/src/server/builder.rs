@@ -334,9 +334,10 @@ impl Builder {
     /// answered 2xx (HTTP/2 connections then offer extended CONNECT, RFC
     /// 8441). The host adds `Connection` and `Upgrade` to a 101 (a guest
     /// cannot set them) and sends no body. Only tenants whose
-    /// [`TenantLimits::allow_upgrade`] is on reach the hook: this builder's
-    /// own tenant (of [`Builder::build`]) is turned on here; others get 500
-    /// for an upgrade, as every tenant does without a hook.
+    /// [`TenantLimits::allow_upgrade`] is on reach the hook, and this
+    /// builder's own tenant (of [`Builder::build`]) always does; others get
+    /// 500 for an upgrade, as every tenant does without a hook. A tenant
+    /// has at most [`TenantLimits::max_upgrades`] open (past it, 503).
     ///
     /// An upgraded connection keeps its connection permit until the hook's
     /// future ends; a stop switches [`Upgraded::stop`](crate::Upgraded)
@@ -346,7 +347,6 @@ impl Builder {
     /// Default is no hook.
     pub fn upgrade(&mut self, hook: impl UpgradeHook) -> &mut Self {
         self.upgrade = Some(Arc::new(hook));
-        self.limits.allow_upgrade = true;
         self
     }
 
@@ -364,7 +364,10 @@ impl Builder {
             name: self.tenant.clone(),
             component,
             routes: vec![Route::everything()],
-            limits: self.limits,
+            limits: TenantLimits {
+                allow_upgrade: self.limits.allow_upgrade || self.upgrade.is_some(),
+                ..self.limits
+            },
             access: self.access.clone(),
         };
         self.build_tenants(vec![tenant])

@@ -69,6 +69,7 @@ fn live(
     let settings = &builder.settings;
     let name: Arc<str> = tenant.name.into();
     let max = tenant.limits.max_concurrent_requests;
+    let max_upgrades = tenant.limits.max_upgrades;
     let requests = match before {
         Some(before) if before.admission.max_concurrent_requests == max => {
             before.admission.requests.clone()
@@ -121,6 +122,14 @@ fn live(
                 stop: builder.stop.clone(),
                 metrics: builder.metrics.clone(),
                 access_log: settings.access_log,
+                // A replaced tenant's open connections count on, when its
+                // limit is unchanged.
+                open: before
+                    .and_then(|b| b.upgrade_permits())
+                    .filter(|&(_, max)| max == max_upgrades)
+                    .map(|(open, _)| open.clone())
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(max_upgrades))),
+                max_open: max_upgrades,
             }),
     )
 }
