@@ -438,23 +438,9 @@ fn chromium_loads_a_page_over_h2() {
         .parent()
         .unwrap()
         .join("chromium-profile");
-    let output = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            // The certificate is the self-signed one made at start.
-            "--ignore-certificate-errors",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("https://localhost:{}/", server.addr.port()))
+    // The certificate is the self-signed one made at start.
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let output = support::chromium_dump_dom(&profile, &url)
         .output()
         .expect("chromium is installed (scripts/test.sh installs it)");
     let dom = String::from_utf8_lossy(&output.stdout);

@@ -519,22 +519,8 @@ async fn chromium_websocket(versions: catshost::config::HttpVersions) -> (String
     let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("chromium-ws-profile-{versions:?}"));
     let _ = std::fs::remove_dir_all(&profile);
-    let output = tokio::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--ignore-certificate-errors",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("https://localhost:{}/", server.addr.port()))
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let output = tokio::process::Command::from(support::chromium_dump_dom(&profile, &url))
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), output)

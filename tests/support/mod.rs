@@ -533,3 +533,27 @@ impl Drop for Process {
         }
     }
 }
+
+/// Headless Chromium (scripts/test.sh installs it) that prints the DOM of
+/// `url` once the page is done (virtual time, 5 s of it), with a profile
+/// in `profile`; any certificate is accepted (the tests' are self-signed).
+pub fn chromium_dump_dom(profile: &Path, url: &str) -> Command {
+    let mut command = Command::new("chromium");
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url);
+    command
+}

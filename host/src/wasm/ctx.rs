@@ -237,18 +237,8 @@ impl WasiHttpHooks for HostHooks {
         let permit = sandbox.outbound_connections.try_open(&self.connections);
         Box::new(async move {
             let Some(permit) = permit else {
-                if !sandbox.log_budget.take(&sandbox.tenant) {
-                    return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
-                }
-                tracing::warn!(
-                    target: "catshost::outbound",
-                    request_id = serving.request().map(tracing::field::display),
-                    instance_id = %serving.instance,
-                    tenant = &*sandbox.tenant,
-                    origin = %origin(request.uri()),
-                    reason = "the instance or the tenant has all its outgoing connections open",
-                    "outgoing HTTP request denied"
-                );
+                let reason = "the instance or the tenant has all its outgoing connections open";
+                denied(&serving, &sandbox, request.uri(), reason);
                 return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
             };
             let upstream = &sandbox.upstream;
@@ -259,20 +249,9 @@ impl WasiHttpHooks for HostHooks {
                 .await;
             let addrs = match verdict {
                 Verdict::Send(addrs) => addrs,
-                Verdict::Deny(denied) => {
-                    if !sandbox.log_budget.take(&sandbox.tenant) {
-                        return Err(denied.error());
-                    }
-                    tracing::warn!(
-                        target: "catshost::outbound",
-                        request_id = serving.request().map(tracing::field::display),
-                        instance_id = %serving.instance,
-                        tenant = &*sandbox.tenant,
-                        origin = %origin(request.uri()),
-                        reason = denied.reason(),
-                        "outgoing HTTP request denied"
-                    );
-                    return Err(denied.error());
+                Verdict::Deny(why) => {
+                    denied(&serving, &sandbox, request.uri(), &why.reason());
+                    return Err(why.error());
                 }
             };
             tracing::debug!(
@@ -285,6 +264,22 @@ impl WasiHttpHooks for HostHooks {
             );
             upstream.send(request, options, addrs, permit).await
         })
+    }
+}
+
+/// Logs an outgoing request to `uri` denied for `reason`, within the
+/// tenant's log budget.
+fn denied(serving: &Serving, sandbox: &Sandbox, uri: &http::Uri, reason: &str) {
+    if sandbox.log_budget.take(&sandbox.tenant) {
+        tracing::warn!(
+            target: "catshost::outbound",
+            request_id = serving.request().map(tracing::field::display),
+            instance_id = %serving.instance,
+            tenant = &*sandbox.tenant,
+            origin = %origin(uri),
+            reason,
+            "outgoing HTTP request denied"
+        );
     }
 }
 
