@@ -10,9 +10,11 @@
 #   rust     Debian rustc-web 1.96 and lld-22, unpacked (not installed:
 #            they would clash with rustup) and driven by rustup's cargo,
 #            -Zbuild-std for wasm32-unknown-unknown, wit-bindgen 0.63;
-#            echo-p3 against wit/p3 (wasi:http/service@0.3.0)
+#            echo-p3 against wit/p3 (wasi:http/service@0.3.0), chat
+#            against catshost:guest/websocket-handler
 #   python   componentize-py 0.25.1 (PyPI, in a venv); the WASI 0.3 ones
-#            against wit/p3 (wasi:http/service@0.3.0)
+#            against wit/p3 (wasi:http/service@0.3.0), the WebSocket ones
+#            against catshost:guest/websocket-handler
 #   js       @bytecodealliance/componentize-js 0.23.0 (npm)
 #
 #   guest-examples/build.sh              # every language
@@ -113,9 +115,10 @@ build_rust() {
       --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort
   )
   local seconds=$((SECONDS - start)) name
-  # echo-p3 is the WASI 0.3 one (wasi:http/service@0.3.0, against wit/p3).
+  # echo-p3 is the WASI 0.3 one (wasi:http/service@0.3.0, against wit/p3);
+  # chat the WebSocket one (catshost:guest/websocket-handler).
   # One cargo build makes every core module: each records its time.
-  for name in hello sum echo-p3; do
+  for name in hello sum echo-p3 chat; do
     target/release/catshost-guest-tools component \
       "$tools/rust-target/wasm32-unknown-unknown/release/${name//-/_}.wasm" "$out/rust-$name.wasm"
     record rust "$name" "$seconds"
@@ -143,6 +146,15 @@ build_python() {
     local start=$SECONDS
     name=${dir##*/}
     "$venv/bin/componentize-py" -d wit/p3 -w wasi:http/service@0.3.0 componentize app \
+      -p "$dir" -o "$out/python-$name.wasm" >/dev/null
+    record python "$name" $((SECONDS - start))
+  done
+  # WebSocket guests (catshost:websocket/handler and wasi:http/proxy): the
+  # echo example, and the fixture of the host's WebSocket fault tests.
+  for dir in guest-examples/python/websocket tests/fixtures/ws-faults; do
+    local start=$SECONDS
+    name=${dir##*/}
+    "$venv/bin/componentize-py" -d wit -w catshost:guest/websocket-handler componentize app \
       -p "$dir" -o "$out/python-$name.wasm" >/dev/null
     record python "$name" $((SECONDS - start))
   done

@@ -68,6 +68,17 @@ pub enum Error {
         /// What it exports instead.
         exports: String,
     },
+    /// The component exports `catshost:websocket/handler` in a way catshost
+    /// cannot serve.
+    #[error(
+        "'{name}' exports a WebSocket handler catshost cannot serve: {reason} (docs/websockets.md)"
+    )]
+    WebSocketHandler {
+        /// The component's name (its path for files).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The component imports something the host does not provide.
     #[error(
         "'{name}' needs imports that catshost does not provide: {missing} \

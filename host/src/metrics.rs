@@ -50,6 +50,22 @@ pub struct Metrics {
     tenants_stale: Gauge,
     upgrades: Family<TenantLabels, Counter>,
     upgraded_open: Family<TenantLabels, Gauge>,
+    websockets: Family<TenantLabels, Counter>,
+    websockets_open: Family<TenantLabels, Gauge>,
+    websocket_messages: Family<DirectionLabels, Counter>,
+    websocket_closes: Family<CloseLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    tenant: Arc<str>,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    tenant: Arc<str>,
+    code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +138,10 @@ impl Metrics {
             tenants_stale: Gauge::default(),
             upgrades: Family::default(),
             upgraded_open: Family::default(),
+            websockets: Family::default(),
+            websockets_open: Family::default(),
+            websocket_messages: Family::default(),
+            websocket_closes: Family::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -217,6 +237,28 @@ impl Metrics {
             "upgraded_open",
             "Upgraded connections (HTTP/2: streams) whose hook still runs",
             metrics.upgraded_open.clone(),
+        );
+        registry.register(
+            "websockets",
+            "WebSockets a tenant's WebSocket handler opened",
+            metrics.websockets.clone(),
+        );
+        registry.register(
+            "websockets_open",
+            "WebSockets open",
+            metrics.websockets_open.clone(),
+        );
+        registry.register(
+            "websocket_messages",
+            "WebSocket messages, from clients to guests (in) and from guests to \
+             clients (out)",
+            metrics.websocket_messages.clone(),
+        );
+        registry.register(
+            "websocket_closes",
+            "WebSockets closed, by the close code (1005: the client gave none; \
+             1006: gone without a close)",
+            metrics.websocket_closes.clone(),
         );
         metrics
     }
@@ -316,6 +358,39 @@ impl Metrics {
         let open = self.upgraded_open.get_or_create_owned(&labels);
         open.inc();
         ConnectionGuard(open)
+    }
+
+    /// Counts a WebSocket of `tenant`, open until the guard is dropped.
+    pub(crate) fn websocket_opened(&self, tenant: &Arc<str>) -> ConnectionGuard {
+        let labels = TenantLabels {
+            tenant: tenant.clone(),
+        };
+        self.websockets.get_or_create(&labels).inc();
+        let open = self.websockets_open.get_or_create_owned(&labels);
+        open.inc();
+        ConnectionGuard(open)
+    }
+
+    /// The counters of `tenant`'s WebSocket messages: in, then out.
+    pub(crate) fn websocket_messages(&self, tenant: &Arc<str>) -> (Counter, Counter) {
+        let counter = |direction| {
+            self.websocket_messages
+                .get_or_create_owned(&DirectionLabels {
+                    tenant: tenant.clone(),
+                    direction,
+                })
+        };
+        (counter("in"), counter("out"))
+    }
+
+    /// Counts a WebSocket of `tenant` closed with `code`.
+    pub(crate) fn websocket_closed(&self, tenant: &Arc<str>, code: u16) {
+        self.websocket_closes
+            .get_or_create(&CloseLabels {
+                tenant: tenant.clone(),
+                code,
+            })
+            .inc();
     }
 
     /// How many tenants serve a previous component after the last reload.

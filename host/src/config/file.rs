@@ -235,6 +235,8 @@ impl Source<'_> {
         file.tls = tls.server.tls.map(|tls| self.check_tls(tls)).transpose()?;
         let base = TenantLimits {
             max_concurrent_requests: DEFAULT_TENANT_CONCURRENT_REQUESTS,
+            // A tenant accepts WebSockets only when its entry says so.
+            websockets: false,
             ..TenantLimits::default()
         };
         let mut defaults = base;

@@ -22,6 +22,14 @@ pub const DEFAULT_BACKLOG: u32 = 1024;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// Upgraded connections one tenant may have open at once.
 pub const DEFAULT_MAX_UPGRADES: usize = 1024;
+/// WebSockets one tenant may have open at once by default.
+pub const DEFAULT_MAX_WEBSOCKETS: usize = 1024;
+/// The largest WebSocket message by default: 64 KiB.
+pub const DEFAULT_MAX_WEBSOCKET_MESSAGE: usize = 64 << 10;
+/// How long a WebSocket may go without a frame from its client by default.
+pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most WebSockets one instance of a handler serves by default.
+pub const DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE: usize = 256;
 /// The most open connections by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The most open connections of one client by default.
@@ -105,6 +113,23 @@ pub struct TenantLimits {
     /// tenant's guests log per second; past it lines are dropped and
     /// counted. Default is 1000.
     pub max_log_lines_per_second: u32,
+    /// Whether WebSocket upgrades go to the component's WebSocket handler
+    /// (`catshost:websocket/handler`), when it exports one. Default is yes;
+    /// a config file's tenants accept WebSockets only when their entry
+    /// says so.
+    pub websockets: bool,
+    /// The most WebSockets of the tenant open at once; past it an upgrade
+    /// gets 503. Default is 1024.
+    pub max_websockets: usize,
+    /// The largest WebSocket message (or frame), in bytes, either way; a
+    /// client's larger one closes its socket with 1009. Default is 64 KiB.
+    pub max_websocket_message: usize,
+    /// How long a WebSocket may go without a frame from its client before
+    /// the host closes it with 1001. Default is 5 minutes.
+    pub websocket_idle_timeout: Duration,
+    /// The most WebSockets one instance of the handler serves. Default is
+    /// 256; 1 gives every socket an instance of its own.
+    pub websocket_sockets_per_instance: usize,
 }
 
 impl Default for TenantLimits {
@@ -118,6 +143,11 @@ impl Default for TenantLimits {
             max_log_lines_per_second: crate::wasm::DEFAULT_LOG_LINES_PER_SECOND,
             allow_upgrade: false,
             max_upgrades: DEFAULT_MAX_UPGRADES,
+            websockets: true,
+            max_websockets: DEFAULT_MAX_WEBSOCKETS,
+            max_websocket_message: DEFAULT_MAX_WEBSOCKET_MESSAGE,
+            websocket_idle_timeout: DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
+            websocket_sockets_per_instance: DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE,
         }
     }
 }
@@ -135,7 +165,27 @@ impl TenantLimits {
     /// The pool for one tenant with these limits (`catshost serve` without
     /// a config file).
     pub fn pool(&self) -> Pool {
-        pool(self.max_concurrent_requests, self.instance.max_memory)
+        pool(self.instances(), self.instance.max_memory)
+    }
+
+    /// The most instances the tenant has at once: one per request running,
+    /// and those of its open WebSockets.
+    pub fn instances(&self) -> usize {
+        let sockets = if self.websockets {
+            self.max_websockets
+                .div_ceil(self.websocket_sockets_per_instance.max(1))
+        } else {
+            0
+        };
+        self.max_concurrent_requests.saturating_add(sockets)
+    }
+
+    /// What its WebSockets may use on the WebAssembly side.
+    pub fn socket_limits(&self) -> crate::wasm::SocketLimits {
+        crate::wasm::SocketLimits {
+            max_message: self.max_websocket_message,
+            per_instance: self.websocket_sockets_per_instance,
+        }
     }
 }
 
@@ -191,6 +241,7 @@ macro_rules! setting {
 const HTTP: Option<&str> = Some("HTTP");
 const LIMITS: Option<&str> = Some("Limits");
 const REUSE: Option<&str> = Some("Instance reuse");
+const WEBSOCKETS: Option<&str> = Some("WebSockets");
 
 fn duration(value: &Duration) -> Option<String> {
     Some(show_duration(value))
@@ -292,6 +343,21 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
     setting!(max_log_lines_per_second: [max_log_lines_per_second] "N", parse_reuse_count, count,
         LIMITS, "The most lines of guest output (stdout and stderr) logged per second; past it \
          lines are dropped, and counted in a warning."),
+    setting!(websockets: [websockets] "BOOL", parse_bool, count, WEBSOCKETS,
+        "Whether WebSocket upgrades go to the component's catshost:websocket/handler, when it \
+         exports one (in a config file: only when the tenant's entry says so)."),
+    setting!(max_websockets: [max_websockets] "N", parse_nonzero, count, WEBSOCKETS,
+        "The most WebSockets open at once; past it an upgrade gets 503 with Retry-After."),
+    setting!(max_websocket_message: [max_websocket_message] "SIZE", parse_size_usize,
+        |v: &usize| Some(show_size(*v as u64)), WEBSOCKETS,
+        "The largest WebSocket message either way; a client's larger one closes its socket \
+         with 1009."),
+    setting!(websocket_idle_timeout: [websocket_idle_timeout] "TIME", parse_duration, duration,
+        WEBSOCKETS, "How long a WebSocket may go without a frame from its client before it is \
+         closed with 1001."),
+    setting!(websocket_sockets_per_instance: [websocket_sockets_per_instance] "N",
+        parse_nonzero, count, WEBSOCKETS,
+        "The most WebSockets one instance of the handler serves; 1 gives each its own."),
     setting!(max_instance_reuse_count: [instance.reuse.max_instance_reuse_count] "N",
         |t| parse_reuse_count(t).map(Some), unset, REUSE,
         "The most requests one instance serves before a new one is made [default: 1 for WASI \

@@ -14,6 +14,7 @@ pub(crate) use host::request_host;
 mod service;
 mod upgrade;
 mod watchdog;
+mod websocket;
 
 pub(crate) use access::Recorder;
 pub use body::ResponseBody;
@@ -23,3 +24,4 @@ pub(crate) use guest::GuestTasks;
 pub(crate) use service::{Admission, Dispatch, LiveTenant, RateLimit, TenantTable};
 pub(crate) use upgrade::Upgrades;
 pub use upgrade::{UpgradeHook, Upgraded};
+pub(crate) use websocket::WebSockets;

@@ -17,6 +17,7 @@ use super::body::{BodyLimit, RequestBody};
 use super::conn::ConnInfo;
 use super::guest::{self, Admitted, GuestTasks, Reporter};
 use super::upgrade::{Accepting, Asked, Upgrades};
+use super::websocket::{self, WebSockets};
 use super::{ErrorHandler, HostError, ResponseBody};
 use crate::ids::RequestId;
 use crate::routing::Routes;
@@ -131,6 +132,9 @@ pub(crate) struct LiveTenant {
     errors: Arc<dyn ErrorHandler>,
     /// Where its guests' accepted upgrades go, when it may upgrade.
     upgrades: Option<Upgrades>,
+    /// Its WebSocket handler, when its component exports one and it
+    /// accepts WebSockets.
+    websockets: Option<WebSockets>,
 }
 
 impl LiveTenant {
@@ -142,6 +146,7 @@ impl LiveTenant {
         tasks: GuestTasks,
         errors: Arc<dyn ErrorHandler>,
         upgrades: Option<Upgrades>,
+        websockets: Option<WebSockets>,
     ) -> Self {
         Self {
             instances,
@@ -153,7 +158,19 @@ impl LiveTenant {
             tasks,
             errors,
             upgrades,
+            websockets,
         }
+    }
+
+    /// The permits of its open WebSockets and their number, when it
+    /// accepts them.
+    pub(crate) fn websocket_permits(&self) -> Option<(&Arc<Semaphore>, usize)> {
+        self.websockets.as_ref().map(|w| (&w.open, w.max_open))
+    }
+
+    /// Its WebSocket handler's sockets, when it accepts WebSockets.
+    pub(crate) fn sockets(&self) -> Option<&crate::wasm::Sockets> {
+        self.websockets.as_ref().map(|w| &w.sockets)
     }
 
     /// The permits of its open upgraded connections and their number,
@@ -212,6 +229,16 @@ impl LiveTenant {
             .try_acquire_owned()
             .map_err(|_| HostError::Overloaded)?;
 
+        // A WebSocket goes to the tenant's WebSocket handler, which holds the
+        // request permit only while its `open` runs.
+        if let Some(ws) = &self.websockets
+            && websocket::asks(&req)
+        {
+            let tenant = self.reporter.recorder.tenant.clone();
+            let response = websocket::open(ws, req, tenant, conn.peer).await;
+            drop(permit);
+            return response;
+        }
         let upgrade = match &self.upgrades {
             Some(upgrades) => match Asked::take(&mut req) {
                 Some(asked) => Some(Accepting {

@@ -102,35 +102,7 @@ impl Asked {
     /// upgrade` with an `Upgrade` header over HTTP/1.1, or CONNECT with a
     /// `:protocol` over HTTP/2.
     pub(crate) fn take<B>(req: &mut http::Request<B>) -> Option<Self> {
-        let protocol = match req.version() {
-            http::Version::HTTP_11 => {
-                let asks = req
-                    .headers()
-                    .get_all(CONNECTION)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-                let first = req
-                    .headers()
-                    .get(UPGRADE)?
-                    .to_str()
-                    .ok()?
-                    .split(',')
-                    .next()?
-                    .trim();
-                if !asks || first.is_empty() {
-                    return None;
-                }
-                first.to_string()
-            }
-            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => req
-                .extensions()
-                .get::<hyper::ext::Protocol>()?
-                .as_str()
-                .to_string(),
-            _ => return None,
-        };
+        let protocol = Self::protocol_of(req)?;
         // A WebSocket over HTTP/1.1 needs its key (16 bytes, base64) and
         // version 13; without them it is no WebSocket upgrade.
         let accept = match req.version() {
@@ -158,6 +130,54 @@ impl Asked {
             on: hyper::upgrade::on(req),
             accept,
         })
+    }
+
+    /// The protocol `req` asks to upgrade to, if any, left in it.
+    pub(crate) fn protocol_of<B>(req: &http::Request<B>) -> Option<String> {
+        Some(match req.version() {
+            http::Version::HTTP_11 => {
+                let asks = req
+                    .headers()
+                    .get_all(CONNECTION)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+                let first = req
+                    .headers()
+                    .get(UPGRADE)?
+                    .to_str()
+                    .ok()?
+                    .split(',')
+                    .next()?
+                    .trim();
+                if !asks || first.is_empty() {
+                    return None;
+                }
+                first.to_string()
+            }
+            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => req
+                .extensions()
+                .get::<hyper::ext::Protocol>()?
+                .as_str()
+                .to_string(),
+            _ => return None,
+        })
+    }
+
+    /// The request that asked.
+    pub(crate) fn head(&self) -> &http::request::Parts {
+        &self.head
+    }
+
+    /// The HTTP version it came by.
+    pub(crate) fn version(&self) -> http::Version {
+        self.version
+    }
+
+    /// The connection (HTTP/2: the stream), once the response is out.
+    pub(crate) fn into_on_upgrade(self) -> OnUpgrade {
+        self.on
     }
 
     /// Whether a guest's `status` accepts this upgrade: 101 over HTTP/1.1,
@@ -260,7 +280,7 @@ impl Accepting {
                 }
             }
         };
-        UpgradeTask(Arc::new(std::sync::Mutex::new(Some(Box::pin(task)))))
+        UpgradeTask::new(Box::pin(task))
     }
 }
 
@@ -270,6 +290,10 @@ impl Accepting {
 pub(crate) struct UpgradeTask(Arc<std::sync::Mutex<Option<BoxFuture<'static, ()>>>>);
 
 impl UpgradeTask {
+    pub(crate) fn new(run: BoxFuture<'static, ()>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(run))))
+    }
+
     /// The run, once.
     pub(crate) fn take(&self) -> Option<BoxFuture<'static, ()>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()

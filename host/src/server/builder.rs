@@ -381,13 +381,18 @@ impl Builder {
         let tasks = GuestTasks::default();
         let table = table(self, tenants, &tasks, None)?;
         let settings = &self.settings;
+        // HTTP/2 offers extended CONNECT (RFC 8441) when something can take
+        // an upgrade: the hook, or a tenant's WebSocket handler (those a
+        // reload adds later get WebSockets over HTTP/1.1).
+        let upgrades =
+            self.upgrade.is_some() || table.tenants.iter().any(|t| t.sockets().is_some());
         let unrouted = Recorder::new(UNROUTED.into(), self.metrics.clone(), settings.access_log);
         Ok(Server {
             inner: Arc::new(Inner {
                 dispatch: Arc::new(Dispatch::new(table, unrouted, self.errors.clone())),
                 builder: self.clone(),
                 tasks,
-                conn: ConnBuilder::new(&settings.http, self.upgrade.is_some()),
+                conn: ConnBuilder::new(&settings.http, upgrades),
                 connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
                 clients: crate::net::PerClient::new(settings.max_connections_per_client),
                 ready: ReadyLatch::new(),

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 
 use super::Builder;
 use crate::config::TenantLimits;
-use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable, Upgrades};
+use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable, Upgrades, WebSockets};
 use crate::routing::{DuplicateRoute, Route, Routes};
 use crate::wasm::{CpuShare, GuestPre, LogBudget, Sandbox, WasiAccess};
 
@@ -96,6 +96,27 @@ fn live(
             tenant: name.clone(),
         })),
     };
+    let limits = &tenant.limits;
+    let max_websockets = limits.max_websockets;
+    let websockets = tenant
+        .component
+        .sockets(sandbox.clone(), limits.socket_limits())
+        .filter(|_| limits.websockets)
+        .map(|sockets| WebSockets {
+            sockets,
+            stop: builder.stop.clone(),
+            metrics: builder.metrics.clone(),
+            access_log: settings.access_log,
+            // A replaced tenant's open sockets count on, when its limit is
+            // unchanged.
+            open: before
+                .and_then(|b| b.websocket_permits())
+                .filter(|&(_, max)| max == max_websockets)
+                .map(|(open, _)| open.clone())
+                .unwrap_or_else(|| Arc::new(Semaphore::new(max_websockets))),
+            max_open: max_websockets,
+            idle_timeout: limits.websocket_idle_timeout,
+        });
     LiveTenant::new(
         tenant.component.instances(sandbox),
         tenant.component.name(),
@@ -131,5 +152,6 @@ fn live(
                     .unwrap_or_else(|| Arc::new(Semaphore::new(max_upgrades))),
                 max_open: max_upgrades,
             }),
+        websockets,
     )
 }

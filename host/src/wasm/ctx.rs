@@ -76,6 +76,9 @@ pub(crate) struct GuestCtx {
     /// The requests a WASI 0.3 instance has taken, while anything else
     /// holds them: they fail with the instance.
     pub(crate) in_flight: Vec<Arc<Progress>>,
+    /// The sockets a WebSocket handler's instance serves; `None` in an
+    /// instance that serves HTTP requests.
+    pub(crate) sockets: Option<super::websocket::InstanceSockets>,
 }
 
 impl GuestCtx {
@@ -129,6 +132,7 @@ impl GuestCtx {
             },
             limiter: Limiter::new(&sandbox.limits),
             in_flight: Vec::new(),
+            sockets: None,
         })
     }
 

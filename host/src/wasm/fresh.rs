@@ -105,15 +105,8 @@ impl P2Instance {
     /// A store for an instance, which its first [`P2Instance::handle`]
     /// makes.
     pub(crate) fn new(pre: &GuestPre, sandbox: &Arc<Sandbox>) -> Result<Self, GuestError> {
-        let serving = Arc::new(Serving::new(InstanceId::next()));
-        let ctx = GuestCtx::new(serving, sandbox).map_err(|e| GuestError::Preopen(e.into()))?;
-        let mut store = Store::new(pre.engine(), ctx);
-        store.limiter(|ctx| &mut ctx.limiter);
-        // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
         Ok(Self {
-            store,
+            store: new_store(pre, sandbox, InstanceId::next())?,
             proxy: None,
             served: 0,
             events: sandbox.events.clone(),
@@ -206,6 +199,23 @@ impl P2Instance {
         }
         result
     }
+}
+
+/// A WASI 0.2 store for the instance `id` of `pre`, held to its sandbox's
+/// memory limit and yielding at every epoch tick.
+pub(crate) fn new_store(
+    pre: &GuestPre,
+    sandbox: &Arc<Sandbox>,
+    id: InstanceId,
+) -> Result<Store<GuestCtx>, GuestError> {
+    let serving = Arc::new(Serving::new(id));
+    let ctx = GuestCtx::new(serving, sandbox).map_err(|e| GuestError::Preopen(e.into()))?;
+    let mut store = Store::new(pre.engine(), ctx);
+    store.limiter(|ctx| &mut ctx.limiter);
+    // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+    Ok(store)
 }
 
 /// When a request that starts now must be done by.

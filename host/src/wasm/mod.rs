@@ -26,6 +26,7 @@ mod pre;
 mod recycle;
 mod sandbox;
 mod shared;
+mod websocket;
 
 pub use body::GuestBody;
 pub use call::{
@@ -46,3 +47,7 @@ pub use outbound::{
 pub use output::{DEFAULT_LOG_LINES_PER_SECOND, LogBudget};
 pub use pre::GuestPre;
 pub use sandbox::{InstanceEvents, OpenedDir, Preopen, Sandbox, WasiAccess};
+pub use websocket::{
+    InstanceGone, OpenError, OpenRequest, Opened, Outbox, Outgoing, SocketEvents, SocketLimits,
+    SocketMessage, Sockets,
+};

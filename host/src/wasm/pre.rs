@@ -13,6 +13,7 @@ use super::limits::EpochTicker;
 use super::recycle::Recycle;
 use super::sandbox::Sandbox;
 use super::shared::Shared;
+use super::websocket::{SocketLimits, Sockets, WebsocketPre};
 
 /// A `wasi:http` component compiled and pre-instantiated, ready to make
 /// instances. Cloning is cheap: clones share the compiled code.
@@ -20,16 +21,24 @@ use super::shared::Shared;
 pub struct GuestPre {
     name: Arc<str>,
     pub(crate) proxy: Arc<ProxyPre<GuestCtx>>,
+    /// Its WebSocket handler, when it exports one (WASI 0.2 only).
+    websocket: Option<Arc<WebsocketPre<GuestCtx>>>,
     /// Keeps the engine's epoch advancing while this component lives, even
     /// if the [`super::Engine`] that loaded it is gone.
     _ticker: Arc<EpochTicker>,
 }
 
 impl GuestPre {
-    pub(crate) fn new(name: &str, proxy: ProxyPre<GuestCtx>, ticker: Arc<EpochTicker>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        proxy: ProxyPre<GuestCtx>,
+        websocket: Option<WebsocketPre<GuestCtx>>,
+        ticker: Arc<EpochTicker>,
+    ) -> Self {
         Self {
             name: name.into(),
             proxy: Arc::new(proxy),
+            websocket: websocket.map(Arc::new),
             _ticker: ticker,
         }
     }
@@ -53,6 +62,20 @@ impl GuestPre {
             ProxyPre::P2(_) => Wasi::P2,
             ProxyPre::P3(_) => Wasi::P3,
         }
+    }
+
+    /// Whether the component exports a WebSocket handler
+    /// (`catshost:websocket/handler`).
+    pub fn serves_websockets(&self) -> bool {
+        self.websocket.is_some()
+    }
+
+    /// The WebSocket side of one tenant, when the component exports a
+    /// handler: instances made as they are needed, in `sandbox`, apart from
+    /// those that serve its HTTP requests.
+    pub fn sockets(&self, sandbox: Sandbox, limits: SocketLimits) -> Option<Sockets> {
+        let pre = self.websocket.as_deref()?.clone();
+        Some(Sockets::new(self.clone(), pre, Arc::new(sandbox), limits))
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {

@@ -1,0 +1,312 @@
+//! WebSockets served by a tenant's WebSocket handler (a component that
+//! exports `catshost:websocket/handler`): the host does RFC 6455 here (the
+//! handshake, then tungstenite's framing, masks, ping/pong, fragmentation,
+//! UTF-8 checks and close codes) and hands whole messages to the WebAssembly
+//! side ([`crate::wasm::Sockets`]).
+//!
+//! An open socket holds its connection (HTTP/2: its stream), one of its
+//! tenant's `max_websockets` permits, and a share of an instance; its
+//! request permit only while the guest's `open` runs. It is closed by the
+//! host with 1001 when idle past the tenant's `websocket_idle_timeout` or
+//! when the server stops, 1009 past `max_websocket_message`, 1002 or 1007
+//! for a protocol error, and 1011 when its instance fails.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::upgrade::{Asked, UpgradeTask};
+use super::{HostError, ResponseBody};
+use crate::lifecycle::Stop;
+use crate::metrics::Metrics;
+use crate::wasm::{OpenError, OpenRequest, Opened, Outgoing, SocketMessage, Sockets};
+
+/// How long a closing socket waits for its client's close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The read buffer of a socket: tungstenite's default is 128 KiB, which an
+/// idle socket would hold for nothing.
+const READ_BUFFER: usize = 4 << 10;
+
+/// A tenant's WebSocket handler as the HTTP side serves it.
+#[derive(Clone)]
+pub(crate) struct WebSockets {
+    pub(crate) sockets: Sockets,
+    pub(crate) stop: Stop,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) access_log: bool,
+    /// One permit per socket the tenant may have open.
+    pub(crate) open: Arc<Semaphore>,
+    /// How many permits `open` has.
+    pub(crate) max_open: usize,
+    /// How long a socket may go without a frame from its client.
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Whether `req` asks for a WebSocket: `Upgrade: websocket` over HTTP/1.1,
+/// or an extended CONNECT with `:protocol websocket` over HTTP/2.
+pub(crate) fn asks<B>(req: &Request<B>) -> bool {
+    Asked::protocol_of(req).is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
+}
+
+/// Opens a socket for `req` with the tenant's handler: the response that
+/// completes the handshake, carrying the socket's run for the connection,
+/// or the guest's refusal.
+pub(crate) async fn open(
+    ws: &WebSockets,
+    mut req: Request<Incoming>,
+    tenant: Arc<str>,
+    peer: SocketAddr,
+) -> Result<Response<ResponseBody>, HostError> {
+    let asked = Asked::take(&mut req).ok_or(HostError::BadRequest(
+        "a WebSocket handshake needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key",
+    ))?;
+    let permit = ws
+        .open
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| HostError::TooManyUpgrades)?;
+    let head = asked.head();
+    let request = OpenRequest {
+        path_with_query: head
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+        headers: head
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+            .collect(),
+        protocols: head
+            .headers
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    };
+    let opened = match ws.sockets.open(request).await {
+        Ok(opened) => opened,
+        Err(OpenError::Refused(status)) => {
+            return Ok(Response::builder()
+                .status(status)
+                .body(ResponseBody::host(Default::default()))
+                .expect("a status alone is a valid response"));
+        }
+        Err(OpenError::BadProtocol(_)) => {
+            return Err(HostError::BadResponse(
+                "the guest chose a subprotocol the client did not offer",
+            ));
+        }
+        Err(OpenError::Guest(error)) => return Err(HostError::Guest(error)),
+    };
+    let status = match asked.version() {
+        Version::HTTP_2 => StatusCode::OK,
+        _ => StatusCode::SWITCHING_PROTOCOLS,
+    };
+    let mut response = Response::builder()
+        .status(status)
+        .body(ResponseBody::host(Default::default()))
+        .expect("a status alone is a valid response");
+    asked.complete(response.headers_mut());
+    if let Some(protocol) = opened.protocol.as_deref()
+        && let Ok(value) = HeaderValue::from_str(protocol)
+    {
+        response
+            .headers_mut()
+            .insert("sec-websocket-protocol", value);
+    }
+    let socket = Socket {
+        ws: ws.clone(),
+        tenant,
+        peer,
+        version: asked.version(),
+        _permit: permit,
+    };
+    let on = asked.into_on_upgrade();
+    let run = async move {
+        match on.await {
+            Ok(io) => socket.serve(TokioIo::new(io), opened).await,
+            // The client went away before the answer reached it.
+            Err(error) => {
+                tracing::debug!(peer = %socket.peer, %error, "the WebSocket did not open");
+                opened.events.closed(1006, String::new()).await;
+            }
+        }
+    };
+    response
+        .extensions_mut()
+        .insert(UpgradeTask::new(Box::pin(run)));
+    Ok(response)
+}
+
+/// An open socket's side of the host.
+struct Socket {
+    ws: WebSockets,
+    tenant: Arc<str>,
+    peer: SocketAddr,
+    version: Version,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Who closed a socket, and with what.
+struct Closed {
+    code: u16,
+    reason: String,
+    /// Whether a close frame is still to be sent (the host's or the
+    /// guest's close), else it was answered or cannot be.
+    send: bool,
+}
+
+impl Closed {
+    fn host(code: u16, reason: &str) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            send: true,
+        }
+    }
+
+    fn answered(code: u16, reason: String) -> Self {
+        Self {
+            code,
+            reason,
+            send: false,
+        }
+    }
+}
+
+impl Socket {
+    async fn serve<S>(self, io: S, opened: Opened)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let Opened {
+            socket: id,
+            events,
+            mut outbox,
+            ..
+        } = opened;
+        let max = self.ws.sockets.limits().max_message;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        let (mut sink, mut stream) = stream.split();
+        let _open = self.ws.metrics.websocket_opened(&self.tenant);
+        let (counted_in, counted_out) = self.ws.metrics.websocket_messages(&self.tenant);
+        let (mut messages_in, mut messages_out) = (0u64, 0u64);
+        let started = Instant::now();
+        let idle = self.ws.idle_timeout;
+        let mut last_heard = tokio::time::Instant::now();
+        let closed = loop {
+            // An idle timeout past what the clock holds is none.
+            let until = last_heard
+                .checked_add(idle)
+                .unwrap_or(last_heard + Duration::from_secs(365 * 24 * 60 * 60));
+            tokio::select! {
+                biased;
+                () = self.ws.stop.switched() => break Closed::host(1001, "server stopping"),
+                frame = stream.next() => {
+                    last_heard = tokio::time::Instant::now();
+                    let message = match frame {
+                        Some(Ok(Message::Text(text))) => SocketMessage::Text(text.into()),
+                        Some(Ok(Message::Binary(bytes))) => SocketMessage::Binary(bytes),
+                        // tungstenite answers pings itself.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                        Some(Ok(Message::Close(frame))) => break match frame {
+                            Some(frame) => Closed::answered(frame.code.into(), frame.reason.to_string()),
+                            None => Closed::answered(1005, String::new()),
+                        },
+                        Some(Err(error)) => break protocol_error(&error),
+                        None => break Closed::answered(1006, String::new()),
+                    };
+                    messages_in += 1;
+                    counted_in.inc();
+                    if events.message(message).await.is_err() {
+                        break Closed::host(1011, "the guest failed");
+                    }
+                }
+                next = outbox.next() => match next {
+                    Some(Outgoing::Message(message)) => {
+                        messages_out += 1;
+                        counted_out.inc();
+                        let message = match message {
+                            SocketMessage::Text(text) => match tungstenite::Utf8Bytes::try_from(text) {
+                                Ok(text) => Message::Text(text),
+                                Err(_) => unreachable!("a guest's text message is UTF-8"),
+                            },
+                            SocketMessage::Binary(bytes) => Message::Binary(bytes),
+                        };
+                        if sink.send(message).await.is_err() {
+                            break Closed::answered(1006, String::new());
+                        }
+                    }
+                    Some(Outgoing::Close(code, reason)) => break Closed { code, reason, send: true },
+                    None => break Closed::host(1011, "the guest failed"),
+                },
+                () = tokio::time::sleep_until(until) => break Closed::host(1001, "idle"),
+            }
+        };
+        if closed.send {
+            let frame = CloseFrame {
+                code: CloseCode::from(closed.code),
+                reason: closed.reason.clone().into(),
+            };
+            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                // The client's close frame, or its end, within the timeout.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    while let Some(Ok(frame)) = stream.next().await {
+                        if matches!(frame, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        // The close answered to the client goes out; then the connection ends.
+        let _ = sink.close().await;
+        self.ws.metrics.websocket_closed(&self.tenant, closed.code);
+        if self.ws.access_log {
+            tracing::info!(
+                target: "catshost::access",
+                tenant = &*self.tenant,
+                client = %self.peer,
+                socket = id,
+                version = ?self.version,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                messages_in,
+                messages_out,
+                code = closed.code,
+                "WebSocket closed"
+            );
+        }
+        events.closed(closed.code, closed.reason).await;
+    }
+}
+
+/// The close a protocol error gets (RFC 6455, section 7.4.1): 1009 for a
+/// message or frame over the limit, 1007 for text that is not UTF-8, 1002
+/// for the rest; a connection that broke gets none (1006).
+fn protocol_error(error: &tungstenite::Error) -> Closed {
+    match error {
+        tungstenite::Error::Capacity(_) => Closed::host(1009, "message too large"),
+        tungstenite::Error::Utf8(_) => Closed::host(1007, "invalid UTF-8"),
+        tungstenite::Error::Protocol(_) => Closed::host(1002, "protocol error"),
+        _ => Closed::answered(1006, String::new()),
+    }
+}
