@@ -28,12 +28,13 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
 fi
 
-# The WebSocket client tests/upgrade.rs drives (tests/clients/ws_echo.py).
+# The WebSocket clients tests/upgrade.rs and tests/websocket.rs drive
+# (tests/clients): the websockets library, and h2 for raw HTTP/2 frames.
 venv=target/guest-toolchains/ws-client
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
-  echo "== installing websockets (PyPI) into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check websockets==15.0.1
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import websockets, h2' 2>/dev/null; then
+  echo "== installing websockets and h2 (PyPI) into $venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check websockets==15.0.1 h2==4.3.0
 fi
 
 guest-examples/build.sh

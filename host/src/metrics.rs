@@ -50,10 +50,16 @@ pub struct Metrics {
     tenants_stale: Gauge,
     upgrades: Family<TenantLabels, Counter>,
     upgraded_open: Family<TenantLabels, Gauge>,
-    websockets: Family<TenantLabels, Counter>,
+    websockets: Family<RequestProtocolLabels, Counter>,
     websockets_open: Family<TenantLabels, Gauge>,
     websocket_messages: Family<DirectionLabels, Counter>,
     websocket_closes: Family<CloseLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestProtocolLabels {
+    tenant: Arc<str>,
+    protocol: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -240,7 +246,8 @@ impl Metrics {
         );
         registry.register(
             "websockets",
-            "WebSockets a tenant's WebSocket handler opened",
+            "WebSockets a tenant's WebSocket handler opened, by the protocol of \
+             their handshake (HTTP/2: an extended CONNECT, RFC 8441)",
             metrics.websockets.clone(),
         );
         registry.register(
@@ -360,12 +367,23 @@ impl Metrics {
         ConnectionGuard(open)
     }
 
-    /// Counts a WebSocket of `tenant`, open until the guard is dropped.
-    pub(crate) fn websocket_opened(&self, tenant: &Arc<str>) -> ConnectionGuard {
+    /// Counts a WebSocket of `tenant` opened over `protocol` (`HTTP/1.1`,
+    /// or `HTTP/2` for an extended CONNECT), open until the guard is
+    /// dropped.
+    pub(crate) fn websocket_opened(
+        &self,
+        tenant: &Arc<str>,
+        protocol: &'static str,
+    ) -> ConnectionGuard {
+        self.websockets
+            .get_or_create(&RequestProtocolLabels {
+                tenant: tenant.clone(),
+                protocol,
+            })
+            .inc();
         let labels = TenantLabels {
             tenant: tenant.clone(),
         };
-        self.websockets.get_or_create(&labels).inc();
         let open = self.websockets_open.get_or_create_owned(&labels);
         open.inc();
         ConnectionGuard(open)

@@ -206,7 +206,11 @@ impl Socket {
             .max_frame_size(Some(max));
         let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let (mut sink, mut stream) = stream.split();
-        let _open = self.ws.metrics.websocket_opened(&self.tenant);
+        let protocol = match self.version {
+            Version::HTTP_2 => "HTTP/2",
+            _ => "HTTP/1.1",
+        };
+        let _open = self.ws.metrics.websocket_opened(&self.tenant, protocol);
         let (counted_in, counted_out) = self.ws.metrics.websocket_messages(&self.tenant);
         let (mut messages_in, mut messages_out) = (0u64, 0u64);
         let started = Instant::now();
@@ -287,7 +291,7 @@ impl Socket {
                 tenant = &*self.tenant,
                 client = %self.peer,
                 socket = id,
-                version = ?self.version,
+                protocol,
                 duration_ms = started.elapsed().as_secs_f64() * 1000.0,
                 messages_in,
                 messages_out,

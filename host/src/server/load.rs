@@ -125,6 +125,17 @@ pub fn tenants(
     let mut stale = Vec::new();
     for (tenant, read) in file.tenants.iter().zip(bytes_of) {
         let served = read.and_then(|(digest, _)| match failed.get(&digest) {
+            None if tenant.limits.websockets && !components.0[&digest].serves_websockets() => {
+                Err(LoadError {
+                    at: tenant.component_at.clone(),
+                    what: format!(
+                        "tenant '{}': `websockets = true`, but its component cannot serve them",
+                        tenant.name
+                    ),
+                    source: "it exports no catshost:websocket/handler@0.1.0 (docs/websockets.md)"
+                        .into(),
+                })
+            }
             None => Ok(digest),
             Some(error) => Err(LoadError {
                 at: tenant.component_at.clone(),

@@ -71,6 +71,11 @@ pub(super) struct RawTenant {
     pub(super) max_requests_per_second: Option<Spanned<toml::Value>>,
     pub(super) out_of_service: Option<Spanned<toml::Value>>,
     pub(super) max_log_lines_per_second: Option<Spanned<toml::Value>>,
+    pub(super) websockets: Option<Spanned<toml::Value>>,
+    pub(super) max_websockets: Option<Spanned<toml::Value>>,
+    pub(super) max_websocket_message: Option<Spanned<toml::Value>>,
+    pub(super) websocket_idle_timeout: Option<Spanned<toml::Value>>,
+    pub(super) websocket_sockets_per_instance: Option<Spanned<toml::Value>>,
 }
 
 impl RawTenant {
@@ -90,6 +95,14 @@ impl RawTenant {
             ("max_requests_per_second", &self.max_requests_per_second),
             ("out_of_service", &self.out_of_service),
             ("max_log_lines_per_second", &self.max_log_lines_per_second),
+            ("websockets", &self.websockets),
+            ("max_websockets", &self.max_websockets),
+            ("max_websocket_message", &self.max_websocket_message),
+            ("websocket_idle_timeout", &self.websocket_idle_timeout),
+            (
+                "websocket_sockets_per_instance",
+                &self.websocket_sockets_per_instance,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_ref()?)))
