@@ -693,3 +693,32 @@ fn a_config_file_tenant_accepts_websockets_only_when_its_entry_says_so() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_cut_at_the_write_timeout() {
+    let metrics = Arc::new(catshost::metrics::Metrics::new());
+    let mut builder = catshost::Server::builder();
+    builder
+        .metrics(metrics.clone())
+        .write_timeout(Duration::from_millis(500));
+    let server = TestServer::serve(builder.build(chat()), None).await;
+    let mut ws = connect(server.addr, "/echo").await;
+    // Echoes pile up until the server waits on us, then it stops reading.
+    let chunk = Message::binary(vec![0u8; 60_000]);
+    let started = Instant::now();
+    while let Ok(Ok(())) =
+        tokio::time::timeout(Duration::from_secs(2), ws.send(chunk.clone())).await
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server took a minute of echoes nobody read"
+        );
+    }
+    wait_metric(
+        &metrics,
+        r#"catshost_websocket_closes_total{tenant="default",code="1006"} 1"#,
+    )
+    .await;
+    wait_metric(&metrics, r#"catshost_websockets_open{tenant="default"} 0"#).await;
+    server.stop().await;
+}

@@ -50,6 +50,9 @@ pub(crate) struct WebSockets {
     pub(crate) max_open: usize,
     /// How long a socket may go without a frame from its client.
     pub(crate) idle_timeout: Duration,
+    /// How long a message may wait for a client that does not take it
+    /// (the server's `write_timeout`): past it the connection is cut.
+    pub(crate) write_timeout: Duration,
 }
 
 /// Whether `req` asks for a WebSocket: `Upgrade: websocket` over HTTP/1.1,
@@ -224,6 +227,27 @@ impl Socket {
             tokio::select! {
                 biased;
                 () = self.ws.stop.switched() => break Closed::host(1001, "server stopping"),
+                // What the guest sent goes first: a client that sends
+                // faster than it reads is not read from meanwhile.
+                next = outbox.next() => match next {
+                    Some(Outgoing::Message(message)) => {
+                        messages_out += 1;
+                        counted_out.inc();
+                        let message = match message {
+                            SocketMessage::Text(text) => match tungstenite::Utf8Bytes::try_from(text) {
+                                Ok(text) => Message::Text(text),
+                                Err(_) => unreachable!("a guest's text message is UTF-8"),
+                            },
+                            SocketMessage::Binary(bytes) => Message::Binary(bytes),
+                        };
+                        let sent = tokio::time::timeout(self.ws.write_timeout, sink.send(message));
+                        if !matches!(sent.await, Ok(Ok(()))) {
+                            break Closed::answered(1006, String::new());
+                        }
+                    }
+                    Some(Outgoing::Close(code, reason)) => break Closed { code, reason, send: true },
+                    None => break Closed::host(1011, "the guest failed"),
+                },
                 frame = stream.next() => {
                     last_heard = tokio::time::Instant::now();
                     let message = match frame {
@@ -244,24 +268,6 @@ impl Socket {
                         break Closed::host(1011, "the guest failed");
                     }
                 }
-                next = outbox.next() => match next {
-                    Some(Outgoing::Message(message)) => {
-                        messages_out += 1;
-                        counted_out.inc();
-                        let message = match message {
-                            SocketMessage::Text(text) => match tungstenite::Utf8Bytes::try_from(text) {
-                                Ok(text) => Message::Text(text),
-                                Err(_) => unreachable!("a guest's text message is UTF-8"),
-                            },
-                            SocketMessage::Binary(bytes) => Message::Binary(bytes),
-                        };
-                        if sink.send(message).await.is_err() {
-                            break Closed::answered(1006, String::new());
-                        }
-                    }
-                    Some(Outgoing::Close(code, reason)) => break Closed { code, reason, send: true },
-                    None => break Closed::host(1011, "the guest failed"),
-                },
                 () = tokio::time::sleep_until(until) => break Closed::host(1001, "idle"),
             }
         };
@@ -270,7 +276,8 @@ impl Socket {
                 code: CloseCode::from(closed.code),
                 reason: closed.reason.clone().into(),
             };
-            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+            let sent = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))));
+            if matches!(sent.await, Ok(Ok(()))) {
                 // The client's close frame, or its end, within the timeout.
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                     while let Some(Ok(frame)) = stream.next().await {
@@ -283,7 +290,7 @@ impl Socket {
             }
         }
         // The close answered to the client goes out; then the connection ends.
-        let _ = sink.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
         self.ws.metrics.websocket_closed(&self.tenant, closed.code);
         if self.ws.access_log {
             tracing::info!(

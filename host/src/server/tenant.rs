@@ -116,6 +116,7 @@ fn live(
                 .unwrap_or_else(|| Arc::new(Semaphore::new(max_websockets))),
             max_open: max_websockets,
             idle_timeout: limits.websocket_idle_timeout,
+            write_timeout: settings.http.write_timeout,
         });
     LiveTenant::new(
         tenant.component.instances(sandbox),
