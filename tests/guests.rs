@@ -196,6 +196,23 @@ fn check_reports_the_world_and_what_each_import_gets() {
     );
     assert!(stdout.ends_with("catshost can serve it\n"), "{stdout}");
 
+    // A WebSocket handler: its host interface is provided.
+    let output = catshost()
+        .args(["check", built("rust", "chat").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("websockets: served by catshost:websocket/handler@0.1.0")
+            && stdout.contains("all provided")
+            && stdout.lines().any(|l| l
+                .trim_start()
+                .starts_with("catshost:websocket/sockets@0.1.0")
+                && l.ends_with("provided: the instance's own WebSockets, and its tenant's rooms")),
+        "{stdout}"
+    );
+
     // A component that imports what catshost does not have, and exports no
     // handler.
     let foreign = temp_file(

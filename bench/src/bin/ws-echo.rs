@@ -1,12 +1,16 @@
-//! WebSockets through the library's upgrade hook, measured: a catshost
-//! server (tests/fixtures/ws-page.wat accepts the upgrade at /ws, a
-//! tokio-tungstenite echo is the hook) in a child process, and this
-//! program's sockets against it. Prints, for cleartext and TLS: the
-//! server's resident memory per idle socket, then messages/s and round-trip
-//! p50/p99 with every socket sending a message and waiting for its echo.
+//! WebSocket echoes, measured: a catshost server in a child process, and
+//! this program's sockets against it. The echo is either the library's
+//! upgrade hook (tests/fixtures/ws-page.wat accepts the upgrade at /ws, a
+//! tokio-tungstenite echo is the hook), or a WebSocket handler component
+//! (`--component`: the Rust chat's `/echo`, the Python echo). Prints, for
+//! cleartext and TLS: the server's resident memory per idle socket, then
+//! messages/s and round-trip p50/p99 with every socket sending a message
+//! and waiting for its echo.
 //!
 //!     cargo build --release -p catshost-bench
 //!     target/release/ws-echo --sockets 1000 --seconds 10
+//!     target/release/ws-echo --component target/guest-examples/rust-chat.wasm
+//!     target/release/ws-echo --component target/guest-examples/rust-chat.wasm --per-instance 1
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -45,6 +49,16 @@ struct Args {
     /// Bytes per message.
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// A WebSocket handler component to echo with (at `/echo`), instead
+    /// of the upgrade hook.
+    #[arg(long)]
+    component: Option<std::path::PathBuf>,
+    /// With --component: sockets per instance of it.
+    #[arg(long, default_value_t = catshost::config::DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE)]
+    per_instance: usize,
+    /// Only cleartext (ws://), not TLS too.
+    #[arg(long)]
+    clear_only: bool,
 }
 
 /// The allocator catshost's binary uses.
@@ -55,32 +69,60 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.serve {
-        return serve(args.tls_cert).await;
+        return serve(&args).await;
     }
-    println!("# WebSocket echo through the upgrade hook\n");
+    match &args.component {
+        Some(component) => println!(
+            "# WebSocket echo by {} ({} sockets per instance)\n",
+            component.display(),
+            args.per_instance
+        ),
+        None => println!("# WebSocket echo through the upgrade hook\n"),
+    }
     println!(
         "{} sockets, {}-byte text messages, {} s per run; server and client share the machine.\n",
         args.sockets, args.size, args.seconds
     );
     println!(
-        "| transport | server RSS before MiB | with sockets idle MiB | per idle socket KiB | messages/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|"
+        "| transport | server RSS with 1 socket MiB | with all idle MiB | per idle socket KiB | messages/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|"
     );
     for tls in [false, true] {
-        run(&args, tls).await?;
+        if !(tls && args.clear_only) {
+            run(&args, tls).await?;
+        }
     }
     Ok(())
 }
 
-/// The server: ws-page.wat, with the echo hook.
-async fn serve(tls_cert: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    let wit = catshost_wat::Wit::workspace()?;
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ws-page.wat");
-    let component =
-        catshost::Engine::new()?.load_bytes("ws-page", &wit.component_from_wat_file(&fixture)?)?;
+/// The server: the component with its WebSocket handler, or ws-page.wat
+/// with the echo hook.
+async fn serve(args: &Args) -> anyhow::Result<()> {
     let mut builder = catshost::Server::builder();
-    builder.access_log(false).upgrade(echo);
-    let server = builder.build(component);
+    builder.access_log(false);
+    let server = match &args.component {
+        Some(path) => {
+            let cache = std::env::temp_dir().join("catshost-ws-echo-cache");
+            let component = catshost::Engine::new()?
+                .with_compile_cache(cache)
+                .load_file(path)?;
+            builder.limits(catshost::config::TenantLimits {
+                websocket_sockets_per_instance: args.per_instance,
+                max_websockets: args.sockets + 1,
+                ..Default::default()
+            });
+            builder.build(component)
+        }
+        None => {
+            let wit = catshost_wat::Wit::workspace()?;
+            let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/ws-page.wat");
+            let component = catshost::Engine::new()?
+                .load_bytes("ws-page", &wit.component_from_wat_file(&fixture)?)?;
+            builder.upgrade(echo);
+            builder.build(component)
+        }
+    };
+    let tls_cert = args.tls_cert.clone();
     let ready = server.ready();
     let addr: SocketAddr = "127.0.0.1:0".parse()?;
     let serving = tokio::spawn(async move {
@@ -123,9 +165,18 @@ struct ServerChild {
 }
 
 impl ServerChild {
-    fn start(cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    fn start(args: &Args, cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut command = Command::new(std::env::current_exe()?);
-        command.arg("--serve").stdout(Stdio::piped());
+        command
+            .arg("--serve")
+            .arg("--sockets")
+            .arg(args.sockets.to_string())
+            .arg("--per-instance")
+            .arg(args.per_instance.to_string())
+            .stdout(Stdio::piped());
+        if let Some(component) = &args.component {
+            command.arg("--component").arg(component);
+        }
         if let Some(cert) = cert {
             command.arg("--tls-cert").arg(cert);
         }
@@ -168,6 +219,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 async fn connect(
     addr: SocketAddr,
     tls: Option<&tokio_rustls::TlsConnector>,
+    path: &str,
 ) -> anyhow::Result<tokio_tungstenite::WebSocketStream<Box<dyn Io>>> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
@@ -177,10 +229,10 @@ async fn connect(
             let stream = connector.connect(name, tcp).await?;
             (
                 Box::new(stream),
-                format!("wss://localhost:{}/ws", addr.port()),
+                format!("wss://localhost:{}{path}", addr.port()),
             )
         }
-        None => (Box::new(tcp), format!("ws://{addr}/ws")),
+        None => (Box::new(tcp), format!("ws://{addr}{path}")),
     };
     let (ws, response) = tokio_tungstenite::client_async(url, io).await?;
     if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
@@ -191,7 +243,12 @@ async fn connect(
 
 async fn run(args: &Args, tls: bool) -> anyhow::Result<()> {
     let cert = std::env::temp_dir().join(format!("ws-echo-{}.pem", std::process::id()));
-    let server = ServerChild::start(tls.then_some(cert.as_path()))?;
+    let server = ServerChild::start(args, tls.then_some(cert.as_path()))?;
+    let path = if args.component.is_some() {
+        "/echo"
+    } else {
+        "/ws"
+    };
     let connector = if tls {
         let mut roots = rustls::RootCertStore::empty();
         let pem = std::fs::read(&cert)?;
@@ -207,15 +264,17 @@ async fn run(args: &Args, tls: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    // One socket first, so the component is compiled and the pools warm.
-    drop(connect(server.addr, connector.as_ref()).await?);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = server.rss_mib();
+    // One socket first, kept open: the component is loaded and its first
+    // instance made (what every socket shares), and what loading it freed
+    // is given back before the baseline is read.
     let mut sockets = Vec::with_capacity(args.sockets);
-    for _ in 0..args.sockets {
-        sockets.push(connect(server.addr, connector.as_ref()).await?);
+    sockets.push(connect(server.addr, connector.as_ref(), path).await?);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = server.rss_mib();
+    for _ in 1..args.sockets {
+        sockets.push(connect(server.addr, connector.as_ref(), path).await?);
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = server.rss_mib();
 
     let text = "x".repeat(args.size);
@@ -252,7 +311,7 @@ async fn run(args: &Args, tls: bool) -> anyhow::Result<()> {
     println!(
         "| {} | {before:.1} | {idle:.1} | {:.1} | {rate:.0} | {:.2} | {:.2} |",
         if tls { "wss (TLS)" } else { "ws" },
-        (idle - before) * 1024.0 / args.sockets as f64,
+        (idle - before) * 1024.0 / (args.sockets - 1).max(1) as f64,
         p50.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
     );

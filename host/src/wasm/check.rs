@@ -90,6 +90,10 @@ fn grant(interface: &str) -> &'static str {
     }
 }
 
+/// The host interface of WebSocket handlers (wit/websocket), without its
+/// version.
+const WEBSOCKET_SOCKETS: &str = "catshost:websocket/sockets";
+
 /// The world a component is served as, from its exports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Served {
@@ -151,6 +155,10 @@ impl Report {
                 let in_p2 = PROVIDED.contains(&interface);
                 let in_p3 = p3 && PROVIDED_P3.contains(&interface);
                 let missing = match (in_p2 || in_p3, version) {
+                    // WebSocket handlers' host interface (WASI 0.2 only).
+                    _ if interface == WEBSOCKET_SOCKETS && !p3 && version.starts_with("0.1.") => {
+                        None
+                    }
                     (true, v) if in_p2 && v.starts_with("0.2.") => None,
                     (true, v) if in_p3 && v.starts_with("0.3.") => None,
                     (true, _) => Some(format!(
@@ -170,7 +178,9 @@ impl Report {
                 };
                 Import {
                     name: name.to_string(),
-                    grant: if missing.is_none() {
+                    grant: if missing.is_none() && interface == WEBSOCKET_SOCKETS {
+                        "the instance's own WebSockets, and its tenant's rooms"
+                    } else if missing.is_none() {
                         grant(interface)
                     } else {
                         ""
@@ -214,6 +224,13 @@ impl std::fmt::Display for Report {
                 "world: none catshost serves (no wasi:http/incoming-handler@0.2.x or \
                  wasi:http/handler@0.3.x export)"
             )?,
+        }
+        if let Some(handler) = self
+            .exports
+            .iter()
+            .find(|e| e.starts_with("catshost:websocket/handler@"))
+        {
+            writeln!(f, "websockets: served by {handler} (docs/websockets.md)")?;
         }
         let exports = match self.exports.is_empty() {
             true => "nothing".to_string(),
