@@ -473,7 +473,7 @@ async fn raw_close_code(tcp: &mut TcpStream) -> u16 {
 
 #[tokio::test]
 async fn protocol_errors_close_the_socket_with_their_codes() {
-    let (server, _) = serve(chat(), TenantLimits::default()).await;
+    let (server, metrics) = serve(chat(), TenantLimits::default()).await;
     let addr = server.addr;
     // A well-formed text frame comes back, unmasked.
     let mut tcp = raw_socket(addr, "/echo").await;
@@ -515,6 +515,26 @@ async fn protocol_errors_close_the_socket_with_their_codes() {
     let mut echoed = [0u8; 7];
     tcp.read_exact(&mut echoed).await.unwrap();
     assert_eq!(echoed, *b"\x81\x05caf\xc3\xa9");
+    // A client gone without a close frame is a 1006, and gets no frame.
+    tcp.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tcp.read_to_end(&mut rest).await.unwrap();
+    assert_eq!(rest, b"", "a frame to a client that left");
+    wait_metric(
+        &metrics,
+        r#"catshost_websocket_closes_total{tenant="default",code="1006"} 1"#,
+    )
+    .await;
+    // A handshake that is not a GET, or of another version, is refused.
+    for head in [
+        "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    ] {
+        let status = support::raw_status(addr, head).await;
+        assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    }
     server.stop().await;
 }
 

@@ -38,9 +38,17 @@ const FIRST_FRAME_WAIT: Duration = Duration::from_millis(2);
 pub(crate) struct GuestTasks {
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// The WebSocket handlers' instances: a stop waits for them after the
+    /// sockets, so every guest hears of its sockets' close.
+    sockets: TaskTracker,
 }
 
 impl GuestTasks {
+    /// Where WebSocket handlers' instances run.
+    pub(crate) fn sockets(&self) -> &TaskTracker {
+        &self.sockets
+    }
+
     /// No more tasks will be spawned; [`GuestTasks::wait`] can now finish.
     pub(crate) fn close(&self) {
         self.tracker.close();

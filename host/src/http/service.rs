@@ -146,7 +146,6 @@ impl LiveTenant {
         tasks: GuestTasks,
         errors: Arc<dyn ErrorHandler>,
         upgrades: Option<Upgrades>,
-        websockets: Option<WebSockets>,
     ) -> Self {
         Self {
             instances,
@@ -158,8 +157,14 @@ impl LiveTenant {
             tasks,
             errors,
             upgrades,
-            websockets,
+            websockets: None,
         }
+    }
+
+    /// The same tenant, its WebSocket upgrades going to `websockets`.
+    pub(crate) fn with_websockets(mut self, websockets: Option<WebSockets>) -> Self {
+        self.websockets = websockets;
+        self
     }
 
     /// The permits of its open WebSockets and their number, when it

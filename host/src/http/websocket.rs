@@ -29,7 +29,7 @@ use super::upgrade::{Asked, UpgradeTask};
 use super::{HostError, ResponseBody};
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
-use crate::wasm::{OpenError, OpenRequest, Opened, Outgoing, SocketMessage, Sockets};
+use crate::wasm::{InstanceGone, OpenError, OpenRequest, Opened, Outgoing, SocketMessage, Sockets};
 
 /// How long a closing socket waits for its client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,6 +70,17 @@ pub(crate) async fn open(
     tenant: Arc<str>,
     peer: SocketAddr,
 ) -> Result<Response<ResponseBody>, HostError> {
+    // RFC 6455, section 4.2.1: a GET over HTTP/1.1 (RFC 8441: a CONNECT
+    // over HTTP/2) with version 13 and, over HTTP/1.1, a key.
+    let version_13 = req
+        .headers()
+        .get("sec-websocket-version")
+        .is_some_and(|v| v == "13");
+    if !version_13 || (req.version() == Version::HTTP_11 && req.method() != http::Method::GET) {
+        return Err(HostError::BadRequest(
+            "a WebSocket handshake is a GET (HTTP/2: a CONNECT) with Sec-WebSocket-Version 13",
+        ));
+    }
     let asked = Asked::take(&mut req).ok_or(HostError::BadRequest(
         "a WebSocket handshake needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key",
     ))?;
@@ -135,7 +146,7 @@ pub(crate) async fn open(
         tenant,
         peer,
         version: asked.version(),
-        _permit: permit,
+        permit,
     };
     let on = asked.into_on_upgrade();
     let run = async move {
@@ -160,7 +171,7 @@ struct Socket {
     tenant: Arc<str>,
     peer: SocketAddr,
     version: Version,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 /// Who closed a socket, and with what.
@@ -197,10 +208,13 @@ impl Socket {
     {
         let Opened {
             socket: id,
-            events,
+            mut events,
             mut outbox,
             ..
         } = opened;
+        // The tenant's permit for the socket goes once its instance has let
+        // it go, not before.
+        events.hold(self.permit);
         let max = self.ws.sockets.limits().max_message;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
@@ -219,6 +233,11 @@ impl Socket {
         let started = Instant::now();
         let idle = self.ws.idle_timeout;
         let mut last_heard = tokio::time::Instant::now();
+        // A message on its way to the guest: no more is read meanwhile, but
+        // the guest's messages, the stop and the idle timer still are.
+        let mut handing: Option<
+            futures_util::future::BoxFuture<'static, Result<(), InstanceGone>>,
+        > = None;
         let closed = loop {
             // An idle timeout past what the clock holds is none.
             let until = last_heard
@@ -248,7 +267,13 @@ impl Socket {
                     Some(Outgoing::Close(code, reason)) => break Closed { code, reason, send: true },
                     None => break Closed::host(1011, "the guest failed"),
                 },
-                frame = stream.next() => {
+                handed = async { handing.as_mut().expect("checked").await }, if handing.is_some() => {
+                    handing = None;
+                    if handed.is_err() {
+                        break Closed::host(1011, "the guest failed");
+                    }
+                }
+                frame = stream.next(), if handing.is_none() => {
                     last_heard = tokio::time::Instant::now();
                     let message = match frame {
                         Some(Ok(Message::Text(text))) => SocketMessage::Text(text.into()),
@@ -264,13 +289,12 @@ impl Socket {
                     };
                     messages_in += 1;
                     counted_in.inc();
-                    if events.message(message).await.is_err() {
-                        break Closed::host(1011, "the guest failed");
-                    }
+                    handing = Some(Box::pin(events.message(message)));
                 }
                 () = tokio::time::sleep_until(until) => break Closed::host(1001, "idle"),
             }
         };
+        drop(handing);
         if closed.send {
             let frame = CloseFrame {
                 code: CloseCode::from(closed.code),
@@ -314,7 +338,12 @@ impl Socket {
 /// message or frame over the limit, 1007 for text that is not UTF-8, 1002
 /// for the rest; a connection that broke gets none (1006).
 fn protocol_error(error: &tungstenite::Error) -> Closed {
+    use tungstenite::error::ProtocolError;
     match error {
+        // The connection ended without a close frame.
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            Closed::answered(1006, String::new())
+        }
         tungstenite::Error::Capacity(_) => Closed::host(1009, "message too large"),
         tungstenite::Error::Utf8(_) => Closed::host(1007, "invalid UTF-8"),
         tungstenite::Error::Protocol(_) => Closed::host(1002, "protocol error"),

@@ -225,6 +225,9 @@ impl Server {
             let upgraded = inner.conn.upgraded();
             upgraded.close();
             upgraded.wait().await;
+            // Then the WebSocket handlers hear of their sockets' close.
+            inner.tasks.sockets().close();
+            inner.tasks.sockets().wait().await;
         })
         .await;
         if finished.is_err() {

@@ -100,7 +100,11 @@ fn live(
     let max_websockets = limits.max_websockets;
     let websockets = tenant
         .component
-        .sockets(sandbox.clone(), limits.socket_limits())
+        .sockets(
+            sandbox.clone(),
+            limits.socket_limits(),
+            tasks.sockets().clone(),
+        )
         .filter(|_| limits.websockets)
         .map(|sockets| WebSockets {
             sockets,
@@ -153,6 +157,6 @@ fn live(
                     .unwrap_or_else(|| Arc::new(Semaphore::new(max_upgrades))),
                 max_open: max_upgrades,
             }),
-        websockets,
     )
+    .with_websockets(websockets)
 }

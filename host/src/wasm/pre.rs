@@ -73,9 +73,21 @@ impl GuestPre {
     /// The WebSocket side of one tenant, when the component exports a
     /// handler: instances made as they are needed, in `sandbox`, apart from
     /// those that serve its HTTP requests.
-    pub fn sockets(&self, sandbox: Sandbox, limits: SocketLimits) -> Option<Sockets> {
+    /// Its instances run on `tasks`, for a stop to wait on.
+    pub fn sockets(
+        &self,
+        sandbox: Sandbox,
+        limits: SocketLimits,
+        tasks: tokio_util::task::TaskTracker,
+    ) -> Option<Sockets> {
         let pre = self.websocket.as_deref()?.clone();
-        Some(Sockets::new(self.clone(), pre, Arc::new(sandbox), limits))
+        Some(Sockets::new(
+            self.clone(),
+            pre,
+            Arc::new(sandbox),
+            limits,
+            tasks,
+        ))
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {

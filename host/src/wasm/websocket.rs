@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use wasmtime::component::HasSelf;
 
 use super::ctx::GuestCtx;
@@ -58,6 +58,12 @@ const EVENTS_PER_INSTANCE: usize = 256;
 /// How much larger than the largest message a socket's queue of outgoing
 /// messages may grow before its client is deemed too slow.
 const OUTGOING_MESSAGES: usize = 4;
+/// What a queued message costs besides its bytes (its entry in the queue),
+/// so that empty messages are not free.
+const MESSAGE_OVERHEAD: usize = 64;
+/// Messages of one socket handed to its instance and not yet taken by its
+/// guest: one socket cannot fill its instance's queue.
+const TURNS_PER_SOCKET: usize = 2;
 
 /// Links the host side of `catshost:websocket/sockets` into `linker`.
 pub(crate) fn add_to_linker(
@@ -196,6 +202,8 @@ struct Tenant {
     /// Instances with a socket open, or being made for one.
     instances: Mutex<Vec<Arc<Slot>>>,
     rooms: Arc<Rooms>,
+    /// Where the instances run.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 /// An instance as the tenant sees it: where its events go, and how many
@@ -216,11 +224,16 @@ enum Event {
     Message {
         socket: u64,
         message: SocketMessage,
+        /// One of the socket's turns, given back once its guest has it.
+        _turn: OwnedSemaphorePermit,
     },
     Closed {
         socket: u64,
         code: u16,
         reason: String,
+        /// What the HTTP side held for the socket, given back once its
+        /// instance let it go.
+        _held: Option<OwnedSemaphorePermit>,
     },
 }
 
@@ -254,6 +267,7 @@ impl Sockets {
         pre: WebsocketPre<GuestCtx>,
         sandbox: Arc<Sandbox>,
         limits: SocketLimits,
+        tasks: tokio_util::task::TaskTracker,
     ) -> Self {
         Self(Arc::new(Tenant {
             pre,
@@ -265,6 +279,7 @@ impl Sockets {
             },
             instances: Mutex::default(),
             rooms: Arc::default(),
+            tasks,
         }))
     }
 
@@ -275,7 +290,17 @@ impl Sockets {
 
     /// Asks the guest to open a socket for `request`: on `Ok` the socket is
     /// open, and the HTTP side completes the handshake.
+    ///
+    /// The guest's `open` runs to its end even if this future is dropped
+    /// (its client gone): a socket it accepted then closes with 1006.
     pub async fn open(&self, request: OpenRequest) -> Result<Opened, OpenError> {
+        let sockets = self.clone();
+        tokio::spawn(async move { sockets.open_now(request).await })
+            .await
+            .unwrap_or_else(|_| Err(OpenError::Guest(gone())))
+    }
+
+    async fn open_now(&self, request: OpenRequest) -> Result<Opened, OpenError> {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
         let (link, outbox) = Link::new(socket, self.0.limits.outgoing_budget());
         let slot = self.0.slot();
@@ -333,7 +358,7 @@ impl Tenant {
         instances.push(slot.clone());
         let tenant = self.clone();
         let instance = slot.clone();
-        tokio::spawn(rationed(&self.sandbox, async move {
+        self.tasks.spawn(rationed(&self.sandbox, async move {
             tenant.run(instance, rx).await
         }));
         slot
@@ -487,8 +512,14 @@ impl Instance {
                     Ok(Err(status)) => (Err(OpenError::Refused(refusal(status))), Ok(())),
                     Err(error) => (Err(OpenError::Guest(gone())), Err(error)),
                 };
-                let opened = answer.is_ok();
-                let _ = reply.send(answer);
+                let mut opened = answer.is_ok();
+                if let Err(Ok(_)) = reply.send(answer) {
+                    // Nobody took the socket (the runtime is going away):
+                    // the guest hears it closed.
+                    let _ =
+                        timed(deadline, guest.call_on_close(&mut *store, socket, 1006, "")).await;
+                    opened = false;
+                }
                 if !opened {
                     sockets_of(store).remove(socket);
                     if result.is_ok() && tenant.release(slot) {
@@ -498,7 +529,9 @@ impl Instance {
                 }
                 result
             }
-            Event::Message { socket, message } => {
+            Event::Message {
+                socket, message, ..
+            } => {
                 let message = message.into_wit();
                 timed(
                     deadline,
@@ -510,6 +543,7 @@ impl Instance {
                 socket,
                 code,
                 reason,
+                _held,
             } => {
                 // Gone from its rooms before the guest hears of it.
                 sockets_of(store).remove(socket);
@@ -562,6 +596,8 @@ async fn timed<T>(
 pub struct SocketEvents {
     socket: u64,
     slot: Arc<Slot>,
+    turns: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
     closed: bool,
 }
 
@@ -570,30 +606,53 @@ impl SocketEvents {
         Self {
             socket,
             slot,
+            turns: Arc::new(Semaphore::new(TURNS_PER_SOCKET)),
+            held: None,
             closed: false,
         }
     }
 
-    /// Hands `message` to the guest, once its instance has room for it; an
-    /// error when the instance is gone (the socket is then closed with
-    /// 1011).
-    pub async fn message(&self, message: SocketMessage) -> Result<(), InstanceGone> {
-        let event = Event::Message {
-            socket: self.socket,
-            message,
-        };
-        self.slot.events.send(event).await.map_err(|_| InstanceGone)
+    /// Keeps `permit` until the socket's instance has let it go (after its
+    /// guest's `on-close`).
+    pub fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        self.held = Some(permit);
+    }
+
+    /// Hands `message` to the guest: resolves once the socket has a turn
+    /// (at most two of its messages wait for its guest) and its instance
+    /// room for it; an error when the instance is gone. Owns what it needs:
+    /// the caller may poll it beside other work.
+    pub fn message(
+        &self,
+        message: SocketMessage,
+    ) -> impl Future<Output = Result<(), InstanceGone>> + Send + 'static {
+        let (socket, turns, events) = (self.socket, self.turns.clone(), self.slot.events.clone());
+        async move {
+            let turn = turns.acquire_owned().await.map_err(|_| InstanceGone)?;
+            let event = Event::Message {
+                socket,
+                message,
+                _turn: turn,
+            };
+            events.send(event).await.map_err(|_| InstanceGone)
+        }
     }
 
     /// Tells the guest its socket closed, with `code` and `reason`.
     pub async fn closed(mut self, code: u16, reason: String) {
-        self.closed = true;
         let event = Event::Closed {
             socket: self.socket,
             code,
             reason,
+            _held: self.held.take(),
         };
-        let _ = self.slot.events.send(event).await;
+        // Dropped before it is sent, the socket closes with 1006 (Drop).
+        if let Err(mpsc::error::SendError(Event::Closed { _held, .. })) =
+            self.slot.events.send(event).await
+        {
+            self.held = _held;
+        }
+        self.closed = true;
     }
 }
 
@@ -608,6 +667,7 @@ impl Drop for SocketEvents {
             socket: self.socket,
             code: 1006,
             reason: String::new(),
+            _held: self.held.take(),
         };
         if let Err(mpsc::error::TrySendError::Full(event)) = self.slot.events.try_send(event)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
@@ -657,7 +717,7 @@ impl Link {
         if self.closing.load(Ordering::Acquire) {
             return Err(SocketError::Closed);
         }
-        let len = message.len();
+        let len = message.len() + MESSAGE_OVERHEAD;
         let before = self.queued.fetch_add(len, Ordering::AcqRel);
         if before.saturating_add(len) > self.budget && before > 0 {
             self.queued.fetch_sub(len, Ordering::AcqRel);
@@ -690,7 +750,8 @@ impl Outbox {
     pub async fn next(&mut self) -> Option<Outgoing> {
         let next = self.rx.recv().await?;
         if let Outgoing::Message(message) = &next {
-            self.queued.fetch_sub(message.len(), Ordering::AcqRel);
+            self.queued
+                .fetch_sub(message.len() + MESSAGE_OVERHEAD, Ordering::AcqRel);
         }
         Some(next)
     }
@@ -756,11 +817,15 @@ impl InstanceSockets {
     }
 }
 
-/// Whether a server may send `code` in a close frame (RFC 6455, section
-/// 7.4): not 1005, 1006 or 1015, which mean no frame, nor the client-only
-/// or unassigned ones.
+/// Whether a guest may send `code` in a close frame (RFC 6455, section
+/// 7.4, and IANA's registry): not 1005, 1006 or 1015, which mean no frame,
+/// nor 1010 (a client's), 1002 (the host's to say), 1014 (a gateway's) or
+/// the unassigned ones.
 fn sendable_code(code: u16) -> bool {
-    matches!(code, 1000 | 1001 | 1003 | 1007..=1014 | 3000..=4999)
+    matches!(
+        code,
+        1000 | 1001 | 1003 | 1007 | 1008 | 1009 | 1011 | 1012 | 1013 | 3000..=4999
+    )
 }
 
 impl wit::Host for GuestCtx {
@@ -824,13 +889,18 @@ impl wit::Host for GuestCtx {
         let Ok(message) = sockets.message(message) else {
             return 0;
         };
-        let rooms = sockets.rooms.lock();
-        let Some(room) = rooms.get(&name) else {
-            return 0;
+        // Queued outside the tenant's lock: the room as it is now.
+        let room: Vec<Arc<Link>> = match sockets.rooms.lock().get(&name) {
+            Some(room) => room
+                .iter()
+                .filter(|&(&socket, _)| socket != except)
+                .map(|(_, link)| link.clone())
+                .collect(),
+            None => return 0,
         };
         let sent = room
             .iter()
-            .filter(|&(&socket, link)| socket != except && link.send(message.clone()).is_ok())
+            .filter(|link| link.send(message.clone()).is_ok())
             .count();
         u32::try_from(sent).unwrap_or(u32::MAX)
     }
@@ -842,7 +912,7 @@ mod tests {
 
     #[test]
     fn a_slow_client_is_closed_with_1008_past_its_budget() {
-        let (link, mut outbox) = Link::new(1, 10);
+        let (link, mut outbox) = Link::new(1, 10 + 2 * MESSAGE_OVERHEAD);
         let message = || SocketMessage::Binary(Bytes::from_static(b"123456"));
         assert!(link.send(message()).is_ok());
         assert!(matches!(link.send(message()), Err(SocketError::Closed)));
@@ -865,10 +935,12 @@ mod tests {
 
     #[test]
     fn a_server_sends_only_the_close_codes_it_may() {
-        for code in [1000, 1001, 1003, 1008, 1011, 3000, 4999] {
+        for code in [1000, 1001, 1003, 1008, 1011, 1013, 3000, 4999] {
             assert!(sendable_code(code), "{code}");
         }
-        for code in [0, 999, 1002, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+        for code in [
+            0, 999, 1002, 1004, 1005, 1006, 1010, 1014, 1015, 1016, 2999, 5000,
+        ] {
             assert!(!sendable_code(code), "{code}");
         }
     }
