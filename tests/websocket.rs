@@ -742,3 +742,60 @@ async fn a_client_that_does_not_read_is_cut_at_the_write_timeout() {
     wait_metric(&metrics, r#"catshost_websockets_open{tenant="default"} 0"#).await;
     server.stop().await;
 }
+
+/// Serves tests/fixtures/ws-page.wat's page at `/` and ws-faults' echo at
+/// `/ws` (two tenants) over TLS with `versions`; loads the page in headless
+/// Chromium and returns the page's text.
+async fn chromium_websocket(
+    versions: catshost::config::HttpVersions,
+) -> (String, Arc<catshost::metrics::Metrics>) {
+    let (tls, _, _) = catshost::Tls::self_signed(versions).unwrap();
+    let page = catshost::Engine::new()
+        .unwrap()
+        .load_bytes("ws-page", &support::fixture("ws-page"))
+        .unwrap();
+    let tenant = |name: &str, component, route: &str| Tenant {
+        name: name.into(),
+        component,
+        routes: vec![Route::parse(route).unwrap()],
+        limits: TenantLimits::default(),
+        access: Default::default(),
+    };
+    let metrics = Arc::new(catshost::metrics::Metrics::new());
+    let server = catshost::Server::builder()
+        .http_versions(versions)
+        .metrics(metrics.clone())
+        .build_tenants(vec![
+            tenant("page", page, "/"),
+            tenant("echo", faults(), "/ws"),
+        ])
+        .unwrap();
+    let server = TestServer::serve(server, Some(tls)).await;
+    let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-ws-guest-profile-{versions:?}"));
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let output = tokio::process::Command::from(support::chromium_dump_dom(&profile, &url))
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("chromium ends within 60 s")
+        .expect("chromium is installed (scripts/test.sh installs it)");
+    server.stop().await;
+    (String::from_utf8_lossy(&output.stdout).into_owned(), metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_talks_to_a_websocket_handler_over_http2_and_over_http1() {
+    use catshost::config::HttpVersions;
+    for (versions, protocol) in [
+        (HttpVersions::Both, "HTTP/2"),
+        (HttpVersions::Http1, "HTTP/1.1"),
+    ] {
+        let (dom, metrics) = chromium_websocket(versions).await;
+        assert!(dom.contains("echo=from chromium"), "{versions:?}: {dom}");
+        // Chromium falls back to HTTP/1.1 silently: the server says which.
+        let line = format!(r#"catshost_websockets_total{{tenant="echo",protocol="{protocol}"}} 1"#);
+        assert!(metric(&metrics, &line), "{versions:?}: {}", metrics.encode());
+    }
+}

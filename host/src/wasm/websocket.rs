@@ -384,6 +384,9 @@ impl Tenant {
     /// An instance's life: made, then its events one at a time, until its
     /// last socket closes or it fails.
     async fn run(self: Arc<Self>, slot: Arc<Slot>, mut events: mpsc::Receiver<Event>) {
+        // However the task ends (a panic included), no socket opens on the
+        // slot afterwards.
+        let _out = TakenOut(&self, &slot);
         let mut instance = match self.instantiate().await {
             Ok(instance) => instance,
             Err(error) => {
@@ -452,6 +455,15 @@ impl Tenant {
             events.created(started.elapsed());
         }
         Ok(Instance { id, store, handler })
+    }
+}
+
+/// Takes its slot out of its tenant when dropped.
+struct TakenOut<'a>(&'a Tenant, &'a Arc<Slot>);
+
+impl Drop for TakenOut<'_> {
+    fn drop(&mut self) {
+        self.0.fail(self.1);
     }
 }
 
