@@ -782,7 +782,10 @@ async fn chromium_websocket(
         .expect("chromium ends within 60 s")
         .expect("chromium is installed (scripts/test.sh installs it)");
     server.stop().await;
-    (String::from_utf8_lossy(&output.stdout).into_owned(), metrics)
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        metrics,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -796,6 +799,10 @@ async fn chromium_talks_to_a_websocket_handler_over_http2_and_over_http1() {
         assert!(dom.contains("echo=from chromium"), "{versions:?}: {dom}");
         // Chromium falls back to HTTP/1.1 silently: the server says which.
         let line = format!(r#"catshost_websockets_total{{tenant="echo",protocol="{protocol}"}} 1"#);
-        assert!(metric(&metrics, &line), "{versions:?}: {}", metrics.encode());
+        assert!(
+            metric(&metrics, &line),
+            "{versions:?}: {}",
+            metrics.encode()
+        );
     }
 }
