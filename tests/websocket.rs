@@ -217,24 +217,30 @@ async fn the_chat_echoes_and_its_rooms_reach_the_other_sockets_of_the_tenant_onl
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_extended_connect_over_http2_opens_a_websocket() {
-    let (server, metrics) = serve(chat(), TenantLimits::default()).await;
+/// Runs tests/clients/ws_h2.py against `addr` with `args`; its stdout.
+async fn ws_h2(addr: SocketAddr, args: &[&str]) -> String {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/ws_h2.py");
     let output = tokio::process::Command::new(websockets_python())
         .arg(script)
         .arg("127.0.0.1")
-        .arg(server.addr.port().to_string())
-        .arg("/echo")
+        .arg(addr.port().to_string())
+        .args(args)
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[tokio::test]
+async fn an_extended_connect_over_http2_opens_a_websocket() {
+    let (server, metrics) = serve(chat(), TenantLimits::default()).await;
+    let stdout = ws_h2(server.addr, &["/echo"]).await;
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [
@@ -805,4 +811,20 @@ async fn chromium_talks_to_a_websocket_handler_over_http2_and_over_http1() {
             metrics.encode()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_while_its_guest_opens_the_socket_leaks_no_instance() {
+    let (server, metrics) = serve(faults(), TenantLimits::default()).await;
+    // The stream is reset while the guest's `open` takes a second: the
+    // socket it accepts is closed (1006), and its instance goes with it.
+    let stdout = ws_h2(server.addr, &["/slow", "reset"]).await;
+    assert_eq!(stdout.lines().last(), Some("reset"));
+    wait_metric(
+        &metrics,
+        r#"catshost_instances_retired_total{tenant="default"} 1"#,
+    )
+    .await;
+    wait_metric(&metrics, r#"catshost_instances_live{tenant="default"} 0"#).await;
+    server.stop().await;
 }

@@ -2,15 +2,17 @@
 library on a cleartext connection (prior knowledge): prints whether the
 server offers extended CONNECT, opens a WebSocket at PATH with an extended
 CONNECT, sends a text message, prints what comes back, closes with 1000 and
-prints the server's close code.
+prints the server's close code. With `reset`, it resets the stream right
+after the CONNECT instead, prints `reset`, and keeps the connection 3 s.
 
-    python ws_h2.py HOST PORT PATH
+    python ws_h2.py HOST PORT PATH [reset]
 """
 
 import os
 import socket
 import struct
 import sys
+import time
 
 import h2.config
 import h2.connection
@@ -50,7 +52,7 @@ def parse(buf):
     return opcode, buf[at : at + n], buf[at + n :]
 
 
-def main(host, port, path):
+def main(host, port, path, reset):
     sock = socket.create_connection((host, port), timeout=10)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -91,6 +93,12 @@ def main(host, port, path):
         ],
     )
     sock.sendall(conn.data_to_send())
+    if reset:
+        conn.reset_stream(stream)
+        sock.sendall(conn.data_to_send())
+        print("reset", flush=True)
+        time.sleep(3)
+        return
     while state["status"] is None:
         pump()
     print(f"status {state['status']}", flush=True)
@@ -108,4 +116,4 @@ def main(host, port, path):
     print(f"closed {struct.unpack('!H', payload[:2])[0] if opcode == 8 else 'none'}", flush=True)
 
 
-main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:] == ["reset"])
