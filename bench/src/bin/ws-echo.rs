@@ -11,6 +11,12 @@
 //!     target/release/ws-echo --sockets 1000 --seconds 10
 //!     target/release/ws-echo --component target/guest-examples/rust-chat.wasm
 //!     target/release/ws-echo --component target/guest-examples/rust-chat.wasm --per-instance 1
+//!     target/release/ws-echo --component target/guest-examples/rust-chat.wasm --attack
+//!
+//! `--attack` sends the sockets through hostile clients instead, all at
+//! once: messages past the limit (1009), text that is not UTF-8 (1007), and
+//! clients that send and never read (cut at the server's write timeout,
+//! 2 s here), with the server's RSS before, at the peak and after.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -59,7 +65,13 @@ struct Args {
     /// Only cleartext (ws://), not TLS too.
     #[arg(long)]
     clear_only: bool,
+    /// Hostile clients instead of the echo load (with --component).
+    #[arg(long)]
+    attack: bool,
 }
+
+/// The server's write timeout in --attack runs.
+const ATTACK_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The allocator catshost's binary uses.
 #[global_allocator]
@@ -70,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.serve {
         return serve(&args).await;
+    }
+    if args.attack {
+        return attack(&args).await;
     }
     match &args.component {
         Some(component) => println!(
@@ -105,6 +120,9 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
             let component = catshost::Engine::new()?
                 .with_compile_cache(cache)
                 .load_file(path)?;
+            if args.attack {
+                builder.write_timeout(ATTACK_WRITE_TIMEOUT);
+            }
             builder.limits(catshost::config::TenantLimits {
                 websocket_sockets_per_instance: args.per_instance,
                 max_websockets: args.sockets + 1,
@@ -177,6 +195,9 @@ impl ServerChild {
         if let Some(component) = &args.component {
             command.arg("--component").arg(component);
         }
+        if args.attack {
+            command.arg("--attack");
+        }
         if let Some(cert) = cert {
             command.arg("--tls-cert").arg(cert);
         }
@@ -194,15 +215,7 @@ impl ServerChild {
     }
 
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
+        rss_of(self.child.id())
     }
 }
 
@@ -317,4 +330,124 @@ async fn run(args: &Args, tls: bool) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_file(&cert);
     Ok(())
+}
+
+/// One hostile client per socket, all at once, for each attack in turn.
+async fn attack(args: &Args) -> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    if args.component.is_none() {
+        bail!("--attack needs --component (a WebSocket handler with /echo)");
+    }
+    let server = ServerChild::start(args, None)?;
+    println!("# WebSocket attacks, {} sockets at once\n", args.sockets);
+    println!(
+        "| attack | closed as expected | code | slowest ms | server RSS before MiB | peak MiB | after MiB |\n|---|---|---|---|---|---|---|"
+    );
+    let limit = catshost::config::DEFAULT_MAX_WEBSOCKET_MESSAGE;
+    // The last twice: the second round shows what the first left held.
+    for attack in [
+        "message past the limit",
+        "text that is not UTF-8",
+        "send, never read",
+        "send, never read (again)",
+    ] {
+        let before = server.rss_mib();
+        let peak = Arc::new(std::sync::Mutex::new(before));
+        let sampler = {
+            let (peak, pid) = (peak.clone(), server.child.id());
+            tokio::spawn(async move {
+                loop {
+                    let rss = rss_of(pid);
+                    {
+                        let mut peak = peak.lock().unwrap();
+                        *peak = peak.max(rss);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let mut sockets = Vec::with_capacity(args.sockets);
+        for _ in 0..args.sockets {
+            sockets.push(connect(server.addr, None, "/echo").await?);
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = sockets
+            .into_iter()
+            .map(|mut ws| {
+                tokio::spawn(async move {
+                    match attack {
+                        "message past the limit" => {
+                            ws.send(Message::binary(vec![0u8; limit + 1])).await?
+                        }
+                        "text that is not UTF-8" => {
+                            let frame =
+                                Frame::message(vec![0xffu8, 0xfe], OpCode::Data(Data::Text), true);
+                            ws.send(Message::Frame(frame)).await?
+                        }
+                        _ => {
+                            // Echoes pile up until the server waits on us;
+                            // we go on sending (and never read) until it
+                            // cuts the connection.
+                            let chunk = Message::binary(vec![0u8; 60_000]);
+                            let give_up = Instant::now() + Duration::from_secs(60);
+                            while Instant::now() < give_up {
+                                let sent = tokio::time::timeout(
+                                    Duration::from_millis(500),
+                                    ws.send(chunk.clone()),
+                                );
+                                if let Ok(Err(_)) = sent.await {
+                                    return anyhow::Ok((None, started.elapsed()));
+                                }
+                            }
+                            bail!("not cut within 60 s");
+                        }
+                    }
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Close(frame))) => {
+                                return Ok((frame.map(|f| u16::from(f.code)), started.elapsed()));
+                            }
+                            Some(Ok(_)) => continue,
+                            _ => return Ok((None, started.elapsed())),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut codes = std::collections::BTreeMap::<Option<u16>, usize>::new();
+        let mut slowest = Duration::ZERO;
+        for task in tasks {
+            let (code, took) = task.await??;
+            *codes.entry(code).or_default() += 1;
+            slowest = slowest.max(took);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sampler.abort();
+        let after = server.rss_mib();
+        let peak = *peak.lock().unwrap();
+        let (want, expected) = match attack {
+            "message past the limit" => (Some(1009), "1009"),
+            "text that is not UTF-8" => (Some(1007), "1007"),
+            _ => (None, "cut (no frame)"),
+        };
+        let ok = codes.get(&want).copied().unwrap_or(0);
+        println!(
+            "| {attack} | {ok}/{} | {expected} (all: {codes:?}) | {:.0} | {before:.1} | {peak:.1} | {after:.1} |",
+            args.sockets,
+            slowest.as_secs_f64() * 1e3,
+        );
+    }
+    Ok(())
+}
+
+fn rss_of(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
