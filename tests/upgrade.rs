@@ -14,7 +14,7 @@ use catshost::{GuestPre, Tenant};
 use http::{Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{TestServer, fixture};
+use support::{TestServer, fixture, websockets_python};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -433,18 +433,6 @@ fn websocket_echo(seen: mpsc::UnboundedSender<Version>) -> impl catshost::Upgrad
             }
         }
     }
-}
-
-/// The Python of the `websockets` client venv scripts/test.sh makes.
-fn websockets_python() -> std::path::PathBuf {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-toolchains/ws-client/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: scripts/test.sh installs the websockets client",
-        python.display()
-    );
-    python
 }
 
 #[tokio::test]

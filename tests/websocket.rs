@@ -14,7 +14,7 @@ use catshost::config::TenantLimits;
 use catshost::routing::Route;
 use catshost::{GuestPre, Tenant};
 use futures_util::{SinkExt, StreamExt};
-use support::{Process, TestServer, built, get, temp_file};
+use support::{Process, TestServer, built, get, temp_file, websockets_python};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -260,19 +260,6 @@ async fn an_extended_connect_over_http2_opens_a_websocket() {
         metrics.encode()
     );
     server.stop().await;
-}
-
-/// The Python of the `websockets` client venv scripts/test.sh makes (with
-/// `h2`).
-fn websockets_python() -> std::path::PathBuf {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guest-toolchains/ws-client/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: scripts/test.sh installs the websockets client",
-        python.display()
-    );
-    python
 }
 
 #[tokio::test]

@@ -557,3 +557,17 @@ pub fn chromium_dump_dom(profile: &Path, url: &str) -> Command {
         .arg(url);
     command
 }
+
+/// The Python of the WebSocket client venv scripts/test.sh makes (the
+/// `websockets` and `h2` libraries).
+#[allow(dead_code)]
+pub fn websockets_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guest-toolchains/ws-client/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: scripts/test.sh installs the websockets client",
+        python.display()
+    );
+    python
+}

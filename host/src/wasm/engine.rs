@@ -21,7 +21,6 @@ use super::component::{check_exports, to_binary, wasi_of};
 use super::ctx::GuestCtx;
 use super::limits::{EpochTicker, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use super::pre::GuestPre;
-use super::websocket::{WebsocketPre, exports_handler};
 use crate::error::{BoxError, Error};
 
 /// The WASI version of a `wasi:http` component: which handler it exports.
@@ -198,7 +197,7 @@ impl Engine {
         let flavour = self.flavour(wasi)?;
         check_exports(&flavour.engine, name, &component)?;
         let pre = flavour.pre_instantiate(name, &component, wasi)?;
-        let websocket = flavour.websocket(name, &component, &pre)?;
+        let websocket = super::websocket::pre(&flavour.engine, name, &component, &pre)?;
         Ok(GuestPre::new(name, pre, websocket, flavour.ticker.clone()))
     }
 
@@ -450,34 +449,6 @@ impl Flavour {
             ticker: Arc::new(ticker),
             pooled: pool.is_some(),
         })
-    }
-
-    /// The component's WebSocket handler, when it exports one: a WASI 0.2
-    /// component's alone (a WASI 0.3 one is refused, not served half).
-    fn websocket(
-        &self,
-        name: &str,
-        component: &Component,
-        pre: &ProxyPre<GuestCtx>,
-    ) -> Result<Option<WebsocketPre<GuestCtx>>, Error> {
-        if !exports_handler(&self.engine, component) {
-            return Ok(None);
-        }
-        match pre {
-            ProxyPre::P2(pre) => WebsocketPre::new(pre.instance_pre().clone())
-                .map(Some)
-                .map_err(|e| Error::WebSocketHandler {
-                    name: name.into(),
-                    reason: format!(
-                        "not as catshost:websocket/handler@0.1.0 (wit/websocket) defines it: \
-                         {e:#}"
-                    ),
-                }),
-            ProxyPre::P3(_) => Err(Error::WebSocketHandler {
-                name: name.into(),
-                reason: "it is a WASI 0.3 component; WebSocket handlers are WASI 0.2 ones".into(),
-            }),
-        }
     }
 
     fn pre_instantiate(

@@ -77,14 +77,40 @@ pub(crate) fn add_to_linker(
 }
 
 /// Whether `component` exports a WebSocket handler.
-pub(crate) fn exports_handler(
-    engine: &wasmtime::Engine,
-    component: &wasmtime::component::Component,
-) -> bool {
+fn exports_handler(engine: &wasmtime::Engine, component: &wasmtime::component::Component) -> bool {
     component
         .component_type()
         .exports(engine)
         .any(|(name, _)| name.starts_with(HANDLER))
+}
+
+/// The WebSocket handler of `component` (pre-instantiated as `pre`), when
+/// it exports one: a WASI 0.2 component's alone (a WASI 0.3 one is
+/// refused, not served half).
+pub(crate) fn pre(
+    engine: &wasmtime::Engine,
+    name: &str,
+    component: &wasmtime::component::Component,
+    pre: &wasmtime_wasi_http::handler::ProxyPre<GuestCtx>,
+) -> Result<Option<WebsocketPre<GuestCtx>>, crate::Error> {
+    use wasmtime_wasi_http::handler::ProxyPre;
+    if !exports_handler(engine, component) {
+        return Ok(None);
+    }
+    match pre {
+        ProxyPre::P2(pre) => WebsocketPre::new(pre.instance_pre().clone())
+            .map(Some)
+            .map_err(|e| crate::Error::WebSocketHandler {
+                name: name.into(),
+                reason: format!(
+                    "not as catshost:websocket/handler@0.1.0 (wit/websocket) defines it: {e:#}"
+                ),
+            }),
+        ProxyPre::P3(_) => Err(crate::Error::WebSocketHandler {
+            name: name.into(),
+            reason: "it is a WASI 0.3 component; WebSocket handlers are WASI 0.2 ones".into(),
+        }),
+    }
 }
 
 /// What a tenant's sockets may use.
