@@ -19,6 +19,9 @@
 #
 #   guest-examples/build.sh              # every language
 #   guest-examples/build.sh c python     # some
+#   guest-examples/build.sh --toolchains # only install what every language
+#                                        # needs (network, little CPU: CI runs
+#                                        # it beside the Rust build)
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -27,6 +30,8 @@ root=$PWD
 out=$root/target/guest-examples
 tools=$root/target/guest-toolchains
 mkdir -p "$out" "$tools"
+toolchains_only=
+[ "${1:-}" != --toolchains ] || { toolchains_only=1; shift; }
 languages=("$@")
 [ ${#languages[@]} -gt 0 ] || languages=(wat c rust python js)
 
@@ -57,8 +62,12 @@ build_wat() {
   done
 }
 
-build_c() {
+toolchain_c() {
   apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32
+}
+
+build_c() {
+  toolchain_c
   guest_tools
   local gen=$tools/c-bindings name
   target/release/catshost-guest-tools c-bindings wit catshost:guest/handler "$gen"
@@ -125,13 +134,18 @@ build_rust() {
   done
 }
 
-build_python() {
+toolchain_python() {
   local venv=$tools/python
   if [ ! -x "$venv/bin/componentize-py" ]; then
     echo "== installing componentize-py 0.25.1 (PyPI) into $venv" >&2
     python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
     "$venv/bin/pip" install -q --disable-pip-version-check componentize-py==0.25.1
   fi
+}
+
+build_python() {
+  toolchain_python
+  local venv=$tools/python
   local name
   for name in hello sum files echo; do
     local start=$SECONDS
@@ -160,7 +174,7 @@ build_python() {
   done
 }
 
-build_js() {
+toolchain_js() {
   local js=$tools/js
   command -v npm >/dev/null || apt_install nodejs npm
   if [ ! -x "$js/node_modules/.bin/componentize-js" ]; then
@@ -168,6 +182,11 @@ build_js() {
     mkdir -p "$js"
     npm install --silent --no-audit --no-fund --prefix "$js" @bytecodealliance/componentize-js@0.23.0
   fi
+}
+
+build_js() {
+  toolchain_js
+  local js=$tools/js
   guest_tools
   # ComponentizeJS 0.23 knows wasi:http 0.2.10 exactly: the same WIT with
   # that version; the proxy adapter keeps its imports to the proxy world.
@@ -189,8 +208,28 @@ for language in "${languages[@]}"; do
     wat | c | rust | python | js) ;;
     *) echo "guest-examples/build.sh: unknown language '$language' (wat, c, rust, python, js)" >&2; exit 2 ;;
   esac
+done
+
+if [ -n "$toolchains_only" ]; then
+  for language in "${languages[@]}"; do
+    case $language in
+      c) toolchain_c ;;
+      rust) apt_install ca-certificates && rust_toolchain >/dev/null ;;
+      python) toolchain_python ;;
+      js) toolchain_js ;;
+    esac
+  done
+  exit 0
+fi
+
+# How long each language took, its toolchain's install included.
+took=()
+for language in "${languages[@]}"; do
   echo "== $language" >&2
   sed -i "/^$language /d" "$out/build-times" 2>/dev/null || true
+  start=$SECONDS
   "build_$language"
+  took+=("$language $((SECONDS - start)) s")
 done
 ls -l "$out"/*.wasm >&2
+echo "guest-examples/build.sh took: $(IFS=,; echo "${took[*]}" | sed 's/,/, /g')" >&2

@@ -18,9 +18,9 @@ use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use catshost::config::InstanceLimits;
 use catshost::config::{HttpVersions, TenantLimits};
 use catshost::routing::Route;
-use catshost::wasm::InstanceLimits;
 use catshost::{GuestPre, Reuse, Tenant};
 use http::{StatusCode, Version};
 use http_body_util::BodyExt;

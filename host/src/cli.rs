@@ -12,7 +12,7 @@ use catshost::config::{
     self, LIMIT_SETTINGS, Listen, SERVER_SETTINGS, ServeSettings, ServerSettings, Setting,
     TenantLimits, TlsSource,
 };
-use catshost::wasm::{Preopen, WasiAccess};
+use catshost::config::{Preopen, WasiAccess};
 use clap::{Arg, ArgGroup, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 /// Serve HTTP from sandboxed wasi:http WebAssembly components.

@@ -42,13 +42,14 @@ pub mod routing;
 pub mod server;
 pub mod wasm;
 
+pub use config::{Pool, Reuse};
 pub use error::{BoxError, Error};
 pub use http::{UpgradeHook, Upgraded};
 pub use ids::RequestId;
 pub use lifecycle::{Ready, Stop};
 pub use net::{Tls, TlsError};
 pub use server::{Builder, DEFAULT_TENANT, EVENT_INTERVAL, InFlight, Server, Tenant};
-pub use wasm::{Engine, GuestPre, Pool, Reuse, Wasi};
+pub use wasm::{Engine, GuestPre, Wasi};
 
 /// catshost's version, with the wasmtime it runs guests on and the WASI
 /// version of the world it serves.

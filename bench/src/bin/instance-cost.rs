@@ -7,7 +7,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use catshost::wasm::{Call, CallInfo, GuestPre, InstanceLimits, Sandbox, WasiAccess};
+use catshost::config::{InstanceLimits, WasiAccess};
+use catshost::wasm::{Call, CallInfo, GuestPre, Instances, Sandbox};
 use catshost::{Engine, Pool, RequestId};
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
@@ -26,18 +27,21 @@ struct Args {
 
 async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Duration> {
     // As the server does: one tenant's fresh instances.
-    let instances = component.instances(Sandbox {
-        tenant: "bench".into(),
-        limits: InstanceLimits::default(),
-        access: WasiAccess::default(),
-        opened: Sandbox::open_dirs(&WasiAccess::default()),
-        log_budget: Default::default(),
-        outbound_connections: Default::default(),
-        cpu: None,
-        upstream: std::sync::Arc::new(catshost::net::Client),
-        max_instances: usize::MAX,
-        events: None,
-    });
+    let instances = Instances::new(
+        component,
+        Sandbox {
+            tenant: "bench".into(),
+            limits: InstanceLimits::default(),
+            access: WasiAccess::default(),
+            opened: Sandbox::open_dirs(&WasiAccess::default()),
+            log_budget: Default::default(),
+            outbound_connections: Default::default(),
+            cpu: None,
+            upstream: std::sync::Arc::new(catshost::net::Client),
+            max_instances: usize::MAX,
+            events: None,
+        },
+    );
     let run = async |n: u32| -> anyhow::Result<Duration> {
         let start = Instant::now();
         for _ in 0..n {

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::WasiAccess;
 use super::{DEFAULT_ADDR, DEFAULT_MAX_CONCURRENT_REQUESTS, LIMIT_SETTINGS, SERVER_SETTINGS};
 use super::{ServerSettings, Setting, TenantLimits, units};
 use crate::routing::{HostPattern, Route, UNROUTED};
-use crate::wasm::WasiAccess;
 
 mod raw;
 mod tenant;
@@ -178,7 +178,7 @@ impl FileConfig {
             .iter()
             .map(|t| t.limits.instance.max_memory)
             .max()
-            .unwrap_or(crate::wasm::DEFAULT_MAX_MEMORY)
+            .unwrap_or(super::DEFAULT_MAX_MEMORY)
     }
 
     /// Whether HTTPS is served: the file gives a certificate somewhere.

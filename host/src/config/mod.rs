@@ -1,7 +1,10 @@
 //! Settings as plain data (`Clone + PartialEq`, no live objects): the
 //! server's and its tenants' ([`settings`]), HTTP's ([`HttpSettings`]), the
 //! units they are written in ([`units`]), what `catshost serve` runs
-//! ([`ServeSettings`]), and the tenant config file ([`file`]).
+//! ([`ServeSettings`]), and the tenant config file ([`file`]); what guests
+//! are given and held to ([`InstanceLimits`], [`WasiAccess`], the
+//! [`outbound`] allow-list). It imports no other layer: every other module
+//! reads its settings from here.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -9,11 +12,19 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 pub mod file;
+mod guest;
 mod http;
+pub mod outbound;
 mod settings;
 pub mod units;
 
+pub use guest::{
+    DEFAULT_IDLE_INSTANCE_TIMEOUT, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_MEMORY,
+    DEFAULT_P3_CONCURRENT_REUSE_COUNT, DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT,
+    InstanceLimits, Pool, Preopen, Reuse, SocketLimits, WasiAccess,
+};
 pub use http::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, HttpSettings, HttpVersions};
+pub use outbound::{BadOrigin, Origin, Outbound, is_public};
 pub use settings::{
     DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_WEBSOCKET_MESSAGE, DEFAULT_MAX_WEBSOCKETS,
@@ -21,8 +32,6 @@ pub use settings::{
     DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE, LIMIT_SETTINGS, SERVER_SETTINGS, ServerSettings,
     Setting, TenantLimits, pool,
 };
-
-use crate::wasm::{Pool, WasiAccess};
 
 /// The address `catshost serve` listens on by default: loopback only.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(

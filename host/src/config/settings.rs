@@ -12,7 +12,7 @@ use super::units::{
     parse_bool, parse_count, parse_duration, parse_frame_size, parse_memory, parse_nonzero,
     parse_size, parse_size_u32, parse_size_usize, show_duration, show_size,
 };
-use crate::wasm::{InstanceLimits, Pool};
+use super::{InstanceLimits, Pool, SocketLimits};
 
 /// How long a stop waits for in-flight requests by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,7 +140,7 @@ impl Default for TenantLimits {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_requests_per_second: None,
             out_of_service: false,
-            max_log_lines_per_second: crate::wasm::DEFAULT_LOG_LINES_PER_SECOND,
+            max_log_lines_per_second: super::DEFAULT_LOG_LINES_PER_SECOND,
             allow_upgrade: false,
             max_upgrades: DEFAULT_MAX_UPGRADES,
             websockets: true,
@@ -181,8 +181,8 @@ impl TenantLimits {
     }
 
     /// What its WebSockets may use on the WebAssembly side.
-    pub fn socket_limits(&self) -> crate::wasm::SocketLimits {
-        crate::wasm::SocketLimits {
+    pub fn socket_limits(&self) -> SocketLimits {
+        SocketLimits {
             max_message: self.max_websocket_message,
             per_instance: self.websocket_sockets_per_instance,
         }

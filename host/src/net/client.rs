@@ -1,7 +1,8 @@
 //! The HTTP client guests' outgoing requests go through, once the tenant's
-//! allow-list (`wasm::Outbound`) has let them: DNS, the connection (to the
+//! allow-list (`config::Outbound`) has let them: DNS, the connection (to the
 //! addresses that were checked, never to a second answer), HTTP/1.1 and
-//! TLS with the Mozilla roots.
+//! TLS with the Mozilla roots. It knows nothing of guests: the sandbox
+//! (`wasm::guest::outbound`) makes it their `Upstream`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -10,55 +11,53 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use http::uri::Scheme;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-use crate::wasm::{ConnectionPermit, IoFuture, Upstream};
+/// What the connection to an upstream returns besides the response: it
+/// runs the connection, and wasi-http spawns it.
+pub type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 
-/// catshost's [`Upstream`]: the system resolver, and a new connection per
-/// request.
+/// catshost's outgoing HTTP client: the system resolver, and a new
+/// connection per request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Client;
 
-impl Upstream for Client {
-    fn resolve(
-        &self,
-        name: String,
-        port: u16,
-    ) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> {
-        async move {
-            // getaddrinfo runs on tokio's blocking pool and cannot be
-            // cancelled: at most MAX_LOOKUPS at once, so guests cannot take
-            // the pool, and each waited for at most LOOKUP_TIMEOUT.
-            let lookups = LOOKUPS.get_or_init(|| tokio::sync::Semaphore::new(MAX_LOOKUPS));
-            let lookup = async {
-                let _permit = lookups.acquire().await.map_err(std::io::Error::other)?;
-                tokio::net::lookup_host((name.as_str(), port)).await
-            };
-            match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-                Ok(addrs) => Ok(addrs?.collect()),
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("looking up '{name}' took more than {LOOKUP_TIMEOUT:?}"),
-                )),
-            }
+impl Client {
+    /// The addresses of `name`, from the system resolver.
+    pub async fn resolve(name: String, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        // getaddrinfo runs on tokio's blocking pool and cannot be
+        // cancelled: at most MAX_LOOKUPS at once, so guests cannot take
+        // the pool, and each waited for at most LOOKUP_TIMEOUT.
+        let lookups = LOOKUPS.get_or_init(|| tokio::sync::Semaphore::new(MAX_LOOKUPS));
+        let lookup = async {
+            let _permit = lookups.acquire().await.map_err(std::io::Error::other)?;
+            tokio::net::lookup_host((name.as_str(), port)).await
+        };
+        match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+            Ok(addrs) => Ok(addrs?.collect()),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("looking up '{name}' took more than {LOOKUP_TIMEOUT:?}"),
+            )),
         }
-        .boxed()
     }
 
-    fn send(
-        &self,
+    /// Sends `request` over HTTP/1.1 to the first of `addrs` (the checked
+    /// addresses of its host) that accepts a connection; over TLS when its
+    /// scheme is `https`, verifying the certificate for its host name. The
+    /// connection's task keeps `permit` (what counts the connection) until
+    /// the connection is closed.
+    pub async fn send(
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         addrs: Vec<SocketAddr>,
-        permit: ConnectionPermit,
-    ) -> BoxFuture<'static, Result<(http::Response<WasiBody>, IoFuture), HttpError>> {
-        send(request, options, addrs, permit).boxed()
+        permit: impl Send + 'static,
+    ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+        send(request, options, addrs, permit).await
     }
 }
 
@@ -76,15 +75,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends `request` over HTTP/1.1 to the first of `addrs` (the checked
-/// addresses of its host) that accepts a connection; over TLS when its
-/// scheme is `https`, verifying the certificate for its host name. The
-/// connection's task keeps `permit` until the connection is closed.
+/// [`Client::send`].
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     addrs: Vec<SocketAddr>,
-    permit: ConnectionPermit,
+    permit: impl Send + 'static,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     let timeout = |pick: fn(&RequestOptions) -> Option<Duration>, max: Duration| {
         options

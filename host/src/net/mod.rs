@@ -7,7 +7,7 @@ mod fd;
 mod listener;
 mod tls;
 
-pub use client::Client;
+pub use client::{Client, IoFuture};
 pub(crate) use clients::{ClientSlot, PerClient};
 pub use fd::{listener_from_fd, systemd_listen_fd};
 pub use listener::bind;

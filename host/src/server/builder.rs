@@ -8,13 +8,14 @@ use std::time::Duration;
 use super::tenant::{Tenant, table};
 use super::{Inner, Server};
 use crate::config::{HttpSettings, HttpVersions, ServerSettings, TenantLimits};
+use crate::config::{Outbound, Preopen, Reuse, WasiAccess};
 use crate::http::{
     ConnBuilder, DefaultErrorHandler, Dispatch, ErrorHandler, GuestTasks, Recorder, UpgradeHook,
 };
 use crate::lifecycle::{ReadyLatch, Stop};
 use crate::metrics::Metrics;
 use crate::routing::{DuplicateRoute, Route, UNROUTED};
-use crate::wasm::{GuestPre, Outbound, Preopen, Upstream, WasiAccess};
+use crate::wasm::{GuestPre, Upstream};
 
 /// The tenant name of a server built without one.
 pub const DEFAULT_TENANT: &str = "default";
@@ -190,12 +191,12 @@ impl Builder {
     }
 
     /// How instances are reused: how many requests one serves in all and at
-    /// once, and how long one is kept idle ([`crate::wasm::Reuse`]).
+    /// once, and how long one is kept idle ([`Reuse`]).
     ///
     /// Default: a fresh instance for every request of a WASI 0.2
     /// component; 128 requests, 16 at once, for a WASI 0.3 one; idle
     /// instances kept 1 second.
-    pub fn reuse(&mut self, reuse: crate::wasm::Reuse) -> &mut Self {
+    pub fn reuse(&mut self, reuse: Reuse) -> &mut Self {
         self.limits.instance.reuse = reuse;
         self
     }

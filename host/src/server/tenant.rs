@@ -9,9 +9,10 @@ use tokio::sync::Semaphore;
 
 use super::Builder;
 use crate::config::TenantLimits;
+use crate::config::WasiAccess;
 use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable, Upgrades, WebSockets};
 use crate::routing::{DuplicateRoute, Route, Routes};
-use crate::wasm::{CpuShare, GuestPre, LogBudget, Sandbox, WasiAccess};
+use crate::wasm::{CpuShare, GuestPre, Instances, LogBudget, Sandbox, Sockets};
 
 /// One tenant of a server: a component, the routes that lead to it, and
 /// what its requests may use and reach.
@@ -98,32 +99,31 @@ fn live(
     };
     let limits = &tenant.limits;
     let max_websockets = limits.max_websockets;
-    let websockets = tenant
-        .component
-        .sockets(
-            sandbox.clone(),
-            limits.socket_limits(),
-            tasks.sockets().clone(),
-        )
-        .filter(|_| limits.websockets)
-        .map(|sockets| WebSockets {
-            sockets,
-            stop: builder.stop.clone(),
-            metrics: builder.metrics.clone(),
-            access_log: settings.access_log,
-            // A replaced tenant's open sockets count on, when its limit is
-            // unchanged.
-            open: before
-                .and_then(|b| b.websocket_permits())
-                .filter(|&(_, max)| max == max_websockets)
-                .map(|(open, _)| open.clone())
-                .unwrap_or_else(|| Arc::new(Semaphore::new(max_websockets))),
-            max_open: max_websockets,
-            idle_timeout: limits.websocket_idle_timeout,
-            write_timeout: settings.http.write_timeout,
-        });
+    let websockets = Sockets::new(
+        &tenant.component,
+        sandbox.clone(),
+        limits.socket_limits(),
+        tasks.sockets().clone(),
+    )
+    .filter(|_| limits.websockets)
+    .map(|sockets| WebSockets {
+        sockets,
+        stop: builder.stop.clone(),
+        metrics: builder.metrics.clone(),
+        access_log: settings.access_log,
+        // A replaced tenant's open sockets count on, when its limit is
+        // unchanged.
+        open: before
+            .and_then(|b| b.websocket_permits())
+            .filter(|&(_, max)| max == max_websockets)
+            .map(|(open, _)| open.clone())
+            .unwrap_or_else(|| Arc::new(Semaphore::new(max_websockets))),
+        max_open: max_websockets,
+        idle_timeout: limits.websocket_idle_timeout,
+        write_timeout: settings.http.write_timeout,
+    });
     LiveTenant::new(
-        tenant.component.instances(sandbox),
+        Instances::new(&tenant.component, sandbox),
         tenant.component.name(),
         Admission {
             requests,

@@ -1,53 +1,40 @@
-//! The WebAssembly side: one engine per process, each component compiled and
-//! pre-instantiated once ([`GuestPre`]), and a tenant's instances
-//! ([`Instances`]) that serve its requests through one interface
-//! ([`Strategy`]): a fresh store and instance for every request (WASI 0.2's
-//! default), WASI 0.2 instances reused one request at a time, or WASI 0.3
-//! instances that serve several at once.
+//! The WebAssembly side, in four layers that each import only the ones
+//! below them (`.ci/layers` checks it):
+//!
+//! 1. [`guest`]: what one instance's store holds and runs within (the
+//!    store's context, the tenant's [`Sandbox`], the guest's response body
+//!    and errors);
+//! 2. [`compile`]: the process's [`Engine`], components compiled and
+//!    pre-instantiated ([`GuestPre`]);
+//! 3. [`instance`]: a tenant's [`Instances`] and the [`Strategy`] that
+//!    gives them out: a fresh store and instance for every request (WASI
+//!    0.2's default), WASI 0.2 instances reused one request at a time, or
+//!    WASI 0.3 instances that serve several at once;
+//! 4. [`websocket`]: WebSocket handlers' instances, events and rooms.
 //!
 //! Nothing here sees a socket, a connection or an HTTP version, and nothing
 //! here imports the HTTP side: it hands over a request and gets back a
 //! response whose body the guest may still be writing, and the guest's run.
+//! Below it are only plain data (`config`) and the outgoing HTTP client
+//! (`net::Client`). The names below are the library's; inside `wasm/`, code
+//! imports them from their layer.
 
-mod body;
-mod cache;
-mod call;
-pub mod check;
-mod component;
-mod cpu;
-mod ctx;
-mod engine;
-mod error;
-mod fresh;
-mod limits;
-mod outbound;
-mod output;
-mod pre;
-mod recycle;
-mod sandbox;
-mod shared;
-mod websocket;
+pub mod compile;
+pub mod guest;
+pub mod instance;
+pub mod websocket;
 
-pub use body::GuestBody;
-pub use call::{
+pub use compile::{Engine, GuestPre, Wasi, check};
+pub use guest::{
+    ConnectionPermit, CpuShare, GuestBody, GuestError, InstanceEvents, LogBudget,
+    MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT, MemoryExhausted, OpenedDir,
+    OutboundConnections, Sandbox, Upstream,
+};
+pub use instance::{
     Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, Instances, Ran, RequestBody, Run,
     Strategy,
 };
-pub use cpu::CpuShare;
-pub use engine::{Engine, Pool, Wasi};
-pub use error::GuestError;
-pub use limits::{
-    DEFAULT_IDLE_INSTANCE_TIMEOUT, DEFAULT_MAX_MEMORY, DEFAULT_P3_CONCURRENT_REUSE_COUNT,
-    DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT, InstanceLimits, MemoryExhausted, Reuse,
-};
-pub use outbound::{
-    BadOrigin, ConnectionPermit, IoFuture, MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT,
-    Origin, Outbound, OutboundConnections, Upstream, is_public,
-};
-pub use output::{DEFAULT_LOG_LINES_PER_SECOND, LogBudget};
-pub use pre::GuestPre;
-pub use sandbox::{InstanceEvents, OpenedDir, Preopen, Sandbox, WasiAccess};
 pub use websocket::{
-    InstanceGone, OpenError, OpenRequest, Opened, Outbox, Outgoing, SocketEvents, SocketLimits,
-    SocketMessage, Sockets,
+    InstanceGone, OpenError, OpenRequest, Opened, Outbox, Outgoing, SocketEvents, SocketMessage,
+    Sockets,
 };

@@ -6,8 +6,8 @@ use std::ops::Range;
 use super::raw::RawTenant;
 use super::{ConfigError, Source, TenantConfig, is_whole_host};
 use crate::config::{LIMIT_SETTINGS, TenantLimits};
+use crate::config::{Origin, Outbound, Preopen, WasiAccess};
 use crate::routing::Route;
-use crate::wasm::{Origin, Outbound, Preopen, WasiAccess};
 
 impl Source<'_> {
     /// The tenant, and where each of its routes is written.

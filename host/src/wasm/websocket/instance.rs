@@ -7,17 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use super::bindings::{self, WebsocketPre};
 use super::link::{InstanceSockets, Joined, Link, Rooms};
-use super::{
-    EVENTS_PER_INSTANCE, OpenError, OpenRequest, SocketLimits, SocketMessage, WitOpenRequest, gone,
-};
+use super::{EVENTS_PER_INSTANCE, OpenError, OpenRequest, SocketMessage, WitOpenRequest, gone};
+use crate::config::SocketLimits;
 use crate::ids::{InstanceId, RequestId};
-use crate::wasm::ctx::GuestCtx;
-use crate::wasm::error::GuestError;
-use crate::wasm::fresh::{deadline, new_store, rationed};
-use crate::wasm::pre::GuestPre;
-use crate::wasm::sandbox::Sandbox;
+use crate::wasm::compile::GuestPre;
+use crate::wasm::compile::websocket_wit::{Websocket, WebsocketPre};
+use crate::wasm::guest::{GuestCtx, GuestError, Sandbox};
+use crate::wasm::instance::store;
 
 pub(super) struct Tenant {
     pub(super) pre: WebsocketPre<GuestCtx>,
@@ -82,9 +79,10 @@ impl Tenant {
         instances.push(slot.clone());
         let tenant = self.clone();
         let instance = slot.clone();
-        self.tasks.spawn(rationed(&self.sandbox, async move {
-            tenant.run(instance, rx).await
-        }));
+        self.tasks.spawn(
+            self.sandbox
+                .rationed(async move { tenant.run(instance, rx).await }),
+        );
         slot
     }
 
@@ -158,26 +156,22 @@ impl Tenant {
 
     async fn instantiate(&self) -> Result<Instance, GuestError> {
         let id = InstanceId::next();
-        let mut store = new_store(&self.guest, &self.sandbox, id)?;
-        store.data_mut().sockets = Some(InstanceSockets {
+        let mut store = store::new(&self.guest, &self.sandbox, id)?;
+        store.data_mut().attach(InstanceSockets {
             links: HashMap::new(),
             rooms: self.rooms.clone(),
             max_message: self.limits.max_message,
         });
-        let started = std::time::Instant::now();
         let made = tokio::time::timeout_at(
-            deadline(&self.sandbox),
-            self.pre.instantiate_async(&mut store),
+            self.sandbox.deadline(),
+            store::instantiate(&self.sandbox, self.pre.instantiate_async(&mut store)),
         )
         .await;
         let handler = match made {
-            Ok(Ok(handler)) => handler,
+            Ok(Ok((handler, _))) => handler,
             Ok(Err(error)) => return Err(GuestError::from_wasmtime(error)),
             Err(_) => return Err(GuestError::Timeout),
         };
-        if let Some(events) = &self.sandbox.events {
-            events.created(started.elapsed());
-        }
         Ok(Instance { id, store, handler })
     }
 }
@@ -195,24 +189,19 @@ impl Drop for TakenOut<'_> {
 struct Instance {
     id: InstanceId,
     store: wasmtime::Store<GuestCtx>,
-    handler: bindings::Websocket,
+    handler: Websocket,
 }
 
 impl Instance {
     fn sockets(&self) -> &InstanceSockets {
         self.store
             .data()
-            .sockets
-            .as_ref()
+            .attached()
             .expect("a WebSocket instance's store has its sockets")
     }
 
     fn sockets_mut(&mut self) -> &mut InstanceSockets {
-        self.store
-            .data_mut()
-            .sockets
-            .as_mut()
-            .expect("a WebSocket instance's store has its sockets")
+        sockets_of(&mut self.store)
     }
 
     /// Hands `event` to the guest, under the tenant's deadline for one
@@ -226,7 +215,7 @@ impl Instance {
         self.store.data_mut().start(RequestId::next());
         // An idle store's epoch deadline passed while it waited.
         self.store.set_epoch_deadline(1);
-        let deadline = deadline(&tenant.sandbox);
+        let deadline = tenant.sandbox.deadline();
         let guest = self.handler.catshost_websocket_handler();
         let store = &mut self.store;
         let result = match event {
@@ -303,8 +292,7 @@ impl Instance {
 fn sockets_of(store: &mut wasmtime::Store<GuestCtx>) -> &mut InstanceSockets {
     store
         .data_mut()
-        .sockets
-        .as_mut()
+        .attached_mut()
         .expect("a WebSocket instance's store has its sockets")
 }
 

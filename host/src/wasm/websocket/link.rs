@@ -13,7 +13,7 @@ use super::{
     MAX_CLOSE_REASON, MAX_ROOM_NAME, MAX_ROOMS_PER_SOCKET, MESSAGE_OVERHEAD, Outgoing, SocketError,
     SocketMessage, wit,
 };
-use crate::wasm::ctx::GuestCtx;
+use crate::wasm::guest::GuestCtx;
 
 /// The tenant's rooms: name to the sockets in it.
 #[derive(Default)]
@@ -180,13 +180,17 @@ fn sendable_code(code: u16) -> bool {
 
 impl wit::Host for GuestCtx {
     fn send(&mut self, socket: u64, message: wit::Message) -> Result<(), SocketError> {
-        let sockets = self.sockets.as_ref().ok_or(SocketError::Closed)?;
+        let sockets = self
+            .attached::<InstanceSockets>()
+            .ok_or(SocketError::Closed)?;
         let link = sockets.link(socket)?;
         link.send(sockets.message(message)?)
     }
 
     fn close(&mut self, socket: u64, code: u16, reason: String) -> Result<(), SocketError> {
-        let sockets = self.sockets.as_ref().ok_or(SocketError::Closed)?;
+        let sockets = self
+            .attached::<InstanceSockets>()
+            .ok_or(SocketError::Closed)?;
         let link = sockets.link(socket)?;
         if !sendable_code(code) || reason.len() > MAX_CLOSE_REASON {
             return Err(SocketError::BadClose);
@@ -199,7 +203,9 @@ impl wit::Host for GuestCtx {
     }
 
     fn join(&mut self, socket: u64, name: String) -> Result<(), SocketError> {
-        let sockets = self.sockets.as_mut().ok_or(SocketError::Closed)?;
+        let sockets = self
+            .attached_mut::<InstanceSockets>()
+            .ok_or(SocketError::Closed)?;
         let joined = sockets.links.get_mut(&socket).ok_or(SocketError::Closed)?;
         if joined.rooms.contains(&name) {
             return Ok(());
@@ -221,7 +227,7 @@ impl wit::Host for GuestCtx {
     }
 
     fn leave(&mut self, socket: u64, name: String) {
-        let Some(sockets) = self.sockets.as_mut() else {
+        let Some(sockets) = self.attached_mut::<InstanceSockets>() else {
             return;
         };
         if let Some(joined) = sockets.links.get_mut(&socket)
@@ -233,7 +239,7 @@ impl wit::Host for GuestCtx {
     }
 
     fn publish(&mut self, name: String, message: wit::Message, except: u64) -> u32 {
-        let Some(sockets) = self.sockets.as_ref() else {
+        let Some(sockets) = self.attached::<InstanceSockets>() else {
             return 0;
         };
         let Ok(message) = sockets.message(message) else {

@@ -22,32 +22,16 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use wasmtime::component::HasSelf;
 
-use super::ctx::GuestCtx;
-use super::error::{GuestError, guest_text};
-use super::pre::GuestPre;
-use super::sandbox::Sandbox;
+use crate::config::SocketLimits;
+use crate::wasm::compile::GuestPre;
+use crate::wasm::guest::{GuestError, Sandbox, guest_text};
 use instance::{Event, Slot, Tenant};
-pub(crate) use link::InstanceSockets;
 use link::Link;
 pub use link::Outbox;
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit/websocket",
-        world: "catshost:websocket/websocket",
-        exports: { default: async },
-        require_store_data_send: true,
-    });
-}
-
-pub(crate) use bindings::WebsocketPre;
-use bindings::catshost::websocket::sockets::{self as wit, SocketError};
-use bindings::exports::catshost::websocket::handler::OpenRequest as WitOpenRequest;
-
-/// The interface a WebSocket handler exports, without its patch version.
-const HANDLER: &str = "catshost:websocket/handler@0.1";
+use crate::wasm::compile::websocket_wit::catshost::websocket::sockets::{self as wit, SocketError};
+use crate::wasm::compile::websocket_wit::exports::catshost::websocket::handler::OpenRequest as WitOpenRequest;
 
 /// The most rooms one socket is in at once.
 const MAX_ROOMS_PER_SOCKET: usize = 16;
@@ -69,64 +53,9 @@ const MESSAGE_OVERHEAD: usize = 64;
 /// guest: one socket cannot fill its instance's queue.
 const TURNS_PER_SOCKET: usize = 2;
 
-/// Links the host side of `catshost:websocket/sockets` into `linker`.
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<GuestCtx>,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<GuestCtx, HasSelf<GuestCtx>>(linker, |ctx| ctx)
-}
-
-/// Whether `component` exports a WebSocket handler.
-fn exports_handler(engine: &wasmtime::Engine, component: &wasmtime::component::Component) -> bool {
-    component
-        .component_type()
-        .exports(engine)
-        .any(|(name, _)| name.starts_with(HANDLER))
-}
-
-/// The WebSocket handler of `component` (pre-instantiated as `pre`), when
-/// it exports one: a WASI 0.2 component's alone (a WASI 0.3 one is
-/// refused, not served half).
-pub(crate) fn pre(
-    engine: &wasmtime::Engine,
-    name: &str,
-    component: &wasmtime::component::Component,
-    pre: &wasmtime_wasi_http::handler::ProxyPre<GuestCtx>,
-) -> Result<Option<WebsocketPre<GuestCtx>>, crate::Error> {
-    use wasmtime_wasi_http::handler::ProxyPre;
-    if !exports_handler(engine, component) {
-        return Ok(None);
-    }
-    match pre {
-        ProxyPre::P2(pre) => WebsocketPre::new(pre.instance_pre().clone())
-            .map(Some)
-            .map_err(|e| crate::Error::WebSocketHandler {
-                name: name.into(),
-                reason: format!(
-                    "not as catshost:websocket/handler@0.1.0 (wit/websocket) defines it: {e:#}"
-                ),
-            }),
-        ProxyPre::P3(_) => Err(crate::Error::WebSocketHandler {
-            name: name.into(),
-            reason: "it is a WASI 0.3 component; WebSocket handlers are WASI 0.2 ones".into(),
-        }),
-    }
-}
-
-/// What a tenant's sockets may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SocketLimits {
-    /// The largest message, in bytes, either way.
-    pub max_message: usize,
-    /// The most sockets one instance serves.
-    pub per_instance: usize,
-}
-
-impl SocketLimits {
-    /// How many bytes of messages a socket may have queued for its client.
-    fn outgoing_budget(&self) -> usize {
-        self.max_message.saturating_mul(OUTGOING_MESSAGES)
-    }
+/// How many bytes of messages a socket may have queued for its client.
+fn outgoing_budget(limits: &SocketLimits) -> usize {
+    limits.max_message.saturating_mul(OUTGOING_MESSAGES)
 }
 
 /// A whole message, either way.
@@ -227,19 +156,21 @@ pub struct Sockets(Arc<Tenant>);
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
 impl Sockets {
-    /// The WebSocket side of a tenant whose component `guest` exports the
-    /// handler (`pre`), in `sandbox`.
-    pub(crate) fn new(
-        guest: GuestPre,
-        pre: WebsocketPre<GuestCtx>,
-        sandbox: Arc<Sandbox>,
+    /// The WebSocket side of one tenant, when its component `guest` exports
+    /// a handler: instances made as they are needed, in `sandbox`, apart
+    /// from those that serve its HTTP requests. Its instances run on
+    /// `tasks`, for a stop to wait on.
+    pub fn new(
+        guest: &GuestPre,
+        sandbox: Sandbox,
         limits: SocketLimits,
         tasks: tokio_util::task::TaskTracker,
-    ) -> Self {
-        Self(Arc::new(Tenant {
+    ) -> Option<Self> {
+        let pre = guest.websocket()?.clone();
+        Some(Self(Arc::new(Tenant {
             pre,
-            guest,
-            sandbox,
+            guest: guest.clone(),
+            sandbox: Arc::new(sandbox),
             limits: SocketLimits {
                 per_instance: limits.per_instance.max(1),
                 ..limits
@@ -247,7 +178,7 @@ impl Sockets {
             instances: Mutex::default(),
             rooms: Arc::default(),
             tasks,
-        }))
+        })))
     }
 
     /// What the sockets may use.
@@ -269,7 +200,7 @@ impl Sockets {
 
     async fn open_now(&self, request: OpenRequest) -> Result<Opened, OpenError> {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-        let (link, outbox) = Link::new(socket, self.0.limits.outgoing_budget());
+        let (link, outbox) = Link::new(socket, outgoing_budget(&self.0.limits));
         let slot = self.0.slot();
         let (reply, replied) = oneshot::channel();
         let offered = request.protocols.clone();

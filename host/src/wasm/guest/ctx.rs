@@ -2,8 +2,8 @@
 //! table they share, and catshost's `wasi:http` hooks (outgoing requests
 //! through the tenant's allow-list).
 
+use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
 use wasmtime::component::ResourceTable;
@@ -12,59 +12,13 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, 
 
 use super::body::Progress;
 use super::limits::Limiter;
-use super::outbound::{IoFuture, OutboundConnections, Verdict};
+use super::outbound::{OutboundConnections, denied_error};
 use super::output::GuestOutput;
 use super::sandbox::Sandbox;
-use crate::ids::{InstanceId, RequestId};
-
-/// Which instance a store holds, and the request it serves when that is
-/// unambiguous: what its output lines and outgoing requests are logged as.
-/// An instance reused for several requests at once (WASI 0.3) shares one
-/// WASI context between them, so its lines name the request only while it
-/// serves one.
-#[derive(Debug)]
-pub(crate) struct Serving {
-    pub(crate) instance: InstanceId,
-    /// The request's id, or 0 while it serves none or several.
-    request: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-impl Serving {
-    pub(crate) fn new(instance: InstanceId) -> Self {
-        Self {
-            instance,
-            request: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    /// The instance starts serving `id`.
-    pub(crate) fn start(&self, id: RequestId) {
-        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let request = if before == 0 { id.get() } else { 0 };
-        self.request.store(request, Ordering::Release);
-    }
-
-    /// The instance is done with one of its requests. Output after the
-    /// last one ends (a stream the guest drops late, a task it left
-    /// running) is still that request's, until the next starts.
-    pub(crate) fn end(&self) {
-        let before = self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if before == 2 {
-            // One left, whose id is not known here.
-            self.request.store(0, Ordering::Release);
-        }
-    }
-
-    /// The request being served, when it is the only one.
-    pub(crate) fn request(&self) -> Option<u64> {
-        match self.request.load(Ordering::Acquire) {
-            0 => None,
-            id => Some(id),
-        }
-    }
-}
+use super::serving::Serving;
+use crate::config::outbound::Verdict;
+use crate::ids::RequestId;
+use crate::net::IoFuture;
 
 /// What a guest's store holds for the life of its instance.
 pub(crate) struct GuestCtx {
@@ -76,9 +30,10 @@ pub(crate) struct GuestCtx {
     /// The requests a WASI 0.3 instance has taken, while anything else
     /// holds them: they fail with the instance.
     pub(crate) in_flight: Vec<Arc<Progress>>,
-    /// The sockets a WebSocket handler's instance serves; `None` in an
-    /// instance that serves HTTP requests.
-    pub(crate) sockets: Option<super::websocket::InstanceSockets>,
+    /// What a layer above keeps in the store for its host calls (a
+    /// WebSocket handler's instance: its sockets); this layer knows
+    /// nothing of it. `None` in an instance that serves HTTP requests.
+    attached: Option<Box<dyn Any + Send>>,
 }
 
 impl GuestCtx {
@@ -132,7 +87,7 @@ impl GuestCtx {
             },
             limiter: Limiter::new(&sandbox.limits),
             in_flight: Vec::new(),
-            sockets: None,
+            attached: None,
         })
     }
 
@@ -144,6 +99,22 @@ impl GuestCtx {
     /// How many resources the instance holds.
     pub(crate) fn resources(&mut self) -> usize {
         self.table.iter_mut().count()
+    }
+
+    /// Keeps `value` in the store, for the host calls of the layer that put
+    /// it there ([`GuestCtx::attached`]).
+    pub(crate) fn attach<T: Any + Send>(&mut self, value: T) {
+        self.attached = Some(Box::new(value));
+    }
+
+    /// What [`GuestCtx::attach`] kept, when it is a `T`.
+    pub(crate) fn attached<T: Any>(&self) -> Option<&T> {
+        self.attached.as_deref()?.downcast_ref()
+    }
+
+    /// What [`GuestCtx::attach`] kept, when it is a `T`.
+    pub(crate) fn attached_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.attached.as_deref_mut()?.downcast_mut()
     }
 
     /// The instance starts serving `id`: a new request, with a new budget
@@ -174,10 +145,10 @@ impl WasiHttpView for GuestCtx {
 }
 
 /// catshost's `wasi:http` policy: outgoing requests go only to the origins
-/// the tenant allows (see [`super::Outbound`]), over at most
-/// [`MAX_OUTBOUND_PER_INSTANCE`](super::MAX_OUTBOUND_PER_INSTANCE)
+/// the tenant allows (see [`crate::config::Outbound`]), over at most
+/// [`MAX_OUTBOUND_PER_INSTANCE`](super::outbound::MAX_OUTBOUND_PER_INSTANCE)
 /// connections of the instance and
-/// [`MAX_OUTBOUND_PER_TENANT`](super::MAX_OUTBOUND_PER_TENANT) of the tenant;
+/// [`MAX_OUTBOUND_PER_TENANT`](super::outbound::MAX_OUTBOUND_PER_TENANT) of the tenant;
 /// a request's bodies share [`BODY_BUFFER_BUDGET`]; everything else is
 /// wasmtime's default.
 struct HostHooks {
@@ -255,7 +226,7 @@ impl WasiHttpHooks for HostHooks {
                 Verdict::Send(addrs) => addrs,
                 Verdict::Deny(why) => {
                     denied(&serving, &sandbox, request.uri(), &why.reason());
-                    return Err(why.error());
+                    return Err(denied_error(&why));
                 }
             };
             tracing::debug!(

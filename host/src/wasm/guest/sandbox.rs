@@ -5,9 +5,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
 use super::cpu::CpuShare;
-use super::limits::InstanceLimits;
-use super::outbound::{Outbound, Upstream};
+use super::limits::MAX_TIMEOUT;
+use super::outbound::{OutboundConnections, Upstream};
+use super::output::LogBudget;
+use crate::config::{InstanceLimits, WasiAccess};
 
 /// What every instance of one tenant is given and held to.
 #[derive(Clone)]
@@ -31,9 +36,9 @@ pub struct Sandbox {
     /// `access.dirs`, opened once: [`Sandbox::open_dirs`].
     pub opened: Arc<[OpenedDir]>,
     /// How many guest output lines the tenant may log.
-    pub log_budget: Arc<super::output::LogBudget>,
+    pub log_budget: Arc<LogBudget>,
     /// The tenant's open outgoing connections.
-    pub outbound_connections: Arc<super::outbound::OutboundConnections>,
+    pub outbound_connections: Arc<OutboundConnections>,
 }
 
 /// A preopened directory, opened once when its tenant is made: every
@@ -94,6 +99,30 @@ impl Sandbox {
             })
             .collect()
     }
+
+    /// When a request (or an event) that starts now must be done by.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        // A timeout past what the clock can hold (a library user's, say) is
+        // no timeout, not a panic.
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.limits.request_timeout)
+            .unwrap_or_else(|| now + MAX_TIMEOUT)
+    }
+
+    /// `guest` under the tenant's CPU share, when it has one: the guest's
+    /// run and what the host does for it after, above all dropping its
+    /// store (an instance that grew its memory to 128 MiB takes
+    /// milliseconds to give it back), so that a tenant whose guests fail
+    /// fast cannot take the workers with the host's work for them.
+    pub(crate) fn rationed<F>(&self, guest: F) -> BoxFuture<'static, F::Output>
+    where
+        F: Future + Send + 'static,
+    {
+        match &self.cpu {
+            Some(cpu) => cpu.ration(guest).boxed(),
+            None => guest.boxed(),
+        }
+    }
 }
 
 /// What a tenant's instances report of their lives.
@@ -112,61 +141,5 @@ impl std::fmt::Debug for Sandbox {
             .field("access", &self.access)
             .field("cpu", &self.cpu)
             .finish_non_exhaustive()
-    }
-}
-
-/// What a guest may reach beyond its request: nothing by default. The host
-/// environment is never inherited; only what is listed here is given.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WasiAccess {
-    /// Environment variables, in order (`wasi:cli/environment`).
-    pub env: Vec<(String, String)>,
-    /// Directories the guest can open (`wasi:filesystem/preopens`).
-    pub dirs: Vec<Preopen>,
-    /// Origins the guest may send HTTP requests to
-    /// (`wasi:http/outgoing-handler`).
-    pub outbound: Outbound,
-}
-
-/// A host directory a guest sees under a name of its own.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Preopen {
-    /// The directory on the host.
-    pub host: PathBuf,
-    /// Its path in the guest (`/data`, say).
-    pub guest: String,
-    /// Whether the guest may create, write and delete in it.
-    pub writable: bool,
-}
-
-impl Preopen {
-    /// Parses `HOST::GUEST` (wasmtime's syntax); `::GUEST` may be left out
-    /// to use the host path. Checks that the directory exists.
-    pub fn parse(text: &str, writable: bool) -> Result<Self, String> {
-        let (host, guest) = text.split_once("::").unwrap_or((text, text));
-        if host.is_empty() || guest.is_empty() {
-            return Err(format!(
-                "'{text}' is not HOST::GUEST (e.g. ./static::/static)"
-            ));
-        }
-        let host = PathBuf::from(host);
-        if host
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            return Err(format!(
-                "'{}' is a symlink: name the directory it points to (a preopen is opened once, \
-                 without following a symlink)",
-                host.display()
-            ));
-        }
-        if !host.is_dir() {
-            return Err(format!("'{}' is not a directory", host.display()));
-        }
-        Ok(Self {
-            host,
-            guest: guest.to_string(),
-            writable,
-        })
     }
 }

@@ -1,8 +1,9 @@
 //! Outgoing HTTP (`wasi:http/outgoing-handler`): the allow-list of origins a
 //! tenant's guests may call, checked for every request, and the addresses
-//! those names may resolve to. The policy only decides: resolving names and
-//! sending requests is the [`Upstream`]'s (`net::Client`), so the sandbox
-//! layer never opens a socket.
+//! those names may resolve to. The policy only decides, as a pure function
+//! of the list and a resolver it is given: resolving names and sending
+//! requests is `net::Client`'s, and the sandbox (`wasm::guest::outbound`)
+//! joins the two.
 //!
 //! A request is sent only when a rule matches its scheme, host and port.
 //! Its host is then resolved, and a private, loopback or otherwise
@@ -13,12 +14,8 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use http::uri::{Authority, Scheme};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::routing::HostPattern;
 
@@ -136,15 +133,7 @@ pub(crate) enum Denied {
 }
 
 impl Denied {
-    pub(crate) fn error(&self) -> HttpError {
-        match self {
-            Denied::NotAllowed => HttpError::HttpRequestDenied,
-            Denied::Prohibited(_) => HttpError::DestinationIpProhibited,
-            Denied::NotFound => HttpError::DestinationNotFound,
-            Denied::BadUri => HttpError::HttpRequestUriInvalid,
-        }
-    }
-
+    /// What a log line says of the refusal.
     pub(crate) fn reason(&self) -> String {
         match self {
             Denied::NotAllowed => "no outbound rule of the tenant allows this origin".into(),
@@ -213,80 +202,6 @@ impl Outbound {
             }
         }
     }
-}
-
-/// What the connection to an upstream returns besides the response: it
-/// runs the connection, and wasi-http spawns it.
-pub type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
-
-/// The most outgoing connections open at once for all of a tenant's guests.
-pub const MAX_OUTBOUND_PER_TENANT: usize = 256;
-/// The most outgoing connections one instance holds open at once: in fresh
-/// mode, one request.
-pub const MAX_OUTBOUND_PER_INSTANCE: usize = 16;
-
-/// Counts a tenant's open outgoing connections, and each of its
-/// instances': every connection holds a [`ConnectionPermit`] of both.
-#[derive(Debug)]
-pub struct OutboundConnections {
-    tenant: Arc<Semaphore>,
-}
-
-impl Default for OutboundConnections {
-    fn default() -> Self {
-        Self {
-            tenant: Arc::new(Semaphore::new(MAX_OUTBOUND_PER_TENANT)),
-        }
-    }
-}
-
-impl OutboundConnections {
-    /// The count of one instance.
-    pub(crate) fn instance() -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(MAX_OUTBOUND_PER_INSTANCE))
-    }
-
-    /// A permit for one more connection of `instance`, unless it or the
-    /// tenant has all its connections open.
-    pub(crate) fn try_open(&self, instance: &Arc<Semaphore>) -> Option<ConnectionPermit> {
-        let instance = instance.clone().try_acquire_owned().ok()?;
-        let tenant = self.tenant.clone().try_acquire_owned().ok()?;
-        Some(ConnectionPermit {
-            _instance: instance,
-            _tenant: tenant,
-        })
-    }
-}
-
-/// One outgoing connection's place in its tenant's and its instance's
-/// counts: an [`Upstream`] keeps it for as long as the connection is open.
-#[derive(Debug)]
-pub struct ConnectionPermit {
-    _instance: OwnedSemaphorePermit,
-    _tenant: OwnedSemaphorePermit,
-}
-
-/// What guests' outgoing requests go through once the policy allows them:
-/// name resolution and the connection. `net::Client` is the one catshost
-/// uses.
-pub trait Upstream: Send + Sync + 'static {
-    /// The addresses of `name`.
-    fn resolve(
-        &self,
-        name: String,
-        port: u16,
-    ) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>;
-
-    /// Sends `request` to the first of `addrs` (the checked addresses of
-    /// its host) that accepts a connection, keeping `permit` until that
-    /// connection is closed.
-    fn send(
-        &self,
-        request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
-        addrs: Vec<SocketAddr>,
-        permit: ConnectionPermit,
-    ) -> BoxFuture<'static, Result<(http::Response<WasiBody>, IoFuture), HttpError>>;
 }
 
 /// Splits `HOST[:PORT]` (`[V6]:PORT` too); `None` when the port is bad or
@@ -436,40 +351,6 @@ mod tests {
             verdict(&Outbound::default(), "https://api.example.net/"),
             Verdict::Deny(Denied::NotAllowed)
         );
-    }
-
-    #[test]
-    fn connections_are_capped_per_instance_and_per_tenant() {
-        let tenant = OutboundConnections::default();
-        let first = OutboundConnections::instance();
-        let mut held: Vec<_> = (0..MAX_OUTBOUND_PER_INSTANCE)
-            .map(|_| tenant.try_open(&first).expect("within the instance's cap"))
-            .collect();
-        assert!(tenant.try_open(&first).is_none(), "past the instance's cap");
-        held.pop();
-        assert!(
-            tenant.try_open(&first).is_some(),
-            "a closed one is given back"
-        );
-
-        // Other instances take the rest of the tenant's, then get none.
-        let others: Vec<_> = (0..MAX_OUTBOUND_PER_TENANT / MAX_OUTBOUND_PER_INSTANCE)
-            .map(|_| OutboundConnections::instance())
-            .collect();
-        let mut opened = held.len();
-        for instance in &others {
-            while let Some(permit) = tenant.try_open(instance) {
-                held.push(permit);
-                opened += 1;
-            }
-        }
-        assert_eq!(opened, MAX_OUTBOUND_PER_TENANT);
-        let fresh = OutboundConnections::instance();
-        assert!(tenant.try_open(&fresh).is_none(), "past the tenant's cap");
-        // A failed try takes nothing from the instance.
-        assert_eq!(fresh.available_permits(), MAX_OUTBOUND_PER_INSTANCE);
-        // Another tenant is not affected.
-        assert!(OutboundConnections::default().try_open(&fresh).is_some());
     }
 
     #[test]

@@ -11,15 +11,12 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use super::ctx::Serving;
+use super::serving::Serving;
+use crate::config::DEFAULT_LOG_LINES_PER_SECOND;
 
 /// A line longer than this is written out in pieces rather than buffered
 /// without bound.
 const MAX_LINE: usize = 16 * 1024;
-
-/// The guest output lines one tenant may log per second by default (and
-/// at once, after a quiet second).
-pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 1000;
 
 /// How many guest output lines a tenant may log: a token bucket of a
 /// second's worth. Past it lines are dropped, and their count is logged at

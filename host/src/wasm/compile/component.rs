@@ -4,8 +4,27 @@
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use super::engine::Wasi;
 use crate::error::Error;
+
+/// The WASI version of a `wasi:http` component: which handler it exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Wasi {
+    /// `wasi:http/incoming-handler@0.2.x`.
+    P2,
+    /// `wasi:http/handler@0.3.x`; served as such when a component exports
+    /// both.
+    P3,
+}
+
+impl Wasi {
+    /// `WASI 0.2` or `WASI 0.3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P2 => "WASI 0.2",
+            Self::P3 => "WASI 0.3",
+        }
+    }
+}
 
 /// The interfaces a component may export to be served, without their
 /// versions: any `wasi:http/incoming-handler@0.2.x` (WASI 0.2) or

@@ -23,13 +23,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use super::body::Progress;
-use super::call::{Answer, Call, CallInfo, GuestRequest, Ran, RequestBody, Run, Strategy};
-use super::error::GuestError;
-use super::fresh::{AnswerSlot, P2Instance, rationed, respond};
-use super::pre::GuestPre;
-use super::sandbox::Sandbox;
+use super::Strategy;
+use super::call::{Answer, Call, CallInfo, GuestRequest, Ran, RequestBody, Run};
+use super::p2::{AnswerSlot, P2Instance, respond};
 use crate::error::BoxError;
+use crate::wasm::compile::GuestPre;
+use crate::wasm::guest::{GuestError, Progress, Sandbox};
 
 /// WASI 0.2 instances, each reused for up to `max_instance_reuse_count`
 /// requests, one at a time.
@@ -122,6 +121,7 @@ impl Pool {
         if kept > MAX_KEPT_RESOURCES {
             if !self.leaky.swap(true, Ordering::AcqRel) {
                 tracing::warn!(
+                    target: "catshost::wasm::recycle",
                     tenant = &*self.sandbox.tenant,
                     component = self.pre.name(),
                     resources = kept,
@@ -240,7 +240,7 @@ impl Strategy for Recycle {
         };
         Ok(Call {
             answer,
-            run: Run::new(rationed(&sandbox, guest), progress),
+            run: Run::new(sandbox.rationed(guest), progress),
         })
     }
 }
@@ -264,6 +264,7 @@ async fn again(
 ) -> Ran {
     if pool.switch_to_fresh() {
         tracing::warn!(
+            target: "catshost::wasm::recycle",
             tenant = &*pool.sandbox.tenant,
             component = pool.pre.name(),
             request_id = %info.id,

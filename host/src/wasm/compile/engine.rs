@@ -17,31 +17,13 @@ use wasmtime_wasi_http::handler::ProxyPre;
 
 use super::cache::CompileCache;
 use super::check::Report;
-use super::component::{check_exports, to_binary, wasi_of};
-use super::ctx::GuestCtx;
-use super::limits::{EpochTicker, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
+use super::component::{Wasi, check_exports, to_binary, wasi_of};
 use super::pre::GuestPre;
+use super::ticker::EpochTicker;
+use super::websocket_wit;
+use crate::config::Pool;
 use crate::error::{BoxError, Error};
-
-/// The WASI version of a `wasi:http` component: which handler it exports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Wasi {
-    /// `wasi:http/incoming-handler@0.2.x`.
-    P2,
-    /// `wasi:http/handler@0.3.x`; served as such when a component exports
-    /// both.
-    P3,
-}
-
-impl Wasi {
-    /// `WASI 0.2` or `WASI 0.3`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::P2 => "WASI 0.2",
-            Self::P3 => "WASI 0.3",
-        }
-    }
-}
+use crate::wasm::guest::{GuestCtx, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 
 /// The process-wide WebAssembly engines, and the linkers that give guests
 /// the host's WASI and `wasi:http` implementations.
@@ -64,20 +46,6 @@ struct Flavour {
     /// Shared with every component: it must tick while any can run.
     ticker: Arc<EpochTicker>,
     pooled: bool,
-}
-
-/// Instances preallocated in a pool (wasmtime's pooling allocator): a
-/// request then takes a ready slot instead of mapping fresh memory, and
-/// memory that stays resident between requests is reset, not faulted in
-/// again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pool {
-    /// Instances alive at once; give it the server's
-    /// `max_concurrent_requests` (`config::ServerSettings::pool` does).
-    pub instances: u32,
-    /// The largest linear memory of an instance; give it the server's
-    /// `max_memory`.
-    pub max_memory: usize,
 }
 
 /// Per slot, bytes of linear memory, table and async stack kept mapped
@@ -197,7 +165,7 @@ impl Engine {
         let flavour = self.flavour(wasi)?;
         check_exports(&flavour.engine, name, &component)?;
         let pre = flavour.pre_instantiate(name, &component, wasi)?;
-        let websocket = super::websocket::pre(&flavour.engine, name, &component, &pre)?;
+        let websocket = websocket_wit::handler_pre(&flavour.engine, name, &component, &pre)?;
         Ok(GuestPre::new(name, pre, websocket, flavour.ticker.clone()))
     }
 
@@ -281,6 +249,7 @@ impl Engine {
         let wasi_version = wasi.as_str();
         if cached {
             tracing::info!(
+                target: "catshost::wasm::engine",
                 component = name,
                 size = binary.len(),
                 wasi = wasi_version,
@@ -289,6 +258,7 @@ impl Engine {
             );
         } else {
             tracing::info!(
+                target: "catshost::wasm::engine",
                 component = name,
                 size = binary.len(),
                 wasi = wasi_version,
@@ -347,6 +317,7 @@ impl Flavour {
             match Self::with_config(Some(pool), wasi) {
                 Ok(flavour) => return Ok(flavour),
                 Err(error) => tracing::warn!(
+                    target: "catshost::wasm::engine",
                     error = %crate::log::chain(&error),
                     wasi = wasi.as_str(),
                     "the instance pool does not fit this machine's address space: allocating on demand"
@@ -437,7 +408,7 @@ impl Flavour {
         let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .and_then(|()| match wasi {
-                Wasi::P2 => super::websocket::add_to_linker(&mut linker),
+                Wasi::P2 => websocket_wit::add_to_linker(&mut linker),
                 Wasi::P3 => wasmtime_wasi::p3::add_to_linker(&mut linker)
                     .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker)),
             });

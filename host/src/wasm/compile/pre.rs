@@ -5,26 +5,21 @@ use std::sync::Arc;
 
 use wasmtime_wasi_http::handler::ProxyPre;
 
-use super::call::{Instances, Strategy};
-use super::ctx::GuestCtx;
-use super::engine::Wasi;
-use super::fresh::Fresh;
-use super::limits::EpochTicker;
-use super::recycle::Recycle;
-use super::sandbox::Sandbox;
-use super::shared::Shared;
-use super::websocket::{SocketLimits, Sockets, WebsocketPre};
+use super::component::Wasi;
+use super::ticker::EpochTicker;
+use super::websocket_wit::WebsocketPre;
+use crate::wasm::guest::GuestCtx;
 
 /// A `wasi:http` component compiled and pre-instantiated, ready to make
 /// instances. Cloning is cheap: clones share the compiled code.
 #[derive(Clone)]
 pub struct GuestPre {
     name: Arc<str>,
-    pub(crate) proxy: Arc<ProxyPre<GuestCtx>>,
+    proxy: Arc<ProxyPre<GuestCtx>>,
     /// Its WebSocket handler, when it exports one (WASI 0.2 only).
     websocket: Option<Arc<WebsocketPre<GuestCtx>>>,
     /// Keeps the engine's epoch advancing while this component lives, even
-    /// if the [`super::Engine`] that loaded it is gone.
+    /// if the [`Engine`](super::Engine) that loaded it is gone.
     _ticker: Arc<EpochTicker>,
 }
 
@@ -70,24 +65,14 @@ impl GuestPre {
         self.websocket.is_some()
     }
 
-    /// The WebSocket side of one tenant, when the component exports a
-    /// handler: instances made as they are needed, in `sandbox`, apart from
-    /// those that serve its HTTP requests.
-    /// Its instances run on `tasks`, for a stop to wait on.
-    pub fn sockets(
-        &self,
-        sandbox: Sandbox,
-        limits: SocketLimits,
-        tasks: tokio_util::task::TaskTracker,
-    ) -> Option<Sockets> {
-        let pre = self.websocket.as_deref()?.clone();
-        Some(Sockets::new(
-            self.clone(),
-            pre,
-            Arc::new(sandbox),
-            limits,
-            tasks,
-        ))
+    /// Its `wasi:http` handler, pre-instantiated.
+    pub(crate) fn proxy(&self) -> &ProxyPre<GuestCtx> {
+        &self.proxy
+    }
+
+    /// Its WebSocket handler, pre-instantiated, when it exports one.
+    pub(crate) fn websocket(&self) -> Option<&WebsocketPre<GuestCtx>> {
+        self.websocket.as_deref()
     }
 
     pub(crate) fn engine(&self) -> &wasmtime::Engine {
@@ -95,26 +80,6 @@ impl GuestPre {
             ProxyPre::P2(pre) => pre.engine(),
             ProxyPre::P3(pre) => pre.engine(),
         }
-    }
-
-    /// Instances of this component for one tenant, as its sandbox's
-    /// [`super::Reuse`] says: for a WASI 0.2 component by default one fresh
-    /// instance per request (nothing one request leaves in guest memory is
-    /// seen by the next), else instances reused one request at a time; for
-    /// a WASI 0.3 component instances that serve several requests at once.
-    /// The instances are this tenant's alone, even when another tenant
-    /// serves the same compiled component.
-    pub fn instances(&self, sandbox: Sandbox) -> Instances {
-        let sandbox = Arc::new(sandbox);
-        let reuse = sandbox.limits.reuse;
-        let strategy: Arc<dyn Strategy> = match self.wasi() {
-            Wasi::P2 if reuse.reuse_count(false) == 1 => {
-                Arc::new(Fresh::new(self.clone(), sandbox.clone()))
-            }
-            Wasi::P2 => Arc::new(Recycle::new(self.clone(), sandbox.clone())),
-            Wasi::P3 => Arc::new(Shared::new(self.clone(), sandbox.clone())),
-        };
-        Instances::new(strategy, sandbox)
     }
 }
 

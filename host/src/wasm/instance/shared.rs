@@ -32,15 +32,15 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use super::body::{GuestBody, Progress};
-use super::call::{Answer, Call, CallInfo, GuestRequest, Run, Strategy};
-use super::ctx::{GuestCtx, Serving};
-use super::error::GuestError;
-use super::fresh::{body_error, deadline};
-use super::limits::MemoryExhausted;
-use super::pre::GuestPre;
-use super::sandbox::Sandbox;
+use super::Strategy;
+use super::call::{Answer, Call, CallInfo, GuestRequest, Run, body_error};
+use super::store;
 use crate::ids::{InstanceId, RequestId};
+use crate::wasm::compile::GuestPre;
+use crate::wasm::guest::{
+    GuestBody, GuestCtx, GuestError, MAX_TIMEOUT, MemoryExhausted, Progress, Sandbox, Serving,
+    guest_text,
+};
 
 /// How long past the newest request's deadline an instance whose task
 /// keeps running is dropped.
@@ -80,7 +80,7 @@ impl Strategy for Shared {
     fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError> {
         let tenant = self.handler.state();
         let request = absolute(request, info)?;
-        let deadline = deadline(&tenant.sandbox);
+        let deadline = tenant.sandbox.deadline();
         let progress = Arc::new(Progress::default());
         let (tx, answer) = Answer::channel();
         let data = RequestData {
@@ -174,7 +174,7 @@ fn sort(error: wasmtime::Error, progress: &Progress) -> GuestError {
     if let Some(code) =
         error.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>()
     {
-        return GuestError::ErrorCode(super::error::guest_text(format!("{code:?}")));
+        return GuestError::ErrorCode(guest_text(format!("{code:?}")));
     }
     GuestError::from_wasmtime(error)
 }
@@ -275,28 +275,21 @@ impl HandlerState for Tenant {
                 )
                 .into());
             }
-            let serving = Arc::new(Serving::new(InstanceId::next()));
-            let ctx = GuestCtx::new(serving, &sandbox)
-                .map_err(|e| wasmtime::Error::from(GuestError::Preopen(e.into())))?;
-            let mut store = Store::new(pre.engine(), ctx);
-            store.limiter(|ctx| &mut ctx.limiter);
-            // Yield to the executor at every epoch tick (see `EPOCH_TICK`),
-            // and compute only with a CPU permit of the tenant's share.
-            store.set_epoch_deadline(1);
-            match sandbox.cpu.clone() {
-                None => store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1))),
-                Some(cpu) => store.epoch_deadline_callback(move |_| {
+            let mut store =
+                store::new(&pre, &sandbox, InstanceId::next()).map_err(wasmtime::Error::from)?;
+            // Its requests run on the instance's own task, not under the
+            // tenant's CPU share from outside: it computes only with a CPU
+            // permit of the share.
+            if let Some(cpu) = sandbox.cpu.clone() {
+                store.epoch_deadline_callback(move |_| {
                     Ok(wasmtime::UpdateDeadline::YieldCustom(1, cpu.tick()))
-                }),
+                });
             }
-            let started = std::time::Instant::now();
-            let instantiate = pre.proxy.instantiate_async(&mut store);
-            let proxy = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
+            let instantiate =
+                store::instantiate(&sandbox, pre.proxy().instantiate_async(&mut store));
+            let (proxy, _) = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
                 .await
                 .map_err(|_| wasmtime::Error::from(GuestError::Timeout))??;
-            if let Some(events) = &sandbox.events {
-                events.created(started.elapsed());
-            }
             Ok(handler::Instance {
                 store,
                 proxy,
@@ -365,6 +358,7 @@ impl handler::WorkerState for Worker {
                 progress.instance_failed(memory, format!("{error:#}"));
             }
             tracing::warn!(
+                target: "catshost::wasm::shared",
                 tenant = &*self.sandbox.tenant,
                 instance_id = %ctx.serving().instance,
                 error = %format!("{error:#}"),
@@ -417,7 +411,7 @@ impl handler::WorkerExpiration for Expiry {
         let at = |start: Instant, after: Duration| {
             start
                 .checked_add(after)
-                .unwrap_or_else(|| start + super::limits::MAX_TIMEOUT)
+                .unwrap_or_else(|| start + MAX_TIMEOUT)
         };
         let mut target = at(start, after);
         // Every request has answered or expired, but a task goes on (one

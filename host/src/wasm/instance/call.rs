@@ -1,12 +1,8 @@
-//! The one interface between the HTTP side and the WebAssembly side:
-//! "serve this request with this tenant's component"
-//! ([`Instances::serve`]), which gives back the guest's answer and its run.
-//!
-//! A [`Strategy`] decides where the instance comes from: [`super::Fresh`]
-//! makes one per request. Whatever the strategy, the HTTP side gets the same
-//! [`Call`]: an [`Answer`] (the response head, once the guest sets it, with
-//! a [`GuestBody`]) and a [`Run`] (the guest's work, to be polled wherever
-//! the HTTP side chooses, until it ends).
+//! What goes into a guest call and what comes out, whatever the strategy:
+//! the request ([`GuestRequest`], [`CallInfo`]) and the [`Call`]: an
+//! [`Answer`] (the response head, once the guest sets it, with a
+//! [`GuestBody`]) and a [`Run`] (the guest's work, to be polled wherever the
+//! caller chooses, until it ends).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,11 +14,9 @@ use futures_util::future::BoxFuture;
 use http_body_util::combinators::UnsyncBoxBody;
 use tokio::sync::oneshot;
 
-use super::body::{GuestBody, Progress};
-use super::error::GuestError;
-use super::sandbox::Sandbox;
 use crate::error::BoxError;
 use crate::ids::RequestId;
+use crate::wasm::guest::{GuestBody, GuestError, Progress};
 
 /// A request as a guest is given it.
 pub type GuestRequest = http::Request<RequestBody>;
@@ -44,45 +38,6 @@ pub struct CallInfo {
     pub id: RequestId,
     /// Whether the request came over TLS: the guest sees `https`.
     pub https: bool,
-}
-
-/// How a tenant's requests get instances of its component.
-pub trait Strategy: Send + Sync + 'static {
-    /// Starts serving `request`: the call is under way once this returns,
-    /// and goes on while its [`Run`] is polled.
-    fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError>;
-}
-
-/// One tenant's instances: a component, the strategy that gives out its
-/// instances, and the sandbox they run in. Cheap to clone.
-#[derive(Clone)]
-pub struct Instances {
-    strategy: Arc<dyn Strategy>,
-    sandbox: Arc<Sandbox>,
-}
-
-impl Instances {
-    pub(crate) fn new(strategy: Arc<dyn Strategy>, sandbox: Arc<Sandbox>) -> Self {
-        Self { strategy, sandbox }
-    }
-
-    /// Serves `request` with an instance of the tenant's component.
-    pub fn serve(&self, request: GuestRequest, info: CallInfo) -> Result<Call, GuestError> {
-        self.strategy.serve(request, info)
-    }
-
-    /// What the instances are given and held to.
-    pub fn sandbox(&self) -> &Sandbox {
-        &self.sandbox
-    }
-}
-
-impl std::fmt::Debug for Instances {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instances")
-            .field("sandbox", &self.sandbox)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A guest call under way: poll [`Call::run`] for the guest to make
@@ -185,5 +140,16 @@ impl Future for Run {
 impl Drop for Run {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A request body's error as the guest sees it.
+pub(crate) fn body_error(error: BoxError) -> wasmtime_wasi_http::Error {
+    if let Some(exceeded) = error.downcast_ref::<BodySizeExceeded>() {
+        return wasmtime_wasi_http::Error::HttpRequestBodySize(Some(exceeded.0));
+    }
+    match error.downcast::<hyper::Error>() {
+        Ok(hyper) => (*hyper).into(),
+        Err(_) => wasmtime_wasi_http::Error::HttpProtocolError,
     }
 }

@@ -33,7 +33,7 @@ impl CompileCache {
         binary: &[u8],
     ) -> Result<(Component, bool), Error> {
         if let Err(why) = self.trusted() {
-            tracing::warn!(dir = %self.dir.display(), why, "not using the compile cache: compiling");
+            tracing::warn!(target: "catshost::wasm::cache", dir = %self.dir.display(), why, "not using the compile cache: compiling");
             let component = Component::new(engine, binary).map_err(|e| Error::Compile {
                 name: name.into(),
                 source: e.into(),
@@ -53,6 +53,7 @@ impl CompileCache {
                 match unsafe { Component::deserialize(engine, &entry) } {
                     Ok(component) => return Ok((component, true)),
                     Err(error) => tracing::warn!(
+                        target: "catshost::wasm::cache",
                         path = %path.display(),
                         error = %error,
                         "ignoring a compile cache entry that does not load: compiling again"
@@ -60,6 +61,7 @@ impl CompileCache {
                 }
             }
             Err(why) => tracing::warn!(
+                target: "catshost::wasm::cache",
                 path = %path.display(),
                 why,
                 "ignoring a compile cache entry that cannot be trusted: compiling again"
@@ -72,7 +74,7 @@ impl CompileCache {
                 source: e.into(),
             })?;
         if let Err(error) = self.store(&path, &compiled) {
-            tracing::warn!(dir = %self.dir.display(), %error, "failed to write to the compile cache");
+            tracing::warn!(target: "catshost::wasm::cache", dir = %self.dir.display(), %error, "failed to write to the compile cache");
         }
         // SAFETY: `compiled` was made just now by this engine.
         let component =
