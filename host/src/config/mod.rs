@@ -1,7 +1,7 @@
 //! Settings as plain data (`Clone + PartialEq`, no live objects): the
-//! server's and its tenants' ([`settings`]), HTTP's ([`HttpSettings`]), the
+//! server's and its tenants' (`settings.rs`), HTTP's ([`HttpSettings`]), the
 //! units they are written in ([`units`]), what `catshost serve` runs
-//! ([`ServeSettings`]), and the tenant config file ([`file`]); what guests
+//! ([`ServeSettings`]), and the tenant config file ([`file`](mod@file)); what guests
 //! are given and held to ([`InstanceLimits`], [`WasiAccess`], the
 //! [`outbound`] allow-list). It imports no other layer: every other module
 //! reads its settings from here.

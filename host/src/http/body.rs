@@ -18,7 +18,7 @@ use crate::error::BoxError;
 use crate::wasm::BodySizeExceeded;
 
 /// A response body: a guest's or the host's, carrying its request's
-/// record (see [`Exchange`]) until it ends.
+/// record (see `Exchange`) until it ends.
 pub struct ResponseBody {
     kind: Kind,
     exchange: Option<Exchange>,

@@ -2,7 +2,7 @@
 //! HTTP/1 request head once it waits for one, and nothing else: not the
 //! protocol detection or the HTTP/2 handshake of a new connection, not an
 //! idle HTTP/2 connection, not a client that stops reading its responses.
-//! The [`Watchdog`] closes a connection that
+//! [`Activity::watch`] closes a connection that
 //!
 //! - sends no first request within the header read timeout of its start
 //!   (a lone `P`, a bare HTTP/2 preface, a preface and SETTINGS, ...);

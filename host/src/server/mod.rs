@@ -1,7 +1,7 @@
 //! The server: [`Builder`] for its settings, [`Tenant`]s to serve, and
 //! [`Server`], which accepts connections, serves them, and stops gracefully
 //! when its [`Stop`] switches. Tenant code lives here: the model
-//! ([`tenant`]), loading a config file's tenants ([`load`]); reloading is
+//! (`tenant.rs`), loading a config file's tenants ([`load`]); reloading is
 //! the binary's (`cmd/reload.rs`).
 
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! The bottom of the WebAssembly layer: what one instance's store holds
-//! ([`GuestCtx`]: WASI, `wasi:http` and their resource table, the outbound
+//! (`GuestCtx`: WASI, `wasi:http` and their resource table, the outbound
 //! policy's hooks, the guest's output lines) and what it runs within (the
 //! tenant's [`Sandbox`]: limits, CPU share, access), the response body a
 //! guest writes ([`GuestBody`]) and why a guest gave no answer

@@ -6,8 +6,8 @@
 //! A [`Strategy`] decides where the instance comes from: `Fresh` makes one
 //! per request (WASI 0.2's default), `Recycle` reuses WASI 0.2 instances
 //! one request at a time, `Shared` serves several requests at once on each
-//! WASI 0.3 instance. The pieces they share: the store ([`store`]) and WASI
-//! 0.2's request and answer ([`p2`]). This layer stands on `compile`
+//! WASI 0.3 instance. The pieces they share: the store (`store.rs`) and WASI
+//! 0.2's request and answer (`p2.rs`). This layer stands on `compile`
 //! (the [`GuestPre`] it instantiates) and `guest` (the store's context).
 
 mod call;

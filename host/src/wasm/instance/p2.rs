@@ -147,7 +147,7 @@ pub(crate) type Respond = Box<
 pub(crate) type AnswerSlot = Arc<Mutex<Option<AnswerSender>>>;
 
 /// The response outparam's callback: hands the guest's answer to the
-/// [`Answer`]. The receiver is gone when the client went away.
+/// [`Answer`](super::Answer). The receiver is gone when the client went away.
 pub(crate) fn respond(tx: AnswerSlot, progress: Arc<Progress>) -> Respond {
     Box::new(move |response| {
         let Some(tx) = tx.lock().expect("never poisoned").take() else {
