@@ -10,6 +10,13 @@ use std::time::Duration;
 /// this far ahead at most, which no clock overflows.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
+/// `start + after`, or `start + MAX_DURATION` when `after` is longer (a
+/// library user's timeout, say): the clock holds every deadline a setting
+/// can give, and one past a year is no deadline, not a panic.
+pub fn deadline_after(start: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    start + after.min(MAX_DURATION)
+}
+
 /// Parses a duration: a number with a unit of `ms`, `s` or `m` (`500ms`,
 /// `30s`, `2m`), at most [`MAX_DURATION`]. A bare `0` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -11,19 +11,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime::component::Component;
 
 use super::cache::CompileCache;
 use super::check::Report;
 use super::component::{Wasi, check_exports, to_binary, wasi_of};
 use super::pre::GuestPre;
-use super::ticker::EpochTicker;
+use super::wasi_engine::WasiEngine;
 use super::websocket_wit;
 use crate::config::Pool;
-use crate::error::{BoxError, Error};
-use crate::wasm::guest::{GuestCtx, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
+use crate::error::Error;
 
 /// The process-wide WebAssembly engines, and the linkers that give guests
 /// the host's WASI and `wasi:http` implementations.
@@ -31,33 +28,12 @@ use crate::wasm::guest::{GuestCtx, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES}
 /// Create one per process and load every component through it.
 #[derive(Clone)]
 pub struct Engine {
-    p2: Flavour,
+    p2: WasiEngine,
     /// Made when the first WASI 0.3 component is loaded.
-    p3: Arc<std::sync::OnceLock<Result<Flavour, String>>>,
+    p3: Arc<std::sync::OnceLock<Result<WasiEngine, String>>>,
     pool: Option<Pool>,
     cache: Option<Arc<CompileCache>>,
 }
-
-/// One wasmtime engine, its linker and its epoch.
-#[derive(Clone)]
-struct Flavour {
-    engine: wasmtime::Engine,
-    linker: Arc<Linker<GuestCtx>>,
-    /// Shared with every component: it must tick while any can run.
-    ticker: Arc<EpochTicker>,
-    pooled: bool,
-}
-
-/// Per slot, bytes of linear memory, table and async stack kept mapped
-/// between instances: reset with `memset` (or `pagemap_scan`) instead of
-/// page faults on the next request.
-const KEEP_RESIDENT: usize = 1 << 20;
-/// Of an async stack, zeroed between uses: the top (a request's calls use a
-/// few KiB) is cleared with `memset`, the rest returned to the kernel.
-const STACK_KEEP_RESIDENT: usize = 64 << 10;
-/// Core instances one component may hold: wit-component's shims add a few to
-/// each module, and language runtimes bring several modules.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 
 impl Engine {
     /// A runtime that allocates instance memory on demand (the simplest
@@ -89,7 +65,7 @@ impl Engine {
 
     fn build(pool: Option<Pool>) -> Result<Self, Error> {
         Ok(Self {
-            p2: Flavour::build(pool, Wasi::P2)?,
+            p2: WasiEngine::build(pool, Wasi::P2)?,
             p3: Arc::default(),
             pool,
             cache: None,
@@ -97,13 +73,13 @@ impl Engine {
     }
 
     /// The engine for components of `wasi`, made when first asked for.
-    fn flavour(&self, wasi: Wasi) -> Result<&Flavour, Error> {
+    fn wasi_engine(&self, wasi: Wasi) -> Result<&WasiEngine, Error> {
         match wasi {
             Wasi::P2 => Ok(&self.p2),
             Wasi::P3 => self
                 .p3
                 .get_or_init(|| {
-                    Flavour::build(self.pool, Wasi::P3).map_err(|e| crate::log::chain(&e))
+                    WasiEngine::build(self.pool, Wasi::P3).map_err(|e| crate::log::chain(&e))
                 })
                 .as_ref()
                 .map_err(|e| Error::Engine(e.clone().into())),
@@ -162,11 +138,16 @@ impl Engine {
 
     fn load(&self, name: &str, bytes: &[u8], precompiled: Precompiled) -> Result<GuestPre, Error> {
         let (wasi, component) = self.compile(name, bytes, precompiled)?;
-        let flavour = self.flavour(wasi)?;
-        check_exports(&flavour.engine, name, &component)?;
-        let pre = flavour.pre_instantiate(name, &component, wasi)?;
-        let websocket = websocket_wit::handler_pre(&flavour.engine, name, &component, &pre)?;
-        Ok(GuestPre::new(name, pre, websocket, flavour.ticker.clone()))
+        let wasi_engine = self.wasi_engine(wasi)?;
+        check_exports(&wasi_engine.engine, name, &component)?;
+        let pre = wasi_engine.pre_instantiate(name, &component, wasi)?;
+        let websocket = websocket_wit::handler_pre(&wasi_engine.engine, name, &component, &pre)?;
+        Ok(GuestPre::new(
+            name,
+            pre,
+            websocket,
+            wasi_engine.ticker.clone(),
+        ))
     }
 
     /// What `bytes` export and import, against what catshost serves and
@@ -174,9 +155,9 @@ impl Engine {
     /// Precompiled native code is refused, as [`Engine::load_bytes`] does.
     pub fn check(&self, name: &str, bytes: &[u8]) -> Result<Report, Error> {
         let (wasi, component) = self.compile(name, bytes, Precompiled::Refuse)?;
-        let flavour = self.flavour(wasi)?;
-        let mut report = Report::new(&flavour.engine, &component);
-        if let Err(error) = flavour.pre_instantiate(name, &component, wasi) {
+        let wasi_engine = self.wasi_engine(wasi)?;
+        let mut report = Report::new(&wasi_engine.engine, &component);
+        if let Err(error) = wasi_engine.pre_instantiate(name, &component, wasi) {
             report.link_error = Some(crate::log::chain(&error));
         }
         Ok(report)
@@ -188,16 +169,16 @@ impl Engine {
     pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
         let binary = to_binary(name, bytes)?;
         let wasi = wasi_of(&binary);
-        let flavour = self.flavour(wasi)?;
-        let compiled = flavour
+        let wasi_engine = self.wasi_engine(wasi)?;
+        let compiled = wasi_engine
             .engine
             .precompile_component(&binary)
             .map_err(|e| compile_error(name, e))?;
         // SAFETY: `compiled` was made just now by this engine.
-        let component = unsafe { Component::deserialize(&flavour.engine, &compiled) }
+        let component = unsafe { Component::deserialize(&wasi_engine.engine, &compiled) }
             .map_err(|e| compile_error(name, e))?;
-        check_exports(&flavour.engine, name, &component)?;
-        flavour.pre_instantiate(name, &component, wasi)?;
+        check_exports(&wasi_engine.engine, name, &component)?;
+        wasi_engine.pre_instantiate(name, &component, wasi)?;
         Ok(compiled)
     }
 
@@ -236,7 +217,7 @@ impl Engine {
         }
         let binary = to_binary(name, bytes)?;
         let wasi = wasi_of(&binary);
-        let engine = &self.flavour(wasi)?.engine;
+        let engine = &self.wasi_engine(wasi)?.engine;
         let started = std::time::Instant::now();
         let (component, cached) = match &self.cache {
             Some(cache) => cache.compile(engine, name, &binary)?,
@@ -281,7 +262,7 @@ impl Engine {
             Ok(component) => return Ok((Wasi::P2, component)),
             Err(error) => error,
         };
-        let p3 = self.flavour(Wasi::P3)?;
+        let p3 = self.wasi_engine(Wasi::P3)?;
         // SAFETY: as above.
         match unsafe { Component::deserialize(&p3.engine, bytes) } {
             Ok(component) => Ok((Wasi::P3, component)),
@@ -306,154 +287,6 @@ fn read_component(path: &Path) -> Result<Vec<u8>, Error> {
         path: path.into(),
         source,
     })
-}
-
-impl Flavour {
-    /// The engine for `wasi` components, with an instance pool when `pool`
-    /// is given and the address space can hold it (else allocating on
-    /// demand, logged).
-    fn build(pool: Option<Pool>, wasi: Wasi) -> Result<Self, Error> {
-        if let Some(pool) = pool {
-            match Self::with_config(Some(pool), wasi) {
-                Ok(flavour) => return Ok(flavour),
-                Err(error) => tracing::warn!(
-                    target: "catshost::wasm::engine",
-                    error = %crate::log::chain(&error),
-                    wasi = wasi.as_str(),
-                    "the instance pool does not fit this machine's address space: allocating on demand"
-                ),
-            }
-        }
-        Self::with_config(None, wasi)
-    }
-
-    fn with_config(pool: Option<Pool>, wasi: Wasi) -> Result<Self, Error> {
-        let mut config = Config::new();
-        if let Some(pool) = pool {
-            let instances = pool.instances.max(1);
-            let mut pooling = PoolingAllocationConfig::new();
-            pooling
-                .total_component_instances(instances)
-                .total_core_instances(instances.saturating_mul(8))
-                .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-                // A component of many modules gets no more slots than its
-                // share: every memory and table beyond these is refused.
-                .max_memories_per_component(MAX_MEMORIES as u32)
-                .max_tables_per_component(MAX_TABLES as u32)
-                .table_elements(MAX_TABLE_ELEMENTS)
-                .total_memories(instances.saturating_mul(2))
-                .total_tables(instances.saturating_mul(4))
-                .total_stacks(instances)
-                .max_memory_size(pool.max_memory)
-                .linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(KEEP_RESIDENT)
-                .async_stack_keep_resident(STACK_KEEP_RESIDENT)
-                // Reuse the slots a component used before (least recently
-                // used first) rather than warm up new ones: the slots ever
-                // used, each keeping what it keeps resident, stay as many
-                // as were ever in use at once. wasmtime's default (100
-                // unused warm slots) kept a Python component's RSS at 600+
-                // MiB under load (bench/REUSE.md).
-                .max_unused_warm_slots(0)
-                // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only
-                // the pages the guest dirtied instead of all it kept: the
-                // Rust hello (17 pages) went from 57 to 27 us per request
-                // (bench/README.md).
-                .pagemap_scan(wasmtime::Enabled::Auto);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-        }
-        match wasi {
-            // Without the async ABI: a WASI 0.2 component cannot use it,
-            // and none of its unfinished code is reachable.
-            Wasi::P2 => config
-                .wasm_component_model_async(false)
-                .concurrency_support(false),
-            Wasi::P3 => config
-                .wasm_component_model_async(true)
-                .concurrency_support(true),
-        };
-        // Features wasi:http guests do not use are refused at compile time,
-        // so their code in wasmtime is out of reach: threads and shared
-        // memory (a store is one request's, on one thread), GC and typed
-        // function references, 64-bit memories (a guest's memory is at most
-        // 4 GiB), stack switching. Kept: what compilers emit today (SIMD and
-        // relaxed SIMD, bulk memory, reference types, multi-value, tail
-        // calls, exceptions from newer toolchains) and multi-memory
-        // (components fuse several modules' memories).
-        config
-            .wasm_threads(false)
-            .wasm_shared_everything_threads(false)
-            .wasm_gc(false)
-            .wasm_function_references(false)
-            .wasm_memory64(false)
-            .wasm_stack_switching(false)
-            .wasm_custom_page_sizes(false);
-        // A pooled async stack is zeroed between uses: nothing of one
-        // request's stack is seen by the next tenant's.
-        config.async_stack_zeroing(true);
-        // Components are compiled once at start: use every core for it.
-        config.parallel_compilation(true);
-        // Guests that compute without calling the host yield every epoch
-        // tick, so request deadlines hold and no worker thread is pinned.
-        config.epoch_interruption(true);
-        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Engine(e.into()))?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(|e| Error::Engine(e.into()))?;
-
-        let mut linker = Linker::new(&engine);
-        // The whole WASI command surface, not just the proxy world:
-        // components from componentize-py and ComponentizeJS import it. The
-        // store's `WasiCtx` grants nothing (no preopens, no sockets, no host
-        // environment), so the extra imports give no access by themselves.
-        // WASI 0.3 components may import WASI 0.2 interfaces too.
-        let linked = wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-            .and_then(|()| match wasi {
-                Wasi::P2 => websocket_wit::add_to_linker(&mut linker),
-                Wasi::P3 => wasmtime_wasi::p3::add_to_linker(&mut linker)
-                    .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker)),
-            });
-        linked.map_err(|e| Error::Engine(e.into()))?;
-
-        Ok(Self {
-            engine,
-            linker: Arc::new(linker),
-            ticker: Arc::new(ticker),
-            pooled: pool.is_some(),
-        })
-    }
-
-    fn pre_instantiate(
-        &self,
-        name: &str,
-        component: &Component,
-        wasi: Wasi,
-    ) -> Result<ProxyPre<GuestCtx>, Error> {
-        let pre = self.linker.instantiate_pre(component);
-        let pre = match wasi {
-            Wasi::P2 => pre.and_then(|pre| {
-                wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map(ProxyPre::P2)
-            }),
-            Wasi::P3 => pre.and_then(|pre| {
-                wasmtime_wasi_http::p3::bindings::ServicePre::new(pre).map(ProxyPre::P3)
-            }),
-        };
-        pre.map_err(|e| {
-            let report = Report::new(&self.engine, component);
-            let missing: Vec<String> = report
-                .missing()
-                .map(|i| format!("{} ({})", i.name, i.missing.as_deref().unwrap_or("")))
-                .collect();
-            Error::Link {
-                name: name.into(),
-                missing: if missing.is_empty() {
-                    "every import is provided by name, but not as the component needs it".into()
-                } else {
-                    missing.join(", ")
-                },
-                source: BoxError::from(e),
-            }
-        })
-    }
 }
 
 fn compile_error(name: &str, error: wasmtime::Error) -> Error {

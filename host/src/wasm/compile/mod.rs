@@ -11,6 +11,7 @@ mod component;
 mod engine;
 mod pre;
 mod ticker;
+mod wasi_engine;
 pub(crate) mod websocket_wit;
 
 pub use component::Wasi;

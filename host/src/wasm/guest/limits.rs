@@ -8,9 +8,6 @@ use wasmtime::ResourceLimiter;
 
 use crate::config::InstanceLimits;
 
-/// The deadline of a request whose timeout is past what the clock can hold:
-/// about 30 years, which it can.
-pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 /// The most elements a table of an instance may have (also the pool's
 /// table size).
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;

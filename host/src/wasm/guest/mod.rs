@@ -23,7 +23,7 @@ pub(crate) use ctx::GuestCtx;
 pub use error::GuestError;
 pub(crate) use error::guest_text;
 pub use limits::MemoryExhausted;
-pub(crate) use limits::{EPOCH_TICK, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES, MAX_TIMEOUT};
+pub(crate) use limits::{EPOCH_TICK, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 pub use outbound::{
     ConnectionPermit, MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT, OutboundConnections,
     Upstream,

@@ -9,9 +9,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::cpu::CpuShare;
-use super::limits::MAX_TIMEOUT;
 use super::outbound::{OutboundConnections, Upstream};
 use super::output::LogBudget;
+use crate::config::units::deadline_after;
 use crate::config::{InstanceLimits, WasiAccess};
 
 /// What every instance of one tenant is given and held to.
@@ -102,11 +102,7 @@ impl Sandbox {
 
     /// When a request (or an event) that starts now must be done by.
     pub(crate) fn deadline(&self) -> tokio::time::Instant {
-        // A timeout past what the clock can hold (a library user's, say) is
-        // no timeout, not a panic.
-        let now = tokio::time::Instant::now();
-        now.checked_add(self.limits.request_timeout)
-            .unwrap_or_else(|| now + MAX_TIMEOUT)
+        deadline_after(tokio::time::Instant::now(), self.limits.request_timeout)
     }
 
     /// `guest` under the tenant's CPU share, when it has one: the guest's

@@ -33,11 +33,11 @@ use crate::wasm::guest::{GuestError, Progress, Sandbox};
 /// WASI 0.2 instances, each reused for up to `max_instance_reuse_count`
 /// requests, one at a time.
 pub(crate) struct Recycle {
-    shared: Arc<Pool>,
+    shared: Arc<RecycleState>,
 }
 
 /// What the strategy and its runs share.
-struct Pool {
+struct RecycleState {
     pre: GuestPre,
     sandbox: Arc<Sandbox>,
     max_uses: u32,
@@ -69,7 +69,7 @@ impl Recycle {
     pub(crate) fn new(pre: GuestPre, sandbox: Arc<Sandbox>) -> Self {
         let reuse = sandbox.limits.reuse;
         Self {
-            shared: Arc::new(Pool {
+            shared: Arc::new(RecycleState {
                 pre,
                 max_uses: reuse.reuse_count(false),
                 idle_timeout: reuse.idle_instance_timeout,
@@ -93,7 +93,7 @@ impl Drop for Recycle {
     }
 }
 
-impl Pool {
+impl RecycleState {
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().expect("never poisoned")
     }
@@ -151,7 +151,7 @@ impl Pool {
 /// Drops idle instances past their timeout (they hold pool slots and
 /// memory) until none is left, then ends; the next instance given back
 /// starts it again.
-async fn sweep(pool: Weak<Pool>) {
+async fn sweep(pool: Weak<RecycleState>) {
     loop {
         let Some(every) = pool.upgrade().map(|p| p.idle_timeout) else {
             return;
@@ -232,7 +232,7 @@ impl Strategy for Recycle {
                         && matches!(error, GuestError::Trap(_) | GuestError::NoResponse)
                         && !recorded.has_responded()
                     {
-                        return again(&pool, retry, info, tx, &recorded, error).await;
+                        return serve_fresh(&pool, retry, info, tx, &recorded, error).await;
                     }
                 }
             }
@@ -254,8 +254,8 @@ struct Retry {
 
 /// Serves a request whose reused instance failed without an answer again,
 /// on a fresh instance, and gives the tenant fresh instances from then on.
-async fn again(
-    pool: &Arc<Pool>,
+async fn serve_fresh(
+    pool: &Arc<RecycleState>,
     retry: Retry,
     info: CallInfo,
     tx: AnswerSlot,

@@ -35,11 +35,11 @@ use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 use super::Strategy;
 use super::call::{Answer, Call, CallInfo, GuestRequest, Run, body_error};
 use super::store;
+use crate::config::units::deadline_after;
 use crate::ids::{InstanceId, RequestId};
 use crate::wasm::compile::GuestPre;
 use crate::wasm::guest::{
-    GuestBody, GuestCtx, GuestError, MAX_TIMEOUT, MemoryExhausted, Progress, Sandbox, Serving,
-    guest_text,
+    GuestBody, GuestCtx, GuestError, MemoryExhausted, Progress, Sandbox, Serving, guest_text,
 };
 
 /// How long past the newest request's deadline an instance whose task
@@ -48,14 +48,14 @@ pub(crate) const HARD_BOUND_GRACE: Duration = Duration::from_secs(1);
 
 /// WASI 0.3 instances, shared by concurrent requests.
 pub(crate) struct Shared {
-    handler: ProxyHandler<Tenant>,
+    handler: ProxyHandler<P3Handler>,
 }
 
 impl Shared {
     pub(crate) fn new(pre: GuestPre, sandbox: Arc<Sandbox>) -> Self {
         let reuse = sandbox.limits.reuse;
         Self {
-            handler: ProxyHandler::new(Tenant {
+            handler: ProxyHandler::new(P3Handler {
                 pre,
                 reuse_count: reuse.reuse_count(true) as usize,
                 concurrent: reuse.concurrent_reuse_count() as usize,
@@ -98,7 +98,7 @@ impl Strategy for Shared {
             let handled = handler.handle(data, request);
             let response = match tokio::time::timeout_at(deadline, handled).await {
                 Err(_) => return Err(GuestError::Timeout),
-                Ok(Err(error)) => return Err(sort(error, &recorded)),
+                Ok(Err(error)) => return Err(p3_failure(error, &recorded)),
                 Ok(Ok(response)) => response,
             };
             recorded.responded();
@@ -148,7 +148,7 @@ fn absolute(request: GuestRequest, info: CallInfo) -> Result<GuestRequest, Guest
 }
 
 /// Why `ProxyHandler::handle` gave no response, as catshost sorts it.
-fn sort(error: wasmtime::Error, progress: &Progress) -> GuestError {
+fn p3_failure(error: wasmtime::Error, progress: &Progress) -> GuestError {
     if error.is::<ExpirationError>() {
         return GuestError::Timeout;
     }
@@ -202,7 +202,7 @@ impl Drop for ServedBy {
 
 /// One tenant's WASI 0.3 component, sandbox and reuse settings: the
 /// `ProxyHandler`'s state.
-struct Tenant {
+struct P3Handler {
     pre: GuestPre,
     sandbox: Arc<Sandbox>,
     reuse_count: usize,
@@ -237,7 +237,7 @@ fn view(ctx: &mut GuestCtx) -> WasiHttpCtxView<'_> {
     ctx.http()
 }
 
-impl HandlerState for Tenant {
+impl HandlerState for P3Handler {
     type StoreData = GuestCtx;
     type WorkerExpiration = Expiry;
     type WorkerState = Worker;
@@ -408,12 +408,7 @@ impl handler::WorkerExpiration for Expiry {
             }
             WorkerStatus::PostReturn => self.request_timeout,
         };
-        let at = |start: Instant, after: Duration| {
-            start
-                .checked_add(after)
-                .unwrap_or_else(|| start + MAX_TIMEOUT)
-        };
-        let mut target = at(start, after);
+        let mut target = deadline_after(start, after);
         // Every request has answered or expired, but a task goes on (one
         // past its deadline, say): no later than the hard bound of the
         // newest request, not a request timeout after the last answer.
@@ -421,7 +416,7 @@ impl handler::WorkerExpiration for Expiry {
             && let Some(newest) = self.newest
         {
             let grace = self.request_timeout.saturating_add(HARD_BOUND_GRACE);
-            target = target.min(at(newest, grace));
+            target = target.min(deadline_after(newest, grace));
         }
         if self.target != Some(target) {
             self.target = Some(target);

@@ -16,7 +16,9 @@ use crate::wasm::compile::websocket_wit::{Websocket, WebsocketPre};
 use crate::wasm::guest::{GuestCtx, GuestError, Sandbox};
 use crate::wasm::instance::store;
 
-pub(super) struct Tenant {
+/// One tenant's WebSocket handler: its instances, its rooms, its limits
+/// and where its instances run (what every clone of `Sockets` shares).
+pub(super) struct HandlerInstances {
     pub(super) pre: WebsocketPre<GuestCtx>,
     pub(super) guest: GuestPre,
     pub(super) sandbox: Arc<Sandbox>,
@@ -59,7 +61,7 @@ pub(super) enum Event {
     },
 }
 
-impl Tenant {
+impl HandlerInstances {
     /// An instance with room for one more socket, counted in: one that has
     /// it, else a new one.
     pub(super) fn slot(self: &Arc<Self>) -> Arc<Slot> {
@@ -177,7 +179,7 @@ impl Tenant {
 }
 
 /// Takes its slot out of its tenant when dropped.
-struct TakenOut<'a>(&'a Tenant, &'a Arc<Slot>);
+struct TakenOut<'a>(&'a HandlerInstances, &'a Arc<Slot>);
 
 impl Drop for TakenOut<'_> {
     fn drop(&mut self) {
@@ -208,7 +210,7 @@ impl Instance {
     /// event: `Ok(false)` when its instance has no socket left.
     async fn handle(
         &mut self,
-        tenant: &Tenant,
+        tenant: &HandlerInstances,
         slot: &Arc<Slot>,
         event: Event,
     ) -> Result<bool, GuestError> {

@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use crate::config::SocketLimits;
 use crate::wasm::compile::GuestPre;
 use crate::wasm::guest::{GuestError, Sandbox, guest_text};
-use instance::{Event, Slot, Tenant};
+use instance::{Event, HandlerInstances, Slot};
 use link::Link;
 pub use link::Outbox;
 
@@ -151,7 +151,7 @@ pub struct Opened {
 /// One tenant's WebSocket side: its instances of the handler and its rooms.
 /// Cheap to clone.
 #[derive(Clone)]
-pub struct Sockets(Arc<Tenant>);
+pub struct Sockets(Arc<HandlerInstances>);
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
@@ -167,7 +167,7 @@ impl Sockets {
         tasks: tokio_util::task::TaskTracker,
     ) -> Option<Self> {
         let pre = guest.websocket()?.clone();
-        Some(Self(Arc::new(Tenant {
+        Some(Self(Arc::new(HandlerInstances {
             pre,
             guest: guest.clone(),
             sandbox: Arc::new(sandbox),
