@@ -88,7 +88,7 @@ pub(crate) async fn open(
         .open
         .clone()
         .try_acquire_owned()
-        .map_err(|_| HostError::TooManyUpgrades)?;
+        .map_err(|_| HostError::TooManyWebSockets)?;
     let head = asked.head();
     let request = OpenRequest {
         path_with_query: head
