@@ -1,9 +1,12 @@
 //! Upgrades: a request that asks for another protocol on its connection
-//! (HTTP/1.1 `Upgrade`, or HTTP/2 extended CONNECT, RFC 8441) and a guest
-//! that accepts it (101, or 2xx to the CONNECT) hand the connection (the
-//! HTTP/2 stream) to the library user's [`UpgradeHook`]. For a WebSocket
-//! over HTTP/1.1 the host checks the key and version and answers
-//! `Sec-WebSocket-Accept` (a guest needs no SHA-1).
+//! (HTTP/1.1 `Upgrade`, or HTTP/2 extended CONNECT, RFC 8441), who serves
+//! it ([`upgrade_goes_to`]: the tenant's WebSocket handler or the library
+//! user's [`UpgradeHook`]), and what runs on the connection once it is
+//! handed over ([`UpgradeRun`], returned beside the response in a
+//! [`Dispatched`]). For the hook, a guest accepts the upgrade (101, or 2xx
+//! to the CONNECT) and the connection (the HTTP/2 stream) goes to the hook.
+//! For a WebSocket over HTTP/1.1 the host checks the key and version and
+//! answers `Sec-WebSocket-Accept` (a guest needs no SHA-1).
 //!
 //! Only a tenant allowed to upgrade reaches the hook; without a hook, or
 //! for another tenant, the guest's 101 or 2xx to CONNECT gets 500 as
@@ -12,13 +15,16 @@
 //! [`Upgraded::stop`] and gives the hook the shutdown timeout to end.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use super::{HostError, ResponseBody};
 use crate::lifecycle::Stop;
 
 /// What a library user does with an upgraded connection: speak the
@@ -72,6 +78,93 @@ impl std::fmt::Debug for Upgraded {
     }
 }
 
+/// What the dispatch of one request gives its connection: the response,
+/// and apart from it, what runs on the connection once that response has
+/// accepted an upgrade.
+pub(crate) struct Dispatched {
+    /// The response hyper sends.
+    pub(crate) response: http::Response<ResponseBody>,
+    /// When the response accepts an upgrade: what the connection (HTTP/2:
+    /// the stream) is handed to once the response is out.
+    pub(crate) upgrade: Option<UpgradeRun>,
+}
+
+impl Dispatched {
+    /// A response that accepts no upgrade.
+    pub(crate) fn response(response: http::Response<ResponseBody>) -> Self {
+        Self {
+            response,
+            upgrade: None,
+        }
+    }
+
+    /// A response that accepts an upgrade, and what then runs on its
+    /// connection.
+    pub(crate) fn upgraded(response: http::Response<ResponseBody>, run: UpgradeRun) -> Self {
+        Self {
+            response,
+            upgrade: Some(run),
+        }
+    }
+}
+
+/// What runs on an upgraded connection: a hook's run, or a WebSocket's. It
+/// waits for hyper to hand the connection over (once the response is out)
+/// and serves it until it ends; the connection that polls it
+/// ([`super::conn`]) stays open until then.
+#[must_use = "an upgrade's run does nothing unless it is polled"]
+pub(crate) struct UpgradeRun(BoxFuture<'static, ()>);
+
+impl UpgradeRun {
+    /// `run`, boxed: a hook's and a WebSocket's runs are of one type.
+    pub(crate) fn new(run: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Box::pin(run))
+    }
+}
+
+impl Future for UpgradeRun {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Who serves the upgrade a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpgradeTo<W, H> {
+    /// The tenant's WebSocket handler (a component): the host opens the
+    /// socket, and the handler's `open` answers the handshake.
+    WebSocketHandler(W),
+    /// The library's [`UpgradeHook`], if the tenant's guest accepts the
+    /// upgrade (101, or 2xx to the CONNECT).
+    Hook(H),
+}
+
+/// Decides, once per request, who serves the upgrade `req` asks for: a
+/// WebSocket goes to the tenant's WebSocket `handler` when it has one; any
+/// other protocol, and a WebSocket when it has no handler, to the `hook`
+/// when the tenant may upgrade. `None` when `req` asks for no upgrade or
+/// for none the tenant serves: its guest's answer is an ordinary response
+/// (and a 101 gets 500).
+pub(crate) fn upgrade_goes_to<B, W, H>(
+    req: &http::Request<B>,
+    handler: Option<W>,
+    hook: Option<H>,
+) -> Option<UpgradeTo<W, H>> {
+    // A tenant that serves no upgrade does not look at the headers.
+    if handler.is_none() && hook.is_none() {
+        return None;
+    }
+    let protocol = Asked::protocol_of(req)?;
+    match handler {
+        Some(handler) if protocol.eq_ignore_ascii_case("websocket") => {
+            Some(UpgradeTo::WebSocketHandler(handler))
+        }
+        _ => hook.map(UpgradeTo::Hook),
+    }
+}
+
 /// A request's upgrade, taken from it before its guest runs: what the
 /// guest's acceptance turns into an [`Upgraded`].
 pub(crate) struct Asked {
@@ -102,7 +195,7 @@ impl Asked {
     /// upgrade` with an `Upgrade` header over HTTP/1.1, or CONNECT with a
     /// `:protocol` over HTTP/2.
     pub(crate) fn take<B>(req: &mut http::Request<B>) -> Option<Self> {
-        let protocol = Self::protocol_of(req)?;
+        let protocol = Self::protocol_of(req)?.to_string();
         // A WebSocket over HTTP/1.1 needs its key (16 bytes, base64) and
         // version 13; without them it is no WebSocket upgrade.
         let accept = match req.version() {
@@ -133,7 +226,7 @@ impl Asked {
     }
 
     /// The protocol `req` asks to upgrade to, if any, left in it.
-    pub(crate) fn protocol_of<B>(req: &http::Request<B>) -> Option<String> {
+    fn protocol_of<B>(req: &http::Request<B>) -> Option<&str> {
         Some(match req.version() {
             http::Version::HTTP_11 => {
                 let asks = req
@@ -154,13 +247,11 @@ impl Asked {
                 if !asks || first.is_empty() {
                     return None;
                 }
-                first.to_string()
+                first
             }
-            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => req
-                .extensions()
-                .get::<hyper::ext::Protocol>()?
-                .as_str()
-                .to_string(),
+            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => {
+                req.extensions().get::<hyper::ext::Protocol>()?.as_str()
+            }
             _ => return None,
         })
     }
@@ -221,22 +312,66 @@ pub(crate) struct Upgrades {
     pub(crate) max_open: usize,
 }
 
+impl Upgrades {
+    /// The upgrade `req` asks for, taken out of it with one of the tenant's
+    /// permits for an upgraded connection; `None` when it asks for none the
+    /// hook can take (a WebSocket over HTTP/1.1 without its key or version).
+    /// Past the tenant's permits: [`HostError::TooManyUpgrades`].
+    pub(crate) fn accepting<B>(
+        &self,
+        req: &mut http::Request<B>,
+        tenant: Arc<str>,
+        peer: SocketAddr,
+    ) -> Result<Option<Accepting>, HostError> {
+        let Some(asked) = Asked::take(req) else {
+            return Ok(None);
+        };
+        let permit = self
+            .open
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HostError::TooManyUpgrades)?;
+        Ok(Some(Accepting {
+            asked,
+            upgrades: self.clone(),
+            tenant,
+            peer,
+            permit,
+        }))
+    }
+}
+
 /// A request's upgrade on its way to its guest, with where it goes if the
 /// guest accepts it.
 pub(crate) struct Accepting {
-    pub(crate) asked: Asked,
-    pub(crate) upgrades: Upgrades,
-    pub(crate) tenant: Arc<str>,
-    pub(crate) peer: SocketAddr,
+    asked: Asked,
+    upgrades: Upgrades,
+    tenant: Arc<str>,
+    peer: SocketAddr,
     /// The tenant's permit for the connection, taken before the guest runs
     /// and held until the hook's run ends.
-    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Accepting {
+    /// Whether the guest's `status` accepts the upgrade.
+    pub(crate) fn accepted_by(&self, status: http::StatusCode) -> bool {
+        self.asked.accepted_by(status)
+    }
+
+    /// The guest's accepting `response`, completed for the upgrade and sent
+    /// without a body, and the hook's run on the connection.
+    pub(crate) fn accept<B>(self, response: http::Response<B>) -> Dispatched {
+        let (mut parts, _body) = response.into_parts();
+        self.asked.complete(&mut parts.headers);
+        let response =
+            http::Response::from_parts(parts, ResponseBody::host(http_body_util::Full::default()));
+        Dispatched::upgraded(response, self.into_run())
+    }
+
     /// What runs once the response is out: waits for the connection, then
     /// hands it to the hook.
-    pub(crate) fn into_task(self) -> UpgradeTask {
+    fn into_run(self) -> UpgradeRun {
         let Accepting {
             asked,
             upgrades,
@@ -244,7 +379,7 @@ impl Accepting {
             peer,
             permit,
         } = self;
-        let task = async move {
+        let run = async move {
             let _permit = permit;
             match asked.on.await {
                 Ok(io) => {
@@ -280,23 +415,7 @@ impl Accepting {
                 }
             }
         };
-        UpgradeTask::new(Box::pin(task))
-    }
-}
-
-/// The hook's run for an accepted upgrade, carried by its response to the
-/// connection, which runs it (and stays open) until it ends.
-#[derive(Clone)]
-pub(crate) struct UpgradeTask(Arc<std::sync::Mutex<Option<BoxFuture<'static, ()>>>>);
-
-impl UpgradeTask {
-    pub(crate) fn new(run: BoxFuture<'static, ()>) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(Some(run))))
-    }
-
-    /// The run, once.
-    pub(crate) fn take(&self) -> Option<BoxFuture<'static, ()>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        UpgradeRun::new(run)
     }
 }
 
@@ -366,6 +485,52 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn a_websocket_goes_to_the_handler_and_any_other_upgrade_to_the_hook() {
+        use UpgradeTo::{Hook, WebSocketHandler};
+        let http1 = http::Version::HTTP_11;
+        let upgrade = |protocol| {
+            request(
+                http1,
+                "GET",
+                &[("connection", "upgrade"), ("upgrade", protocol)],
+            )
+        };
+        let mut h2_websocket = request(http::Version::HTTP_2, "CONNECT", &[]);
+        h2_websocket
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let websocket = upgrade("WebSocket");
+        let chat = upgrade("chat");
+        let plain = request(http1, "GET", &[]);
+        // The request; whether the tenant has a WebSocket handler, and a
+        // hook; who serves its upgrade.
+        let table = [
+            (&websocket, true, true, Some(WebSocketHandler("handler"))),
+            (&websocket, true, false, Some(WebSocketHandler("handler"))),
+            (&websocket, false, true, Some(Hook("hook"))),
+            (&websocket, false, false, None),
+            (&h2_websocket, true, true, Some(WebSocketHandler("handler"))),
+            (&h2_websocket, false, true, Some(Hook("hook"))),
+            (&chat, true, true, Some(Hook("hook"))),
+            (&chat, true, false, None),
+            (&chat, false, true, Some(Hook("hook"))),
+            (&plain, true, true, None),
+            (&plain, false, false, None),
+        ];
+        for (req, handler, hook, to) in table {
+            let handler = handler.then_some("handler");
+            let hook = hook.then_some("hook");
+            assert_eq!(
+                upgrade_goes_to(req, handler, hook),
+                to,
+                "{:?} {:?}, handler {handler:?}, hook {hook:?}",
+                req.method(),
+                req.headers().get("upgrade"),
+            );
+        }
     }
 
     #[test]
