@@ -25,7 +25,8 @@ use tokio_util::task::TaskTracker;
 use super::HostError;
 use super::access::Recorder;
 use super::body::{BodyLimit, ResponseBody};
-use super::upgrade::{Accepting, Dispatched};
+use super::upgrade::Dispatched;
+use super::upgrade::hook::Accepting;
 use crate::error::BoxError;
 use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, Run};
 
