@@ -382,11 +382,28 @@ async fn oversized_idle_and_surplus_sockets_are_closed_or_refused() {
     for _ in 0..3 {
         open.push(connect(addr, "/echo").await);
     }
-    assert_eq!(refused(addr, "/echo").await, 503);
-    assert!(metric(
-        &metrics,
-        r#"catshost_admission_rejections_total{tenant="default",reason="upgrades"} 1"#
-    ));
+    match connect_host(addr, &addr.to_string(), "/echo").await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        Ok(_) => panic!("a fourth socket opened"),
+        Err(error) => panic!("{error}"),
+    }
+    // Counted as a WebSocket refused, not as a library hook's upgrade.
+    assert!(
+        metric(
+            &metrics,
+            r#"catshost_admission_rejections_total{tenant="default",reason="websockets"} 1"#
+        ),
+        "{}",
+        metrics.encode()
+    );
+    assert!(
+        !metrics.encode().contains(r#"reason="upgrades""#),
+        "{}",
+        metrics.encode()
+    );
     let mut first = open.remove(0);
     first.close(None).await.unwrap();
     let _ = close_code(&mut first).await;

@@ -210,8 +210,9 @@ impl Metrics {
         registry.register(
             "admission_rejections",
             "Requests refused: 503 for too many running (concurrency), no \
-             instance slot free (instance_pool) or a tenant out of service \
-             (out_of_service); 429 past a tenant's rate limit (rate)",
+             instance slot free (instance_pool), a tenant out of service \
+             (out_of_service), too many upgraded connections (upgrades) or \
+             WebSockets (websockets) open; 429 past a tenant's rate limit (rate)",
             metrics.admission_rejections.clone(),
         );
         registry.register(

@@ -2,22 +2,25 @@
 //! (by prior knowledge in cleartext, chosen by ALPN over TLS), with the
 //! server's HTTP settings.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hyper::body::Incoming;
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedSender;
 
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::task::TaskTracker;
 
-use super::Dispatch;
-use super::upgrade::UpgradeTask;
-use super::watchdog::{Activity, Closed, Timeouts, Tracked, Watched};
+use super::upgrade::{Dispatched, UpgradeRun};
+use super::watchdog::{Activity, Closed, InFlight, Timeouts, Tracked, Watched};
+use super::{Dispatch, ResponseBody};
 use crate::config::{HttpSettings, HttpVersions};
 
 /// hyper's smallest allowed read buffer.
@@ -92,7 +95,8 @@ pub(crate) struct ConnBuilder {
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
-    /// The hooks' runs of every upgraded connection: a stop waits for them.
+    /// The runs of every upgraded connection (hooks', WebSockets'): a stop
+    /// waits for them.
     upgraded: TaskTracker,
 }
 
@@ -158,7 +162,7 @@ impl ConnBuilder {
         }
     }
 
-    /// The hooks' runs of upgraded connections, for a stop to wait on.
+    /// The runs of upgraded connections, for a stop to wait on.
     pub(crate) fn upgraded(&self) -> &TaskTracker {
         &self.upgraded
     }
@@ -166,16 +170,17 @@ impl ConnBuilder {
     /// Serves `io` (over the TCP socket `socket`) until the client closes
     /// it, the connection fails, a graceful stop (through `watcher`) lets it
     /// finish, or its [watchdog](super::watchdog) closes it (the reason is
-    /// returned); then until the hooks of the upgrades it accepted are
-    /// done with it. An upgrade counts as a request in flight while its
-    /// hook runs; once HTTP/1 hands its connection over, the watchdog is
-    /// done and the hook owns the connection's timeouts.
+    /// returned); then until the runs of the upgrades it accepted (a
+    /// hook's, a WebSocket's) are done with it. An upgrade counts as a
+    /// request in flight while its run runs; once HTTP/1 hands its
+    /// connection over, the watchdog is done and the run owns the
+    /// connection's timeouts.
     pub(crate) async fn serve<I>(
         &self,
         io: I,
         socket: std::os::fd::RawFd,
         protocol: Protocol,
-        service: Arc<Dispatch>,
+        dispatch: Arc<Dispatch>,
         conn: ConnInfo,
         watcher: Watcher,
     ) -> Option<Closed>
@@ -184,36 +189,9 @@ impl ConnBuilder {
     {
         let activity = Activity::new();
         let io = Tracked::new(io, socket, activity.clone());
-        let requests = activity.clone();
         let peer = conn.peer;
         let (upgrades, mut accepted) = tokio::sync::mpsc::unbounded_channel();
-        let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
-            req.extensions_mut().insert(conn.clone());
-            let service = service.clone();
-            let in_flight = requests.request_started();
-            let http1 = req.version() < http::Version::HTTP_2;
-            let (requests, upgrades) = (requests.clone(), upgrades.clone());
-            async move {
-                let mut response = service.serve(req).await;
-                if let Some(run) = response
-                    .extensions_mut()
-                    .remove::<UpgradeTask>()
-                    .and_then(|task| task.take())
-                {
-                    let in_flight = requests.request_started();
-                    let run: BoxFuture<'static, ()> = Box::pin(async move {
-                        run.await;
-                        drop(in_flight);
-                    });
-                    // The connection's task is there for as long as its
-                    // service is.
-                    let _ = upgrades.send(run);
-                }
-                Ok::<_, std::convert::Infallible>(
-                    response.map(|body| Watched::new(body, in_flight, http1)),
-                )
-            }
-        });
+        let service = service(dispatch, conn, activity.clone(), upgrades);
         let builder = match protocol {
             Protocol::Detect => &self.detect,
             Protocol::Http1 => &self.http1,
@@ -239,7 +217,9 @@ impl ConnBuilder {
                     tracing::debug!(%peer, reason = closed.as_str(), "connection closed by its watchdog");
                     break Some(closed);
                 }
-                Some(run) = accepted.recv() => running.push(self.upgraded.track_future(run)),
+                Some((run, in_flight)) = accepted.recv() => {
+                    running.push(self.upgraded.track_future(counted(run, in_flight)));
+                }
                 Some(()) = running.next(), if !running.is_empty() => {}
             }
         };
@@ -248,10 +228,60 @@ impl ConnBuilder {
         // watchdog, an HTTP/2 connection takes its upgraded streams along.
         drop(conn);
         accepted.close();
-        while let Some(run) = accepted.recv().await {
-            running.push(self.upgraded.track_future(run));
+        while let Some((run, in_flight)) = accepted.recv().await {
+            running.push(self.upgraded.track_future(counted(run, in_flight)));
         }
         while running.next().await.is_some() {}
         closed
     }
+}
+
+/// A response as hyper sends it: watched while its body is out.
+type WatchedResponse = http::Response<Watched<ResponseBody>>;
+
+/// hyper's service for one connection: puts `conn` into every request, has
+/// `dispatch` serve it, and sends the run of an upgrade the response
+/// accepts down `upgrades`.
+///
+/// The dispatch returns the response and, apart from it, the upgrade's run
+/// ([`Dispatched`]). A hyper service can return the response only, so the
+/// run goes, with the request in flight it counts as, down `upgrades` to
+/// the connection's own task ([`ConnBuilder::serve`]), which polls it
+/// (tracked, so a stop waits for it) and stays until it ends. The run waits
+/// for hyper's upgrade, which comes once the response is out.
+fn service(
+    dispatch: Arc<Dispatch>,
+    conn: ConnInfo,
+    activity: Arc<Activity>,
+    upgrades: UnboundedSender<(UpgradeRun, InFlight)>,
+) -> impl Service<
+    http::Request<Incoming>,
+    Response = WatchedResponse,
+    Error = Infallible,
+    Future = impl Future<Output = Result<WatchedResponse, Infallible>> + Send + 'static,
+> + Send
++ 'static {
+    hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        req.extensions_mut().insert(conn.clone());
+        let dispatch = dispatch.clone();
+        let in_flight = activity.request_started();
+        let http1 = req.version() < http::Version::HTTP_2;
+        let (activity, upgrades) = (activity.clone(), upgrades.clone());
+        async move {
+            let Dispatched { response, upgrade } = dispatch.serve(req).await;
+            if let Some(run) = upgrade {
+                // The connection's task is there for as long as its
+                // service is.
+                let _ = upgrades.send((run, activity.request_started()));
+            }
+            Ok(response.map(|body| Watched::new(body, in_flight, http1)))
+        }
+    })
+}
+
+/// An upgrade's run, counted as a request in flight of its connection (for
+/// the watchdog) until it ends.
+async fn counted(run: UpgradeRun, in_flight: InFlight) {
+    run.await;
+    drop(in_flight);
 }

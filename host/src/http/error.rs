@@ -44,15 +44,20 @@ pub enum HostError {
     /// The tenant is out of service (503, with `Retry-After`).
     #[error("the tenant is out of service")]
     OutOfService,
-    /// The tenant has all the upgraded connections it may have open (503,
-    /// with `Retry-After`).
+    /// The tenant has all the connections upgraded through the library's
+    /// `UpgradeHook` it may have open (503, with `Retry-After`).
     #[error("the tenant has its most upgraded connections open")]
     TooManyUpgrades,
+    /// The tenant has all the WebSockets its WebSocket handler may have
+    /// open, `max_websockets` (503, with `Retry-After`).
+    #[error("the tenant has its most WebSockets open")]
+    TooManyWebSockets,
     /// The server's stop ran out of time and stopped the guest (503).
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
     /// The guest's response cannot be sent (500): an upgrade (101, or 2xx
-    /// to CONNECT), which the host does not offer guests.
+    /// to CONNECT) that nobody takes (no upgrade hook for the tenant, or a
+    /// request that did not ask for it).
     #[error("the guest's response cannot be sent: {0}")]
     BadResponse(&'static str),
     /// The guest failed, ran out of time, or the request could not be
@@ -80,8 +85,10 @@ pub enum Fault {
     RateLimited,
     /// The tenant is out of service.
     OutOfService,
-    /// The tenant has its most upgraded connections open.
+    /// The tenant has its most upgraded connections (library hook) open.
     TooManyUpgrades,
+    /// The tenant has its most WebSockets (WebSocket handler) open.
+    TooManyWebSockets,
     /// No instance slot is free in the pool.
     NoInstance,
     /// The server's stop cancelled the guest.
@@ -122,7 +129,8 @@ impl Fault {
             | Fault::NoInstance
             | Fault::Cancelled
             | Fault::OutOfService
-            | Fault::TooManyUpgrades => StatusCode::SERVICE_UNAVAILABLE,
+            | Fault::TooManyUpgrades
+            | Fault::TooManyWebSockets => StatusCode::SERVICE_UNAVAILABLE,
             Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Host => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -143,6 +151,7 @@ impl Fault {
             | Fault::RateLimited
             | Fault::OutOfService
             | Fault::TooManyUpgrades
+            | Fault::TooManyWebSockets
             | Fault::NoInstance
             | Fault::Cancelled => Level::Debug,
         }
@@ -159,6 +168,7 @@ impl Fault {
             Fault::RateLimited => Some(Counted::Rejected("rate")),
             Fault::OutOfService => Some(Counted::Rejected("out_of_service")),
             Fault::TooManyUpgrades => Some(Counted::Rejected("upgrades")),
+            Fault::TooManyWebSockets => Some(Counted::Rejected("websockets")),
             Fault::NoInstance => Some(Counted::Rejected("instance_pool")),
             Fault::BadRequest
             | Fault::BodyTooLarge
@@ -184,6 +194,7 @@ impl HostError {
             HostError::RateLimited => Fault::RateLimited,
             HostError::OutOfService => Fault::OutOfService,
             HostError::TooManyUpgrades => Fault::TooManyUpgrades,
+            HostError::TooManyWebSockets => Fault::TooManyWebSockets,
             HostError::Cancelled => Fault::Cancelled,
             HostError::BadResponse(_) => Fault::BadResponse,
             HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
@@ -288,6 +299,12 @@ mod tests {
                 Some(Rejected("upgrades")),
             ),
             (
+                Fault::TooManyWebSockets,
+                503,
+                Level::Debug,
+                Some(Rejected("websockets")),
+            ),
+            (
                 Fault::Overloaded,
                 503,
                 Level::Debug,
@@ -334,6 +351,7 @@ mod tests {
             (HostError::RateLimited, Fault::RateLimited),
             (HostError::OutOfService, Fault::OutOfService),
             (HostError::TooManyUpgrades, Fault::TooManyUpgrades),
+            (HostError::TooManyWebSockets, Fault::TooManyWebSockets),
             (HostError::Cancelled, Fault::Cancelled),
             (HostError::BadResponse("101"), Fault::BadResponse),
             (

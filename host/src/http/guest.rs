@@ -6,7 +6,9 @@
 //! request's admission permit until the run ends (not the body: a guest may
 //! run on after its body is sent), stops the guest when its request body
 //! goes past its limit or a stop runs out of time, and frames the response
-//! (a small body read ahead gets a `content-length`).
+//! (a small body read ahead gets a `content-length`). An answer that accepts
+//! its request's upgrade goes out without a body, and the hook's run is
+//! returned beside it ([`Dispatched`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use tokio_util::task::TaskTracker;
 use super::HostError;
 use super::access::Recorder;
 use super::body::{BodyLimit, ResponseBody};
-use super::upgrade::Accepting;
+use super::upgrade::Dispatched;
+use super::upgrade::hook::Accepting;
 use crate::error::BoxError;
 use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, Run};
 
@@ -90,13 +93,15 @@ pub(crate) struct Reporter {
     pub(crate) component: Arc<str>,
 }
 
-/// Calls the guest; returns once it has set its response (or failed).
+/// Calls the guest; returns once it has set its response (or failed): the
+/// response, and when it accepts the request's upgrade, the hook's run on
+/// the connection.
 pub(crate) async fn call(
     instances: &Instances,
     tasks: &GuestTasks,
     reporter: &Arc<Reporter>,
     admitted: Admitted,
-) -> Result<http::Response<ResponseBody>, HostError> {
+) -> Result<Dispatched, HostError> {
     let Admitted {
         request,
         info,
@@ -131,33 +136,19 @@ pub(crate) async fn call(
         Some(_) if body_limit.as_ref().is_some_and(|l| l.is_tripped()) => {
             Err(too_large(&body_limit))
         }
-        // The guest accepts the upgrade its request asks for: the response
-        // head goes out without a body, and the connection then goes to
-        // the hook. The guest may run on.
-        Some(Ok(response))
-            if upgrade
-                .as_ref()
-                .is_some_and(|u| u.asked.accepted_by(response.status())) =>
-        {
-            let upgrade = upgrade.expect("checked above");
-            guest.detach();
-            let (mut parts, _body) = response.into_parts();
-            upgrade.asked.complete(&mut parts.headers);
-            parts.extensions.insert(upgrade.into_task());
-            Ok(http::Response::from_parts(
-                parts,
-                ResponseBody::host(http_body_util::Full::default()),
-            ))
-        }
-        // Any other upgrade is not sent: hyper would hand the connection
-        // over to nobody.
-        Some(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => Err(
-            HostError::BadResponse("101 Switching Protocols is not served"),
-        ),
-        Some(Ok(response)) if connect && response.status().is_success() => Err(
-            HostError::BadResponse("a 2xx answer to CONNECT (a tunnel) is not served"),
-        ),
-        Some(Ok(response)) => Ok(frame(response, guest).await),
+        Some(Ok(response)) => match upgrade {
+            // The guest accepts the upgrade its request asks for: the
+            // response head goes out without a body, and the connection
+            // then goes to the hook. The guest may run on.
+            Some(upgrade) if upgrade.accepted_by(response.status()) => {
+                guest.detach();
+                Ok(upgrade.accept(response))
+            }
+            _ => {
+                refuse_unserved_upgrade(response.status(), connect)?;
+                Ok(Dispatched::response(frame(response, guest).await))
+            }
+        },
         Some(Err(error)) => {
             // What the guest does after answering is its own affair.
             guest.detach();
@@ -172,6 +163,22 @@ pub(crate) async fn call(
             }
         }
     }
+}
+
+/// Refuses an answer that accepts an upgrade nobody takes (a 101, or a 2xx
+/// to CONNECT): hyper would hand the connection over to nobody.
+fn refuse_unserved_upgrade(status: http::StatusCode, connect: bool) -> Result<(), HostError> {
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(HostError::BadResponse(
+            "101 Switching Protocols is not served",
+        ));
+    }
+    if connect && status.is_success() {
+        return Err(HostError::BadResponse(
+            "a 2xx answer to CONNECT (a tunnel) is not served",
+        ));
+    }
+    Ok(())
 }
 
 /// The guest's run as this side sees it through: stopped when its body

@@ -22,6 +22,6 @@ pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
 pub(crate) use service::{Admission, Dispatch, LiveTenant, RateLimit, TenantTable};
-pub(crate) use upgrade::Upgrades;
-pub use upgrade::{UpgradeHook, Upgraded};
+pub(crate) use upgrade::hook::Upgrades;
+pub use upgrade::hook::{UpgradeHook, Upgraded};
 pub(crate) use websocket::WebSockets;

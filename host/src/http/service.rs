@@ -1,6 +1,8 @@
 //! The hyper service: one request in, routed to its tenant, admitted (its
-//! tenant's permits, its body size), handed to the tenant's guest, one
-//! response out; every failure answered by the host.
+//! tenant's permits, its body size), handed to the tenant's guest (or its
+//! WebSocket handler), one response out, and beside it what runs on the
+//! connection when the response accepts an upgrade; every failure answered
+//! by the host.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,7 +18,8 @@ use super::access::Recorder;
 use super::body::{BodyLimit, RequestBody};
 use super::conn::ConnInfo;
 use super::guest::{self, Admitted, GuestTasks, Reporter};
-use super::upgrade::{Accepting, Asked, Upgrades};
+use super::upgrade::hook::Upgrades;
+use super::upgrade::{Dispatched, UpgradeTo, upgrade_goes_to};
 use super::websocket::{self, WebSockets};
 use super::{ErrorHandler, HostError, ResponseBody};
 use crate::ids::RequestId;
@@ -63,14 +66,15 @@ impl Dispatch {
     }
 
     /// Serves one request with the tenant its host and path route to, or
-    /// 404 when none does.
-    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    /// 404 when none does: the response, and what runs on the connection
+    /// when it accepts an upgrade.
+    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Dispatched {
         let host = match super::host::request_host(&req) {
             Ok(host) => host,
-            Err(error) => return self.refuse(&req, error),
+            Err(error) => return Dispatched::response(self.refuse(&req, error)),
         };
         if conn_info(&req).misdirected(host) {
-            return self.refuse(&req, HostError::Misdirected);
+            return Dispatched::response(self.refuse(&req, HostError::Misdirected));
         }
         let tenant = {
             let table = self.table.load();
@@ -83,7 +87,7 @@ impl Dispatch {
             // The request holds its tenant: a replaced one serves the
             // requests it already has.
             Some(tenant) => tenant.serve(req).await,
-            None => self.refuse(&req, HostError::NoRoute),
+            None => Dispatched::response(self.refuse(&req, HostError::NoRoute)),
         }
     }
 
@@ -190,7 +194,7 @@ impl LiveTenant {
     }
 
     /// Serves one request; every failure becomes a host-made response.
-    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Dispatched {
         let id = RequestId::next();
         let conn = conn_info(&req);
         let recorder = &self.reporter.recorder;
@@ -198,18 +202,22 @@ impl LiveTenant {
         // goes away first: either way the request is recorded once.
         let exchange = recorder.start(id, &req, conn.peer);
         let bytes_in = exchange.bytes_in();
-        let response = match self.call_guest(req, id, conn, bytes_in).await {
-            Ok(response) => response,
+        let Dispatched { response, upgrade } = match self.call_guest(req, id, conn, bytes_in).await
+        {
+            Ok(dispatched) => dispatched,
             Err(error) => {
                 error.log(id, &recorder.tenant, &self.reporter.component, false);
                 if let Some(counted) = error.kind().counted() {
                     recorder.metrics.count(&recorder.tenant, counted);
                 }
-                self.errors.respond(&error, id).map(ResponseBody::host)
+                Dispatched::response(self.errors.respond(&error, id).map(ResponseBody::host))
             }
         };
         let status = response.status();
-        response.map(|body| body.recorded(exchange, status))
+        Dispatched {
+            response: response.map(|body| body.recorded(exchange, status)),
+            upgrade,
+        }
     }
 
     async fn call_guest(
@@ -218,7 +226,7 @@ impl LiveTenant {
         id: RequestId,
         conn: ConnInfo,
         bytes_in: Option<Arc<AtomicU64>>,
-    ) -> Result<Response<ResponseBody>, HostError> {
+    ) -> Result<Dispatched, HostError> {
         let admission = &self.admission;
         if admission.out_of_service {
             return Err(HostError::OutOfService);
@@ -234,31 +242,19 @@ impl LiveTenant {
             .try_acquire_owned()
             .map_err(|_| HostError::Overloaded)?;
 
-        // A WebSocket goes to the tenant's WebSocket handler, which holds the
-        // request permit only while its `open` runs.
-        if let Some(ws) = &self.websockets
-            && websocket::asks(&req)
+        let tenant = &self.reporter.recorder.tenant;
+        let upgrade = match upgrade_goes_to(&req, self.websockets.as_ref(), self.upgrades.as_ref())
         {
-            let tenant = self.reporter.recorder.tenant.clone();
-            let response = websocket::open(ws, req, tenant, conn.peer).await;
-            drop(permit);
-            return response;
-        }
-        let upgrade = match &self.upgrades {
-            Some(upgrades) => match Asked::take(&mut req) {
-                Some(asked) => Some(Accepting {
-                    permit: upgrades
-                        .open
-                        .clone()
-                        .try_acquire_owned()
-                        .map_err(|_| HostError::TooManyUpgrades)?,
-                    asked,
-                    upgrades: upgrades.clone(),
-                    tenant: self.reporter.recorder.tenant.clone(),
-                    peer: conn.peer,
-                }),
-                None => None,
-            },
+            // The WebSocket handler holds the request permit only while its
+            // `open` runs.
+            Some(UpgradeTo::WebSocketHandler(ws)) => {
+                let opened = websocket::open(ws, req, tenant.clone(), conn.peer).await;
+                drop(permit);
+                return opened;
+            }
+            Some(UpgradeTo::Hook(upgrades)) => {
+                upgrades.accepting(&mut req, tenant.clone(), conn.peer)?
+            }
             None => None,
         };
         let (mut parts, body) = req.into_parts();

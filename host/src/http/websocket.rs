@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::upgrade::{Asked, UpgradeTask};
+use super::upgrade::{Asked, Dispatched, UpgradeRun};
 use super::{HostError, ResponseBody};
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
@@ -55,21 +55,17 @@ pub(crate) struct WebSockets {
     pub(crate) write_timeout: Duration,
 }
 
-/// Whether `req` asks for a WebSocket: `Upgrade: websocket` over HTTP/1.1,
-/// or an extended CONNECT with `:protocol websocket` over HTTP/2.
-pub(crate) fn asks<B>(req: &Request<B>) -> bool {
-    Asked::protocol_of(req).is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
-}
-
-/// Opens a socket for `req` with the tenant's handler: the response that
-/// completes the handshake, carrying the socket's run for the connection,
-/// or the guest's refusal.
+/// Opens a socket for `req` (a WebSocket, as
+/// [`upgrade_goes_to`](super::upgrade::upgrade_goes_to) decided) with the
+/// tenant's handler: the response that completes the handshake and,
+/// beside it, the socket's run on the connection; or the guest's refusal.
+/// Past the tenant's `max_websockets`: [`HostError::TooManyWebSockets`].
 pub(crate) async fn open(
     ws: &WebSockets,
     mut req: Request<Incoming>,
     tenant: Arc<str>,
     peer: SocketAddr,
-) -> Result<Response<ResponseBody>, HostError> {
+) -> Result<Dispatched, HostError> {
     // RFC 6455, section 4.2.1: a GET over HTTP/1.1 (RFC 8441: a CONNECT
     // over HTTP/2) with version 13 and, over HTTP/1.1, a key.
     let version_13 = req
@@ -88,35 +84,11 @@ pub(crate) async fn open(
         .open
         .clone()
         .try_acquire_owned()
-        .map_err(|_| HostError::TooManyUpgrades)?;
-    let head = asked.head();
-    let request = OpenRequest {
-        path_with_query: head
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
-        headers: head
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-            .collect(),
-        protocols: head
-            .headers
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect(),
-    };
-    let opened = match ws.sockets.open(request).await {
+        .map_err(|_| HostError::TooManyWebSockets)?;
+    let opened = match ws.sockets.open(open_request(asked.head())).await {
         Ok(opened) => opened,
         Err(OpenError::Refused(status)) => {
-            return Ok(Response::builder()
-                .status(status)
-                .body(ResponseBody::host(Default::default()))
-                .expect("a status alone is a valid response"));
+            return Ok(Dispatched::response(status_only(status)));
         }
         Err(OpenError::BadProtocol(_)) => {
             return Err(HostError::BadResponse(
@@ -125,22 +97,7 @@ pub(crate) async fn open(
         }
         Err(OpenError::Guest(error)) => return Err(HostError::Guest(error)),
     };
-    let status = match asked.version() {
-        Version::HTTP_2 => StatusCode::OK,
-        _ => StatusCode::SWITCHING_PROTOCOLS,
-    };
-    let mut response = Response::builder()
-        .status(status)
-        .body(ResponseBody::host(Default::default()))
-        .expect("a status alone is a valid response");
-    asked.complete(response.headers_mut());
-    if let Some(protocol) = opened.protocol.as_deref()
-        && let Ok(value) = HeaderValue::from_str(protocol)
-    {
-        response
-            .headers_mut()
-            .insert("sec-websocket-protocol", value);
-    }
+    let response = handshake(&asked, opened.protocol.as_deref());
     let socket = Socket {
         ws: ws.clone(),
         tenant,
@@ -159,10 +116,57 @@ pub(crate) async fn open(
             }
         }
     };
+    Ok(Dispatched::upgraded(response, UpgradeRun::new(run)))
+}
+
+/// What the handler's `open` is told of the handshake `head`.
+fn open_request(head: &http::request::Parts) -> OpenRequest {
+    OpenRequest {
+        path_with_query: head
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string()),
+        headers: head
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+            .collect(),
+        protocols: head
+            .headers
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect(),
+    }
+}
+
+/// The response that completes the handshake `asked` for: 101 over
+/// HTTP/1.1, 200 over HTTP/2, with the subprotocol the handler chose.
+fn handshake(asked: &Asked, protocol: Option<&str>) -> Response<ResponseBody> {
+    let status = match asked.version() {
+        Version::HTTP_2 => StatusCode::OK,
+        _ => StatusCode::SWITCHING_PROTOCOLS,
+    };
+    let mut response = status_only(status);
+    asked.complete(response.headers_mut());
+    if let Some(protocol) = protocol
+        && let Ok(value) = HeaderValue::from_str(protocol)
+    {
+        response
+            .headers_mut()
+            .insert("sec-websocket-protocol", value);
+    }
     response
-        .extensions_mut()
-        .insert(UpgradeTask::new(Box::pin(run)));
-    Ok(response)
+}
+
+/// A response of `status` and no body.
+fn status_only(status: StatusCode) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::host(Default::default()));
+    *response.status_mut() = status;
+    response
 }
 
 /// An open socket's side of the host.

@@ -1,79 +1,113 @@
-//! Upgrades: a request that asks for another protocol on its connection
-//! (HTTP/1.1 `Upgrade`, or HTTP/2 extended CONNECT, RFC 8441) and a guest
-//! that accepts it (101, or 2xx to the CONNECT) hand the connection (the
-//! HTTP/2 stream) to the library user's [`UpgradeHook`]. For a WebSocket
-//! over HTTP/1.1 the host checks the key and version and answers
-//! `Sec-WebSocket-Accept` (a guest needs no SHA-1).
-//!
-//! Only a tenant allowed to upgrade reaches the hook; without a hook, or
-//! for another tenant, the guest's 101 or 2xx to CONNECT gets 500 as
-//! before. The upgraded connection keeps the server's connection permit
-//! and its client's slot until the hook's future ends; a stop switches
-//! [`Upgraded::stop`] and gives the hook the shutdown timeout to end.
+//! Upgrades: what a request asks for (HTTP/1.1 `Upgrade`, or HTTP/2
+//! extended CONNECT, RFC 8441: [`Asked`]), who serves it
+//! ([`upgrade_goes_to`]: the tenant's WebSocket handler in
+//! `http/websocket.rs`, or the library user's [`hook`]), and what runs on
+//! the connection once it is handed over ([`UpgradeRun`], returned beside
+//! the response in a [`Dispatched`]). For a WebSocket over HTTP/1.1 the
+//! host checks the key and version and answers `Sec-WebSocket-Accept` (a
+//! guest needs no SHA-1).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 
-use crate::lifecycle::Stop;
+use super::ResponseBody;
 
-/// What a library user does with an upgraded connection: speak the
-/// protocol the client asked for, for as long as the returned future runs.
-/// The connection closes when the future ends.
-pub trait UpgradeHook: Send + Sync + 'static {
-    /// Serves `upgraded` until the returned future ends.
-    fn upgraded(&self, upgraded: Upgraded) -> BoxFuture<'static, ()>;
+pub(super) mod hook;
+
+/// What the dispatch of one request gives its connection: the response,
+/// and apart from it, what runs on the connection once that response has
+/// accepted an upgrade.
+pub(crate) struct Dispatched {
+    /// The response hyper sends.
+    pub(crate) response: http::Response<ResponseBody>,
+    /// When the response accepts an upgrade: what the connection (HTTP/2:
+    /// the stream) is handed to once the response is out.
+    pub(crate) upgrade: Option<UpgradeRun>,
 }
 
-impl<F, Fut> UpgradeHook for F
-where
-    F: Fn(Upgraded) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    fn upgraded(&self, upgraded: Upgraded) -> BoxFuture<'static, ()> {
-        Box::pin(self(upgraded))
+impl Dispatched {
+    /// A response that accepts no upgrade.
+    pub(crate) fn response(response: http::Response<ResponseBody>) -> Self {
+        Self {
+            response,
+            upgrade: None,
+        }
+    }
+
+    /// A response that accepts an upgrade, and what then runs on its
+    /// connection.
+    pub(crate) fn upgraded(response: http::Response<ResponseBody>, run: UpgradeRun) -> Self {
+        Self {
+            response,
+            upgrade: Some(run),
+        }
     }
 }
 
-/// An upgraded connection, handed to the [`UpgradeHook`] once the guest's
-/// answer went out.
-pub struct Upgraded {
-    /// The request that asked for it (its body was empty).
-    pub head: http::request::Parts,
-    /// The protocol asked for: the first in the request's `Upgrade` header
-    /// (HTTP/1.1), or its `:protocol` (HTTP/2).
-    pub protocol: String,
-    /// How it came: [`http::Version::HTTP_11`] or [`http::Version::HTTP_2`].
-    pub version: http::Version,
-    /// The tenant whose guest accepted it.
-    pub tenant: Arc<str>,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The connection (over TLS when the request was), or the HTTP/2
-    /// stream: bytes after the response head are the new protocol's.
-    pub io: TokioIo<hyper::upgrade::Upgraded>,
-    /// Switched when the server stops: the hook has the shutdown timeout
-    /// to close (a WebSocket says 1001) before the connection is cut.
-    pub stop: Stop,
+/// What runs on an upgraded connection: a hook's run, or a WebSocket's. It
+/// waits for hyper to hand the connection over (once the response is out)
+/// and serves it until it ends; the connection that polls it
+/// ([`super::conn`]) stays open until then.
+#[must_use = "an upgrade's run does nothing unless it is polled"]
+pub(crate) struct UpgradeRun(BoxFuture<'static, ()>);
+
+impl UpgradeRun {
+    /// `run`, boxed: a hook's and a WebSocket's runs are of one type.
+    pub(crate) fn new(run: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(Box::pin(run))
+    }
 }
 
-impl std::fmt::Debug for Upgraded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upgraded")
-            .field("protocol", &self.protocol)
-            .field("version", &self.version)
-            .field("tenant", &self.tenant)
-            .field("peer", &self.peer)
-            .finish_non_exhaustive()
+impl Future for UpgradeRun {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Who serves the upgrade a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpgradeTo<W, H> {
+    /// The tenant's WebSocket handler (a component): the host opens the
+    /// socket, and the handler's `open` answers the handshake.
+    WebSocketHandler(W),
+    /// The library's [`UpgradeHook`](hook::UpgradeHook), if the tenant's guest accepts the
+    /// upgrade (101, or 2xx to the CONNECT).
+    Hook(H),
+}
+
+/// Decides, once per request, who serves the upgrade `req` asks for: a
+/// WebSocket goes to the tenant's WebSocket `handler` when it has one; any
+/// other protocol, and a WebSocket when it has no handler, to the `hook`
+/// when the tenant may upgrade. `None` when `req` asks for no upgrade or
+/// for none the tenant serves: its guest's answer is an ordinary response
+/// (and a 101 gets 500).
+pub(crate) fn upgrade_goes_to<B, W, H>(
+    req: &http::Request<B>,
+    handler: Option<W>,
+    hook: Option<H>,
+) -> Option<UpgradeTo<W, H>> {
+    // A tenant that serves no upgrade does not look at the headers.
+    if handler.is_none() && hook.is_none() {
+        return None;
+    }
+    let protocol = Asked::protocol_of(req)?;
+    match handler {
+        Some(handler) if protocol.eq_ignore_ascii_case("websocket") => {
+            Some(UpgradeTo::WebSocketHandler(handler))
+        }
+        _ => hook.map(UpgradeTo::Hook),
     }
 }
 
 /// A request's upgrade, taken from it before its guest runs: what the
-/// guest's acceptance turns into an [`Upgraded`].
+/// guest's acceptance turns into an [`Upgraded`](hook::Upgraded), or a
+/// WebSocket handler's socket.
 pub(crate) struct Asked {
     protocol: String,
     version: http::Version,
@@ -102,7 +136,7 @@ impl Asked {
     /// upgrade` with an `Upgrade` header over HTTP/1.1, or CONNECT with a
     /// `:protocol` over HTTP/2.
     pub(crate) fn take<B>(req: &mut http::Request<B>) -> Option<Self> {
-        let protocol = Self::protocol_of(req)?;
+        let protocol = Self::protocol_of(req)?.to_string();
         // A WebSocket over HTTP/1.1 needs its key (16 bytes, base64) and
         // version 13; without them it is no WebSocket upgrade.
         let accept = match req.version() {
@@ -133,7 +167,7 @@ impl Asked {
     }
 
     /// The protocol `req` asks to upgrade to, if any, left in it.
-    pub(crate) fn protocol_of<B>(req: &http::Request<B>) -> Option<String> {
+    fn protocol_of<B>(req: &http::Request<B>) -> Option<&str> {
         Some(match req.version() {
             http::Version::HTTP_11 => {
                 let asks = req
@@ -154,13 +188,11 @@ impl Asked {
                 if !asks || first.is_empty() {
                     return None;
                 }
-                first.to_string()
+                first
             }
-            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => req
-                .extensions()
-                .get::<hyper::ext::Protocol>()?
-                .as_str()
-                .to_string(),
+            http::Version::HTTP_2 if req.method() == http::Method::CONNECT => {
+                req.extensions().get::<hyper::ext::Protocol>()?.as_str()
+            }
             _ => return None,
         })
     }
@@ -203,100 +235,6 @@ impl Asked {
         if let Some(accept) = &self.accept {
             headers.insert("sec-websocket-accept", accept.clone());
         }
-    }
-}
-
-/// Where a tenant's accepted upgrades go: the hook, and the server's stop
-/// switch it is given.
-#[derive(Clone)]
-pub(crate) struct Upgrades {
-    pub(crate) hook: Arc<dyn UpgradeHook>,
-    pub(crate) stop: Stop,
-    pub(crate) metrics: Arc<crate::metrics::Metrics>,
-    /// Whether its end gets a line in the access log.
-    pub(crate) access_log: bool,
-    /// One permit per upgraded connection the tenant may have open.
-    pub(crate) open: Arc<tokio::sync::Semaphore>,
-    /// How many permits `open` has.
-    pub(crate) max_open: usize,
-}
-
-/// A request's upgrade on its way to its guest, with where it goes if the
-/// guest accepts it.
-pub(crate) struct Accepting {
-    pub(crate) asked: Asked,
-    pub(crate) upgrades: Upgrades,
-    pub(crate) tenant: Arc<str>,
-    pub(crate) peer: SocketAddr,
-    /// The tenant's permit for the connection, taken before the guest runs
-    /// and held until the hook's run ends.
-    pub(crate) permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Accepting {
-    /// What runs once the response is out: waits for the connection, then
-    /// hands it to the hook.
-    pub(crate) fn into_task(self) -> UpgradeTask {
-        let Accepting {
-            asked,
-            upgrades,
-            tenant,
-            peer,
-            permit,
-        } = self;
-        let task = async move {
-            let _permit = permit;
-            match asked.on.await {
-                Ok(io) => {
-                    let _open = upgrades.metrics.upgraded(&tenant);
-                    let started = std::time::Instant::now();
-                    let protocol = asked.protocol.clone();
-                    let upgraded = Upgraded {
-                        head: asked.head,
-                        protocol: asked.protocol,
-                        version: asked.version,
-                        tenant: tenant.clone(),
-                        peer,
-                        io: TokioIo::new(io),
-                        stop: upgrades.stop,
-                    };
-                    upgrades.hook.upgraded(upgraded).await;
-                    // The request's access line went out with the 101; this
-                    // is the connection's end.
-                    if upgrades.access_log {
-                        tracing::info!(
-                            target: "catshost::access",
-                            tenant = &*tenant,
-                            client = %peer,
-                            protocol,
-                            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-                            "upgraded connection closed"
-                        );
-                    }
-                }
-                // The client went away before the answer reached it.
-                Err(error) => {
-                    tracing::debug!(%peer, %error, "the upgrade did not happen");
-                }
-            }
-        };
-        UpgradeTask::new(Box::pin(task))
-    }
-}
-
-/// The hook's run for an accepted upgrade, carried by its response to the
-/// connection, which runs it (and stays open) until it ends.
-#[derive(Clone)]
-pub(crate) struct UpgradeTask(Arc<std::sync::Mutex<Option<BoxFuture<'static, ()>>>>);
-
-impl UpgradeTask {
-    pub(crate) fn new(run: BoxFuture<'static, ()>) -> Self {
-        Self(Arc::new(std::sync::Mutex::new(Some(run))))
-    }
-
-    /// The run, once.
-    pub(crate) fn take(&self) -> Option<BoxFuture<'static, ()>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -366,6 +304,52 @@ mod tests {
             )),
             None
         );
+    }
+
+    #[test]
+    fn a_websocket_goes_to_the_handler_and_any_other_upgrade_to_the_hook() {
+        use UpgradeTo::{Hook, WebSocketHandler};
+        let http1 = http::Version::HTTP_11;
+        let upgrade = |protocol| {
+            request(
+                http1,
+                "GET",
+                &[("connection", "upgrade"), ("upgrade", protocol)],
+            )
+        };
+        let mut h2_websocket = request(http::Version::HTTP_2, "CONNECT", &[]);
+        h2_websocket
+            .extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let websocket = upgrade("WebSocket");
+        let chat = upgrade("chat");
+        let plain = request(http1, "GET", &[]);
+        // The request; whether the tenant has a WebSocket handler, and a
+        // hook; who serves its upgrade.
+        let table = [
+            (&websocket, true, true, Some(WebSocketHandler("handler"))),
+            (&websocket, true, false, Some(WebSocketHandler("handler"))),
+            (&websocket, false, true, Some(Hook("hook"))),
+            (&websocket, false, false, None),
+            (&h2_websocket, true, true, Some(WebSocketHandler("handler"))),
+            (&h2_websocket, false, true, Some(Hook("hook"))),
+            (&chat, true, true, Some(Hook("hook"))),
+            (&chat, true, false, None),
+            (&chat, false, true, Some(Hook("hook"))),
+            (&plain, true, true, None),
+            (&plain, false, false, None),
+        ];
+        for (req, handler, hook, to) in table {
+            let handler = handler.then_some("handler");
+            let hook = hook.then_some("hook");
+            assert_eq!(
+                upgrade_goes_to(req, handler, hook),
+                to,
+                "{:?} {:?}, handler {handler:?}, hook {hook:?}",
+                req.method(),
+                req.headers().get("upgrade"),
+            );
+        }
     }
 
     #[test]
