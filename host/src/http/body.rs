@@ -1,6 +1,7 @@
 //! Bodies: every response's (a guest's, or one the host made itself; an enum
-//! rather than a box, so no allocation per host response), and request
-//! bodies counted against their size limit.
+//! rather than a box, so no allocation per host response), every request's
+//! as it enters the host ([`IncomingBody`], whatever its source), and
+//! request bodies counted against their size limit ([`LimitedBody`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
-use http_body_util::Full;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use tokio::sync::Notify;
 
 use super::access::Exchange;
@@ -157,23 +159,86 @@ impl BodyLimit {
     }
 }
 
+/// A request body as it enters the host, from whichever source: hyper's for
+/// HTTP/1.1 and HTTP/2 connections (as it is: no allocation), or any other
+/// body the host can stream (HTTP/3, a call from inside the host), boxed.
+/// One type, so that every source goes through the same dispatch,
+/// admission, limits and guests.
+#[derive(Debug)]
+pub(crate) enum IncomingBody {
+    /// From a hyper connection.
+    Hyper(hyper::body::Incoming),
+    /// From anywhere else.
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl IncomingBody {
+    /// `body`, from a source other than hyper.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "HTTP/3 and in-process calls come next")
+    )]
+    pub(crate) fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Self::Boxed(body.map_err(Into::into).boxed_unsync())
+    }
+}
+
+impl From<hyper::body::Incoming> for IncomingBody {
+    fn from(body: hyper::body::Incoming) -> Self {
+        Self::Hyper(body)
+    }
+}
+
+impl Body for IncomingBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+            Self::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+            Self::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
 /// A request body as the guest reads it. A body whose length was not
 /// declared up front (chunked HTTP/1, HTTP/2 without `content-length`) is
 /// counted as it streams: past its limit it ends in [`BodySizeExceeded`]
 /// and trips its [`BodyLimit`]. (hyper already holds a declared length to
 /// its word, and the host checks it before the guest runs.)
 #[derive(Debug)]
-pub(crate) struct RequestBody {
-    inner: hyper::body::Incoming,
+pub(crate) struct LimitedBody {
+    inner: IncomingBody,
     seen: u64,
     limit: Option<Arc<BodyLimit>>,
     /// Bytes read, for the access log.
     read: Option<Arc<AtomicU64>>,
 }
 
-impl RequestBody {
+impl LimitedBody {
     /// A body with a declared length, already checked.
-    pub(crate) fn declared(inner: hyper::body::Incoming) -> Self {
+    pub(crate) fn declared(inner: IncomingBody) -> Self {
         Self {
             inner,
             seen: 0,
@@ -183,7 +248,7 @@ impl RequestBody {
     }
 
     /// A body of unknown length, cut at `limit`.
-    pub(crate) fn counted(inner: hyper::body::Incoming, limit: Arc<BodyLimit>) -> Self {
+    pub(crate) fn counted(inner: IncomingBody, limit: Arc<BodyLimit>) -> Self {
         Self {
             limit: Some(limit),
             ..Self::declared(inner)
@@ -197,7 +262,7 @@ impl RequestBody {
     }
 }
 
-impl http_body::Body for RequestBody {
+impl Body for LimitedBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -207,7 +272,7 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
             Some(Ok(frame)) => frame,
-            Some(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+            Some(Err(error)) => return Poll::Ready(Some(Err(error))),
             None => return Poll::Ready(None),
         };
         if let Some(data) = frame.data_ref() {

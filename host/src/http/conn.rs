@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio_util::task::TaskTracker;
 
+use super::body::IncomingBody;
 use super::upgrade::{Dispatched, UpgradeRun};
 use super::watchdog::{Activity, Closed, InFlight, Timeouts, Tracked, Watched};
 use super::{Dispatch, ResponseBody};
@@ -268,7 +269,8 @@ fn service(
         let http1 = req.version() < http::Version::HTTP_2;
         let (activity, upgrades) = (activity.clone(), upgrades.clone());
         async move {
-            let Dispatched { response, upgrade } = dispatch.serve(req).await;
+            let Dispatched { response, upgrade } =
+                dispatch.serve(req.map(IncomingBody::from)).await;
             if let Some(run) = upgrade {
                 // The connection's task is there for as long as its
                 // service is.

@@ -17,6 +17,11 @@ mod watchdog;
 mod websocket;
 
 pub(crate) use access::Recorder;
+#[cfg_attr(
+    not(test),
+    expect(unused_imports, reason = "HTTP/3 and in-process calls enter here next")
+)]
+pub(crate) use body::IncomingBody;
 pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};

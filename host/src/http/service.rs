@@ -11,11 +11,10 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 use super::access::Recorder;
-use super::body::{BodyLimit, RequestBody};
+use super::body::{BodyLimit, IncomingBody, LimitedBody};
 use super::conn::ConnInfo;
 use super::guest::{self, Admitted, GuestTasks, Reporter};
 use super::upgrade::hook::Upgrades;
@@ -68,7 +67,7 @@ impl Dispatch {
     /// Serves one request with the tenant its host and path route to, or
     /// 404 when none does: the response, and what runs on the connection
     /// when it accepts an upgrade.
-    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Dispatched {
+    pub(crate) async fn serve(&self, req: Request<IncomingBody>) -> Dispatched {
         let host = match super::host::request_host(&req) {
             Ok(host) => host,
             Err(error) => return Dispatched::response(self.refuse(&req, error)),
@@ -92,7 +91,7 @@ impl Dispatch {
     }
 
     /// The host's own answer to a request no tenant gets.
-    fn refuse(&self, req: &Request<Incoming>, error: HostError) -> Response<ResponseBody> {
+    fn refuse(&self, req: &Request<IncomingBody>, error: HostError) -> Response<ResponseBody> {
         let id = RequestId::next();
         let exchange = self.unrouted.start(id, req, conn_info(req).peer);
         error.log(id, &self.unrouted.tenant, "-", false);
@@ -194,7 +193,7 @@ impl LiveTenant {
     }
 
     /// Serves one request; every failure becomes a host-made response.
-    pub(crate) async fn serve(&self, req: Request<Incoming>) -> Dispatched {
+    pub(crate) async fn serve(&self, req: Request<IncomingBody>) -> Dispatched {
         let id = RequestId::next();
         let conn = conn_info(&req);
         let recorder = &self.reporter.recorder;
@@ -222,7 +221,7 @@ impl LiveTenant {
 
     async fn call_guest(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<IncomingBody>,
         id: RequestId,
         conn: ConnInfo,
         bytes_in: Option<Arc<AtomicU64>>,
@@ -261,11 +260,11 @@ impl LiveTenant {
         let limit = admission.max_body_size;
         let (body, body_limit) = match body.size_hint().exact() {
             Some(declared) if declared > limit => return Err(HostError::BodyTooLarge { limit }),
-            Some(_) => (RequestBody::declared(body), None),
+            Some(_) => (LimitedBody::declared(body), None),
             None => {
                 let body_limit = Arc::new(BodyLimit::new(limit));
                 (
-                    RequestBody::counted(body, body_limit.clone()),
+                    LimitedBody::counted(body, body_limit.clone()),
                     Some(body_limit),
                 )
             }
@@ -274,7 +273,9 @@ impl LiveTenant {
         // (RFC 9110, section 7.6.3): the guest can see it.
         parts.headers.append(header::VIA, via(parts.version));
         let admitted = Admitted {
-            own_task: parts.version == Version::HTTP_2,
+            // A connection that multiplexes requests sends whatever of its
+            // streams' responses is ready at once: a guest of its own task.
+            own_task: parts.version >= Version::HTTP_2,
             request: Request::from_parts(parts, body.counting_into(bytes_in).boxed_unsync()),
             info: CallInfo {
                 id,
@@ -291,6 +292,7 @@ impl LiveTenant {
 fn via(version: Version) -> HeaderValue {
     HeaderValue::from_static(match version {
         Version::HTTP_2 => "HTTP/2 catshost",
+        Version::HTTP_3 => "HTTP/3 catshost",
         Version::HTTP_10 => "HTTP/1.0 catshost",
         _ => "HTTP/1.1 catshost",
     })

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_tungstenite::WebSocketStream;
@@ -25,6 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::body::IncomingBody;
 use super::upgrade::{Asked, Dispatched, UpgradeRun};
 use super::{HostError, ResponseBody};
 use crate::lifecycle::Stop;
@@ -62,7 +62,7 @@ pub(crate) struct WebSockets {
 /// Past the tenant's `max_websockets`: [`HostError::TooManyWebSockets`].
 pub(crate) async fn open(
     ws: &WebSockets,
-    mut req: Request<Incoming>,
+    mut req: Request<IncomingBody>,
     tenant: Arc<str>,
     peer: SocketAddr,
 ) -> Result<Dispatched, HostError> {

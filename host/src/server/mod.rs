@@ -250,3 +250,80 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    use super::Server;
+    use crate::http::{ConnInfo, IncomingBody};
+
+    /// A request as HTTP/3 or a call from inside the host will bring it:
+    /// not from a hyper connection.
+    fn request(body: IncomingBody) -> http::Request<IncomingBody> {
+        let mut request = http::Request::post("http://localhost/")
+            .body(body)
+            .expect("a valid request");
+        request.extensions_mut().insert(ConnInfo {
+            peer: "127.0.0.1:9".parse().expect("an address"),
+            tls: false,
+            sni: None,
+        });
+        request
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_body_is_not_hyper_s_goes_through_the_same_dispatch_and_limits() {
+        let echo = catshost_wat::Wit::workspace()
+            .and_then(|wit| {
+                wit.component_from_wat_file(
+                    &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/echo.wat"),
+                )
+            })
+            .expect("the echo fixture builds");
+        let component = crate::Engine::new()
+            .and_then(|engine| engine.load_bytes("echo", &echo))
+            .expect("the echo fixture loads");
+        let server = Server::builder().max_body_size(16).build(component);
+        let dispatch = &server.inner.dispatch;
+
+        // Within the limit: the guest echoes it.
+        let response = dispatch
+            .serve(request(IncomingBody::new(Full::new(Bytes::from("hello")))))
+            .await
+            .response;
+        assert_eq!(response.status(), 200);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("the whole echo");
+        assert_eq!(body.to_bytes(), "hello");
+
+        // A declared length past the limit: 413 before the guest runs.
+        let response = dispatch
+            .serve(request(IncomingBody::new(Full::new(Bytes::from(vec![
+                b'x';
+                17
+            ])))))
+            .await
+            .response;
+        assert_eq!(response.status(), 413);
+
+        // A body of no declared length is counted as it streams and cut at
+        // the limit: the echo never ends whole.
+        let chunks = (0..3).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; 10]))));
+        let streamed = StreamBody::new(futures_util::stream::iter(chunks));
+        let response = dispatch
+            .serve(request(IncomingBody::new(streamed)))
+            .await
+            .response;
+        let cut = response.status() == 413 || response.into_body().collect().await.is_err();
+        assert!(cut, "a streamed body past the limit was echoed whole");
+    }
+}
