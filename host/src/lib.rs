@@ -28,6 +28,7 @@
 //! back as a response body; docs/architecture.md follows it file by file.
 
 pub mod admin;
+mod bucket;
 pub mod config;
 mod error;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! makes itself.
 
 mod access;
+mod admission;
 mod body;
 mod conn;
 mod error;
@@ -12,6 +13,7 @@ mod host;
 #[cfg(test)]
 pub(crate) use host::request_host;
 mod service;
+mod tenant;
 mod upgrade;
 mod watchdog;
 mod websocket;
@@ -26,7 +28,6 @@ pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
-pub(crate) use service::{Admission, Dispatch, LiveTenant, RateLimit, TenantTable};
-pub(crate) use upgrade::hook::Upgrades;
+pub(crate) use service::{Dispatch, TenantTable};
+pub(crate) use tenant::{CarryOver, LiveTenant, ServerParts};
 pub use upgrade::hook::{UpgradeHook, Upgraded};
-pub(crate) use websocket::WebSockets;

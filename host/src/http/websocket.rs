@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use super::admission::Permits;
 use super::body::IncomingBody;
 use super::upgrade::{Asked, Dispatched, UpgradeRun};
 use super::{HostError, ResponseBody};
@@ -45,9 +46,7 @@ pub(crate) struct WebSockets {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: bool,
     /// One permit per socket the tenant may have open.
-    pub(crate) open: Arc<Semaphore>,
-    /// How many permits `open` has.
-    pub(crate) max_open: usize,
+    pub(crate) open: Permits,
     /// How long a socket may go without a frame from its client.
     pub(crate) idle_timeout: Duration,
     /// How long a message may wait for a client that does not take it
@@ -80,11 +79,7 @@ pub(crate) async fn open(
     let asked = Asked::take(&mut req).ok_or(HostError::BadRequest(
         "a WebSocket handshake needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key",
     ))?;
-    let permit = ws
-        .open
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| HostError::TooManyWebSockets)?;
+    let permit = ws.open.try_take().ok_or(HostError::TooManyWebSockets)?;
     let opened = match ws.sockets.open(open_request(asked.head())).await {
         Ok(opened) => opened,
         Err(OpenError::Refused(status)) => {

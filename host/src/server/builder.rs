@@ -386,7 +386,7 @@ impl Builder {
         // an upgrade: the hook, or a tenant's WebSocket handler (those a
         // reload adds later get WebSockets over HTTP/1.1).
         let upgrades =
-            self.upgrade.is_some() || table.tenants.iter().any(|t| t.sockets().is_some());
+            self.upgrade.is_some() || table.tenants.iter().any(|t| t.serves_websockets());
         let unrouted = Recorder::new(UNROUTED.into(), self.metrics.clone(), settings.access_log);
         Ok(Server {
             inner: Arc::new(Inner {

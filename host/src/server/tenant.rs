@@ -5,12 +5,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use super::Builder;
 use crate::config::TenantLimits;
 use crate::config::WasiAccess;
-use crate::http::{Admission, GuestTasks, LiveTenant, Recorder, TenantTable, Upgrades, WebSockets};
+use crate::http::{CarryOver, GuestTasks, LiveTenant, ServerParts, TenantTable};
 use crate::routing::{DuplicateRoute, Route, Routes};
 use crate::wasm::{CpuShare, GuestPre, Instances, LogBudget, Sandbox, Sockets};
 
@@ -45,118 +43,68 @@ pub(super) fn table(
             .flat_map(|(i, t)| t.routes.iter().map(move |r| (r.clone(), i))),
         |i| tenants[i].name.clone(),
     )?;
-    let before =
-        |name: &str| before.and_then(|table| table.tenants.iter().find(|t| t.name() == name));
+    let server = ServerParts {
+        stop: builder.stop.clone(),
+        metrics: builder.metrics.clone(),
+        errors: builder.errors.clone(),
+        upgrade: builder.upgrade.clone(),
+        tasks: tasks.clone(),
+        access_log: builder.settings.access_log,
+        write_timeout: builder.settings.http.write_timeout,
+    };
+    let carried = |name: &str| {
+        before
+            .and_then(|table| table.tenants.iter().find(|t| t.name() == name))
+            .map(|t| t.carry_over())
+            .unwrap_or_default()
+    };
     let tenants = tenants
         .into_iter()
         .map(|tenant| {
-            let before = before(&tenant.name).cloned();
-            Arc::new(live(builder, tenant, tasks, before.as_deref()))
+            let before = carried(&tenant.name);
+            Arc::new(live(builder, &server, tenant, before))
         })
         .collect();
     Ok(TenantTable { routes, tenants })
 }
 
-/// A tenant made live. With `before`, the same tenant until now, its
-/// request permits carry over (when their number is unchanged), so the
-/// requests it is still running count against the new one's limits, and so
-/// does its CPU share.
-fn live(
-    builder: &Builder,
-    tenant: Tenant,
-    tasks: &GuestTasks,
-    before: Option<&LiveTenant>,
-) -> LiveTenant {
-    let settings = &builder.settings;
+/// A tenant made live, with what the same tenant until now hands on
+/// (`before`): its permits and its CPU share.
+fn live(builder: &Builder, server: &ServerParts, tenant: Tenant, before: CarryOver) -> LiveTenant {
     let name: Arc<str> = tenant.name.into();
-    let max = tenant.limits.max_concurrent_requests;
-    let max_upgrades = tenant.limits.max_upgrades;
-    let requests = match before {
-        Some(before) if before.admission.max_concurrent_requests == max => {
-            before.admission.requests.clone()
-        }
-        _ => Arc::new(Semaphore::new(max)),
-    };
-    let cpu = settings.max_tenant_workers.map(|workers| {
-        before
-            .and_then(|b| b.instances.sandbox().cpu.clone())
-            .unwrap_or_else(|| CpuShare::new(workers))
-    });
+    let limits = &tenant.limits;
+    let cpu = builder
+        .settings
+        .max_tenant_workers
+        .map(|workers| before.cpu.clone().unwrap_or_else(|| CpuShare::new(workers)));
     let sandbox = Sandbox {
         tenant: name.clone(),
-        limits: tenant.limits.instance,
+        limits: limits.instance,
         opened: Sandbox::open_dirs(&tenant.access),
-        log_budget: Arc::new(LogBudget::new(tenant.limits.max_log_lines_per_second)),
+        log_budget: Arc::new(LogBudget::new(limits.max_log_lines_per_second)),
         outbound_connections: Default::default(),
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),
-        max_instances: max,
+        max_instances: limits.max_concurrent_requests,
         events: Some(Arc::new(crate::metrics::TenantInstances {
             metrics: builder.metrics.clone(),
             tenant: name.clone(),
         })),
     };
-    let limits = &tenant.limits;
-    let max_websockets = limits.max_websockets;
-    let websockets = Sockets::new(
+    let sockets = Sockets::new(
         &tenant.component,
         sandbox.clone(),
         limits.socket_limits(),
-        tasks.sockets().clone(),
-    )
-    .filter(|_| limits.websockets)
-    .map(|sockets| WebSockets {
-        sockets,
-        stop: builder.stop.clone(),
-        metrics: builder.metrics.clone(),
-        access_log: settings.access_log,
-        // A replaced tenant's open sockets count on, when its limit is
-        // unchanged.
-        open: before
-            .and_then(|b| b.websocket_permits())
-            .filter(|&(_, max)| max == max_websockets)
-            .map(|(open, _)| open.clone())
-            .unwrap_or_else(|| Arc::new(Semaphore::new(max_websockets))),
-        max_open: max_websockets,
-        idle_timeout: limits.websocket_idle_timeout,
-        write_timeout: settings.http.write_timeout,
-    });
+        server.tasks.sockets().clone(),
+    );
     LiveTenant::new(
-        Instances::new(&tenant.component, sandbox),
+        name,
         tenant.component.name(),
-        Admission {
-            requests,
-            max_concurrent_requests: max,
-            rate: tenant
-                .limits
-                .max_requests_per_second
-                .map(|rate| Arc::new(crate::http::RateLimit::new(rate))),
-            out_of_service: tenant.limits.out_of_service,
-            max_body_size: tenant.limits.max_body_size,
-        },
-        Recorder::new(name, builder.metrics.clone(), settings.access_log),
-        tasks.clone(),
-        builder.errors.clone(),
-        // Only a tenant allowed to upgrade reaches the hook.
-        builder
-            .upgrade
-            .clone()
-            .filter(|_| tenant.limits.allow_upgrade)
-            .map(|hook| Upgrades {
-                hook,
-                stop: builder.stop.clone(),
-                metrics: builder.metrics.clone(),
-                access_log: settings.access_log,
-                // A replaced tenant's open connections count on, when its
-                // limit is unchanged.
-                open: before
-                    .and_then(|b| b.upgrade_permits())
-                    .filter(|&(_, max)| max == max_upgrades)
-                    .map(|(open, _)| open.clone())
-                    .unwrap_or_else(|| Arc::new(Semaphore::new(max_upgrades))),
-                max_open: max_upgrades,
-            }),
+        limits,
+        Instances::new(&tenant.component, sandbox),
+        sockets,
+        server,
+        before,
     )
-    .with_websockets(websockets)
 }

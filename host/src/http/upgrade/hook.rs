@@ -15,6 +15,7 @@ use futures_util::future::BoxFuture;
 use hyper_util::rt::TokioIo;
 
 use super::{Asked, Dispatched, UpgradeRun};
+use crate::http::admission::Permits;
 use crate::http::{HostError, ResponseBody};
 use crate::lifecycle::Stop;
 
@@ -79,9 +80,7 @@ pub(crate) struct Upgrades {
     /// Whether its end gets a line in the access log.
     pub(crate) access_log: bool,
     /// One permit per upgraded connection the tenant may have open.
-    pub(crate) open: Arc<tokio::sync::Semaphore>,
-    /// How many permits `open` has.
-    pub(crate) max_open: usize,
+    pub(crate) open: Permits,
 }
 
 impl Upgrades {
@@ -98,11 +97,7 @@ impl Upgrades {
         let Some(asked) = Asked::take(req) else {
             return Ok(None);
         };
-        let permit = self
-            .open
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| HostError::TooManyUpgrades)?;
+        let permit = self.open.try_take().ok_or(HostError::TooManyUpgrades)?;
         Ok(Some(Accepting {
             asked,
             upgrades: self.clone(),

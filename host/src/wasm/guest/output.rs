@@ -12,6 +12,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::serving::Serving;
+use crate::bucket::TokenBucket;
 use crate::config::DEFAULT_LOG_LINES_PER_SECOND;
 
 /// A line longer than this is written out in pieces rather than buffered
@@ -25,14 +26,12 @@ const MAX_LINE: usize = 16 * 1024;
 /// queue every tenant's lines share), and no line goes uncounted.
 #[derive(Debug)]
 pub struct LogBudget {
-    per_second: f64,
     state: std::sync::Mutex<BudgetState>,
 }
 
 #[derive(Debug)]
 struct BudgetState {
-    tokens: f64,
-    refilled: tokio::time::Instant,
+    lines: TokenBucket,
     dropped: u64,
     reported: tokio::time::Instant,
 }
@@ -51,13 +50,10 @@ enum Admit {
 impl LogBudget {
     /// `per_second` lines a second (at least 1).
     pub fn new(per_second: u32) -> Self {
-        let per_second = f64::from(per_second.max(1));
         let now = tokio::time::Instant::now();
         Self {
-            per_second,
             state: std::sync::Mutex::new(BudgetState {
-                tokens: per_second,
-                refilled: now,
+                lines: TokenBucket::new(per_second, now),
                 dropped: 0,
                 reported: now,
             }),
@@ -67,13 +63,8 @@ impl LogBudget {
     fn admit(&self) -> Admit {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = tokio::time::Instant::now();
-        let refill = now.duration_since(state.refilled).as_secs_f64() * self.per_second;
-        state.tokens = (state.tokens + refill).min(self.per_second);
-        state.refilled = now;
-        let admitted = state.tokens >= 1.0;
-        if admitted {
-            state.tokens -= 1.0;
-        } else {
+        let admitted = state.lines.take(now);
+        if !admitted {
             state.dropped += 1;
         }
         let report = state.dropped > 0

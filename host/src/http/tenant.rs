@@ -1,0 +1,230 @@
+//! A tenant as it is served ([`LiveTenant`]): made from its limits, its
+//! instances and what every tenant of the server shares ([`ServerParts`]),
+//! handing on to its replacement what it still holds ([`CarryOver`]); and
+//! one request served: admitted, handed to its WebSocket handler, the
+//! library's upgrade hook or its guest, every failure answered by the host.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Version, header};
+use http_body_util::BodyExt;
+
+use super::access::Recorder;
+use super::admission::{Admission, Permits};
+use super::body::IncomingBody;
+use super::conn::ConnInfo;
+use super::guest::{self, Admitted, GuestTasks, Reporter};
+use super::service::conn_info;
+use super::upgrade::hook::{UpgradeHook, Upgrades};
+use super::upgrade::{Dispatched, UpgradeTo, upgrade_goes_to};
+use super::websocket::{self, WebSockets};
+use super::{ErrorHandler, HostError, ResponseBody};
+use crate::config::TenantLimits;
+use crate::ids::RequestId;
+use crate::lifecycle::Stop;
+use crate::metrics::Metrics;
+use crate::wasm::{CallInfo, CpuShare, Instances, Sockets};
+
+/// What every tenant of one server is made live with.
+#[derive(Clone)]
+pub(crate) struct ServerParts {
+    pub(crate) stop: Stop,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) errors: Arc<dyn ErrorHandler>,
+    /// The library's upgrade hook, for the tenants allowed to upgrade.
+    pub(crate) upgrade: Option<Arc<dyn UpgradeHook>>,
+    /// Where guests (and WebSocket handlers) run, for a stop to wait on.
+    pub(crate) tasks: GuestTasks,
+    /// Whether requests, upgraded connections and sockets get access lines.
+    pub(crate) access_log: bool,
+    /// How long a WebSocket message may wait for a client that does not
+    /// take it (the server's `write_timeout`).
+    pub(crate) write_timeout: Duration,
+}
+
+/// What a live tenant hands on to the tenant that replaces it (the one of
+/// the same name in a new table): its permits, so that what it still runs
+/// counts against the new limits (when their number is unchanged), and its
+/// CPU share.
+#[derive(Clone, Default)]
+pub(crate) struct CarryOver {
+    requests: Option<Permits>,
+    websockets: Option<Permits>,
+    upgrades: Option<Permits>,
+    /// Its guests' share of the workers, when the server shares them out.
+    pub(crate) cpu: Option<CpuShare>,
+}
+
+/// A tenant as it is served: its instances, its admission, where its
+/// upgrades go, and how its requests are recorded and answered when they
+/// fail.
+pub(crate) struct LiveTenant {
+    instances: Instances,
+    admission: Admission,
+    reporter: Arc<Reporter>,
+    tasks: GuestTasks,
+    errors: Arc<dyn ErrorHandler>,
+    /// Where its guests' accepted upgrades go, when it may upgrade.
+    upgrades: Option<Upgrades>,
+    /// Its WebSocket handler, when its component exports one and it
+    /// accepts WebSockets.
+    websockets: Option<WebSockets>,
+}
+
+impl LiveTenant {
+    /// The tenant `name` (of the component `component`), with `limits`,
+    /// serving its requests with `instances` and its WebSockets with
+    /// `sockets` (when its component exports a handler); `before` is what
+    /// the tenant it replaces hands on.
+    pub(crate) fn new(
+        name: Arc<str>,
+        component: &str,
+        limits: &TenantLimits,
+        instances: Instances,
+        sockets: Option<Sockets>,
+        server: &ServerParts,
+        before: CarryOver,
+    ) -> Self {
+        let websockets = sockets
+            .filter(|_| limits.websockets)
+            .map(|sockets| WebSockets {
+                sockets,
+                stop: server.stop.clone(),
+                metrics: server.metrics.clone(),
+                access_log: server.access_log,
+                open: Permits::carried(before.websockets.as_ref(), limits.max_websockets),
+                idle_timeout: limits.websocket_idle_timeout,
+                write_timeout: server.write_timeout,
+            });
+        // Only a tenant allowed to upgrade reaches the hook.
+        let upgrades = server
+            .upgrade
+            .clone()
+            .filter(|_| limits.allow_upgrade)
+            .map(|hook| Upgrades {
+                hook,
+                stop: server.stop.clone(),
+                metrics: server.metrics.clone(),
+                access_log: server.access_log,
+                open: Permits::carried(before.upgrades.as_ref(), limits.max_upgrades),
+            });
+        Self {
+            instances,
+            admission: Admission::new(limits, before.requests.as_ref()),
+            reporter: Arc::new(Reporter {
+                recorder: Arc::new(Recorder::new(
+                    name,
+                    server.metrics.clone(),
+                    server.access_log,
+                )),
+                component: component.into(),
+            }),
+            tasks: server.tasks.clone(),
+            errors: server.errors.clone(),
+            upgrades,
+            websockets,
+        }
+    }
+
+    /// What this tenant hands on to the one that replaces it.
+    pub(crate) fn carry_over(&self) -> CarryOver {
+        CarryOver {
+            requests: Some(self.admission.requests().clone()),
+            websockets: self.websockets.as_ref().map(|w| w.open.clone()),
+            upgrades: self.upgrades.as_ref().map(|u| u.open.clone()),
+            cpu: self.instances.sandbox().cpu.clone(),
+        }
+    }
+
+    /// Whether it takes WebSockets (with its handler).
+    pub(crate) fn serves_websockets(&self) -> bool {
+        self.websockets.is_some()
+    }
+
+    /// The tenant's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.reporter.recorder.tenant
+    }
+
+    /// Serves one request; every failure becomes a host-made response.
+    pub(crate) async fn serve(&self, req: Request<IncomingBody>) -> Dispatched {
+        let id = RequestId::next();
+        let conn = conn_info(&req);
+        let recorder = &self.reporter.recorder;
+        // Dropped with the response body, or with this future if the client
+        // goes away first: either way the request is recorded once.
+        let exchange = recorder.start(id, &req, conn.peer);
+        let bytes_in = exchange.bytes_in();
+        let Dispatched { response, upgrade } = match self.call_guest(req, id, conn, bytes_in).await
+        {
+            Ok(dispatched) => dispatched,
+            Err(error) => {
+                error.log(id, &recorder.tenant, &self.reporter.component, false);
+                if let Some(counted) = error.kind().counted() {
+                    recorder.metrics.count(&recorder.tenant, counted);
+                }
+                Dispatched::response(self.errors.respond(&error, id).map(ResponseBody::host))
+            }
+        };
+        let status = response.status();
+        Dispatched {
+            response: response.map(|body| body.recorded(exchange, status)),
+            upgrade,
+        }
+    }
+
+    async fn call_guest(
+        &self,
+        mut req: Request<IncomingBody>,
+        id: RequestId,
+        conn: ConnInfo,
+        bytes_in: Option<Arc<AtomicU64>>,
+    ) -> Result<Dispatched, HostError> {
+        let permit = self.admission.admit()?;
+        let tenant = &self.reporter.recorder.tenant;
+        let upgrade = match upgrade_goes_to(&req, self.websockets.as_ref(), self.upgrades.as_ref())
+        {
+            // The WebSocket handler holds the request permit only while its
+            // `open` runs.
+            Some(UpgradeTo::WebSocketHandler(ws)) => {
+                let opened = websocket::open(ws, req, tenant.clone(), conn.peer).await;
+                drop(permit);
+                return opened;
+            }
+            Some(UpgradeTo::Hook(upgrades)) => {
+                upgrades.accepting(&mut req, tenant.clone(), conn.peer)?
+            }
+            None => None,
+        };
+        let (mut parts, body) = req.into_parts();
+        let (body, body_limit) = self.admission.limit_body(body)?;
+        // Like any gateway, record the protocol the request came in by
+        // (RFC 9110, section 7.6.3): the guest can see it.
+        parts.headers.append(header::VIA, via(parts.version));
+        let admitted = Admitted {
+            // A connection that multiplexes requests sends whatever of its
+            // streams' responses is ready at once: a guest of its own task.
+            own_task: parts.version >= Version::HTTP_2,
+            request: Request::from_parts(parts, body.counting_into(bytes_in).boxed_unsync()),
+            info: CallInfo {
+                id,
+                https: conn.tls,
+            },
+            permit,
+            body_limit,
+            upgrade,
+        };
+        guest::call(&self.instances, &self.tasks, &self.reporter, admitted).await
+    }
+}
+
+fn via(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_2 => "HTTP/2 catshost",
+        Version::HTTP_3 => "HTTP/3 catshost",
+        Version::HTTP_10 => "HTTP/1.0 catshost",
+        _ => "HTTP/1.1 catshost",
+    })
+}
