@@ -1,64 +1,83 @@
 #!/usr/bin/env bash
 # Instructions per request of two catshost binaries, counted by callgrind:
 # deterministic where requests per second on this shared machine vary by
-# +-30% from run to run. Each server serves the C hello on one worker;
-# the count is the server's instructions for N2 requests less those for N1,
-# over N2 - N1 (start-up and stop cancel out), for HTTP/1.1 and h2c.
+# +-30% from run to run. Each server runs on one worker; the count is the
+# server's instructions for N2 requests less those for N1, over N2 - N1
+# (start-up and stop cancel out), for HTTP/1.1 and h2c, in three modes:
+#   fresh   the C hello, a fresh instance per request (WASI 0.2's default)
+#   reuse   the C hello, instances reused (--max-instance-reuse-count 1000)
+#   p3      the Rust WASI 0.3 echo, instances shared (WASI 0.3's default)
 #
 #   bench/instructions.sh OLD_CATSHOST [NEW_CATSHOST]   # NEW: target/release/catshost
-#   N1=500 N2=2500 bench/instructions.sh /tmp/old/catshost
+#   N1=500 N2=2500 MODES="fresh p3" bench/instructions.sh /tmp/old/catshost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=${1:?usage: bench/instructions.sh OLD_CATSHOST [NEW_CATSHOST]}
 new=${2:-target/release/catshost}
 N1=${N1:-500}
 N2=${N2:-2500}
-component=target/guest-examples/c-hello.wasm
+MODES=${MODES:-fresh reuse p3}
 command -v valgrind >/dev/null || { echo "bench/instructions.sh: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 command -v h2load >/dev/null || { echo "bench/instructions.sh: h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
-[ -f "$component" ] || guest-examples/build.sh c >/dev/null
+[ -f target/guest-examples/c-hello.wasm ] || guest-examples/build.sh c >/dev/null
+[ -f target/guest-examples/rust-echo-p3.wasm ] || guest-examples/build.sh rust >/dev/null
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-# total BIN N LOAD...: the server's instructions for N requests of h2load LOAD.
+# mode MODE: the component and flags of a mode.
+mode() {
+  case $1 in
+    fresh) echo "target/guest-examples/c-hello.wasm" ;;
+    reuse) echo "target/guest-examples/c-hello.wasm --max-instance-reuse-count 1000" ;;
+    p3) echo "target/guest-examples/rust-echo-p3.wasm" ;;
+    *) echo "bench/instructions.sh: unknown mode '$1' (fresh, reuse, p3)" >&2; exit 2 ;;
+  esac
+}
+
+# total BIN MODE N LOAD...: the server's instructions for N requests of
+# h2load LOAD in MODE.
 total() {
-  local bin=$1 n=$2 port=$((19600 + RANDOM % 300)) pid cache; shift 2
+  local bin=$1 m=$2 serve n=$3 port=$((19600 + RANDOM % 300)) pid cache
+  read -r -a serve <<<"$(mode "$m")"
+  shift 3
   cache="$work/cache-$(basename "$bin")-$(cksum < "$bin" | cut -d' ' -f1)"
   mkdir -p "$cache" && chmod 700 "$cache"
   # The component compiled into the cache first, under valgrind too: the
   # CPU features valgrind reports give another engine hash, so a cache
   # filled outside it would miss and the count would hold a compile.
-  if [ ! -e "$cache/.warm" ]; then
-    valgrind --tool=none "$bin" serve "$component" --addr "127.0.0.1:$port" --workers 1 --no-access-log --cache-dir "$cache" 2>/dev/null & pid=$!
+  if [ ! -e "$cache/.warm-$m" ]; then
+    valgrind --tool=none "$bin" serve "${serve[@]}" --addr "127.0.0.1:$port" --workers 1 --no-access-log --cache-dir "$cache" 2>/dev/null & pid=$!
     wait_port "$port"; kill "$pid"; wait "$pid" 2>/dev/null || true
-    touch "$cache/.warm"
+    touch "$cache/.warm-$m"
   fi
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-    "$bin" serve "$component" --addr "127.0.0.1:$port" --workers 1 --no-access-log --cache-dir "$cache" 2>/dev/null & pid=$!
+    "$bin" serve "${serve[@]}" --addr "127.0.0.1:$port" --workers 1 --no-access-log --cache-dir "$cache" 2>/dev/null & pid=$!
   wait_port "$port"
   h2load "$@" -n "$n" -c 4 "http://127.0.0.1:$port/" | grep -q "status codes: $n 2xx" || { echo "bench/instructions.sh: not every request answered 2xx" >&2; exit 1; }
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^totals:/ { print $2 }' "$work/cg.out"
 }
 
-per_request() { # BIN LOAD...
+per_request() { # BIN MODE LOAD...
   local a b
-  a=$(total "$1" "$N1" "${@:2}")
-  b=$(total "$1" "$N2" "${@:2}")
-  [ -z "${VERBOSE:-}" ] || echo "$1 ${*:2}: $a for $N1, $b for $N2" >&2
+  a=$(total "$1" "$2" "$N1" "${@:3}")
+  b=$(total "$1" "$2" "$N2" "${@:3}")
+  [ -z "${VERBOSE:-}" ] || echo "$1 $2 ${*:3}: $a for $N1, $b for $N2" >&2
   echo $(( (b - a) / (N2 - N1) ))
 }
 
-echo "| load | $old | $new | new / old |"
-echo "|---|---|---|---|"
-for load in "HTTP/1.1:--h1" "h2c:-m 8"; do
-  label=${load%%:*}
-  # shellcheck disable=SC2086 # the load's flags are words
-  o=$(per_request "$old" ${load#*:})
-  # shellcheck disable=SC2086
-  n=$(per_request "$new" ${load#*:})
-  echo "| $label | $o | $n | $(awk -v a="$n" -v b="$o" 'BEGIN { printf "%.3f", a / b }') |"
+echo "| mode | load | $old | $new | new / old |"
+echo "|---|---|---|---|---|"
+for m in $MODES; do
+  for load in "HTTP/1.1:--h1" "h2c:-m 8"; do
+    label=${load%%:*}
+    # shellcheck disable=SC2086 # the load's flags are words
+    o=$(per_request "$old" "$m" ${load#*:})
+    # shellcheck disable=SC2086
+    n=$(per_request "$new" "$m" ${load#*:})
+    echo "| $m | $label | $o | $n | $(awk -v a="$n" -v b="$o" 'BEGIN { printf "%.3f", a / b }') |"
+  done
 done

@@ -33,6 +33,7 @@ pub mod config;
 mod error;
 #[cfg(test)]
 mod fuzz;
+mod head;
 pub mod http;
 mod ids;
 pub mod lifecycle;

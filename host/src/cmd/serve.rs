@@ -18,7 +18,7 @@ use super::say;
 use super::signals::stop_on_signals;
 
 /// Everything `serve` set up before serving: what it serves and how.
-struct Ready {
+struct Prepared {
     server: Server,
     tls: Option<Tls>,
     reloader: Option<Reloader>,
@@ -44,9 +44,9 @@ pub fn run(mut settings: ServeSettings) -> anyhow::Result<()> {
     if let Some(file) = &file {
         settings.apply_file(file);
     }
-    let ready = prepare(&settings, file.as_ref())?;
+    let prepared = prepare(&settings, file.as_ref())?;
     if settings.reuse_port {
-        return serve_per_core(&settings, ready);
+        return serve_per_core(&settings, prepared);
     }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.workers.get())
@@ -55,11 +55,11 @@ pub fn run(mut settings: ServeSettings) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    tokio.block_on(serve(&settings, ready))
+    tokio.block_on(serve(&settings, prepared))
 }
 
 /// The server, its certificates and its sockets, checked and bound.
-fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Result<Ready> {
+fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Result<Prepared> {
     let versions = settings.server.http.versions;
     let mut tls = match &settings.tls {
         None => None,
@@ -118,7 +118,7 @@ fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Resul
         (Listen::Addr(_), None) => None,
     };
     let listener = listen.map(catshost::net::listener_from_fd).transpose()?;
-    Ok(Ready {
+    Ok(Prepared {
         server,
         tls,
         reloader,
@@ -160,14 +160,14 @@ fn build_tenants(
 }
 
 /// Serves on the current (multi-threaded) runtime until the server stops.
-async fn serve(settings: &ServeSettings, ready: Ready) -> anyhow::Result<()> {
-    let Ready {
+async fn serve(settings: &ServeSettings, prepared: Prepared) -> anyhow::Result<()> {
+    let Prepared {
         server,
         tls,
         reloader,
         admin,
         listener,
-    } = ready;
+    } = prepared;
     let signals = tokio::spawn(stop_on_signals(server.stop().clone()));
     if let Some(reloader) = reloader {
         // SIGHUP is handled from here on (it would end the process).
@@ -188,16 +188,16 @@ async fn serve(settings: &ServeSettings, ready: Ready) -> anyhow::Result<()> {
 
 /// Per-core mode: the first worker also handles the signals, serves the
 /// admin endpoints and announces readiness.
-fn serve_per_core(settings: &ServeSettings, ready: Ready) -> anyhow::Result<()> {
-    let (Listen::Addr(addr), None) = (settings.listen, &ready.listener) else {
+fn serve_per_core(settings: &ServeSettings, prepared: Prepared) -> anyhow::Result<()> {
+    let (Listen::Addr(addr), None) = (settings.listen, &prepared.listener) else {
         anyhow::bail!(
             "--reuse-port binds its own sockets: it cannot serve on --listen-fd or a socket \
              systemd passed (LISTEN_FDS)"
         );
     };
-    let Ready {
+    let Prepared {
         server, tls, admin, ..
-    } = ready;
+    } = prepared;
     let (first, https, ready_file) = (server.clone(), tls.is_some(), settings.ready_file.clone());
     server
         .serve_per_core(addr, settings.workers.get(), tls, move || {

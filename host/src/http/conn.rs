@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use super::body::IncomingBody;
 use super::upgrade::{Dispatched, UpgradeRun};
-use super::watchdog::{Activity, Closed, InFlight, Timeouts, Tracked, Watched};
+use super::watchdog::{ActiveRequest, Activity, Cut, Timeouts, Tracked, Watched};
 use super::{Dispatch, ResponseBody};
 use crate::config::{HttpSettings, HttpVersions};
 
@@ -168,7 +168,7 @@ impl ConnBuilder {
         &self.upgraded
     }
 
-    /// Serves `io` (over the TCP socket `socket`) until the client closes
+    /// Serves `io` (a TCP socket, or TLS over one) until the client closes
     /// it, the connection fails, a graceful stop (through `watcher`) lets it
     /// finish, or its [watchdog](super::watchdog) closes it (the reason is
     /// returned); then until the runs of the upgrades it accepted (a
@@ -179,17 +179,16 @@ impl ConnBuilder {
     pub(crate) async fn serve<I>(
         &self,
         io: I,
-        socket: std::os::fd::RawFd,
         protocol: Protocol,
         dispatch: Arc<Dispatch>,
         conn: ConnInfo,
         watcher: Watcher,
-    ) -> Option<Closed>
+    ) -> Option<Cut>
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        I: AsyncRead + AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static,
     {
         let activity = Activity::new();
-        let io = Tracked::new(io, socket, activity.clone());
+        let io = Tracked::new(io, activity.clone());
         let peer = conn.peer;
         let (upgrades, mut accepted) = tokio::sync::mpsc::unbounded_channel();
         let service = service(dispatch, conn, activity.clone(), upgrades);
@@ -254,7 +253,7 @@ fn service(
     dispatch: Arc<Dispatch>,
     conn: ConnInfo,
     activity: Arc<Activity>,
-    upgrades: UnboundedSender<(UpgradeRun, InFlight)>,
+    upgrades: UnboundedSender<(UpgradeRun, ActiveRequest)>,
 ) -> impl Service<
     http::Request<Incoming>,
     Response = WatchedResponse,
@@ -283,7 +282,7 @@ fn service(
 
 /// An upgrade's run, counted as a request in flight of its connection (for
 /// the watchdog) until it ends.
-async fn counted(run: UpgradeRun, in_flight: InFlight) {
+async fn counted(run: UpgradeRun, in_flight: ActiveRequest) {
     run.await;
     drop(in_flight);
 }

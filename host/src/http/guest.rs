@@ -43,13 +43,13 @@ pub(crate) struct GuestTasks {
     cancel: CancellationToken,
     /// The WebSocket handlers' instances: a stop waits for them after the
     /// sockets, so every guest hears of its sockets' close.
-    sockets: TaskTracker,
+    websockets: TaskTracker,
 }
 
 impl GuestTasks {
     /// Where WebSocket handlers' instances run.
-    pub(crate) fn sockets(&self) -> &TaskTracker {
-        &self.sockets
+    pub(crate) fn websockets(&self) -> &TaskTracker {
+        &self.websockets
     }
 
     /// No more tasks will be spawned; [`GuestTasks::wait`] can now finish.

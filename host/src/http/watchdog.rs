@@ -21,7 +21,7 @@
 //! [`MAX_BUFFERED`] (HTTP/2 buffers up to ~400 KiB per stream, 200 streams
 //! a connection, without it).
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -53,9 +53,9 @@ pub(crate) struct Timeouts {
     pub(crate) write: Duration,
 }
 
-/// Why the watchdog closed a connection.
+/// Why the watchdog cut a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Closed {
+pub(crate) enum Cut {
     /// No request within the header read timeout of the connection's start.
     NoRequest,
     /// No request in flight for the idle timeout.
@@ -65,13 +65,13 @@ pub(crate) enum Closed {
     NotReading,
 }
 
-impl Closed {
+impl Cut {
     /// The metric label and log text.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Closed::NoRequest => "no_request",
-            Closed::Idle => "idle",
-            Closed::NotReading => "not_reading",
+            Cut::NoRequest => "no_request",
+            Cut::Idle => "idle",
+            Cut::NotReading => "not_reading",
         }
     }
 }
@@ -160,17 +160,17 @@ impl Activity {
 
     /// A request has started; it is in flight until the guard (moved into
     /// its response's body by [`Watched::new`]) is dropped.
-    pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn request_started(self: &Arc<Self>) -> ActiveRequest {
         self.started.store(true, Ordering::Relaxed);
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.kicked.store(true, Ordering::Release);
             self.watchdog.wake();
         }
-        InFlight(self.clone())
+        ActiveRequest(self.clone())
     }
 
     /// Waits until the connection breaks one of `timeouts`, and says which.
-    pub(crate) async fn watch(&self, timeouts: Timeouts) -> Closed {
+    pub(crate) async fn watch(&self, timeouts: Timeouts) -> Cut {
         let tick = MAX_TICK
             .min(timeouts.write / 4)
             .max(Duration::from_millis(10));
@@ -190,7 +190,7 @@ impl Activity {
                 Ok(Some(deadline)) => deadline,
                 Ok(None) => now + tick,
                 Err(closed) => {
-                    if closed == Closed::NotReading {
+                    if closed == Cut::NotReading {
                         self.reset.store(true, Ordering::Release);
                     }
                     return closed;
@@ -204,23 +204,23 @@ impl Activity {
     /// at a deadline while no request is in flight (a starting request wakes
     /// the watchdog), else at the next tick (`None`: data can stall any
     /// time).
-    fn check(&self, now: Duration, timeouts: Timeouts) -> Result<Option<Duration>, Closed> {
+    fn check(&self, now: Duration, timeouts: Timeouts) -> Result<Option<Duration>, Cut> {
         let at = |stamp: u64| Duration::from_millis(stamp.saturating_sub(1));
         let past = |since: Duration, timeout: Duration| now.saturating_sub(since) >= timeout;
         if !self.started.load(Ordering::Relaxed) {
             if past(Duration::ZERO, timeouts.first_request) {
-                return Err(Closed::NoRequest);
+                return Err(Cut::NoRequest);
             }
             return Ok(Some(timeouts.first_request));
         }
         let blocked = self.write_blocked_since.load(Ordering::Relaxed);
         if blocked != 0 && past(at(blocked), timeouts.write) {
-            return Err(Closed::NotReading);
+            return Err(Cut::NotReading);
         }
         if self.in_flight.load(Ordering::Acquire) == 0 {
             let idle_since = at(self.idle_since.load(Ordering::Acquire));
             if past(idle_since, timeouts.idle) {
-                return Err(Closed::Idle);
+                return Err(Cut::Idle);
             }
             // While blocked, look again at the tick.
             return Ok((blocked == 0).then_some(idle_since + timeouts.idle));
@@ -236,7 +236,7 @@ impl Activity {
             None => false,
         });
         match stalled {
-            true => Err(Closed::NotReading),
+            true => Err(Cut::NotReading),
             false => Ok(None),
         }
     }
@@ -249,10 +249,11 @@ fn stamp(elapsed: Duration) -> u64 {
         .saturating_add(1)
 }
 
-/// One request in flight on its connection.
-pub(crate) struct InFlight(Arc<Activity>);
+/// One request in flight on its connection: the connection is not idle
+/// while it lives.
+pub(crate) struct ActiveRequest(Arc<Activity>);
 
-impl Drop for InFlight {
+impl Drop for ActiveRequest {
     fn drop(&mut self) {
         let activity = &self.0;
         if activity.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -273,16 +274,19 @@ pub(crate) struct Tracked<I> {
     socket: RawFd,
 }
 
-impl<I> Tracked<I> {
-    /// `socket` is the TCP socket under `io`.
-    pub(crate) fn new(io: I, socket: RawFd, activity: Arc<Activity>) -> Self {
+impl<I: AsRawFd> Tracked<I> {
+    /// `io` (a TCP socket, or TLS over one), its activity kept in
+    /// `activity`.
+    pub(crate) fn new(io: I, activity: Arc<Activity>) -> Self {
         Self {
+            socket: io.as_raw_fd(),
             io,
             activity,
-            socket,
         }
     }
+}
 
+impl<I> Tracked<I> {
     fn wrote(&self, poll: &Poll<std::io::Result<usize>>) {
         let blocked = &self.activity.write_blocked_since;
         match poll {
@@ -402,7 +406,7 @@ pub(crate) struct Watched<B> {
     body: B,
     clock: Arc<BodyClock>,
     waker: Waker,
-    in_flight: InFlight,
+    in_flight: ActiveRequest,
     /// An HTTP/1 response: one that fails ends its connection, which is
     /// then reset.
     http1: bool,
@@ -410,7 +414,7 @@ pub(crate) struct Watched<B> {
 
 impl<B> Watched<B> {
     /// `http1`: the response of an HTTP/1 request.
-    pub(crate) fn new(body: B, in_flight: InFlight, http1: bool) -> Self {
+    pub(crate) fn new(body: B, in_flight: ActiveRequest, http1: bool) -> Self {
         let clock = Arc::new(BodyClock {
             activity: Arc::downgrade(&in_flight.0),
             owed_since: AtomicU64::new(0),
@@ -510,9 +514,9 @@ mod tests {
     async fn a_connection_without_a_request_closes_at_the_header_read_timeout() {
         let activity = Activity::new();
         assert_eq!(activity.check(secs(1), TIMEOUTS), Ok(Some(secs(2))));
-        assert_eq!(activity.check(secs(2), TIMEOUTS), Err(Closed::NoRequest));
+        assert_eq!(activity.check(secs(2), TIMEOUTS), Err(Cut::NoRequest));
         let started = Instant::now();
-        assert_eq!(activity.watch(TIMEOUTS).await, Closed::NoRequest);
+        assert_eq!(activity.watch(TIMEOUTS).await, Cut::NoRequest);
         assert_eq!(started.elapsed(), secs(2));
     }
 
@@ -526,7 +530,7 @@ mod tests {
         tokio::time::advance(secs(9)).await;
         drop(request);
         assert_eq!(activity.check(secs(14), TIMEOUTS), Ok(Some(secs(15))));
-        assert_eq!(activity.check(secs(15), TIMEOUTS), Err(Closed::Idle));
+        assert_eq!(activity.check(secs(15), TIMEOUTS), Err(Cut::Idle));
     }
 
     #[tokio::test(start_paused = true)]
@@ -539,7 +543,7 @@ mod tests {
         );
         // Owed from the start, never polled.
         assert_eq!(activity.check(secs(2), TIMEOUTS), Ok(None));
-        assert_eq!(activity.check(secs(3), TIMEOUTS), Err(Closed::NotReading));
+        assert_eq!(activity.check(secs(3), TIMEOUTS), Err(Cut::NotReading));
         drop(body);
         assert_eq!(activity.check(secs(3), TIMEOUTS), Ok(Some(secs(5))));
     }
@@ -571,7 +575,7 @@ mod tests {
         // later.
         tx.send_data(bytes::Bytes::from_static(b"x")).await.unwrap();
         assert_eq!(activity.check(secs(12), TIMEOUTS), Ok(None));
-        assert_eq!(activity.check(secs(13), TIMEOUTS), Err(Closed::NotReading));
+        assert_eq!(activity.check(secs(13), TIMEOUTS), Err(Cut::NotReading));
         assert!(futures_util::poll!(poll.as_mut()).is_ready());
     }
 }

@@ -174,7 +174,7 @@ struct Socket {
 }
 
 /// Who closed a socket, and with what.
-struct Closed {
+struct SocketClose {
     code: u16,
     reason: String,
     /// Whether a close frame is still to be sent (the host's or the
@@ -182,7 +182,7 @@ struct Closed {
     send: bool,
 }
 
-impl Closed {
+impl SocketClose {
     fn host(code: u16, reason: &str) -> Self {
         Self {
             code,
@@ -244,7 +244,7 @@ impl Socket {
                 .unwrap_or(last_heard + Duration::from_secs(365 * 24 * 60 * 60));
             tokio::select! {
                 biased;
-                () = self.ws.stop.switched() => break Closed::host(1001, "server stopping"),
+                () = self.ws.stop.switched() => break SocketClose::host(1001, "server stopping"),
                 // What the guest sent goes first: a client that sends
                 // faster than it reads is not read from meanwhile.
                 next = outbox.next() => match next {
@@ -260,16 +260,16 @@ impl Socket {
                         };
                         let sent = tokio::time::timeout(self.ws.write_timeout, sink.send(message));
                         if !matches!(sent.await, Ok(Ok(()))) {
-                            break Closed::answered(1006, String::new());
+                            break SocketClose::answered(1006, String::new());
                         }
                     }
-                    Some(Outgoing::Close(code, reason)) => break Closed { code, reason, send: true },
-                    None => break Closed::host(1011, "the guest failed"),
+                    Some(Outgoing::Close(code, reason)) => break SocketClose { code, reason, send: true },
+                    None => break SocketClose::host(1011, "the guest failed"),
                 },
                 handed = async { handing.as_mut().expect("checked").await }, if handing.is_some() => {
                     handing = None;
                     if handed.is_err() {
-                        break Closed::host(1011, "the guest failed");
+                        break SocketClose::host(1011, "the guest failed");
                     }
                 }
                 frame = stream.next(), if handing.is_none() => {
@@ -280,17 +280,17 @@ impl Socket {
                         // tungstenite answers pings itself.
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                         Some(Ok(Message::Close(frame))) => break match frame {
-                            Some(frame) => Closed::answered(frame.code.into(), frame.reason.to_string()),
-                            None => Closed::answered(1005, String::new()),
+                            Some(frame) => SocketClose::answered(frame.code.into(), frame.reason.to_string()),
+                            None => SocketClose::answered(1005, String::new()),
                         },
                         Some(Err(error)) => break protocol_error(&error),
-                        None => break Closed::answered(1006, String::new()),
+                        None => break SocketClose::answered(1006, String::new()),
                     };
                     messages_in += 1;
                     counted_in.inc();
                     handing = Some(Box::pin(events.message(message)));
                 }
-                () = tokio::time::sleep_until(until) => break Closed::host(1001, "idle"),
+                () = tokio::time::sleep_until(until) => break SocketClose::host(1001, "idle"),
             }
         };
         drop(handing);
@@ -336,16 +336,16 @@ impl Socket {
 /// The close a protocol error gets (RFC 6455, section 7.4.1): 1009 for a
 /// message or frame over the limit, 1007 for text that is not UTF-8, 1002
 /// for the rest; a connection that broke gets none (1006).
-fn protocol_error(error: &tungstenite::Error) -> Closed {
+fn protocol_error(error: &tungstenite::Error) -> SocketClose {
     use tungstenite::error::ProtocolError;
     match error {
         // The connection ended without a close frame.
         tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            Closed::answered(1006, String::new())
+            SocketClose::answered(1006, String::new())
         }
-        tungstenite::Error::Capacity(_) => Closed::host(1009, "message too large"),
-        tungstenite::Error::Utf8(_) => Closed::host(1007, "invalid UTF-8"),
-        tungstenite::Error::Protocol(_) => Closed::host(1002, "protocol error"),
-        _ => Closed::answered(1006, String::new()),
+        tungstenite::Error::Capacity(_) => SocketClose::host(1009, "message too large"),
+        tungstenite::Error::Utf8(_) => SocketClose::host(1007, "invalid UTF-8"),
+        tungstenite::Error::Protocol(_) => SocketClose::host(1002, "protocol error"),
+        _ => SocketClose::answered(1006, String::new()),
     }
 }

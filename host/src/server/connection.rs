@@ -24,7 +24,6 @@ impl Inner {
         let _slot = slot;
         let settings = &self.builder.settings;
         let (stream, peer) = (accepted.stream, accepted.peer);
-        let socket = std::os::fd::AsRawFd::as_raw_fd(&stream);
         let versions = settings.http.versions;
         let Some(tls) = tls else {
             // The watchdog closes it if no request comes within the header
@@ -35,7 +34,7 @@ impl Inner {
                 sni: None,
             };
             let protocol = Protocol::cleartext(versions);
-            return self.http(stream, socket, protocol, conn, watcher).await;
+            return self.http(stream, protocol, conn, watcher).await;
         };
         // In the connection's task, under a timeout: a client that never
         // finishes its handshake holds nothing but its own task.
@@ -63,26 +62,22 @@ impl Inner {
             tls: true,
             sni,
         };
-        self.http(stream, socket, protocol, conn, watcher).await;
+        self.http(stream, protocol, conn, watcher).await;
     }
 
-    /// HTTP over `io` (the TCP socket `socket`, or TLS over it), counting a
-    /// close by its watchdog.
-    async fn http<I>(
-        &self,
-        io: I,
-        socket: std::os::fd::RawFd,
-        protocol: Protocol,
-        conn: ConnInfo,
-        watcher: Watcher,
-    ) where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    /// HTTP over `io` (a TCP socket, or TLS over one), counting a close by
+    /// its watchdog.
+    async fn http<I>(&self, io: I, protocol: Protocol, conn: ConnInfo, watcher: Watcher)
+    where
+        I: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + std::os::fd::AsRawFd
+            + Unpin
+            + Send
+            + 'static,
     {
         let dispatch = self.dispatch.clone();
-        let closed = self
-            .conn
-            .serve(io, socket, protocol, dispatch, conn, watcher)
-            .await;
+        let closed = self.conn.serve(io, protocol, dispatch, conn, watcher).await;
         if let Some(closed) = closed {
             self.builder.metrics.connection_closed(closed.as_str());
         }

@@ -226,8 +226,8 @@ impl Server {
             upgraded.close();
             upgraded.wait().await;
             // Then the WebSocket handlers hear of their sockets' close.
-            inner.tasks.sockets().close();
-            inner.tasks.sockets().wait().await;
+            inner.tasks.websockets().close();
+            inner.tasks.websockets().wait().await;
         })
         .await;
         if finished.is_err() {

@@ -96,7 +96,7 @@ fn live(builder: &Builder, server: &ServerParts, tenant: Tenant, before: CarryOv
         &tenant.component,
         sandbox.clone(),
         limits.socket_limits(),
-        server.tasks.sockets().clone(),
+        server.tasks.websockets().clone(),
     );
     LiveTenant::new(
         name,

@@ -15,6 +15,7 @@ use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::upgrade::OnUpgrade;
 
 use super::ResponseBody;
+use crate::head::clone_head;
 
 pub(super) mod hook;
 
@@ -151,12 +152,7 @@ impl Asked {
             }
             _ => None,
         };
-        let mut head = http::Request::new(());
-        *head.method_mut() = req.method().clone();
-        *head.uri_mut() = req.uri().clone();
-        *head.version_mut() = req.version();
-        *head.headers_mut() = req.headers().clone();
-        let (head, ()) = head.into_parts();
+        let head = clone_head(req.method(), req.uri(), req.version(), req.headers());
         Some(Self {
             protocol,
             version: req.version(),

@@ -110,6 +110,7 @@ impl Sandbox {
     /// store (an instance that grew its memory to 128 MiB takes
     /// milliseconds to give it back), so that a tenant whose guests fail
     /// fast cannot take the workers with the host's work for them.
+    #[inline]
     pub(crate) fn rationed<F>(&self, guest: F) -> BoxFuture<'static, F::Output>
     where
         F: Future + Send + 'static,

@@ -3,6 +3,7 @@
 //! guest's `handle` under the request deadline, and the answer handed out.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use http_body_util::BodyExt;
 use wasmtime::Store;
@@ -106,10 +107,11 @@ impl P2Instance {
                 let ProxyPre::P2(pre) = pre.proxy() else {
                     unreachable!("a WASI 0.2 strategy serves a WASI 0.2 component")
                 };
-                let (made, took) =
-                    store::instantiate(sandbox, pre.instantiate_async(&mut *store)).await?;
-                failed.progress().instantiated(took);
-                *proxy = Some(made);
+                let started = Instant::now();
+                *proxy = Some(pre.instantiate_async(&mut *store).await?);
+                failed
+                    .progress()
+                    .instantiated(store::instantiated(sandbox, started));
             }
             let proxy = proxy.as_ref().expect("made above");
             proxy

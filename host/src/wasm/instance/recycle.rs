@@ -27,6 +27,7 @@ use super::Strategy;
 use super::call::{Answer, Call, CallInfo, GuestRequest, Ran, RequestBody, Run};
 use super::p2::{AnswerSlot, P2Instance, respond};
 use crate::error::BoxError;
+use crate::head::clone_head;
 use crate::wasm::compile::GuestPre;
 use crate::wasm::guest::{GuestError, Progress, Sandbox};
 
@@ -199,7 +200,7 @@ impl Strategy for Recycle {
             let (parts, body) = request.into_parts();
             let slot = Arc::new(Mutex::new(Some(body)));
             let again = Retry {
-                parts: clone_head(&parts),
+                parts: clone_head(&parts.method, &parts.uri, parts.version, &parts.headers),
                 body: slot.clone(),
             };
             let body = TakeBack { slot, body: None };
@@ -285,15 +286,6 @@ async fn serve_fresh(
         .await;
     drop(instance);
     result
-}
-
-fn clone_head(parts: &http::request::Parts) -> http::request::Parts {
-    let mut request = http::Request::new(());
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request.into_parts().0
 }
 
 /// A request body that stays in its slot until the guest first reads it.

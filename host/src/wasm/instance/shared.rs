@@ -285,11 +285,12 @@ impl HandlerState for P3Handler {
                     Ok(wasmtime::UpdateDeadline::YieldCustom(1, cpu.tick()))
                 });
             }
-            let instantiate =
-                store::instantiate(&sandbox, pre.proxy().instantiate_async(&mut store));
-            let (proxy, _) = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
+            let started = std::time::Instant::now();
+            let instantiate = pre.proxy().instantiate_async(&mut store);
+            let proxy = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
                 .await
                 .map_err(|_| wasmtime::Error::from(GuestError::Timeout))??;
+            store::instantiated(&sandbox, started);
             Ok(handler::Instance {
                 store,
                 proxy,

@@ -1,5 +1,5 @@
-//! A store for an instance, and making the instance in it: what every
-//! strategy (and the WebSocket layer) does the same way.
+//! A store for an instance, and reporting the instance made in it: what
+//! every strategy (and the WebSocket layer) does the same way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,18 +27,14 @@ pub(crate) fn new(
     Ok(store)
 }
 
-/// Makes an instance with `make` (an `instantiate_async` on a store from
-/// [`new`]) and tells the sandbox's events how long it took; the caller
-/// times it out and records what a failure means for its request.
-pub(crate) async fn instantiate<T>(
-    sandbox: &Sandbox,
-    make: impl Future<Output = wasmtime::Result<T>>,
-) -> wasmtime::Result<(T, Duration)> {
-    let started = Instant::now();
-    let made = make.await?;
+/// Tells the sandbox's events that an instance was made, its making
+/// `started` then, and returns how long it took. (A function, not a wrapper
+/// around the instantiation: wrapping it would move its large future once
+/// more per request.)
+pub(crate) fn instantiated(sandbox: &Sandbox, started: Instant) -> Duration {
     let took = started.elapsed();
     if let Some(events) = &sandbox.events {
         events.created(took);
     }
-    Ok((made, took))
+    took
 }

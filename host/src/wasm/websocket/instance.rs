@@ -164,16 +164,18 @@ impl HandlerInstances {
             rooms: self.rooms.clone(),
             max_message: self.limits.max_message,
         });
+        let started = std::time::Instant::now();
         let made = tokio::time::timeout_at(
             self.sandbox.deadline(),
-            store::instantiate(&self.sandbox, self.pre.instantiate_async(&mut store)),
+            self.pre.instantiate_async(&mut store),
         )
         .await;
         let handler = match made {
-            Ok(Ok((handler, _))) => handler,
+            Ok(Ok(handler)) => handler,
             Ok(Err(error)) => return Err(GuestError::from_wasmtime(error)),
             Err(_) => return Err(GuestError::Timeout),
         };
+        store::instantiated(&self.sandbox, started);
         Ok(Instance { id, store, handler })
     }
 }
