@@ -1,6 +1,7 @@
 //! The tenant config file (`catshost serve --config catshost.toml`): read,
 //! checked whole, and turned into settings. Every mistake is reported with
-//! the file, line and column it is at; docs/config.md documents each key.
+//! the file, line and column it is at. docs/config.md lists each key; a
+//! setting's meaning is the doc of the field it sets (`config/settings.rs`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -84,10 +85,11 @@ pub struct FileConfig {
     /// tenants.
     pub server: ServerSettings,
     /// The most requests of all tenants running at once: the size of the
-    /// instance pool.
+    /// instance pool. Default is [`DEFAULT_MAX_CONCURRENT_REQUESTS`].
     pub max_concurrent_requests: NonZeroUsize,
-    /// The most worker threads one tenant's guests may use at once; `None`
-    /// leaves the choice to the command (cores - 1).
+    /// The most worker threads one tenant's guests may use at once
+    /// ([`ServerSettings::max_tenant_workers`]); `None` leaves the choice to
+    /// the command (`catshost serve`: its workers - 1, at least 1).
     pub tenant_workers: Option<NonZeroUsize>,
     /// The tenants, in the file's order.
     pub tenants: Vec<TenantConfig>,
@@ -127,8 +129,8 @@ pub struct TlsFiles {
     pub at: Location,
 }
 
-/// A tenant's `max_concurrent_requests` when neither it nor `[defaults]`
-/// sets one: a tenth of the instance pool's default, so that one tenant
+/// A tenant's [`max_concurrent_requests`](TenantLimits::max_concurrent_requests)
+/// when neither it nor `[defaults]` sets one: a tenth of the instance pool's default, so that one tenant
 /// cannot take every slot.
 pub const DEFAULT_TENANT_CONCURRENT_REQUESTS: usize = 100;
 

@@ -9,39 +9,47 @@ use std::time::Duration;
 
 use super::outbound::Outbound;
 
-/// How long a guest may run by default (response and body included).
+/// [`InstanceLimits::request_timeout`] by default: 30 seconds.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest linear memory an instance may have by default: 128 MiB.
+/// [`InstanceLimits::max_memory`] by default: 128 MiB.
 pub const DEFAULT_MAX_MEMORY: usize = 128 << 20;
-/// The guest output lines one tenant may log per second by default (and
-/// at once, after a quiet second).
+/// [`TenantLimits::max_log_lines_per_second`] by default: 1000.
+///
+/// [`TenantLimits::max_log_lines_per_second`]: super::TenantLimits::max_log_lines_per_second
 pub const DEFAULT_LOG_LINES_PER_SECOND: u32 = 1000;
 
-/// How long an idle instance is kept for its next request by default.
+/// [`Reuse::idle_instance_timeout`] by default: 1 second.
 pub const DEFAULT_IDLE_INSTANCE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How many requests one WASI 0.3 instance serves by default, in all and at
-/// once (`wasmtime serve`'s defaults).
+/// [`Reuse::max_instance_reuse_count`] by default for a WASI 0.3
+/// component: 128 (`wasmtime serve`'s default).
 pub const DEFAULT_P3_REUSE_COUNT: u32 = 128;
+/// [`Reuse::max_instance_concurrent_reuse_count`] by default: 16
+/// (`wasmtime serve`'s default).
 pub const DEFAULT_P3_CONCURRENT_REUSE_COUNT: u32 = 16;
 
 /// How an instance is reused: how many requests it serves in all and at
 /// once, and how long it is kept idle. Unset counts take the component's
-/// default: a fresh instance for every request for WASI 0.2 components
-/// (nothing one request leaves in memory is seen by the next), and
-/// [`DEFAULT_P3_REUSE_COUNT`] / [`DEFAULT_P3_CONCURRENT_REUSE_COUNT`] for
-/// WASI 0.3 ones, whose world is made for it. Reuse gives up that
-/// isolation between the requests of one tenant: what a request leaves in
-/// the instance's memory (globals, caches, files it wrote to a preopen it
-/// could already write) the next request of the same tenant may see.
-/// Instances are never shared between tenants.
+/// default (each field says which): a fresh instance for every request for
+/// WASI 0.2 components (nothing one request leaves in memory is seen by the
+/// next), reuse for WASI 0.3 ones, whose world is made for it. Reuse gives
+/// up that isolation between the requests of one tenant: what a request
+/// leaves in the instance's memory (globals, caches, files it wrote to a
+/// preopen it could already write) the next request of the same tenant may
+/// see. Instances are never shared between tenants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reuse {
-    /// The most requests one instance serves, in all.
+    /// The most requests one instance serves, in all, before a new one is
+    /// made; above 1, what one request leaves in the instance is seen by
+    /// the tenant's next (docs/reuse.md). Default is the component's: 1 for
+    /// WASI 0.2 (a fresh instance for every request),
+    /// [`DEFAULT_P3_REUSE_COUNT`] for WASI 0.3.
     pub max_instance_reuse_count: Option<u32>,
     /// The most requests one instance serves at once (WASI 0.3 only; a WASI
-    /// 0.2 instance serves one at a time).
+    /// 0.2 instance serves one at a time). Default is
+    /// [`DEFAULT_P3_CONCURRENT_REUSE_COUNT`].
     pub max_instance_concurrent_reuse_count: Option<u32>,
     /// How long an instance with no request is kept for the next one.
+    /// Default is [`DEFAULT_IDLE_INSTANCE_TIMEOUT`].
     pub idle_instance_timeout: Duration,
 }
 
@@ -75,11 +83,14 @@ impl Reuse {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceLimits {
     /// How long the guest may run, from the start of the request to the end
-    /// of its response body. Past it: 504 before the response head, a cut
-    /// response after.
+    /// of its response body (a WebSocket handler: for each event). Past it:
+    /// 504 before the response head, a cut response after, and the instance
+    /// is dropped. Default is [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
-    /// The largest linear memory, in bytes. A guest that grows past it traps
-    /// (500).
+    /// The most linear memory of an instance, in bytes, all its memories
+    /// together (a component of several core modules gets one budget, not
+    /// one per memory). A guest that grows past it traps (500). Default is
+    /// [`DEFAULT_MAX_MEMORY`].
     pub max_memory: usize,
     /// How the instance is reused.
     pub reuse: Reuse,
@@ -101,8 +112,11 @@ impl Default for InstanceLimits {
 /// again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool {
-    /// Instances alive at once; give it the server's
-    /// `max_concurrent_requests` (`config::ServerSettings::pool` does).
+    /// Instances alive at once; give it the most requests running at once
+    /// ([`TenantLimits::pool`] and [`pool`] do).
+    ///
+    /// [`TenantLimits::pool`]: super::TenantLimits::pool
+    /// [`pool`]: super::pool
     pub instances: u32,
     /// The largest linear memory of an instance; give it the server's
     /// `max_memory`.

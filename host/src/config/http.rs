@@ -6,13 +6,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-/// How long a client may take to send a request head by default.
+/// [`HttpSettings::header_read_timeout`] by default: 30 seconds.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a connection with no request in flight stays open by default.
+/// [`HttpSettings::idle_timeout`] by default: 60 seconds.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long data may wait for a client that does not take it by default.
+/// [`HttpSettings::write_timeout`] by default: 30 seconds.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest request head by default: 64 KiB.
+/// [`HttpSettings::max_header_size`] by default: 64 KiB.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 << 10;
 
 /// The HTTP versions a server speaks (Httpcats' `Both | HTTP_1_1 | H2`).
@@ -66,48 +66,57 @@ impl FromStr for HttpVersions {
 }
 
 /// The HTTP settings a server applies to every connection. `None` means
-/// hyper's default, given in each field's documentation.
+/// hyper's default, given in each field's documentation. Each field's doc
+/// is the setting's definition (see `config/settings.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpSettings {
-    /// The versions served. Default is both.
+    /// The versions served; over TLS they are the ALPN list offered (with
+    /// both, a client that offers none gets HTTP/1.1), in cleartext HTTP/2
+    /// is h2c by prior knowledge. Default is [`HttpVersions::Both`].
     pub versions: HttpVersions,
-    /// How long a client may take to send a request head (and how long an
-    /// idle keep-alive connection stays open). Default is 30 seconds.
+    /// How long a client may take to send a request head, and a new
+    /// connection its first request (after its TLS handshake); hyper runs
+    /// it whenever it waits for an HTTP/1 head, so it also closes idle
+    /// HTTP/1 keep-alive connections. Default is
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
-    /// How long a connection with no request in flight stays open (HTTP/1
-    /// keep-alive is also cut at the header read timeout, which hyper runs
-    /// while it waits for the next head). Default is 60 seconds.
+    /// How long a connection with no request in flight stays open, over
+    /// HTTP/1 and HTTP/2 (an HTTP/1 connection waiting for its next head is
+    /// also cut at the header read timeout). Default is 60 seconds.
     pub idle_timeout: Duration,
     /// How long a response's data, or the socket's, may wait for a client
     /// that does not take it (a closed HTTP/2 window or TCP window); past
     /// it the connection is closed. Default is 30 seconds.
     pub write_timeout: Duration,
-    /// The largest request head (HTTP/1, also hyper's read buffer) or header
-    /// list (HTTP/2), in bytes; past it the request gets 431. Default is 64 KiB.
+    /// The largest request head (HTTP/1, also hyper's read buffer, which is
+    /// at least 8 KiB) or header list (HTTP/2), in bytes; past it the
+    /// request gets 431. Default is [`DEFAULT_MAX_HEADER_SIZE`].
     pub max_header_size: usize,
     /// HTTP/1 keep-alive. Default is on.
     pub http1_keep_alive: bool,
-    /// The most headers of an HTTP/1 request. Default (hyper's) is 100.
+    /// The most headers of an HTTP/1 request. Default is hyper's, 100.
     pub http1_max_headers: Option<usize>,
-    /// The most concurrent streams of an HTTP/2 connection. Default (hyper's)
-    /// is 200.
+    /// The most concurrent streams of an HTTP/2 connection; more are
+    /// refused with RST_STREAM. Default is hyper's, 200.
     pub http2_max_concurrent_streams: Option<u32>,
-    /// HTTP/2 initial stream window, in bytes. Default (hyper's) is 1 MiB.
+    /// HTTP/2 initial stream window, in bytes. Default is hyper's, 1 MiB.
     pub http2_initial_stream_window: Option<u32>,
-    /// HTTP/2 initial connection window, in bytes. Default (hyper's) is 1 MiB.
+    /// HTTP/2 initial connection window, in bytes. Default is hyper's, 1 MiB.
     pub http2_initial_connection_window: Option<u32>,
-    /// HTTP/2 largest frame, in bytes. Default (hyper's) is 16 KiB.
+    /// HTTP/2 largest frame, in bytes: 16 KiB to 16 MiB - 1, as HTTP/2
+    /// allows. Default is hyper's, 16 KiB.
     pub http2_max_frame_size: Option<u32>,
-    /// Interval of HTTP/2 keep-alive pings. Default is none (no pings).
+    /// Interval of HTTP/2 keep-alive pings. Default is hyper's, none (no
+    /// pings).
     pub http2_keep_alive_interval: Option<Duration>,
-    /// How long to wait for a keep-alive ping's answer before closing.
-    /// Default (hyper's) is 20 seconds.
+    /// How long to wait for a keep-alive ping's answer before closing (with
+    /// pings only). Default is hyper's, 20 seconds.
     pub http2_keep_alive_timeout: Option<Duration>,
     /// The most streams reset by the client before the server accepted them
-    /// (rapid reset); past it, GOAWAY. Default (hyper's) is 20.
+    /// (rapid reset); past it, GOAWAY. Default is hyper's (h2's), 20.
     pub http2_max_pending_accept_reset_streams: Option<usize>,
     /// The most streams the server resets for protocol errors of the client
-    /// before it closes the connection. Default (hyper's) is 1024.
+    /// before it closes the connection. Default is hyper's, 1024.
     pub http2_max_local_error_reset_streams: Option<usize>,
 }
 

@@ -4,6 +4,25 @@
 //! serve`'s flags and the config file's `[server]`, `[defaults]` and
 //! `[[tenant]]` keys are all read through these tables; the defaults are
 //! the `Default` impls here, and nowhere else.
+//!
+//! Where a setting is described, so that each thing is said once:
+//!
+//! - What it means (unit, what happens past it): the doc comment of its
+//!   field in [`ServerSettings`], [`HttpSettings`], [`TenantLimits`],
+//!   [`InstanceLimits`] or [`Reuse`](super::Reuse). That is the definition;
+//!   the other places link to it or shorten it.
+//! - Its default: the `Default` impl, with the `DEFAULT_*` constant whose
+//!   doc gives the value in words; the field ends "Default is [the
+//!   constant]." (in words where no public one exists: on, none, hyper's).
+//! - The `Builder` setter (`catshost::Builder`): "Sets [the field]." and
+//!   what the setter itself does, then "Default is X." (hyper's way).
+//! - `help` in [`SERVER_SETTINGS`] and [`LIMIT_SETTINGS`]: the short form
+//!   `catshost serve --help` prints, as a terminal cannot follow a link. It
+//!   may leave things out, never say otherwise. Its `[default: ...]` is
+//!   printed from the `Default` impls, except where the field is `None` for
+//!   hyper's own default: then it is written in the help, as in the field.
+//! - docs/config.md: one short line per config key, and the defaults a
+//!   config file changes; it sends the reader here and to `--help`.
 
 use std::time::Duration;
 
@@ -14,29 +33,33 @@ use super::units::{
 };
 use super::{InstanceLimits, Pool, SocketLimits};
 
-/// How long a stop waits for in-flight requests by default.
+/// [`ServerSettings::shutdown_timeout`] by default: 30 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-/// The listen queue length by default.
+/// [`ServerSettings::backlog`] by default: 1024.
 pub const DEFAULT_BACKLOG: u32 = 1024;
-/// The most requests running at once by default.
+/// [`TenantLimits::max_concurrent_requests`] by default (a config file's
+/// tenants take [`DEFAULT_TENANT_CONCURRENT_REQUESTS`]), and a config
+/// file's instance pool, `[server] max_concurrent_requests`: 1024.
+///
+/// [`DEFAULT_TENANT_CONCURRENT_REQUESTS`]: super::file::DEFAULT_TENANT_CONCURRENT_REQUESTS
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
-/// Upgraded connections one tenant may have open at once.
+/// [`TenantLimits::max_upgrades`] by default: 1024.
 pub const DEFAULT_MAX_UPGRADES: usize = 1024;
-/// WebSockets one tenant may have open at once by default.
+/// [`TenantLimits::max_websockets`] by default: 1024.
 pub const DEFAULT_MAX_WEBSOCKETS: usize = 1024;
-/// The largest WebSocket message by default: 64 KiB.
+/// [`TenantLimits::max_websocket_message`] by default: 64 KiB.
 pub const DEFAULT_MAX_WEBSOCKET_MESSAGE: usize = 64 << 10;
-/// How long a WebSocket may go without a frame from its client by default.
+/// [`TenantLimits::websocket_idle_timeout`] by default: 5 minutes.
 pub const DEFAULT_WEBSOCKET_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// The most WebSockets one instance of a handler serves by default.
+/// [`TenantLimits::websocket_sockets_per_instance`] by default: 256.
 pub const DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE: usize = 256;
-/// The most open connections by default.
+/// [`ServerSettings::max_connections`] by default: 10,000.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// The most open connections of one client by default.
+/// [`ServerSettings::max_connections_per_client`] by default: 1024.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 1024;
-/// The largest request body by default: 10 MiB.
+/// [`TenantLimits::max_body_size`] by default: 10 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
-/// How long a TLS handshake may take by default.
+/// [`ServerSettings::tls_handshake_timeout`] by default: 10 seconds.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The settings of a server, its tenants aside: listener, stop, connections,
@@ -45,24 +68,34 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSettings {
     /// How long a stop waits for in-flight requests before cancelling them.
-    /// Default is 30 seconds.
+    /// Default is [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
-    /// The listen queue length of listeners the server binds itself.
-    /// Default is 1024.
+    /// The listen queue length of listeners the server binds itself (not of
+    /// a socket it is given). Default is [`DEFAULT_BACKLOG`].
     pub backlog: u32,
-    /// The most connections open at once; more wait in the listen backlog.
-    /// Default is 10,000.
+    /// The most connections open at once; more wait in the listen backlog
+    /// (a permit is taken before each accept). Default is
+    /// [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
     /// The most connections open at once from one client (an IPv4 address,
     /// or the /64 network of an IPv6 one); more are closed as they are
     /// accepted. Default is 1024.
     pub max_connections_per_client: usize,
-    /// How long a TLS handshake may take. Default is 10 seconds.
+    /// How long a TLS handshake may take; past it the connection is closed.
+    /// The handshake runs in the connection's own task, never in the accept
+    /// loop. Default is [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
     pub tls_handshake_timeout: Duration,
-    /// Whether every request gets an access log line. Default is on.
+    /// Whether every request gets an access log line (an `info` event of
+    /// target `catshost::access`, written when its response ends). Not a
+    /// config key: `catshost serve --no-access-log` turns it off. Default is
+    /// on.
     pub access_log: bool,
-    /// The most worker threads one tenant's guests may run on at once.
-    /// Default is no limit.
+    /// The most worker threads one tenant's guests may run on at once, so
+    /// that a tenant whose guests compute (or loop) cannot take every core
+    /// from the others; each guest gives its worker up at every epoch tick.
+    /// With a config file, `catshost serve` sets it to `[server]
+    /// tenant_workers`, or `--workers` - 1 (at least 1) when the file does
+    /// not say; without one, it sets none. Default is no limit.
     pub max_tenant_workers: Option<usize>,
     /// Versions, timeouts and the HTTP/1 and HTTP/2 tunables.
     pub http: HttpSettings,
@@ -87,48 +120,62 @@ impl Default for ServerSettings {
 /// body size, and how many run at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TenantLimits {
-    /// Time and memory of each instance.
+    /// Time and memory of each instance, and how it is reused.
     pub instance: InstanceLimits,
-    /// The largest request body, in bytes. Default is 10 MiB.
+    /// The largest request body, in bytes: a larger `content-length` gets
+    /// 413 before the guest runs; a body without one is counted as it
+    /// streams and stops the guest when it goes past (413, or a cut
+    /// response once the guest has answered). Default is
+    /// [`DEFAULT_MAX_BODY_SIZE`].
     pub max_body_size: u64,
-    /// The most of the tenant's requests running at once; more get 503.
-    /// Default is 1024.
+    /// The most of the tenant's requests running at once; more get 503
+    /// with `Retry-After`. Default is [`DEFAULT_MAX_CONCURRENT_REQUESTS`]; a
+    /// config file's tenants take
+    /// [`DEFAULT_TENANT_CONCURRENT_REQUESTS`](super::file::DEFAULT_TENANT_CONCURRENT_REQUESTS)
+    /// unless it says otherwise.
     pub max_concurrent_requests: usize,
     /// The most of the tenant's requests admitted per second (a token
     /// bucket holding a second's worth); more get 429 with `Retry-After`.
     /// Default is no limit.
     pub max_requests_per_second: Option<u32>,
-    /// Whether the tenant is out of service: its requests get 503 without
-    /// reaching its guests (a reload turns it on or off). Default is no.
+    /// Whether the tenant is out of service: its requests get 503 with
+    /// `Retry-After` without reaching its guests. In a config file, a reload
+    /// turns it on or off without a restart. Default is no.
     pub out_of_service: bool,
     /// Whether the tenant's guests may accept upgrades, handed to the
     /// library's [`Builder::upgrade`](crate::Builder::upgrade) hook. Not a
     /// flag or a config key: a library user sets it. Default is no.
     pub allow_upgrade: bool,
     /// The most upgraded connections (HTTP/2: streams) of the tenant open
-    /// at once; past it an upgrade request gets 503 before its guest runs.
-    /// Default is 1024.
+    /// at once; past it an upgrade request gets 503 with `Retry-After`
+    /// before its guest runs. Not a flag or a config key. Default is 1024.
     pub max_upgrades: usize,
     /// The most lines of guest output (stdout and stderr together) the
-    /// tenant's guests log per second; past it lines are dropped and
-    /// counted. Default is 1000.
+    /// tenant's guests log per second, in a burst of up to a second's worth;
+    /// past it lines are dropped, and counted in a warning. The warnings of
+    /// outgoing requests the host denies its guests count against it too.
+    /// Default is [`DEFAULT_LOG_LINES_PER_SECOND`](super::DEFAULT_LOG_LINES_PER_SECOND).
     pub max_log_lines_per_second: u32,
     /// Whether WebSocket upgrades go to the component's WebSocket handler
     /// (`catshost:websocket/handler`), when it exports one. Default is yes;
     /// a config file's tenants accept WebSockets only when their entry
-    /// says so.
+    /// says so (and a component that exports no handler is then refused).
     pub websockets: bool,
     /// The most WebSockets of the tenant open at once; past it an upgrade
-    /// gets 503. Default is 1024.
+    /// gets 503 with `Retry-After` before the guest's `open` runs. Default is
+    /// [`DEFAULT_MAX_WEBSOCKETS`].
     pub max_websockets: usize,
     /// The largest WebSocket message (or frame), in bytes, either way; a
-    /// client's larger one closes its socket with 1009. Default is 64 KiB.
+    /// client's larger one closes its socket with 1009, a guest's gets
+    /// `too-large`. Default is [`DEFAULT_MAX_WEBSOCKET_MESSAGE`].
     pub max_websocket_message: usize,
     /// How long a WebSocket may go without a frame from its client before
-    /// the host closes it with 1001. Default is 5 minutes.
+    /// the host closes it with 1001. Default is
+    /// [`DEFAULT_WEBSOCKET_IDLE_TIMEOUT`].
     pub websocket_idle_timeout: Duration,
-    /// The most WebSockets one instance of the handler serves. Default is
-    /// 256; 1 gives every socket an instance of its own.
+    /// The most WebSockets one instance of the handler serves; 1 gives
+    /// every socket an instance of its own (one failing takes no other
+    /// down). Default is [`DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE`].
     pub websocket_sockets_per_instance: usize,
 }
 
@@ -189,8 +236,9 @@ impl TenantLimits {
     }
 }
 
-/// One setting: its name, what it means, and how its text is read into `T`
-/// (a [`ServerSettings`] or [`TenantLimits`]).
+/// One setting: its name, its help, and how its text is read into `T`
+/// (a [`ServerSettings`] or [`TenantLimits`]). What it means is the doc of
+/// the field it sets.
 pub struct Setting<T> {
     /// The config key; the flag is `--` and the key with dashes.
     pub key: &'static str,
@@ -198,7 +246,8 @@ pub struct Setting<T> {
     pub value_name: &'static str,
     /// The `--help` section, if not the main one.
     pub heading: Option<&'static str>,
-    /// What it means.
+    /// What it means, in short, for `--help`: the field's doc is the
+    /// definition, and this may leave things out but never say otherwise.
     pub help: &'static str,
     set: fn(&mut T, &str) -> Result<(), String>,
     show: fn(&T) -> Option<String>,
@@ -302,7 +351,7 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
         "HTTP/2 initial connection window [default: 1MiB]."),
     setting!(http2_max_frame_size: [http.http2_max_frame_size] "SIZE",
         |t| parse_frame_size(t).map(Some), unset, HTTP,
-        "HTTP/2 largest frame, 16KiB to 16MiB [default: 16KiB]."),
+        "HTTP/2 largest frame, 16KiB to 16MiB - 1 [default: 16KiB]."),
     setting!(http2_keep_alive_interval: [http.http2_keep_alive_interval] "TIME",
         |t| parse_duration(t).map(Some), unset, HTTP,
         "Interval of HTTP/2 keep-alive pings [default: no pings]."),
@@ -327,8 +376,8 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
          504, or a cut response once the head is sent."),
     setting!(max_memory: [instance.max_memory] "SIZE", parse_memory,
         |v: &usize| Some(show_size(*v as u64)), LIMITS,
-        "The largest linear memory of an instance (bytes, KiB, MiB, GiB; at most 4GiB); a \
-         guest that grows past it gets 500."),
+        "The most linear memory of an instance, all its memories together (bytes, KiB, MiB, \
+         GiB; at most 4GiB); a guest that grows past it gets 500."),
     setting!(max_body_size: [max_body_size] "SIZE", parse_size, |v: &u64| Some(show_size(*v)),
         LIMITS, "The largest request body; larger ones get 413."),
     setting!(max_concurrent_requests: [max_concurrent_requests] "N", parse_nonzero, count,
@@ -338,8 +387,8 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
         "The most requests admitted per second (a burst of up to a second's worth); more get \
          429 with Retry-After [default: no limit]."),
     setting!(out_of_service: [out_of_service] "BOOL", parse_bool, count, LIMITS,
-        "Take the tenant out of service: its requests get 503 without reaching its guests; a \
-         reload puts it back."),
+        "Take the tenant out of service: its requests get 503 with Retry-After without \
+         reaching its guests (in a config file, a reload turns it on or off)."),
     setting!(max_log_lines_per_second: [max_log_lines_per_second] "N", parse_reuse_count, count,
         LIMITS, "The most lines of guest output (stdout and stderr) logged per second; past it \
          lines are dropped, and counted in a warning."),

@@ -110,9 +110,7 @@ impl Builder {
         self
     }
 
-    /// The most worker threads one tenant's guests may run on at once, so
-    /// that a tenant whose guests compute (or loop) cannot take every core
-    /// from the others. Each guest gives its worker up at every epoch tick.
+    /// Sets [`ServerSettings::max_tenant_workers`].
     ///
     /// Default is no limit.
     pub fn max_tenant_workers(&mut self, workers: Option<usize>) -> &mut Self {
@@ -128,8 +126,7 @@ impl Builder {
         self
     }
 
-    /// Whether every request gets an access log line (an `info` event of
-    /// target `catshost::access`, written when its response ends).
+    /// Sets [`ServerSettings::access_log`].
     ///
     /// Default is on.
     pub fn access_log(&mut self, on: bool) -> &mut Self {
@@ -153,7 +150,7 @@ impl Builder {
         self
     }
 
-    /// The HTTP versions served: over TLS they are the ALPN list.
+    /// Sets [`HttpSettings::versions`].
     ///
     /// Default is [`HttpVersions::Both`].
     pub fn http_versions(&mut self, versions: HttpVersions) -> &mut Self {
@@ -161,59 +158,59 @@ impl Builder {
         self
     }
 
-    /// How long a TLS handshake may take; past it the connection is closed.
-    /// The handshake runs in the connection's own task, never in the accept
-    /// loop.
+    /// Sets [`ServerSettings::tls_handshake_timeout`].
     ///
-    /// Default is 10 seconds.
+    /// Default is [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
+    ///
+    /// [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`]: crate::config::DEFAULT_TLS_HANDSHAKE_TIMEOUT
     pub fn tls_handshake_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.settings.tls_handshake_timeout = timeout;
         self
     }
 
-    /// How long a guest may run for one request, response body included.
-    /// Past it the request gets 504 (or, once the response head is sent, a
-    /// cut response) and the instance is dropped.
+    /// Sets [`InstanceLimits::request_timeout`].
     ///
-    /// Default is 30 seconds.
+    /// Default is [`DEFAULT_REQUEST_TIMEOUT`].
+    ///
+    /// [`InstanceLimits::request_timeout`]: crate::config::InstanceLimits::request_timeout
+    /// [`DEFAULT_REQUEST_TIMEOUT`]: crate::config::DEFAULT_REQUEST_TIMEOUT
     pub fn request_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.limits.instance.request_timeout = timeout;
         self
     }
 
-    /// The largest linear memory an instance may grow to, in bytes; a guest
-    /// that grows past it traps (500).
+    /// Sets [`InstanceLimits::max_memory`].
     ///
-    /// Default is 128 MiB.
+    /// Default is [`DEFAULT_MAX_MEMORY`].
+    ///
+    /// [`InstanceLimits::max_memory`]: crate::config::InstanceLimits::max_memory
+    /// [`DEFAULT_MAX_MEMORY`]: crate::config::DEFAULT_MAX_MEMORY
     pub fn max_memory(&mut self, bytes: usize) -> &mut Self {
         self.limits.instance.max_memory = bytes;
         self
     }
 
-    /// How instances are reused: how many requests one serves in all and at
-    /// once, and how long one is kept idle ([`Reuse`]).
+    /// Sets [`InstanceLimits::reuse`]: how instances are reused.
     ///
-    /// Default: a fresh instance for every request of a WASI 0.2
-    /// component; 128 requests, 16 at once, for a WASI 0.3 one; idle
-    /// instances kept 1 second.
+    /// Default is [`Reuse::default`], as each field of [`Reuse`] says.
+    ///
+    /// [`InstanceLimits::reuse`]: crate::config::InstanceLimits::reuse
     pub fn reuse(&mut self, reuse: Reuse) -> &mut Self {
         self.limits.instance.reuse = reuse;
         self
     }
 
-    /// The largest request body, in bytes: a larger `content-length` gets 413
-    /// before the guest runs; a body without one is counted as it streams
-    /// and stops the guest when it goes past (413, or a cut response once
-    /// the guest has answered).
+    /// Sets [`TenantLimits::max_body_size`].
     ///
-    /// Default is 10 MiB.
+    /// Default is [`DEFAULT_MAX_BODY_SIZE`].
+    ///
+    /// [`DEFAULT_MAX_BODY_SIZE`]: crate::config::DEFAULT_MAX_BODY_SIZE
     pub fn max_body_size(&mut self, bytes: u64) -> &mut Self {
         self.limits.max_body_size = bytes;
         self
     }
 
-    /// The most requests admitted per second (a token bucket holding a
-    /// second's worth); more get 429 with `Retry-After`.
+    /// Sets [`TenantLimits::max_requests_per_second`].
     ///
     /// Default is no limit.
     pub fn max_requests_per_second(&mut self, rate: Option<u32>) -> &mut Self {
@@ -221,17 +218,17 @@ impl Builder {
         self
     }
 
-    /// The most lines of guest output (stdout and stderr together) logged
-    /// per second; past it lines are dropped, and counted in a warning.
+    /// Sets [`TenantLimits::max_log_lines_per_second`].
     ///
-    /// Default is 1000.
+    /// Default is [`DEFAULT_LOG_LINES_PER_SECOND`].
+    ///
+    /// [`DEFAULT_LOG_LINES_PER_SECOND`]: crate::config::DEFAULT_LOG_LINES_PER_SECOND
     pub fn max_log_lines_per_second(&mut self, lines: u32) -> &mut Self {
         self.limits.max_log_lines_per_second = lines;
         self
     }
 
-    /// Takes the tenant out of service: its requests get 503 without
-    /// reaching its guests.
+    /// Sets [`TenantLimits::out_of_service`].
     ///
     /// Default is in service.
     pub fn out_of_service(&mut self, out: bool) -> &mut Self {
@@ -239,35 +236,37 @@ impl Builder {
         self
     }
 
-    /// The most requests running at once; more get 503 with `Retry-After`.
+    /// Sets [`TenantLimits::max_concurrent_requests`].
     ///
-    /// Default is 1024.
+    /// Default is [`DEFAULT_MAX_CONCURRENT_REQUESTS`].
+    ///
+    /// [`DEFAULT_MAX_CONCURRENT_REQUESTS`]: crate::config::DEFAULT_MAX_CONCURRENT_REQUESTS
     pub fn max_concurrent_requests(&mut self, max: usize) -> &mut Self {
         self.limits.max_concurrent_requests = max;
         self
     }
 
-    /// The most connections open at once; more wait in the listen backlog.
+    /// Sets [`ServerSettings::max_connections`].
     ///
-    /// Default is 10,000.
+    /// Default is [`DEFAULT_MAX_CONNECTIONS`].
+    ///
+    /// [`DEFAULT_MAX_CONNECTIONS`]: crate::config::DEFAULT_MAX_CONNECTIONS
     pub fn max_connections(&mut self, max: usize) -> &mut Self {
         self.settings.max_connections = max;
         self
     }
 
-    /// How long a client may take to send a request head, and a new
-    /// connection its first request (after its TLS handshake); also how
-    /// long an idle HTTP/1 keep-alive connection stays open.
+    /// Sets [`HttpSettings::header_read_timeout`].
     ///
-    /// Default is 30 seconds.
+    /// Default is [`DEFAULT_HEADER_READ_TIMEOUT`].
+    ///
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`]: crate::config::DEFAULT_HEADER_READ_TIMEOUT
     pub fn header_read_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.settings.http.header_read_timeout = timeout;
         self
     }
 
-    /// How long a connection with no request in flight stays open, over
-    /// HTTP/1 and HTTP/2 (an HTTP/1 connection waiting for its next head is
-    /// also cut at the header read timeout).
+    /// Sets [`HttpSettings::idle_timeout`].
     ///
     /// Default is 60 seconds.
     pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
@@ -275,9 +274,7 @@ impl Builder {
         self
     }
 
-    /// How long a response's data may wait for a client that does not take
-    /// it: the socket refuses the host's bytes, or an HTTP/2 window stays
-    /// closed. Past it the connection is closed.
+    /// Sets [`HttpSettings::write_timeout`].
     ///
     /// Default is 30 seconds.
     pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
@@ -285,9 +282,7 @@ impl Builder {
         self
     }
 
-    /// The most connections open at once from one client (an IPv4
-    /// address, or the /64 network of an IPv6 one); more are closed as soon
-    /// as they are accepted.
+    /// Sets [`ServerSettings::max_connections_per_client`]; 0 is taken as 1.
     ///
     /// Default is 1024.
     pub fn max_connections_per_client(&mut self, max: usize) -> &mut Self {
@@ -295,26 +290,31 @@ impl Builder {
         self
     }
 
-    /// The largest request head (HTTP/1) or header list (HTTP/2), in bytes;
-    /// larger ones get 431.
+    /// Sets [`HttpSettings::max_header_size`].
     ///
-    /// Default is 64 KiB.
+    /// Default is [`DEFAULT_MAX_HEADER_SIZE`].
+    ///
+    /// [`DEFAULT_MAX_HEADER_SIZE`]: crate::config::DEFAULT_MAX_HEADER_SIZE
     pub fn max_header_size(&mut self, bytes: usize) -> &mut Self {
         self.settings.http.max_header_size = bytes;
         self
     }
 
-    /// How long a stop waits for in-flight requests before cancelling them.
+    /// Sets [`ServerSettings::shutdown_timeout`].
     ///
-    /// Default is 30 seconds.
+    /// Default is [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    ///
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`]: crate::config::DEFAULT_SHUTDOWN_TIMEOUT
     pub fn shutdown_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.settings.shutdown_timeout = timeout;
         self
     }
 
-    /// The listen queue length of listeners the server binds itself.
+    /// Sets [`ServerSettings::backlog`].
     ///
-    /// Default is 1024.
+    /// Default is [`DEFAULT_BACKLOG`].
+    ///
+    /// [`DEFAULT_BACKLOG`]: crate::config::DEFAULT_BACKLOG
     pub fn backlog(&mut self, backlog: u32) -> &mut Self {
         self.settings.backlog = backlog;
         self
