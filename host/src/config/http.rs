@@ -82,11 +82,13 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     /// How long a connection with no request in flight stays open, over
     /// HTTP/1 and HTTP/2 (an HTTP/1 connection waiting for its next head is
-    /// also cut at the header read timeout). Default is 60 seconds.
+    /// also cut at the header read timeout). Default is
+    /// [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// How long a response's data, or the socket's, may wait for a client
     /// that does not take it (a closed HTTP/2 window or TCP window); past
-    /// it the connection is closed. Default is 30 seconds.
+    /// it the connection is reset (RST: a FIN would wait behind the data the
+    /// client does not take). Default is [`DEFAULT_WRITE_TIMEOUT`].
     pub write_timeout: Duration,
     /// The largest request head (HTTP/1, also hyper's read buffer, which is
     /// at least 8 KiB) or header list (HTTP/2), in bytes; past it the

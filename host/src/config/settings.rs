@@ -79,7 +79,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// The most connections open at once from one client (an IPv4 address,
     /// or the /64 network of an IPv6 one); more are closed as they are
-    /// accepted. Default is 1024.
+    /// accepted. Default is [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
     pub max_connections_per_client: usize,
     /// How long a TLS handshake may take; past it the connection is closed.
     /// The handshake runs in the connection's own task, never in the accept
@@ -148,7 +148,8 @@ pub struct TenantLimits {
     pub allow_upgrade: bool,
     /// The most upgraded connections (HTTP/2: streams) of the tenant open
     /// at once; past it an upgrade request gets 503 with `Retry-After`
-    /// before its guest runs. Not a flag or a config key. Default is 1024.
+    /// before its guest runs. Not a flag or a config key. Default is
+    /// [`DEFAULT_MAX_UPGRADES`].
     pub max_upgrades: usize,
     /// The most lines of guest output (stdout and stderr together) the
     /// tenant's guests log per second, in a burst of up to a second's worth;

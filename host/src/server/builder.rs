@@ -268,7 +268,7 @@ impl Builder {
 
     /// Sets [`HttpSettings::idle_timeout`].
     ///
-    /// Default is 60 seconds.
+    /// Default is [`DEFAULT_IDLE_TIMEOUT`](crate::config::DEFAULT_IDLE_TIMEOUT).
     pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.settings.http.idle_timeout = timeout;
         self
@@ -276,7 +276,7 @@ impl Builder {
 
     /// Sets [`HttpSettings::write_timeout`].
     ///
-    /// Default is 30 seconds.
+    /// Default is [`DEFAULT_WRITE_TIMEOUT`](crate::config::DEFAULT_WRITE_TIMEOUT).
     pub fn write_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.settings.http.write_timeout = timeout;
         self
@@ -284,7 +284,8 @@ impl Builder {
 
     /// Sets [`ServerSettings::max_connections_per_client`]; 0 is taken as 1.
     ///
-    /// Default is 1024.
+    /// Default is
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`](crate::config::DEFAULT_MAX_CONNECTIONS_PER_CLIENT).
     pub fn max_connections_per_client(&mut self, max: usize) -> &mut Self {
         self.settings.max_connections_per_client = max.max(1);
         self
