@@ -28,6 +28,7 @@ use super::admission::Permits;
 use super::body::IncomingBody;
 use super::upgrade::{Asked, Dispatched, UpgradeRun};
 use super::{HostError, ResponseBody};
+use crate::config::units::deadline_after;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
 use crate::wasm::{InstanceGone, OpenError, OpenRequest, Opened, Outgoing, SocketMessage, Sockets};
@@ -238,10 +239,7 @@ impl Socket {
             futures_util::future::BoxFuture<'static, Result<(), InstanceGone>>,
         > = None;
         let closed = loop {
-            // An idle timeout past what the clock holds is none.
-            let until = last_heard
-                .checked_add(idle)
-                .unwrap_or(last_heard + Duration::from_secs(365 * 24 * 60 * 60));
+            let until = deadline_after(last_heard, idle);
             tokio::select! {
                 biased;
                 () = self.ws.stop.switched() => break SocketClose::host(1001, "server stopping"),
@@ -251,14 +249,7 @@ impl Socket {
                     Some(Outgoing::Message(message)) => {
                         messages_out += 1;
                         counted_out.inc();
-                        let message = match message {
-                            SocketMessage::Text(text) => match tungstenite::Utf8Bytes::try_from(text) {
-                                Ok(text) => Message::Text(text),
-                                Err(_) => unreachable!("a guest's text message is UTF-8"),
-                            },
-                            SocketMessage::Binary(bytes) => Message::Binary(bytes),
-                        };
-                        let sent = tokio::time::timeout(self.ws.write_timeout, sink.send(message));
+                        let sent = tokio::time::timeout(self.ws.write_timeout, sink.send(to_frame(message)));
                         if !matches!(sent.await, Ok(Ok(()))) {
                             break SocketClose::answered(1006, String::new());
                         }
@@ -294,26 +285,7 @@ impl Socket {
             }
         };
         drop(handing);
-        if closed.send {
-            let frame = CloseFrame {
-                code: CloseCode::from(closed.code),
-                reason: closed.reason.clone().into(),
-            };
-            let sent = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))));
-            if matches!(sent.await, Ok(Ok(()))) {
-                // The client's close frame, or its end, within the timeout.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                    while let Some(Ok(frame)) = stream.next().await {
-                        if matches!(frame, Message::Close(_)) {
-                            break;
-                        }
-                    }
-                })
-                .await;
-            }
-        }
-        // The close answered to the client goes out; then the connection ends.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+        close(&closed, &mut sink, &mut stream).await;
         self.ws.metrics.websocket_closed(&self.tenant, closed.code);
         if self.ws.access_log {
             tracing::info!(
@@ -331,6 +303,47 @@ impl Socket {
         }
         events.closed(closed.code, closed.reason).await;
     }
+}
+
+/// A guest's message as a frame to send.
+fn to_frame(message: SocketMessage) -> Message {
+    match message {
+        SocketMessage::Text(text) => match tungstenite::Utf8Bytes::try_from(text) {
+            Ok(text) => Message::Text(text),
+            Err(_) => unreachable!("a guest's text message is UTF-8"),
+        },
+        SocketMessage::Binary(bytes) => Message::Binary(bytes),
+    }
+}
+
+/// The end of a socket: the host's (or the guest's) close frame when one
+/// is to be sent, and the client's answer to it, each within
+/// [`CLOSE_TIMEOUT`]; then the connection's end.
+async fn close<S, R>(closed: &SocketClose, sink: &mut S, stream: &mut R)
+where
+    S: futures_util::Sink<Message> + Unpin,
+    R: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    if closed.send {
+        let frame = CloseFrame {
+            code: CloseCode::from(closed.code),
+            reason: closed.reason.clone().into(),
+        };
+        let sent = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))));
+        if matches!(sent.await, Ok(Ok(()))) {
+            // The client's close frame, or its end, within the timeout.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+    // The close answered to the client goes out; then the connection ends.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
 }
 
 /// The close a protocol error gets (RFC 6455, section 7.4.1): 1009 for a
