@@ -391,11 +391,13 @@ impl Drop for GuestResponse {
 /// in the stream's task: see bench/README.md).
 ///
 /// Dropped before the guest ends, it stops the guest where it is.
-pub(crate) struct GuestTask(Place);
+pub(crate) struct GuestTask(RunState);
 
 type Supervised = Pin<Box<dyn Future<Output = Result<(), HostError>> + Send>>;
 
-enum Place {
+/// Where a guest's run is polled: in the request's task, on a task of its
+/// own, or nowhere, ended (with its result until it is taken).
+enum RunState {
     Inline(Supervised),
     Task(tokio::task::JoinHandle<Result<(), HostError>>),
     Ended(Option<Result<(), HostError>>),
@@ -408,7 +410,7 @@ impl GuestTask {
         tasks: &GuestTasks,
     ) -> Self {
         if own_task {
-            return Self(Place::Task(tasks.tracker.spawn(run)));
+            return Self(RunState::Task(tasks.tracker.spawn(run)));
         }
         // A panic in the host's side of a guest call fails that request,
         // not the connection that drives it.
@@ -424,28 +426,28 @@ impl GuestTask {
                     Err(GuestError::Trap(format!("the guest's run panicked: {what}").into()).into())
                 })
             });
-        Self(Place::Inline(Box::pin(tasks.tracker.track_future(run))))
+        Self(RunState::Inline(Box::pin(tasks.tracker.track_future(run))))
     }
 
     /// Runs the guest on (or waits for its task); ready once it has ended.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let result = match &mut self.0 {
-            Place::Inline(run) => ready!(run.as_mut().poll(cx)),
-            Place::Task(task) => match ready!(Pin::new(task).poll(cx)) {
+            RunState::Inline(run) => ready!(run.as_mut().poll(cx)),
+            RunState::Task(task) => match ready!(Pin::new(task).poll(cx)) {
                 Ok(result) => result,
                 Err(join) => Err(GuestError::Trap(join.into()).into()),
             },
-            Place::Ended(_) => return Poll::Ready(()),
+            RunState::Ended(_) => return Poll::Ready(()),
         };
         // Dropping the run now lets a stop stop waiting for it.
-        self.0 = Place::Ended(Some(result));
+        self.0 = RunState::Ended(Some(result));
         Poll::Ready(())
     }
 
     /// How the guest ended, once [`GuestTask::poll`] has seen it end.
     fn take_result(&mut self) -> Option<Result<(), HostError>> {
         match &mut self.0 {
-            Place::Ended(result) => result.take(),
+            RunState::Ended(result) => result.take(),
             _ => None,
         }
     }
@@ -453,30 +455,30 @@ impl GuestTask {
     /// Moves a guest still running without a task to a task of its own
     /// (still tracked: it was tracked from the start).
     fn move_to_task(&mut self) {
-        if matches!(self.0, Place::Inline(_))
-            && let Place::Inline(run) = std::mem::replace(&mut self.0, Place::Ended(None))
+        if matches!(self.0, RunState::Inline(_))
+            && let RunState::Inline(run) = std::mem::replace(&mut self.0, RunState::Ended(None))
         {
-            self.0 = Place::Task(tokio::spawn(run));
+            self.0 = RunState::Task(tokio::spawn(run));
         }
     }
 
     /// Lets a guest still running finish on a task of its own.
     fn detach(&mut self) {
-        match std::mem::replace(&mut self.0, Place::Ended(None)) {
-            Place::Inline(run) => {
+        match std::mem::replace(&mut self.0, RunState::Ended(None)) {
+            RunState::Inline(run) => {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(run);
                 }
             }
             // Dropping the handle leaves the task running.
-            Place::Task(_) | Place::Ended(_) => {}
+            RunState::Task(_) | RunState::Ended(_) => {}
         }
     }
 }
 
 impl Drop for GuestTask {
     fn drop(&mut self) {
-        if let Place::Task(task) = &self.0 {
+        if let RunState::Task(task) = &self.0 {
             task.abort();
         }
     }

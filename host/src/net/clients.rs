@@ -10,28 +10,28 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub(crate) struct PerClient {
     max: usize,
-    open: Mutex<HashMap<Client, usize>>,
+    open: Mutex<HashMap<ClientKey, usize>>,
 }
 
 /// Who a connection is from, as far as the cap goes.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum Client {
+enum ClientKey {
     V4([u8; 4]),
     /// The first 64 bits.
     V6([u8; 8]),
 }
 
-impl Client {
+impl ClientKey {
     fn of(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(ip) => Client::V4(ip.octets()),
+            IpAddr::V4(ip) => ClientKey::V4(ip.octets()),
             IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                Some(ip) => Client::V4(ip.octets()),
+                Some(ip) => ClientKey::V4(ip.octets()),
                 None => {
                     let octets = ip.octets();
                     let mut net = [0; 8];
                     net.copy_from_slice(&octets[..8]);
-                    Client::V6(net)
+                    ClientKey::V6(net)
                 }
             },
         }
@@ -50,7 +50,7 @@ impl PerClient {
     /// A slot for one more connection from `ip`, held until it is dropped;
     /// `None` when the client has its `max` open.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
-        let client = Client::of(ip);
+        let client = ClientKey::of(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let count = open.entry(client).or_insert(0);
         if *count >= self.max {
@@ -68,7 +68,7 @@ impl PerClient {
 #[derive(Debug)]
 pub(crate) struct ClientSlot {
     clients: Arc<PerClient>,
-    client: Client,
+    client: ClientKey,
 }
 
 impl Drop for ClientSlot {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::tenant::{Tenant, table};
+use super::tenant::{Tenant, tenant_table};
 use super::{Inner, Server};
 use crate::config::{HttpSettings, HttpVersions, ServerSettings, TenantLimits};
 use crate::config::{Outbound, Preopen, Reuse, WasiAccess};
@@ -381,7 +381,7 @@ impl Builder {
     /// matches gets 404. Fails when two tenants give the same route.
     pub fn build_tenants(&self, tenants: Vec<Tenant>) -> Result<Server, DuplicateRoute> {
         let tasks = GuestTasks::default();
-        let table = table(self, tenants, &tasks, None)?;
+        let table = tenant_table(self, tenants, &tasks, None)?;
         let settings = &self.settings;
         // HTTP/2 offers extended CONNECT (RFC 8441) when something can take
         // an upgrade: the hook, or a tenant's WebSocket handler (those a

@@ -109,7 +109,7 @@ impl Server {
     pub fn replace_tenants(&self, tenants: Vec<Tenant>) -> Result<(), DuplicateRoute> {
         let inner = &*self.inner;
         let before = inner.dispatch.current();
-        let table = tenant::table(&inner.builder, tenants, &inner.tasks, Some(&before))?;
+        let table = tenant::tenant_table(&inner.builder, tenants, &inner.tasks, Some(&before))?;
         inner.dispatch.replace(table);
         Ok(())
     }

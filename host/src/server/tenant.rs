@@ -30,7 +30,7 @@ pub struct Tenant {
 
 /// The table of `tenants`, each made live; a tenant of `before` with the
 /// same name hands on its permits and CPU share.
-pub(super) fn table(
+pub(super) fn tenant_table(
     builder: &Builder,
     tenants: Vec<Tenant>,
     tasks: &GuestTasks,
@@ -62,7 +62,7 @@ pub(super) fn table(
         .into_iter()
         .map(|tenant| {
             let before = carried(&tenant.name);
-            Arc::new(live(builder, &server, tenant, before))
+            Arc::new(go_live(builder, &server, tenant, before))
         })
         .collect();
     Ok(TenantTable { routes, tenants })
@@ -70,7 +70,12 @@ pub(super) fn table(
 
 /// A tenant made live, with what the same tenant until now hands on
 /// (`before`): its permits and its CPU share.
-fn live(builder: &Builder, server: &ServerParts, tenant: Tenant, before: CarryOver) -> LiveTenant {
+fn go_live(
+    builder: &Builder,
+    server: &ServerParts,
+    tenant: Tenant,
+    before: CarryOver,
+) -> LiveTenant {
     let name: Arc<str> = tenant.name.into();
     let limits = &tenant.limits;
     let cpu = builder

@@ -31,7 +31,7 @@ pub use guest::{
     OutboundConnections, Sandbox, Upstream,
 };
 pub use instance::{
-    Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, Instances, Ran, RequestBody, Run,
+    Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, Instances, RequestBody, Run, RunResult,
     Strategy,
 };
 pub use websocket::{

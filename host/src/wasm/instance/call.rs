@@ -78,15 +78,15 @@ impl Future for Answer {
 /// Dropped (or [`Run::stop`]ped) before it ends, it stops the guest where
 /// it is, and a response body the guest was writing ends in an error.
 pub struct Run {
-    guest: Option<BoxFuture<'static, Ran>>,
+    guest: Option<BoxFuture<'static, RunResult>>,
     progress: Arc<Progress>,
 }
 
 /// How a guest's run ended: whether the guest finished, or why not.
-pub type Ran = Result<(), GuestError>;
+pub type RunResult = Result<(), GuestError>;
 
 impl Run {
-    pub(crate) fn new(guest: BoxFuture<'static, Ran>, progress: Arc<Progress>) -> Self {
+    pub(crate) fn new(guest: BoxFuture<'static, RunResult>, progress: Arc<Progress>) -> Self {
         Self {
             guest: Some(guest),
             progress,
@@ -121,12 +121,12 @@ impl Run {
 }
 
 impl Future for Run {
-    type Output = Ran;
+    type Output = RunResult;
 
     /// # Panics
     ///
     /// When polled after it ended or was stopped ([`Run::is_finished`]).
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ran> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RunResult> {
         let guest = self
             .guest
             .as_mut()

@@ -19,7 +19,9 @@ pub(crate) mod store;
 
 use std::sync::Arc;
 
-pub use call::{Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, Ran, RequestBody, Run};
+pub use call::{
+    Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, RequestBody, Run, RunResult,
+};
 use fresh::Fresh;
 use recycle::Recycle;
 use shared::Shared;

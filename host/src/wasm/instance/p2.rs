@@ -14,7 +14,7 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
-use super::call::{AnswerSender, CallInfo, GuestRequest, Ran, body_error};
+use super::call::{AnswerSender, CallInfo, GuestRequest, RunResult, body_error};
 use super::store;
 use crate::ids::InstanceId;
 use crate::wasm::compile::GuestPre;
@@ -92,7 +92,7 @@ impl P2Instance {
         req: Resource<HostIncomingRequest>,
         out: Resource<HostResponseOutparam>,
         progress: &Arc<Progress>,
-    ) -> Ran {
+    ) -> RunResult {
         let deadline = sandbox.deadline();
         // A reused store's epoch deadline passed while it was idle: without
         // this, its first check of the request would yield at once.

@@ -24,7 +24,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::Strategy;
-use super::call::{Answer, Call, CallInfo, GuestRequest, Ran, RequestBody, Run};
+use super::call::{Answer, Call, CallInfo, GuestRequest, RequestBody, Run, RunResult};
 use super::p2::{AnswerSlot, P2Instance, respond};
 use crate::error::BoxError;
 use crate::head::clone_head;
@@ -262,7 +262,7 @@ async fn serve_fresh(
     tx: AnswerSlot,
     progress: &Arc<Progress>,
     error: &GuestError,
-) -> Ran {
+) -> RunResult {
     if pool.switch_to_fresh() {
         tracing::warn!(
             target: "catshost::wasm::recycle",
