@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -71,14 +71,64 @@ struct DirectionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CloseLabels {
     tenant: Arc<str>,
-    code: u16,
+    code: Bounded,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     tenant: Arc<str>,
-    status: u16,
+    status: Bounded,
     protocol: &'static str,
+}
+
+/// A number a client or a guest chooses (a response status, a WebSocket
+/// close code), as a label value from a fixed set: a registered one as
+/// itself, any other as its bucket. Without it, a guest answering with
+/// every status from 100 to 999, or clients closing with every code from
+/// 3000 to 4999, would each make a series per value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Bounded {
+    Value(u16),
+    Bucket(&'static str),
+}
+
+impl Bounded {
+    /// A response status: a registered one (RFC 9110 and IANA's registry,
+    /// as the `http` crate knows them) as itself, another by its class.
+    fn status(status: u16) -> Self {
+        match http::StatusCode::from_u16(status) {
+            Ok(code) if code.canonical_reason().is_some() => Self::Value(status),
+            _ => Self::Bucket(match status {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                500..=599 => "5xx",
+                _ => "other",
+            }),
+        }
+    }
+
+    /// A WebSocket close code: one of RFC 6455's and IANA's 1000-1015 as
+    /// itself, the registered (3000-3999) and private (4000-4999) ranges as
+    /// one bucket each.
+    fn close_code(code: u16) -> Self {
+        match code {
+            1000..=1015 => Self::Value(code),
+            3000..=3999 => Self::Bucket("3xxx"),
+            4000..=4999 => Self::Bucket("4xxx"),
+            _ => Self::Bucket("other"),
+        }
+    }
+}
+
+impl EncodeLabelValue for Bounded {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        match self {
+            Self::Value(value) => value.encode(encoder),
+            Self::Bucket(bucket) => bucket.encode(encoder),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -297,7 +347,7 @@ impl Metrics {
         self.requests
             .get_or_create(&RequestLabels {
                 tenant: tenant.clone(),
-                status,
+                status: Bounded::status(status),
                 protocol,
             })
             .inc();
@@ -407,7 +457,7 @@ impl Metrics {
         self.websocket_closes
             .get_or_create(&CloseLabels {
                 tenant: tenant.clone(),
-                code,
+                code: Bounded::close_code(code),
             })
             .inc();
     }
@@ -501,5 +551,38 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
         assert!(text.contains("# TYPE catshost_request_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn statuses_and_close_codes_clients_and_guests_choose_make_a_bounded_set_of_series() {
+        let metrics = Metrics::new();
+        let tenant: Arc<str> = "shop".into();
+        // Every status a guest can answer with, and 10,000 close codes.
+        for status in 100..=999 {
+            metrics.request_done(&tenant, status, "HTTP/1.1", Duration::from_millis(1));
+        }
+        for code in 0..10_000 {
+            metrics.websocket_closed(&tenant, code);
+        }
+        let text = metrics.encode();
+        let series = |name: &str| text.lines().filter(|l| l.starts_with(name)).count();
+        // The registered statuses (about 60) and six buckets.
+        let statuses = series("catshost_requests_total{");
+        assert!(
+            (60..=80).contains(&statuses),
+            "{statuses} status series:\n{text}"
+        );
+        // 1000-1015 and three buckets.
+        assert_eq!(series("catshost_websocket_closes_total{"), 16 + 3, "{text}");
+        for line in [
+            r#"catshost_requests_total{tenant="shop",status="200",protocol="HTTP/1.1"} 1"#,
+            r#"catshost_requests_total{tenant="shop",status="418",protocol="HTTP/1.1"} 1"#,
+            r#"catshost_requests_total{tenant="shop",status="other",protocol="HTTP/1.1"} 400"#,
+            r#"catshost_websocket_closes_total{tenant="shop",code="1001"} 1"#,
+            r#"catshost_websocket_closes_total{tenant="shop",code="4xxx"} 1000"#,
+            r#"catshost_websocket_closes_total{tenant="shop",code="other"} 7984"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
     }
 }
