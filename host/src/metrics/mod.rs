@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -56,108 +55,12 @@ pub struct Metrics {
     websocket_closes: Family<CloseLabels, Counter>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestProtocolLabels {
-    tenant: Arc<str>,
-    protocol: &'static str,
-}
+mod labels;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabels {
-    tenant: Arc<str>,
-    direction: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CloseLabels {
-    tenant: Arc<str>,
-    code: Bounded,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    tenant: Arc<str>,
-    status: Bounded,
-    protocol: &'static str,
-}
-
-/// A number a client or a guest chooses (a response status, a WebSocket
-/// close code), as a label value from a fixed set: a registered one as
-/// itself, any other as its bucket. Without it, a guest answering with
-/// every status from 100 to 999, or clients closing with every code from
-/// 3000 to 4999, would each make a series per value.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-enum Bounded {
-    Value(u16),
-    Bucket(&'static str),
-}
-
-impl Bounded {
-    /// A response status: a registered one (RFC 9110 and IANA's registry,
-    /// as the `http` crate knows them) as itself, another by its class.
-    fn status(status: u16) -> Self {
-        match http::StatusCode::from_u16(status) {
-            Ok(code) if code.canonical_reason().is_some() => Self::Value(status),
-            _ => Self::Bucket(match status {
-                100..=199 => "1xx",
-                200..=299 => "2xx",
-                300..=399 => "3xx",
-                400..=499 => "4xx",
-                500..=599 => "5xx",
-                _ => "other",
-            }),
-        }
-    }
-
-    /// A WebSocket close code: one of RFC 6455's and IANA's 1000-1015 as
-    /// itself, the registered (3000-3999) and private (4000-4999) ranges as
-    /// one bucket each.
-    fn close_code(code: u16) -> Self {
-        match code {
-            1000..=1015 => Self::Value(code),
-            3000..=3999 => Self::Bucket("3xxx"),
-            4000..=4999 => Self::Bucket("4xxx"),
-            _ => Self::Bucket("other"),
-        }
-    }
-}
-
-impl EncodeLabelValue for Bounded {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        match self {
-            Self::Value(value) => value.encode(encoder),
-            Self::Bucket(bucket) => bucket.encode(encoder),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LatencyLabels {
-    tenant: Arc<str>,
-    protocol: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TenantLabels {
-    tenant: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FaultLabels {
-    tenant: Arc<str>,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RejectionLabels {
-    tenant: Arc<str>,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
+use labels::{
+    Bounded, CloseLabels, DirectionLabels, FaultLabels, LatencyLabels, ReasonLabels,
+    RejectionLabels, RequestLabels, RequestProtocolLabels, TenantLabels,
+};
 
 /// Request latency: 100 us to about 13 s.
 fn latency_histogram() -> Histogram {
