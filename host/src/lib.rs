@@ -27,6 +27,7 @@
 //! where the guest runs, framing) -> `wasm` (the tenant's instances) and
 //! back as a response body; docs/architecture.md follows it file by file.
 
+pub mod account;
 pub mod admin;
 mod bucket;
 pub mod config;

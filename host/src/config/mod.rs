@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub mod file;
 mod guest;
 mod http;
+mod limits;
 pub mod outbound;
 mod settings;
 pub mod units;
@@ -27,6 +28,10 @@ pub use http::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_WRITE_TIMEOUT, HttpSettings, HttpVersions,
 };
+pub use limits::{
+    DEFAULT_MAX_WEBSOCKETS_PER_CLIENT, DEFAULT_TENANT_HOST_MEMORY, TenantLimits, memory_available,
+    pool,
+};
 pub use outbound::{BadOrigin, Origin, Outbound, is_public};
 pub use settings::{
     DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -34,7 +39,7 @@ pub use settings::{
     DEFAULT_MAX_WEBSOCKET_MESSAGE, DEFAULT_MAX_WEBSOCKETS, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
     DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE, LIMIT_SETTINGS, SERVER_SETTINGS, ServerSettings,
-    Setting, TenantLimits, pool,
+    Setting,
 };
 
 /// The address `catshost serve` listens on by default: loopback only.

@@ -9,7 +9,7 @@
 //!
 //! - What it means (unit, what happens past it): the doc comment of its
 //!   field in [`ServerSettings`], [`HttpSettings`], [`TenantLimits`],
-//!   [`InstanceLimits`] or [`Reuse`](super::Reuse). That is the definition;
+//!   [`InstanceLimits`](super::InstanceLimits) or [`Reuse`](super::Reuse). That is the definition;
 //!   the other places link to it or shorten it.
 //! - Its default: the `Default` impl, with the `DEFAULT_*` constant whose
 //!   doc gives the value in words; the field ends "Default is [the
@@ -31,7 +31,7 @@ use super::units::{
     parse_bool, parse_count, parse_duration, parse_frame_size, parse_memory, parse_nonzero,
     parse_size, parse_size_u32, parse_size_usize, show_duration, show_size,
 };
-use super::{InstanceLimits, Pool, SocketLimits};
+use super::TenantLimits;
 
 /// [`ServerSettings::shutdown_timeout`] by default: 30 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,8 +97,28 @@ pub struct ServerSettings {
     /// tenant_workers`, or `--workers` - 1 (at least 1) when the file does
     /// not say; without one, it sets none. Default is no limit.
     pub max_tenant_workers: Option<usize>,
+    /// The most host memory, in bytes, every tenant's account together may
+    /// hold (the process-wide guard, docs/limits.md): past it new
+    /// connections are closed as they are accepted and what would add to
+    /// an account fails as its limit would make it. `None` is half of the
+    /// memory the process may use (its cgroup's limit, else the machine's:
+    /// [`super::memory_available`]); `Some(0)` turns the guard off. Default
+    /// is `None`.
+    pub max_host_memory: Option<usize>,
     /// Versions, timeouts and the HTTP/1 and HTTP/2 tunables.
     pub http: HttpSettings,
+}
+
+impl ServerSettings {
+    /// The process-wide guard's limit in bytes (`usize::MAX`: none).
+    pub fn host_memory_limit(&self) -> usize {
+        match self.max_host_memory {
+            Some(0) => usize::MAX,
+            Some(limit) => limit,
+            None => super::memory_available()
+                .map_or(usize::MAX, |bytes| usize::try_from(bytes / 2).unwrap_or(usize::MAX)),
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -111,128 +131,8 @@ impl Default for ServerSettings {
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             access_log: true,
             max_tenant_workers: None,
+            max_host_memory: None,
             http: HttpSettings::default(),
-        }
-    }
-}
-
-/// What one tenant's requests may use: time and memory of each instance,
-/// body size, and how many run at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TenantLimits {
-    /// Time and memory of each instance, and how it is reused.
-    pub instance: InstanceLimits,
-    /// The largest request body, in bytes: a larger `content-length` gets
-    /// 413 before the guest runs; a body without one is counted as it
-    /// streams and stops the guest when it goes past (413, or a cut
-    /// response once the guest has answered). Default is
-    /// [`DEFAULT_MAX_BODY_SIZE`].
-    pub max_body_size: u64,
-    /// The most of the tenant's requests running at once; more get 503
-    /// with `Retry-After`. Default is [`DEFAULT_MAX_CONCURRENT_REQUESTS`]; a
-    /// config file's tenants take
-    /// [`DEFAULT_TENANT_CONCURRENT_REQUESTS`](super::file::DEFAULT_TENANT_CONCURRENT_REQUESTS)
-    /// unless it says otherwise.
-    pub max_concurrent_requests: usize,
-    /// The most of the tenant's requests admitted per second (a token
-    /// bucket holding a second's worth); more get 429 with `Retry-After`.
-    /// Default is no limit.
-    pub max_requests_per_second: Option<u32>,
-    /// Whether the tenant is out of service: its requests get 503 with
-    /// `Retry-After` without reaching its guests. In a config file, a reload
-    /// turns it on or off without a restart. Default is no.
-    pub out_of_service: bool,
-    /// Whether the tenant's guests may accept upgrades, handed to the
-    /// library's [`Builder::upgrade`](crate::Builder::upgrade) hook. Not a
-    /// flag or a config key: a library user sets it. Default is no.
-    pub allow_upgrade: bool,
-    /// The most upgraded connections (HTTP/2: streams) of the tenant open
-    /// at once; past it an upgrade request gets 503 with `Retry-After`
-    /// before its guest runs. Not a flag or a config key. Default is
-    /// [`DEFAULT_MAX_UPGRADES`].
-    pub max_upgrades: usize,
-    /// The most lines of guest output (stdout and stderr together) the
-    /// tenant's guests log per second, in a burst of up to a second's worth;
-    /// past it lines are dropped, and counted in a warning. The warnings of
-    /// outgoing requests the host denies its guests count against it too.
-    /// Default is [`DEFAULT_LOG_LINES_PER_SECOND`](super::DEFAULT_LOG_LINES_PER_SECOND).
-    pub max_log_lines_per_second: u32,
-    /// Whether WebSocket upgrades go to the component's WebSocket handler
-    /// (`catshost:websocket/handler`), when it exports one. Default is yes;
-    /// a config file's tenants accept WebSockets only when their entry
-    /// says so (and a component that exports no handler is then refused).
-    pub websockets: bool,
-    /// The most WebSockets of the tenant open at once; past it an upgrade
-    /// gets 503 with `Retry-After` before the guest's `open` runs. Default is
-    /// [`DEFAULT_MAX_WEBSOCKETS`].
-    pub max_websockets: usize,
-    /// The largest WebSocket message (or frame), in bytes, either way; a
-    /// client's larger one closes its socket with 1009, a guest's gets
-    /// `too-large`. Default is [`DEFAULT_MAX_WEBSOCKET_MESSAGE`].
-    pub max_websocket_message: usize,
-    /// How long a WebSocket may go without a frame from its client before
-    /// the host closes it with 1001. Default is
-    /// [`DEFAULT_WEBSOCKET_IDLE_TIMEOUT`].
-    pub websocket_idle_timeout: Duration,
-    /// The most WebSockets one instance of the handler serves; 1 gives
-    /// every socket an instance of its own (one failing takes no other
-    /// down). Default is [`DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE`].
-    pub websocket_sockets_per_instance: usize,
-}
-
-impl Default for TenantLimits {
-    fn default() -> Self {
-        Self {
-            instance: InstanceLimits::default(),
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
-            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
-            max_requests_per_second: None,
-            out_of_service: false,
-            max_log_lines_per_second: super::DEFAULT_LOG_LINES_PER_SECOND,
-            allow_upgrade: false,
-            max_upgrades: DEFAULT_MAX_UPGRADES,
-            websockets: true,
-            max_websockets: DEFAULT_MAX_WEBSOCKETS,
-            max_websocket_message: DEFAULT_MAX_WEBSOCKET_MESSAGE,
-            websocket_idle_timeout: DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
-            websocket_sockets_per_instance: DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE,
-        }
-    }
-}
-
-/// The instance pool for `instances` at once of at most `max_memory` each:
-/// the one place the pool is sized.
-pub fn pool(instances: usize, max_memory: usize) -> Pool {
-    Pool {
-        instances: u32::try_from(instances).unwrap_or(u32::MAX),
-        max_memory,
-    }
-}
-
-impl TenantLimits {
-    /// The pool for one tenant with these limits (`catshost serve` without
-    /// a config file).
-    pub fn pool(&self) -> Pool {
-        pool(self.instances(), self.instance.max_memory)
-    }
-
-    /// The most instances the tenant has at once: one per request running,
-    /// and those of its open WebSockets.
-    pub fn instances(&self) -> usize {
-        let sockets = if self.websockets {
-            self.max_websockets
-                .div_ceil(self.websocket_sockets_per_instance.max(1))
-        } else {
-            0
-        };
-        self.max_concurrent_requests.saturating_add(sockets)
-    }
-
-    /// What its WebSockets may use on the WebAssembly side.
-    pub fn socket_limits(&self) -> SocketLimits {
-        SocketLimits {
-            max_message: self.max_websocket_message,
-            per_instance: self.websocket_sockets_per_instance,
         }
     }
 }
@@ -320,6 +220,10 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
     setting!(max_connections_per_client: [max_connections_per_client] "N", parse_nonzero, count,
         LIMITS, "The most connections open at once from one client (an IPv4 address, or an IPv6 \
          /64); more are closed as they are accepted."),
+    setting!(max_host_memory: [max_host_memory] "SIZE", |t| parse_size_usize(t).map(Some), unset,
+        LIMITS, "The most host memory all tenants' accounts hold together; past it new \
+         connections are closed and what would add fails; 0 turns the guard off [default: half \
+         of the memory the process may use (cgroup limit, else physical)]."),
     setting!(http: [http.versions] "VERSIONS", |t: &str| t.parse::<HttpVersions>(),
         |v: &HttpVersions| Some(v.as_str().to_string()), HTTP,
         "The HTTP versions served: both, http1 or h2. Over TLS this is the ALPN list (both: h2 \
@@ -398,16 +302,23 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
          exports one (in a config file: only when the tenant's entry says so)."),
     setting!(max_websockets: [max_websockets] "N", parse_nonzero, count, WEBSOCKETS,
         "The most WebSockets open at once; past it an upgrade gets 503 with Retry-After."),
+    setting!(max_websockets_per_client: [max_websockets_per_client] "N", parse_nonzero, count,
+        WEBSOCKETS, "The most WebSockets open at once from one client (an IPv4 address, or an \
+         IPv6 /64); past it an upgrade gets 429."),
     setting!(max_websocket_message: [max_websocket_message] "SIZE", parse_size_usize,
         |v: &usize| Some(show_size(*v as u64)), WEBSOCKETS,
         "The largest WebSocket message either way; a client's larger one closes its socket \
          with 1009."),
     setting!(websocket_idle_timeout: [websocket_idle_timeout] "TIME", parse_duration, duration,
-        WEBSOCKETS, "How long a WebSocket may go without a frame from its client before it is \
-         closed with 1001."),
+        WEBSOCKETS, "How long a WebSocket may go without a message either way (pings do not \
+         count) before it is closed with 1001."),
     setting!(websocket_sockets_per_instance: [websocket_sockets_per_instance] "N",
         parse_nonzero, count, WEBSOCKETS,
         "The most WebSockets one instance of the handler serves; 1 gives each its own."),
+    setting!(max_host_memory: [max_host_memory] "SIZE", parse_size_usize,
+        |v: &usize| Some(show_size(*v as u64)), LIMITS,
+        "The most host memory the tenant's account holds: what its instances keep between \
+         requests, its WebSockets' buffers and queues (docs/limits.md)."),
     setting!(max_instance_reuse_count: [instance.reuse.max_instance_reuse_count] "N",
         |t| parse_reuse_count(t).map(Some), unset, REUSE,
         "The most requests one instance serves before a new one is made [default: 1 for WASI \

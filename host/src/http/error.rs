@@ -8,7 +8,7 @@ use http_body_util::Full;
 
 use crate::ids::RequestId;
 use crate::metrics::Counted;
-use crate::wasm::GuestError;
+use crate::wasm::{GuestError, LogBudget};
 
 /// A request the host answers itself because the guest could not.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,14 @@ pub enum HostError {
     /// open, `max_websockets` (503, with `Retry-After`).
     #[error("the tenant has its most WebSockets open")]
     TooManyWebSockets,
+    /// The client has all the WebSockets of the tenant one client may have
+    /// open, `max_websockets_per_client` (429, with `Retry-After`).
+    #[error("the client has its most WebSockets of the tenant open")]
+    TooManyClientWebSockets,
+    /// Taking the request on would take the tenant's account of host memory
+    /// (or the process's) past its limit (503, with `Retry-After`).
+    #[error("the tenant holds its most host memory: {0}")]
+    HostMemory(#[source] crate::account::Refused),
     /// The server's stop ran out of time and stopped the guest (503).
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
@@ -89,6 +97,10 @@ pub enum Fault {
     TooManyUpgrades,
     /// The tenant has its most WebSockets (WebSocket handler) open.
     TooManyWebSockets,
+    /// The client has its most WebSockets of the tenant open.
+    TooManyClientWebSockets,
+    /// The tenant's (or the process's) account of host memory is full.
+    HostMemory,
     /// No instance slot is free in the pool.
     NoInstance,
     /// The server's stop cancelled the guest.
@@ -124,13 +136,14 @@ impl Fault {
             Fault::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Fault::NoRoute => StatusCode::NOT_FOUND,
             Fault::Misdirected => StatusCode::MISDIRECTED_REQUEST,
-            Fault::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Fault::RateLimited | Fault::TooManyClientWebSockets => StatusCode::TOO_MANY_REQUESTS,
             Fault::Overloaded
             | Fault::NoInstance
             | Fault::Cancelled
             | Fault::OutOfService
             | Fault::TooManyUpgrades
-            | Fault::TooManyWebSockets => StatusCode::SERVICE_UNAVAILABLE,
+            | Fault::TooManyWebSockets
+            | Fault::HostMemory => StatusCode::SERVICE_UNAVAILABLE,
             Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Host => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -152,6 +165,8 @@ impl Fault {
             | Fault::OutOfService
             | Fault::TooManyUpgrades
             | Fault::TooManyWebSockets
+            | Fault::TooManyClientWebSockets
+            | Fault::HostMemory
             | Fault::NoInstance
             | Fault::Cancelled => Level::Debug,
         }
@@ -169,6 +184,8 @@ impl Fault {
             Fault::OutOfService => Some(Counted::Rejected("out_of_service")),
             Fault::TooManyUpgrades => Some(Counted::Rejected("upgrades")),
             Fault::TooManyWebSockets => Some(Counted::Rejected("websockets")),
+            Fault::TooManyClientWebSockets => Some(Counted::Rejected("websockets_per_client")),
+            Fault::HostMemory => Some(Counted::Rejected("host_memory")),
             Fault::NoInstance => Some(Counted::Rejected("instance_pool")),
             Fault::BadRequest
             | Fault::BodyTooLarge
@@ -195,6 +212,8 @@ impl HostError {
             HostError::OutOfService => Fault::OutOfService,
             HostError::TooManyUpgrades => Fault::TooManyUpgrades,
             HostError::TooManyWebSockets => Fault::TooManyWebSockets,
+            HostError::TooManyClientWebSockets => Fault::TooManyClientWebSockets,
+            HostError::HostMemory(_) => Fault::HostMemory,
             HostError::Cancelled => Fault::Cancelled,
             HostError::BadResponse(_) => Fault::BadResponse,
             HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
@@ -213,8 +232,21 @@ impl HostError {
     /// Logs the failure once, at the level its kind deserves; `after_head`
     /// when the guest failed after its response head went out: the
     /// response was cut, which is always worth a warning (and the status the
-    /// kind would have given was never sent).
-    pub(crate) fn log(&self, id: RequestId, tenant: &str, component: &str, after_head: bool) {
+    /// kind would have given was never sent). A warning is the guest's
+    /// doing, so it is within the tenant's log `budget`: a tenant whose
+    /// guests fail on every request cannot fill the log for the others.
+    pub(crate) fn log(
+        &self,
+        id: RequestId,
+        tenant: &str,
+        component: &str,
+        after_head: bool,
+        budget: Option<&LogBudget>,
+    ) {
+        let warn = after_head || self.kind().level() == Level::Warn;
+        if warn && budget.is_some_and(|budget| !budget.take(tenant)) {
+            return;
+        }
         let error = crate::log::chain(self);
         if after_head {
             tracing::warn!(request_id = %id, tenant, component, %error, "guest failed after sending its response");
@@ -303,6 +335,18 @@ mod tests {
                 503,
                 Level::Debug,
                 Some(Rejected("websockets")),
+            ),
+            (
+                Fault::TooManyClientWebSockets,
+                429,
+                Level::Debug,
+                Some(Rejected("websockets_per_client")),
+            ),
+            (
+                Fault::HostMemory,
+                503,
+                Level::Debug,
+                Some(Rejected("host_memory")),
             ),
             (
                 Fault::Overloaded,

@@ -28,7 +28,9 @@ use super::body::{BodyLimit, ResponseBody};
 use super::upgrade::Dispatched;
 use super::upgrade::hook::Accepting;
 use crate::error::BoxError;
-use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, Run};
+use crate::wasm::{
+    Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, LogBudget, Run,
+};
 
 /// How long the host waits, once a guest has set its response, for the
 /// first bytes of its body, so the head and a small body leave in one write
@@ -91,6 +93,8 @@ pub(crate) struct Admitted {
 pub(crate) struct Reporter {
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) component: Arc<str>,
+    /// The tenant's log budget: its guests' faults are logged within it.
+    pub(crate) log_budget: Arc<LogBudget>,
 }
 
 /// Calls the guest; returns once it has set its response (or failed): the
@@ -220,7 +224,13 @@ fn supervise(
         {
             // The response head is gone: the client sees a cut response,
             // never a short one that looks whole.
-            error.log(info.id, &recorder.tenant, &reporter.component, true);
+            error.log(
+                info.id,
+                &recorder.tenant,
+                &reporter.component,
+                true,
+                Some(&reporter.log_budget),
+            );
             if let Some(counted) = error.kind().counted() {
                 recorder.metrics.count(&recorder.tenant, counted);
             }

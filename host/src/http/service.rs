@@ -85,7 +85,7 @@ impl Dispatch {
     fn refuse(&self, req: &Request<IncomingBody>, error: HostError) -> Response<ResponseBody> {
         let id = RequestId::next();
         let exchange = self.unrouted.start(id, req, conn_info(req).peer);
-        error.log(id, &self.unrouted.tenant, "-", false);
+        error.log(id, &self.unrouted.tenant, "-", false, None);
         let response = self.errors.respond(&error, id).map(ResponseBody::host);
         let status = response.status();
         response.map(|body| body.recorded(exchange, status))

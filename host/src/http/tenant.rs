@@ -25,7 +25,9 @@ use crate::config::TenantLimits;
 use crate::ids::RequestId;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
-use crate::wasm::{CallInfo, CpuShare, Instances, Sockets};
+use crate::account::Account;
+use crate::net::PerClient;
+use crate::wasm::{CallInfo, CpuShare, InstanceCap, Instances, Sockets};
 
 /// What every tenant of one server is made live with.
 #[derive(Clone)]
@@ -42,6 +44,8 @@ pub(crate) struct ServerParts {
     /// How long a WebSocket message may wait for a client that does not
     /// take it (the server's `write_timeout`).
     pub(crate) write_timeout: Duration,
+    /// The process's account of host memory: every tenant's is under it.
+    pub(crate) account: Arc<Account>,
 }
 
 /// What a live tenant hands on to the tenant that replaces it (the one of
@@ -52,9 +56,16 @@ pub(crate) struct ServerParts {
 pub(crate) struct CarryOver {
     requests: Option<Permits>,
     websockets: Option<Permits>,
+    websocket_clients: Option<Arc<PerClient>>,
     upgrades: Option<Permits>,
     /// Its guests' share of the workers, when the server shares them out.
     pub(crate) cpu: Option<CpuShare>,
+    /// Its instances alive, which count against the new cap (when it is
+    /// the same).
+    pub(crate) instance_cap: Option<InstanceCap>,
+    /// Its account of host memory, still charged for what its sockets and
+    /// instances hold (kept when its limit is the same).
+    pub(crate) account: Option<Arc<Account>>,
 }
 
 /// A tenant as it is served: its instances, its admission, where its
@@ -95,6 +106,12 @@ impl LiveTenant {
                 metrics: server.metrics.clone(),
                 access_log: server.access_log,
                 open: Permits::carried(before.websockets.as_ref(), limits.max_websockets),
+                clients: match &before.websocket_clients {
+                    Some(clients) if clients.max() == limits.max_websockets_per_client => {
+                        clients.clone()
+                    }
+                    _ => PerClient::new(limits.max_websockets_per_client),
+                },
                 idle_timeout: limits.websocket_idle_timeout,
                 write_timeout: server.write_timeout,
             });
@@ -110,6 +127,7 @@ impl LiveTenant {
                 access_log: server.access_log,
                 open: Permits::carried(before.upgrades.as_ref(), limits.max_upgrades),
             });
+        let log_budget = instances.sandbox().log_budget.clone();
         Self {
             instances,
             admission: Admission::new(limits, before.requests.as_ref()),
@@ -120,6 +138,7 @@ impl LiveTenant {
                     server.access_log,
                 )),
                 component: component.into(),
+                log_budget,
             }),
             tasks: server.tasks.clone(),
             errors: server.errors.clone(),
@@ -133,8 +152,11 @@ impl LiveTenant {
         CarryOver {
             requests: Some(self.admission.requests().clone()),
             websockets: self.websockets.as_ref().map(|w| w.open.clone()),
+            websocket_clients: self.websockets.as_ref().map(|w| w.clients.clone()),
             upgrades: self.upgrades.as_ref().map(|u| u.open.clone()),
             cpu: self.instances.sandbox().cpu.clone(),
+            instance_cap: Some(self.instances.sandbox().instance_cap.clone()),
+            account: Some(self.instances.sandbox().account.clone()),
         }
     }
 
@@ -161,7 +183,13 @@ impl LiveTenant {
         {
             Ok(dispatched) => dispatched,
             Err(error) => {
-                error.log(id, &recorder.tenant, &self.reporter.component, false);
+                error.log(
+                    id,
+                    &recorder.tenant,
+                    &self.reporter.component,
+                    false,
+                    Some(&self.reporter.log_budget),
+                );
                 if let Some(counted) = error.kind().counted() {
                     recorder.metrics.count(&recorder.tenant, counted);
                 }
@@ -189,9 +217,7 @@ impl LiveTenant {
             // The WebSocket handler holds the request permit only while its
             // `open` runs.
             Some(UpgradeTo::WebSocketHandler(ws)) => {
-                let opened = websocket::open(ws, req, tenant.clone(), conn.peer).await;
-                drop(permit);
-                return opened;
+                return websocket::open(ws, req, tenant.clone(), conn.peer, permit).await;
             }
             Some(UpgradeTo::Hook(upgrades)) => {
                 upgrades.accepting(&mut req, tenant.clone(), conn.peer)?

@@ -47,6 +47,11 @@ impl PerClient {
         })
     }
 
+    /// The cap.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
     /// A slot for one more connection from `ip`, held until it is dropped;
     /// `None` when the client has its `max` open.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {

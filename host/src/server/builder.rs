@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tenant::{Tenant, tenant_table};
+use crate::account::Account;
 use super::{Inner, Server};
 use crate::config::{HttpSettings, HttpVersions, ServerSettings, TenantLimits};
 use crate::config::{Outbound, Preopen, Reuse, WasiAccess};
@@ -381,8 +382,9 @@ impl Builder {
     /// matches gets 404. Fails when two tenants give the same route.
     pub fn build_tenants(&self, tenants: Vec<Tenant>) -> Result<Server, DuplicateRoute> {
         let tasks = GuestTasks::default();
-        let table = tenant_table(self, tenants, &tasks, None)?;
         let settings = &self.settings;
+        let account = Account::process(settings.host_memory_limit());
+        let table = tenant_table(self, tenants, &tasks, &account, None)?;
         // HTTP/2 offers extended CONNECT (RFC 8441) when something can take
         // an upgrade: the hook, or a tenant's WebSocket handler (those a
         // reload adds later get WebSockets over HTTP/1.1).
@@ -397,6 +399,7 @@ impl Builder {
                 conn: ConnBuilder::new(&settings.http, upgrades),
                 connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
                 clients: crate::net::PerClient::new(settings.max_connections_per_client),
+                account,
                 ready: ReadyLatch::new(),
             }),
         })

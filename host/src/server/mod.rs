@@ -46,6 +46,9 @@ struct Inner {
     connections: Arc<Semaphore>,
     /// The open connections of each client, capped.
     clients: Arc<crate::net::PerClient>,
+    /// The process's account of host memory (`--max-host-memory`): every
+    /// tenant's is under it; past its limit new connections are closed.
+    account: Arc<crate::account::Account>,
     ready: ReadyLatch,
 }
 
@@ -109,7 +112,13 @@ impl Server {
     pub fn replace_tenants(&self, tenants: Vec<Tenant>) -> Result<(), DuplicateRoute> {
         let inner = &*self.inner;
         let before = inner.dispatch.current();
-        let table = tenant::tenant_table(&inner.builder, tenants, &inner.tasks, Some(&before))?;
+        let table = tenant::tenant_table(
+            &inner.builder,
+            tenants,
+            &inner.tasks,
+            &inner.account,
+            Some(&before),
+        )?;
         inner.dispatch.replace(table);
         Ok(())
     }
@@ -174,6 +183,13 @@ impl Server {
                     (permit, listener.accept().await)
                 } => match accepted {
                     (Ok(permit), Ok(accepted)) => {
+                        if inner.account.held() >= inner.account.limit() {
+                            // The tenants hold all the host memory they may:
+                            // no new client until they hold less.
+                            tracing::debug!(peer = %accepted.peer, "connection refused: the host holds its most memory (--max-host-memory)");
+                            inner.builder.metrics.connection_closed("host_memory");
+                            continue;
+                        }
                         let Some(slot) = inner.clients.admit(accepted.peer.ip()) else {
                             // Closed at once: one client cannot hold every
                             // connection the server allows.

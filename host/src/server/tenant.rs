@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use super::Builder;
+use crate::account::Account;
 use crate::config::TenantLimits;
 use crate::config::WasiAccess;
 use crate::http::{CarryOver, GuestTasks, LiveTenant, ServerParts, TenantTable};
 use crate::routing::{DuplicateRoute, Route, Routes};
-use crate::wasm::{CpuShare, GuestPre, Instances, LogBudget, Sandbox, Sockets};
+use crate::wasm::{CpuShare, GuestPre, InstanceCap, Instances, LogBudget, Sandbox, Sockets};
 
 /// One tenant of a server: a component, the routes that lead to it, and
 /// what its requests may use and reach.
@@ -34,6 +35,7 @@ pub(super) fn tenant_table(
     builder: &Builder,
     tenants: Vec<Tenant>,
     tasks: &GuestTasks,
+    account: &Arc<Account>,
     before: Option<&TenantTable>,
 ) -> Result<TenantTable, DuplicateRoute> {
     let routes = Routes::new(
@@ -51,6 +53,7 @@ pub(super) fn tenant_table(
         tasks: tasks.clone(),
         access_log: builder.settings.access_log,
         write_timeout: builder.settings.http.write_timeout,
+        account: account.clone(),
     };
     let carried = |name: &str| {
         before
@@ -92,6 +95,11 @@ fn go_live(
         cpu,
         upstream: builder.upstream.clone(),
         max_instances: limits.max_concurrent_requests,
+        instance_cap: InstanceCap::carried(before.instance_cap.as_ref(), limits.instances()),
+        account: match &before.account {
+            Some(account) if account.limit() == limits.max_host_memory => account.clone(),
+            _ => Account::under(&server.account, limits.max_host_memory),
+        },
         events: Some(Arc::new(crate::metrics::TenantInstances {
             metrics: builder.metrics.clone(),
             tenant: name.clone(),

@@ -26,7 +26,7 @@ pub mod websocket;
 
 pub use compile::{Engine, GuestPre, Wasi, check};
 pub use guest::{
-    ConnectionPermit, CpuShare, GuestBody, GuestError, InstanceEvents, LogBudget,
+    ConnectionPermit, CpuShare, GuestBody, GuestError, InstanceCap, InstanceEvents, LogBudget,
     MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT, MemoryExhausted, OpenedDir,
     OutboundConnections, Sandbox, Upstream,
 };

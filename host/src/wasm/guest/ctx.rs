@@ -5,10 +5,12 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{
+    FieldMap, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 use super::body::Progress;
 use super::limits::Limiter;
@@ -16,6 +18,7 @@ use super::outbound::{OutboundConnections, denied_error};
 use super::output::GuestOutput;
 use super::sandbox::Sandbox;
 use super::serving::Serving;
+use crate::account::Charge;
 use crate::config::outbound::Verdict;
 use crate::ids::RequestId;
 use crate::net::IoFuture;
@@ -34,6 +37,23 @@ pub(crate) struct GuestCtx {
     /// WebSocket handler's instance: its sockets); this layer knows
     /// nothing of it. `None` in an instance that serves HTTP requests.
     attached: Option<Box<dyn Any + Send>>,
+    /// What the instance keeps between requests (or events), charged to
+    /// its tenant's account as last [settled](GuestCtx::settle).
+    kept: Charge,
+    /// One of the tenant's instance permits, while the instance lives.
+    _instance: OwnedSemaphorePermit,
+}
+
+/// What an instance keeps between requests (or events) that holds host
+/// memory, as [`GuestCtx::settle`] finds it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Kept {
+    /// Resources in its table.
+    pub(crate) resources: usize,
+    /// Outgoing bodies, responses and requests: what holds body buffers.
+    pub(crate) bodies: usize,
+    /// The host memory they hold, about (body buffers at their most).
+    pub(crate) bytes: usize,
 }
 
 impl GuestCtx {
@@ -42,7 +62,13 @@ impl GuestCtx {
     /// sockets, no host environment, outgoing HTTP only to the listed
     /// origins. Its stdout and stderr go to the host's log, each line an
     /// event carrying `id` and the tenant.
-    pub(crate) fn new(serving: Arc<Serving>, sandbox: &Arc<Sandbox>) -> wasmtime::Result<Self> {
+    /// The instance holds `instance`, one of its tenant's instance permits,
+    /// while it lives.
+    pub(crate) fn new(
+        serving: Arc<Serving>,
+        sandbox: &Arc<Sandbox>,
+        instance: OwnedSemaphorePermit,
+    ) -> wasmtime::Result<Self> {
         let (tenant, access) = (&sandbox.tenant, &sandbox.access);
         let mut wasi = WasiCtx::builder();
         let budget = &sandbox.log_budget;
@@ -71,9 +97,11 @@ impl GuestCtx {
             wasi.preopened_dir(dir.path()?, dir.guest(), perms)?;
         }
         let wasi = wasi.build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELD_SIZE_LIMIT);
         Ok(Self {
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             table: {
                 let mut table = ResourceTable::new();
                 table.set_max_capacity(MAX_RESOURCES);
@@ -88,6 +116,8 @@ impl GuestCtx {
             limiter: Limiter::new(&sandbox.limits),
             in_flight: Vec::new(),
             attached: None,
+            kept: sandbox.account.empty(),
+            _instance: instance,
         })
     }
 
@@ -96,9 +126,44 @@ impl GuestCtx {
         &self.hooks.serving
     }
 
-    /// How many resources the instance holds.
-    pub(crate) fn resources(&mut self) -> usize {
-        self.table.iter_mut().count()
+    /// Takes stock of what the instance keeps between requests (or
+    /// events): charged to its tenant's account (whatever its limit: it is
+    /// held already; an account over its limit refuses what would add to
+    /// it, and a reused instance that takes it there is not reused). Its
+    /// body buffer budget is filled again only when it keeps no body: what
+    /// a guest keeps from one request to the next comes out of the budget
+    /// of the next.
+    pub(crate) fn settle(&mut self) -> Kept {
+        let mut kept = Kept::default();
+        let mut field_bytes = 0;
+        for entry in self.table.iter_mut() {
+            let entry: &dyn Any = entry;
+            kept.resources += 1;
+            if let Some(fields) = entry.downcast_ref::<FieldMap>() {
+                field_bytes += fields
+                    .iter()
+                    .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
+                    .sum::<usize>();
+            } else if holds_a_body(entry) {
+                kept.bodies += 1;
+            }
+        }
+        let full = kept.bodies.min(BODY_BUFFER_BUDGET / FULL_BODY_BUFFER);
+        kept.bytes = full * FULL_BODY_BUFFER
+            + (kept.bodies - full) * 2 * SMALL_BODY_CHUNK_SIZE
+            + field_bytes
+            + kept.resources * RESOURCE_OVERHEAD;
+        self.kept.force(kept.bytes);
+        if kept.bodies == 0 {
+            self.hooks.body_buffers = BODY_BUFFER_BUDGET;
+        }
+        kept
+    }
+
+    /// Whether the tenant's account is over its limit (so an instance that
+    /// keeps anything should not be kept).
+    pub(crate) fn account_over(&self) -> bool {
+        self.kept.account().over()
     }
 
     /// Keeps `value` in the store, for the host calls of the layer that put
@@ -117,11 +182,10 @@ impl GuestCtx {
         self.attached.as_deref_mut()?.downcast_mut()
     }
 
-    /// The instance starts serving `id`: a new request, with a new budget
-    /// of body buffers.
+    /// The instance starts serving `id`, within what is left of its body
+    /// buffer budget (filled again only by [`GuestCtx::settle`]).
     pub(crate) fn start(&mut self, id: RequestId) {
         self.hooks.serving.start(id);
-        self.hooks.body_buffers = BODY_BUFFER_BUDGET;
     }
 }
 
@@ -268,6 +332,31 @@ fn origin(uri: &http::Uri) -> String {
     )
 }
 
+/// Whether a resource of the table holds (or will hold) body buffers: an
+/// outgoing body, response or request (WASI 0.2), a request or response
+/// (WASI 0.3).
+fn holds_a_body(entry: &dyn Any) -> bool {
+    use wasmtime_wasi_http::{p2, p3};
+    entry.is::<p2::body::HostOutgoingBody>()
+        || entry.is::<p2::types::HostOutgoingResponse>()
+        || entry.is::<p2::types::HostOutgoingRequest>()
+        || entry.is::<p3::Request>()
+        || entry.is::<p3::Response>()
+}
+
+/// The most bytes of names and values one `fields` a guest makes may hold:
+/// what a client's request head may (`--max-header-size`'s default), not
+/// wasi-http's 128 KiB. With [`MAX_RESOURCES`] it bounds what a guest's
+/// fields hold in the host to 256 MiB an instance at the very most.
+const FIELD_SIZE_LIMIT: usize = crate::config::DEFAULT_MAX_HEADER_SIZE;
+
+/// What one field costs besides its name and value (its map entry).
+const FIELD_OVERHEAD: usize = 32;
+
+/// What one resource costs in the host besides what it holds (its table
+/// entry and box).
+const RESOURCE_OVERHEAD: usize = 64;
+
 /// The most bytes one `get-random-bytes` call returns.
 const MAX_RANDOM_SIZE: u64 = 1 << 20;
 
@@ -275,8 +364,8 @@ const MAX_RANDOM_SIZE: u64 = 1 << 20;
 /// instance holds at once; wasmtime's default is 1,000,000, each entry host
 /// memory outside `max_memory`. The Python and JavaScript guests use a few
 /// dozen per request; a WASI 0.3 instance serves up to its concurrent reuse
-/// count of requests at once.
-const MAX_RESOURCES: usize = 10_000;
+/// count of requests at once (16 by default: a few hundred).
+const MAX_RESOURCES: usize = 4_096;
 
 /// How many writes to a body the host holds before the guest must wait for
 /// the client: enough that hyper sends a streamed body in large writes, not
@@ -297,7 +386,9 @@ const FULL_BODY_BUFFER: usize = (OUTGOING_BODY_BUFFER_CHUNKS + 1) * OUTGOING_BOD
 /// ones made after those get two chunks of [`SMALL_BODY_CHUNK_SIZE`], so a
 /// guest that makes bodies in a loop (each held in the resource table, and
 /// never sent) makes the host hold at most this plus 8 KiB a body, within
-/// [`MAX_RESOURCES`]: about 35 MiB an instance, not GiBs.
+/// [`MAX_RESOURCES`]: about 41 MiB an instance, not GiBs. The budget is
+/// the instance's, not a request's: it is filled again only when the
+/// instance keeps no body ([`GuestCtx::settle`]).
 const BODY_BUFFER_BUDGET: usize = 4 * FULL_BODY_BUFFER;
 
 /// The most a WASI 0.3 body's stream hands the host in one chunk while the

@@ -29,5 +29,5 @@ pub use outbound::{
     Upstream,
 };
 pub use output::LogBudget;
-pub use sandbox::{InstanceEvents, OpenedDir, Sandbox};
+pub use sandbox::{InstanceCap, InstanceEvents, OpenedDir, Sandbox};
 pub(crate) use serving::Serving;

@@ -8,9 +8,13 @@ use std::sync::Arc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use super::cpu::CpuShare;
+use super::error::GuestError;
 use super::outbound::{OutboundConnections, Upstream};
 use super::output::LogBudget;
+use crate::account::Account;
 use crate::config::units::deadline_after;
 use crate::config::{InstanceLimits, WasiAccess};
 
@@ -28,9 +32,15 @@ pub struct Sandbox {
     pub cpu: Option<CpuShare>,
     /// Where allowed outgoing requests go (`net::Client`).
     pub upstream: Arc<dyn Upstream>,
-    /// The most instances of the tenant alive at once (WASI 0.3; give it
+    /// The most WASI 0.3 instances of the tenant alive at once (give it
     /// the tenant's `max_concurrent_requests`).
     pub max_instances: usize,
+    /// Every instance of the tenant, whatever made it (fresh, reused,
+    /// shared, WebSocket): one permit each while it lives.
+    pub instance_cap: InstanceCap,
+    /// The tenant's account of host memory: what its instances keep
+    /// between requests and events, its sockets' queues.
+    pub account: Arc<Account>,
     /// Told when an instance is made and when it goes (metrics).
     pub events: Option<Arc<dyn InstanceEvents>>,
     /// `access.dirs`, opened once: [`Sandbox::open_dirs`].
@@ -119,6 +129,54 @@ impl Sandbox {
             Some(cpu) => cpu.ration(guest).boxed(),
             None => guest.boxed(),
         }
+    }
+}
+
+/// The most instances one tenant has alive at once, across every way of
+/// making them: so that however its clients behave (requests abandoned
+/// mid-run, WebSocket opens reset), a tenant cannot take the instance pool
+/// from the others. Cheap to clone: clones share the permits.
+#[derive(Clone, Debug)]
+pub struct InstanceCap {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InstanceCap {
+    /// At most `max` instances.
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// `before`'s permits when its cap is `max` too (a reloaded tenant's
+    /// live instances keep counting), else a cap of `max` of its own.
+    pub fn carried(before: Option<&InstanceCap>, max: usize) -> Self {
+        match before {
+            Some(before) if before.max == max => before.clone(),
+            _ => Self::new(max),
+        }
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Instances alive now.
+    pub fn live(&self) -> usize {
+        self.max - self.permits.available_permits().min(self.max)
+    }
+
+    /// A permit for one more instance, held while it lives.
+    pub(crate) fn take(&self) -> Result<OwnedSemaphorePermit, GuestError> {
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            GuestError::NoInstance(
+                format!("the tenant has {} instances alive, its most", self.max).into(),
+            )
+        })
     }
 }
 

@@ -118,7 +118,12 @@ impl RecycleState {
         // What a request's guest left in the table (unsent bodies, say) is
         // host memory: an instance that keeps much serves no more, so no
         // instance holds more than one request's leftovers.
-        let kept = instance.store.data_mut().resources();
+        let ctx = instance.store.data_mut();
+        let kept = ctx.settle().resources;
+        if ctx.account_over() {
+            // What it keeps is refunded as it goes.
+            return;
+        }
         if kept > MAX_KEPT_RESOURCES {
             if !self.leaky.swap(true, Ordering::AcqRel) {
                 tracing::warn!(

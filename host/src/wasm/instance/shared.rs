@@ -340,10 +340,15 @@ impl handler::WorkerState for Worker {
         // request gets a whole tick before its first yield.
         store.set_epoch_deadline(1);
         let ctx = store.data_mut();
+        ctx.in_flight.retain(|p| !p.is_done());
+        // Between requests: what the instance keeps is charged, and its
+        // body buffers filled again if it keeps none.
+        if ctx.in_flight.is_empty() {
+            ctx.settle();
+        }
         ctx.start(data.id);
         let serving = ctx.serving().clone();
         let _ = data.serving.set(serving);
-        ctx.in_flight.retain(|p| !p.is_done());
         ctx.in_flight.push(data.progress.clone());
         let deadline = data.deadline;
         Box::pin(tokio::time::sleep_until(deadline))
@@ -358,13 +363,15 @@ impl handler::WorkerState for Worker {
             for progress in ctx.in_flight.drain(..) {
                 progress.instance_failed(memory, format!("{error:#}"));
             }
-            tracing::warn!(
-                target: "catshost::wasm::shared",
-                tenant = &*self.sandbox.tenant,
-                instance_id = %ctx.serving().instance,
-                error = %format!("{error:#}"),
-                "a WASI 0.3 instance failed: its requests in flight fail with it"
-            );
+            if self.sandbox.log_budget.take(&self.sandbox.tenant) {
+                tracing::warn!(
+                    target: "catshost::wasm::shared",
+                    tenant = &*self.sandbox.tenant,
+                    instance_id = %ctx.serving().instance,
+                    error = %format!("{error:#}"),
+                    "a WASI 0.3 instance failed: its requests in flight fail with it"
+                );
+            }
         }
         drop(store);
         if let Some(events) = &self.sandbox.events {

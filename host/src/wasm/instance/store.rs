@@ -10,15 +10,18 @@ use crate::ids::InstanceId;
 use crate::wasm::compile::GuestPre;
 use crate::wasm::guest::{GuestCtx, GuestError, Sandbox, Serving};
 
-/// A WASI 0.2 store for the instance `id` of `pre`, held to its sandbox's
+/// A store for the instance `id` of `pre`, counted in its tenant's
+/// [instance cap](crate::wasm::guest::InstanceCap), held to its sandbox's
 /// memory limit and yielding at every epoch tick.
 pub(crate) fn new(
     pre: &GuestPre,
     sandbox: &Arc<Sandbox>,
     id: InstanceId,
 ) -> Result<Store<GuestCtx>, GuestError> {
+    let permit = sandbox.instance_cap.take()?;
     let serving = Arc::new(Serving::new(id));
-    let ctx = GuestCtx::new(serving, sandbox).map_err(|e| GuestError::Preopen(e.into()))?;
+    let ctx =
+        GuestCtx::new(serving, sandbox, permit).map_err(|e| GuestError::Preopen(e.into()))?;
     let mut store = Store::new(pre.engine(), ctx);
     store.limiter(|ctx| &mut ctx.limiter);
     // Yield to the executor at every epoch tick (see `EPOCH_TICK`).

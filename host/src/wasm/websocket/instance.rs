@@ -9,6 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use super::link::{InstanceSockets, Joined, Link, Rooms};
 use super::{EVENTS_PER_INSTANCE, OpenError, OpenRequest, SocketMessage, WitOpenRequest, gone};
+use crate::account::Charge;
 use crate::config::SocketLimits;
 use crate::ids::{InstanceId, RequestId};
 use crate::wasm::compile::GuestPre;
@@ -50,6 +51,8 @@ pub(super) enum Event {
         message: SocketMessage,
         /// One of the socket's turns, given back once its guest has it.
         _turn: OwnedSemaphorePermit,
+        /// The message's bytes on its tenant's account.
+        _charge: Charge,
     },
     Closed {
         socket: u64,
@@ -138,14 +141,17 @@ impl HandlerInstances {
                 Ok(false) => break,
                 Err(error) => {
                     self.fail(&slot);
-                    tracing::warn!(
+                    let budget = &self.sandbox.log_budget;
+                    if budget.take(&self.sandbox.tenant) {
+                        tracing::warn!(
                         tenant = &*self.sandbox.tenant,
                         component = self.guest.name(),
                         instance = %instance.id,
                         sockets = instance.sockets().links.len(),
                         error = %crate::log::chain(&error),
                         "a WebSocket instance failed: its sockets are closed with 1011"
-                    );
+                        );
+                    }
                     instance.sockets_mut().fail_all();
                     break;
                 }
@@ -289,7 +295,22 @@ impl Instance {
             }
         };
         self.store.data().serving().end();
-        result.map(|()| true)
+        result?;
+        // What the guest keeps between events is host memory: charged, and
+        // an instance that takes its tenant's account past its limit fails.
+        let ctx = self.store.data_mut();
+        let kept = ctx.settle();
+        if ctx.account_over() {
+            return Err(GuestError::MemoryExhausted(
+                format!(
+                    "the instance keeps {} bytes of host memory between events, past its \
+                     tenant's max_host_memory",
+                    kept.bytes
+                )
+                .into(),
+            ));
+        }
+        Ok(true)
     }
 }
 

@@ -13,6 +13,7 @@ use super::{
     MAX_CLOSE_REASON, MAX_ROOM_NAME, MAX_ROOMS_PER_SOCKET, MESSAGE_OVERHEAD, Outgoing, SocketError,
     SocketMessage, wit,
 };
+use crate::account::{Account, Charge};
 use crate::wasm::guest::GuestCtx;
 
 /// The tenant's rooms: name to the sockets in it.
@@ -39,16 +40,18 @@ impl Rooms {
 /// side.
 pub(super) struct Link {
     socket: u64,
-    tx: mpsc::UnboundedSender<Outgoing>,
+    tx: mpsc::UnboundedSender<(Outgoing, Option<Charge>)>,
     /// Bytes of messages queued and not yet taken by the HTTP side.
     queued: Arc<AtomicUsize>,
     budget: usize,
     /// Set once a close is queued: nothing more is sent.
     closing: AtomicBool,
+    /// The tenant's account: queued messages are charged to it.
+    account: Arc<Account>,
 }
 
 impl Link {
-    pub(super) fn new(socket: u64, budget: usize) -> (Arc<Self>, Outbox) {
+    pub(super) fn new(socket: u64, budget: usize, account: Arc<Account>) -> (Arc<Self>, Outbox) {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let link = Arc::new(Self {
@@ -57,17 +60,29 @@ impl Link {
             queued: queued.clone(),
             budget,
             closing: AtomicBool::new(false),
+            account,
         });
-        (link, Outbox { rx, queued })
+        let outbox = Outbox {
+            rx,
+            queued,
+            sending: None,
+        };
+        (link, outbox)
     }
 
     /// Queues `message`; a client that has more than the budget queued is
-    /// too slow, and its socket is closed with 1008.
+    /// too slow, and its socket is closed with 1008, as it is when the
+    /// tenant's account cannot take the message.
     fn send(&self, message: SocketMessage) -> Result<(), SocketError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(SocketError::Closed);
         }
         let len = message.len() + MESSAGE_OVERHEAD;
+        let Ok(charge) = self.account.charge(len) else {
+            tracing::debug!(socket = self.socket, "a WebSocket's tenant holds its most host memory");
+            self.close(1008, "host memory".into());
+            return Err(SocketError::Closed);
+        };
         let before = self.queued.fetch_add(len, Ordering::AcqRel);
         if before.saturating_add(len) > self.budget && before > 0 {
             self.queued.fetch_sub(len, Ordering::AcqRel);
@@ -76,29 +91,35 @@ impl Link {
             return Err(SocketError::Closed);
         }
         self.tx
-            .send(Outgoing::Message(message))
+            .send((Outgoing::Message(message), Some(charge)))
             .map_err(|_| SocketError::Closed)
     }
 
     /// Queues a close frame, once.
     fn close(&self, code: u16, reason: String) {
         if !self.closing.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(Outgoing::Close(code, reason));
+            let _ = self.tx.send((Outgoing::Close(code, reason), None));
         }
     }
 }
 
 /// What the guest sends on one socket, as the HTTP side takes it.
 pub struct Outbox {
-    rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx: mpsc::UnboundedReceiver<(Outgoing, Option<Charge>)>,
     queued: Arc<AtomicUsize>,
+    /// The charge of the message last taken: it is being sent until the
+    /// next is asked for.
+    sending: Option<Charge>,
 }
 
 impl Outbox {
     /// The next thing to send; `None` once the guest can send no more (its
-    /// instance is gone).
+    /// instance is gone). What it takes stays charged to the tenant until
+    /// the next call (or the outbox's end): ask once it is sent.
     pub async fn next(&mut self) -> Option<Outgoing> {
-        let next = self.rx.recv().await?;
+        self.sending = None;
+        let (next, charge) = self.rx.recv().await?;
+        self.sending = charge;
         if let Outgoing::Message(message) = &next {
             self.queued
                 .fetch_sub(message.len() + MESSAGE_OVERHEAD, Ordering::AcqRel);
@@ -270,7 +291,7 @@ mod tests {
 
     #[test]
     fn a_slow_client_is_closed_with_1008_past_its_budget() {
-        let (link, mut outbox) = Link::new(1, 10 + 2 * MESSAGE_OVERHEAD);
+        let (link, mut outbox) = Link::new(1, 10 + 2 * MESSAGE_OVERHEAD, Account::unlimited());
         let message = || SocketMessage::Binary(Bytes::from_static(b"123456"));
         assert!(link.send(message()).is_ok());
         assert!(matches!(link.send(message()), Err(SocketError::Closed)));
@@ -287,7 +308,7 @@ mod tests {
         });
         // A single message larger than the budget still goes: the budget
         // is for a backlog.
-        let (link, _outbox) = Link::new(2, 4);
+        let (link, _outbox) = Link::new(2, 4, Account::unlimited());
         assert!(link.send(message()).is_ok());
     }
 

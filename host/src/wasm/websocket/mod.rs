@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use crate::account::{Account, Charge};
 use crate::config::SocketLimits;
 use crate::wasm::compile::GuestPre;
 use crate::wasm::guest::{GuestError, Sandbox, guest_text};
@@ -186,21 +187,46 @@ impl Sockets {
         self.0.limits
     }
 
+    /// The tenant's account of host memory: what its sockets hold is
+    /// charged to it.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.0.sandbox.account
+    }
+
     /// Asks the guest to open a socket for `request`: on `Ok` the socket is
-    /// open, and the HTTP side completes the handshake.
+    /// open, and the HTTP side completes the handshake. `held` (the
+    /// socket's permits, say) is given back with the answer.
     ///
     /// The guest's `open` runs to its end even if this future is dropped
-    /// (its client gone): a socket it accepted then closes with 1006.
-    pub async fn open(&self, request: OpenRequest) -> Result<Opened, OpenError> {
+    /// (its client gone): a socket it accepted then closes with 1006, and
+    /// `held` is held until then, so that clients that go away cannot have
+    /// more opens running than they may have sockets.
+    pub async fn open<H: Send + 'static>(
+        &self,
+        request: OpenRequest,
+        held: H,
+    ) -> (Result<Opened, OpenError>, H) {
         let sockets = self.clone();
-        tokio::spawn(async move { sockets.open_now(request).await })
-            .await
-            .unwrap_or_else(|_| Err(OpenError::Guest(gone())))
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let opened = sockets.open_now(request).await;
+            // Nobody waits any more: the socket (if opened) closes, and
+            // `held` goes, here.
+            let _ = tx.send((opened, held));
+        });
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => unreachable!("the open's task sends its answer unless it panics"),
+        }
     }
 
     async fn open_now(&self, request: OpenRequest) -> Result<Opened, OpenError> {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-        let (link, outbox) = Link::new(socket, outgoing_budget(&self.0.limits));
+        let (link, outbox) = Link::new(
+            socket,
+            outgoing_budget(&self.0.limits),
+            self.0.sandbox.account.clone(),
+        );
         let slot = self.0.slot();
         let (reply, replied) = oneshot::channel();
         let offered = request.protocols.clone();
@@ -266,9 +292,13 @@ impl SocketEvents {
     /// (at most two of its messages wait for its guest) and its instance
     /// room for it; an error when the instance is gone. Owns what it needs:
     /// the caller may poll it beside other work.
+    ///
+    /// `charge` (the message's bytes on its tenant's account) is held until
+    /// the guest has the message.
     pub fn message(
         &self,
         message: SocketMessage,
+        charge: Charge,
     ) -> impl Future<Output = Result<(), InstanceGone>> + Send + 'static {
         let (socket, turns, events) = (self.socket, self.turns.clone(), self.slot.events.clone());
         async move {
@@ -277,6 +307,7 @@ impl SocketEvents {
                 socket,
                 message,
                 _turn: turn,
+                _charge: charge,
             };
             events.send(event).await.map_err(|_| InstanceGone)
         }

@@ -5,11 +5,19 @@
 //! side ([`crate::wasm::Sockets`]).
 //!
 //! An open socket holds its connection (HTTP/2: its stream), one of its
-//! tenant's `max_websockets` permits, and a share of an instance; its
-//! request permit only while the guest's `open` runs. It is closed by the
-//! host with 1001 when idle past the tenant's `websocket_idle_timeout` or
-//! when the server stops, 1009 past `max_websocket_message`, 1002 or 1007
-//! for a protocol error, and 1011 when its instance fails.
+//! tenant's `max_websockets` permits and of its client's
+//! `max_websockets_per_client`, a share of an instance, and a charge on
+//! its tenant's account for its buffers and the messages on their way; its
+//! request permit only while the guest's `open` runs (all of them until
+//! the `open` ends, even when the client is gone). It is closed by the host
+//! with 1001 when idle past the tenant's `websocket_idle_timeout` (a
+//! message either way is activity; pings and pongs are not) or when the
+//! server stops, 1009 past `max_websocket_message`, 1002 or 1007 for a
+//! protocol error, 1008 when its tenant's account is full, and 1011 when
+//! its instance fails; it is cut when its client takes none of what the
+//! host writes (messages, pongs, close frames) for the write timeout.
+
+mod io;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,20 +32,36 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use self::io::{DrainClock, Drained, Stalled};
 use super::admission::Permits;
 use super::body::IncomingBody;
 use super::upgrade::{Asked, Dispatched, UpgradeRun};
 use super::{HostError, ResponseBody};
+use crate::account::{Account, Charge};
 use crate::config::units::deadline_after;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
+use crate::net::{ClientSlot, PerClient};
 use crate::wasm::{InstanceGone, OpenError, OpenRequest, Opened, Outgoing, SocketMessage, Sockets};
 
+/// What a message on its way to a guest costs besides its bytes.
+const MESSAGE_OVERHEAD: usize = 64;
 /// How long a closing socket waits for its client's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The read buffer of a socket: tungstenite's default is 128 KiB, which an
 /// idle socket would hold for nothing.
 const READ_BUFFER: usize = 4 << 10;
+/// What the codec's write buffer may hold past the largest message: frame
+/// headers, a pong and a close frame.
+const WRITE_SLACK: usize = 1 << 10;
+
+/// What a socket's codec may hold at once, charged to its tenant's account
+/// while it is open: its read buffer, a message being put together from
+/// its frames, and the slack of its write buffer (the message being sent is
+/// charged on its own, from the guest's queue to the socket).
+fn socket_charge(max_message: usize) -> usize {
+    READ_BUFFER + max_message + WRITE_SLACK
+}
 
 /// A tenant's WebSocket handler as the HTTP side serves it.
 #[derive(Clone)]
@@ -48,6 +72,8 @@ pub(crate) struct WebSockets {
     pub(crate) access_log: bool,
     /// One permit per socket the tenant may have open.
     pub(crate) open: Permits,
+    /// The sockets of each client, capped.
+    pub(crate) clients: Arc<PerClient>,
     /// How long a socket may go without a frame from its client.
     pub(crate) idle_timeout: Duration,
     /// How long a message may wait for a client that does not take it
@@ -55,16 +81,30 @@ pub(crate) struct WebSockets {
     pub(crate) write_timeout: Duration,
 }
 
+/// What a socket holds from before its guest's `open` runs: held until
+/// the `open` ends whatever its client does, then (the request's permit
+/// aside) while the socket is open.
+struct Held {
+    socket: OwnedSemaphorePermit,
+    client: ClientSlot,
+    charge: Charge,
+    request: Box<dyn Send>,
+}
+
 /// Opens a socket for `req` (a WebSocket, as
 /// [`upgrade_goes_to`](super::upgrade::upgrade_goes_to) decided) with the
 /// tenant's handler: the response that completes the handshake and,
 /// beside it, the socket's run on the connection; or the guest's refusal.
-/// Past the tenant's `max_websockets`: [`HostError::TooManyWebSockets`].
+/// Past the tenant's `max_websockets`: [`HostError::TooManyWebSockets`];
+/// past the client's: [`HostError::TooManyClientWebSockets`]; past its
+/// account: [`HostError::HostMemory`]. `request` (the request's permit) is
+/// held until the guest's `open` ends.
 pub(crate) async fn open(
     ws: &WebSockets,
     mut req: Request<IncomingBody>,
     tenant: Arc<str>,
     peer: SocketAddr,
+    request: impl Send + 'static,
 ) -> Result<Dispatched, HostError> {
     // RFC 6455, section 4.2.1: a GET over HTTP/1.1 (RFC 8441: a CONNECT
     // over HTTP/2) with version 13 and, over HTTP/1.1, a key.
@@ -80,8 +120,32 @@ pub(crate) async fn open(
     let asked = Asked::take(&mut req).ok_or(HostError::BadRequest(
         "a WebSocket handshake needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key",
     ))?;
-    let permit = ws.open.try_take().ok_or(HostError::TooManyWebSockets)?;
-    let opened = match ws.sockets.open(open_request(asked.head())).await {
+    let socket = ws.open.try_take().ok_or(HostError::TooManyWebSockets)?;
+    let client = ws
+        .clients
+        .admit(peer.ip())
+        .ok_or(HostError::TooManyClientWebSockets)?;
+    let max_message = ws.sockets.limits().max_message;
+    let charge = ws
+        .account()
+        .charge(socket_charge(max_message))
+        .map_err(HostError::HostMemory)?;
+    let held = Held {
+        socket,
+        client,
+        charge,
+        request: Box::new(request),
+    };
+    // Held by the `open` until it ends, even if this future is dropped.
+    let (opened, held) = ws.sockets.open(open_request(asked.head()), held).await;
+    let Held {
+        socket: permit,
+        client,
+        charge,
+        request,
+    } = held;
+    drop(request);
+    let opened = match opened {
         Ok(opened) => opened,
         Err(OpenError::Refused(status)) => {
             return Ok(Dispatched::response(status_only(status)));
@@ -100,6 +164,8 @@ pub(crate) async fn open(
         peer,
         version: asked.version(),
         permit,
+        _client: client,
+        _charge: charge,
     };
     let on = asked.into_on_upgrade();
     let run = async move {
@@ -172,6 +238,15 @@ struct Socket {
     peer: SocketAddr,
     version: Version,
     permit: OwnedSemaphorePermit,
+    _client: ClientSlot,
+    _charge: Charge,
+}
+
+impl WebSockets {
+    /// The tenant's account of host memory.
+    fn account(&self) -> &Arc<Account> {
+        self.sockets.account()
+    }
 }
 
 /// Who closed a socket, and with what.
@@ -219,8 +294,12 @@ impl Socket {
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0)
+            .max_write_buffer_size(max + WRITE_SLACK)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
+        let drain = DrainClock::new();
+        let mut stalled = std::pin::pin!(Stalled::new(drain.clone(), self.ws.write_timeout));
+        let io = Drained::new(io, drain);
         let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let (mut sink, mut stream) = stream.split();
         let protocol = match self.version {
@@ -232,6 +311,7 @@ impl Socket {
         let (mut messages_in, mut messages_out) = (0u64, 0u64);
         let started = Instant::now();
         let idle = self.ws.idle_timeout;
+        // The last message either way: pings and pongs are not activity.
         let mut last_heard = tokio::time::Instant::now();
         // A message on its way to the guest: no more is read meanwhile, but
         // the guest's messages, the stop and the idle timer still are.
@@ -247,6 +327,7 @@ impl Socket {
                 // faster than it reads is not read from meanwhile.
                 next = outbox.next() => match next {
                     Some(Outgoing::Message(message)) => {
+                        last_heard = tokio::time::Instant::now();
                         messages_out += 1;
                         counted_out.inc();
                         let sent = tokio::time::timeout(self.ws.write_timeout, sink.send(to_frame(message)));
@@ -264,7 +345,6 @@ impl Socket {
                     }
                 }
                 frame = stream.next(), if handing.is_none() => {
-                    last_heard = tokio::time::Instant::now();
                     let message = match frame {
                         Some(Ok(Message::Text(text))) => SocketMessage::Text(text.into()),
                         Some(Ok(Message::Binary(bytes))) => SocketMessage::Binary(bytes),
@@ -277,15 +357,24 @@ impl Socket {
                         Some(Err(error)) => break protocol_error(&error),
                         None => break SocketClose::answered(1006, String::new()),
                     };
+                    last_heard = tokio::time::Instant::now();
+                    let Ok(charge) = self.ws.account().charge(message.len() + MESSAGE_OVERHEAD) else {
+                        break SocketClose::host(1008, "host memory");
+                    };
                     messages_in += 1;
                     counted_in.inc();
-                    handing = Some(Box::pin(events.message(message)));
+                    handing = Some(Box::pin(events.message(message, charge)));
                 }
+                // The client took nothing the host wrote (pongs included)
+                // for the write timeout: cut, no close frame can reach it.
+                () = &mut stalled => break SocketClose::answered(1006, String::new()),
                 () = tokio::time::sleep_until(until) => break SocketClose::host(1001, "idle"),
             }
         };
         drop(handing);
-        close(&closed, &mut sink, &mut stream).await;
+        if closed.code != 1006 {
+            close(&closed, &mut sink, &mut stream).await;
+        }
         self.ws.metrics.websocket_closed(&self.tenant, closed.code);
         if self.ws.access_log {
             tracing::info!(
