@@ -488,6 +488,64 @@ async fn a_reused_instance_that_keeps_its_requests_resources_serves_no_more() {
     .await;
 }
 
+#[tokio::test]
+async fn bodies_a_reused_instance_keeps_come_out_of_its_next_requests_and_its_account() {
+    within(async {
+        let faults = engine().load_bytes("faults", &fixture("faults")).unwrap();
+        let mut builder = catshost::Server::builder();
+        builder.reuse(reuse(Some(100), Duration::from_secs(30)));
+        let server = serve(faults.clone(), &builder).await;
+        let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+        // /keep fills two bodies it never sends, and keeps them (6
+        // resources: the instance is reused). The budget of four full body
+        // buffers is the instance's: it is not filled again while the
+        // instance keeps bodies, so the third request gets small ones.
+        let took: Vec<u64> = oks(&mut client, "/keep", 3)
+            .await
+            .iter()
+            .map(|body| body.trim().parse().unwrap())
+            .collect();
+        let metrics = server.server.metrics();
+        assert_eq!(sample(&metrics.encode(), CREATED), Some(1.0));
+        assert!(took[0] > 2 << 20 && took[1] > 2 << 20, "{took:?}");
+        assert!(took[2] < took[0] / 20, "{took:?}");
+        // What it keeps is charged to the tenant.
+        let held = sample(
+            &metrics.encode(),
+            r#"catshost_host_memory_bytes{tenant="default"}"#,
+        )
+        .unwrap();
+        assert!(held >= 4.0 * 1024.0 * 1024.0, "{held}");
+        server.stop().await;
+
+        // Past the tenant's account, an instance that keeps bodies is not
+        // reused, and its charge goes with it.
+        let mut builder = catshost::Server::builder();
+        builder
+            .limits(TenantLimits {
+                max_host_memory: 1 << 20,
+                ..TenantLimits::default()
+            })
+            .reuse(reuse(Some(100), Duration::from_secs(30)));
+        let server = serve(faults, &builder).await;
+        let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+        ok(&mut client, "/keep").await;
+        let metrics = server.server.metrics();
+        wait_for_sample(metrics, RETIRED, 1.0, Duration::from_secs(5)).await;
+        wait_for_sample(
+            metrics,
+            r#"catshost_host_memory_bytes{tenant="default"}"#,
+            0.0,
+            Duration::from_secs(5),
+        )
+        .await;
+        oks(&mut client, "/ok", 2).await;
+        assert_eq!(sample(&metrics.encode(), CREATED), Some(2.0));
+        server.stop().await;
+    })
+    .await;
+}
+
 /// A tenant named `name` on `component`, routed by the host `name.test`,
 /// reusing instances.
 fn counting_tenant(name: &str, component: &GuestPre) -> Tenant {

@@ -832,3 +832,151 @@ async fn a_client_gone_while_its_guest_opens_the_socket_leaks_no_instance() {
     wait_metric(&metrics, r#"catshost_instances_live{tenant="default"} 0"#).await;
     server.stop().await;
 }
+
+/// Issue 26, attack 1 at small size: a client that sends pings as fast as
+/// it can and never reads. tungstenite answers each with a pong; the
+/// codec's write buffer is capped and output that does not drain for the
+/// write timeout cuts the socket (before, the pongs piled up in the host
+/// without bound and the socket stayed open for as long as pings came).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_pings_and_never_reads_is_cut_at_the_write_timeout() {
+    let metrics = Arc::new(catshost::metrics::Metrics::new());
+    let mut builder = catshost::Server::builder();
+    builder
+        .metrics(metrics.clone())
+        .write_timeout(Duration::from_millis(500));
+    let server = TestServer::serve(builder.build(chat()), None).await;
+    let mut tcp = raw_socket(server.addr, "/echo").await;
+    let pings: Vec<u8> = (0..100)
+        .flat_map(|_| frame(true, 0x9, true, &[b'p'; 125]))
+        .collect();
+    let started = Instant::now();
+    let closed = r#"catshost_websocket_closes_total{tenant="default",code="1006"} 1"#;
+    while !metric(&metrics, closed) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the socket still took pings after 30 s:\n{}",
+            metrics.encode()
+        );
+        // Once the server cut the socket, writes fail: keep looking.
+        let _ = tokio::time::timeout(Duration::from_millis(200), tcp.write_all(&pings)).await;
+    }
+    wait_metric(&metrics, r#"catshost_websockets_open{tenant="default"} 0"#).await;
+    // Its account is back at zero once the socket is gone.
+    wait_metric(&metrics, r#"catshost_host_memory_bytes{tenant="default"} 0"#).await;
+    server.stop().await;
+}
+
+/// Pings and pongs are not activity: a client that pings (and reads its
+/// pongs) but sends no message is closed as idle.
+#[tokio::test]
+async fn pings_do_not_keep_an_idle_socket_open() {
+    let limits = TenantLimits {
+        websocket_idle_timeout: Duration::from_millis(500),
+        ..TenantLimits::default()
+    };
+    let (server, _metrics) = serve(chat(), limits).await;
+    let mut ws = connect(server.addr, "/echo").await;
+    let started = Instant::now();
+    let code = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "pings kept the socket open for 10 s"
+        );
+        ws.send(Message::Ping(b"still here".to_vec().into()))
+            .await
+            .unwrap();
+        match next_within(&mut ws, Duration::from_millis(100)).await {
+            Some(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            Some(_) | None => {}
+        }
+    };
+    assert_eq!(code, Some(1001));
+    server.stop().await;
+}
+
+/// One client cannot take every socket of a tenant: past its
+/// `max_websockets_per_client` an open gets 429, and another client's (an
+/// IPv6 loopback here) still opens.
+#[tokio::test]
+async fn a_client_opens_at_most_its_share_of_a_tenants_sockets() {
+    let limits = TenantLimits {
+        max_websockets_per_client: 2,
+        ..TenantLimits::default()
+    };
+    let (server, metrics) = serve(chat(), limits).await;
+    let _first = connect(server.addr, "/echo").await;
+    let _second = connect(server.addr, "/echo").await;
+    assert_eq!(refused(server.addr, "/echo").await, 429);
+    assert!(
+        metric(
+            &metrics,
+            r#"catshost_admission_rejections_total{tenant="default",reason="websockets_per_client"} 1"#
+        ),
+        "{}",
+        metrics.encode()
+    );
+    drop(_first);
+    let mut again = None;
+    for _ in 0..200 {
+        if let Ok(ws) = connect_host(server.addr, &server.addr.to_string(), "/echo").await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = again.expect("a socket opens once one of the client's closed");
+    again.send(Message::text("mine again")).await.unwrap();
+    assert_eq!(text(&mut again).await, "mine again");
+    server.stop().await;
+}
+
+/// Issue 26, attack 3 at small size: a client that resets its stream while
+/// the guest's `open` runs does not get its permits back until the `open`
+/// ends, so clients that go away cannot have more opens (and instances)
+/// running than the tenant may have sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_abandoned_by_its_client_holds_its_permits_until_it_ends() {
+    let limits = TenantLimits {
+        max_websockets: 1,
+        ..TenantLimits::default()
+    };
+    let (server, metrics) = serve(faults(), limits).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/ws_h2.py");
+    let mut client = tokio::process::Command::new(websockets_python())
+        .arg(script)
+        .arg("127.0.0.1")
+        .arg(server.addr.port().to_string())
+        .args(["/slow", "reset"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(client.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line == "reset" {
+            break;
+        }
+    }
+    // The guest's `open` (a second) runs on: its instance is made, and the
+    // tenant's one socket permit is still taken.
+    wait_metric(&metrics, r#"catshost_instances_live{tenant="default"} 1"#).await;
+    assert_eq!(refused(server.addr, "/echo").await, 503);
+    // Once it ends (the socket it opened closes at once), a socket opens.
+    let started = Instant::now();
+    let mut ws = loop {
+        if let Ok(ws) = connect_host(server.addr, &server.addr.to_string(), "/echo").await {
+            break ws;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no socket opened within 10 s of the abandoned open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    ws.send(Message::text("after")).await.unwrap();
+    let _ = next_within(&mut ws, Duration::from_secs(20)).await;
+    drop(ws);
+    let _ = client.wait().await;
+    server.stop().await;
+}

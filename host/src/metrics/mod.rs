@@ -34,6 +34,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// [`crate::Builder::metrics`]) to count them together.
 pub struct Metrics {
     registry: Registry,
+    accounts: Arc<accounts::Accounts>,
     requests: Family<RequestLabels, Counter>,
     request_duration: HistogramFamily<LatencyLabels>,
     requests_in_flight: Family<TenantLabels, Gauge>,
@@ -55,6 +56,7 @@ pub struct Metrics {
     websocket_closes: Family<CloseLabels, Counter>,
 }
 
+mod accounts;
 mod labels;
 
 use labels::{
@@ -82,6 +84,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut metrics = Self {
             registry: Registry::with_prefix("catshost"),
+            accounts: Arc::default(),
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_histogram),
             requests_in_flight: Family::default(),
@@ -221,7 +224,20 @@ impl Metrics {
              1006: gone without a close)",
             metrics.websocket_closes.clone(),
         );
+        registry.register_collector(Box::new(metrics.accounts.clone()));
         metrics
+    }
+
+    /// Reads `account`, `tenant`'s account of host memory, at each scrape
+    /// (while it lives).
+    pub(crate) fn track_account(&self, tenant: &Arc<str>, account: &Arc<crate::account::Account>) {
+        self.accounts.track(tenant, account);
+    }
+
+    /// Reads `account`, the process's account of host memory, at each
+    /// scrape (while it lives).
+    pub(crate) fn track_process_account(&self, account: &Arc<crate::account::Account>) {
+        self.accounts.track_process(account);
     }
 
     /// Every metric in the Prometheus text exposition format.

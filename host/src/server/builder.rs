@@ -384,6 +384,7 @@ impl Builder {
         let tasks = GuestTasks::default();
         let settings = &self.settings;
         let account = Account::process(settings.host_memory_limit());
+        self.metrics.track_process_account(&account);
         let table = tenant_table(self, tenants, &tasks, &account, None)?;
         // HTTP/2 offers extended CONNECT (RFC 8441) when something can take
         // an upgrade: the hook, or a tenant's WebSocket handler (those a

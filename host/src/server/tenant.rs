@@ -105,6 +105,7 @@ fn go_live(
             tenant: name.clone(),
         })),
     };
+    builder.metrics.track_account(&name, &sandbox.account);
     let sockets = Sockets::new(
         &tenant.component,
         sandbox.clone(),
