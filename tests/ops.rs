@@ -186,6 +186,41 @@ async fn a_tenant_over_its_log_budget_has_its_lines_dropped_and_counted() {
     assert!(dropped > 0, "{guest:#?}");
 }
 
+/// Issue 26, item 7: the host's warning about a guest's fault is the
+/// tenant's doing, so it comes out of the tenant's log budget: a tenant
+/// whose guest fails on every request cannot fill the log for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_about_a_tenants_faults_come_out_of_its_log_budget() {
+    let server = Process::serve(&[
+        "--log-format",
+        "json",
+        "--max-log-lines-per-second",
+        "5",
+        fixture_file("trap").to_str().unwrap(),
+    ]);
+    let started = Instant::now();
+    let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+    for _ in 0..40 {
+        assert_eq!(client.request("GET", "/", b"").await.status, 500);
+    }
+    let flood = started.elapsed();
+    wait_for_events(&server, "catshost::access", 40);
+    let warned = events(&server, "catshost::http::error")
+        .into_iter()
+        .filter(|e| e["message"] == "guest failed")
+        .count();
+    let allowed = 5 + (5.0 * flood.as_secs_f64()).ceil() as usize;
+    assert!(
+        warned >= 1 && warned <= allowed,
+        "{warned} warnings logged for 40 faults in {flood:?}, at most {allowed} allowed"
+    );
+    // What was dropped is counted, in the tenant's own warning.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.request("GET", "/", b"").await;
+    let reported = wait_for_events(&server, "catshost::guest", 1);
+    assert!(reported.iter().any(|e| e["dropped"].as_u64() > Some(0)), "{reported:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_carry_the_same_fields() {
     let server = Process::serve(&[fixture_file("stdio").to_str().unwrap()]);

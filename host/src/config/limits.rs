@@ -92,7 +92,9 @@ pub struct TenantLimits {
     /// would add fails as its protocol expects (docs/limits.md: a socket
     /// opens with 503, a message closes its socket with 1008, an instance
     /// that keeps too much is not reused). Default is
-    /// [`DEFAULT_TENANT_HOST_MEMORY`].
+    /// [`DEFAULT_TENANT_HOST_MEMORY`]. Its key and flag are
+    /// `max_tenant_host_memory` (`max_host_memory` is the server's guard,
+    /// [`ServerSettings::max_host_memory`](super::ServerSettings::max_host_memory)).
     pub max_host_memory: usize,
 }
 

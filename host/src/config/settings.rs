@@ -315,7 +315,7 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
     setting!(websocket_sockets_per_instance: [websocket_sockets_per_instance] "N",
         parse_nonzero, count, WEBSOCKETS,
         "The most WebSockets one instance of the handler serves; 1 gives each its own."),
-    setting!(max_host_memory: [max_host_memory] "SIZE", parse_size_usize,
+    setting!(max_tenant_host_memory: [max_host_memory] "SIZE", parse_size_usize,
         |v: &usize| Some(show_size(*v as u64)), LIMITS,
         "The most host memory the tenant's account holds: what its instances keep between \
          requests, its WebSockets' buffers and queues (docs/limits.md)."),

@@ -79,7 +79,7 @@ impl Collector for Accounts {
         }
         let mut family = encoder.encode_descriptor(
             "host_memory_limit_bytes",
-            "The limit of a tenant's account of host memory (max_host_memory)",
+            "The limit of a tenant's account of host memory (max_tenant_host_memory)",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;

@@ -74,7 +74,7 @@ pub(super) struct RawTenant {
     pub(super) websockets: Option<Spanned<toml::Value>>,
     pub(super) max_websockets: Option<Spanned<toml::Value>>,
     pub(super) max_websockets_per_client: Option<Spanned<toml::Value>>,
-    pub(super) max_host_memory: Option<Spanned<toml::Value>>,
+    pub(super) max_tenant_host_memory: Option<Spanned<toml::Value>>,
     pub(super) max_websocket_message: Option<Spanned<toml::Value>>,
     pub(super) websocket_idle_timeout: Option<Spanned<toml::Value>>,
     pub(super) websocket_sockets_per_instance: Option<Spanned<toml::Value>>,
@@ -100,7 +100,7 @@ impl RawTenant {
             ("websockets", &self.websockets),
             ("max_websockets", &self.max_websockets),
             ("max_websockets_per_client", &self.max_websockets_per_client),
-            ("max_host_memory", &self.max_host_memory),
+            ("max_tenant_host_memory", &self.max_tenant_host_memory),
             ("max_websocket_message", &self.max_websocket_message),
             ("websocket_idle_timeout", &self.websocket_idle_timeout),
             (

@@ -304,7 +304,7 @@ impl Instance {
             return Err(GuestError::MemoryExhausted(
                 format!(
                     "the instance keeps {} bytes of host memory between events, past its \
-                     tenant's max_host_memory",
+                     tenant's max_tenant_host_memory",
                     kept.bytes
                 )
                 .into(),
