@@ -218,7 +218,10 @@ async fn warnings_about_a_tenants_faults_come_out_of_its_log_budget() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client.request("GET", "/", b"").await;
     let reported = wait_for_events(&server, "catshost::guest", 1);
-    assert!(reported.iter().any(|e| e["dropped"].as_u64() > Some(0)), "{reported:#?}");
+    assert!(
+        reported.iter().any(|e| e["dropped"].as_u64() > Some(0)),
+        "{reported:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -863,7 +863,11 @@ async fn a_client_that_pings_and_never_reads_is_cut_at_the_write_timeout() {
     }
     wait_metric(&metrics, r#"catshost_websockets_open{tenant="default"} 0"#).await;
     // Its account is back at zero once the socket is gone.
-    wait_metric(&metrics, r#"catshost_host_memory_bytes{tenant="default"} 0"#).await;
+    wait_metric(
+        &metrics,
+        r#"catshost_host_memory_bytes{tenant="default"} 0"#,
+    )
+    .await;
     server.stop().await;
 }
 
@@ -886,9 +890,9 @@ async fn pings_do_not_keep_an_idle_socket_open() {
         ws.send(Message::Ping(b"still here".to_vec().into()))
             .await
             .unwrap();
-        match next_within(&mut ws, Duration::from_millis(100)).await {
-            Some(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
-            Some(_) | None => {}
+        if let Some(Message::Close(frame)) = next_within(&mut ws, Duration::from_millis(100)).await
+        {
+            break frame.map(|f| u16::from(f.code));
         }
     };
     assert_eq!(code, Some(1001));

@@ -13,7 +13,7 @@ use catshost::config::{
     TenantLimits, TlsSource,
 };
 use catshost::config::{Preopen, WasiAccess};
-use clap::{Arg, ArgGroup, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgGroup, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 /// Serve HTTP from sandboxed wasi:http WebAssembly components.
 #[derive(Debug, Parser)]
@@ -288,7 +288,8 @@ impl Table for TenantLimits {
 }
 
 /// The flags of a settings table: `--KEY-WITH-DASHES VALUE` for each
-/// setting, with its help and default; the values given, read into `T`
+/// setting (a setting of several values: its own flag, repeatable), with
+/// its help and default; the values given, read into `T`
 /// (its defaults for the rest).
 #[derive(Clone, Debug)]
 pub struct Flags<T> {
@@ -311,12 +312,17 @@ impl<T: Table> Args for Flags<T> {
                     .set(&mut T::default(), text)
                     .map(|()| text.to_string())
             };
+            let action = match setting.is_list() {
+                true => ArgAction::Append,
+                false => ArgAction::Set,
+            };
             cmd = cmd.arg(
                 Arg::new(setting.key)
                     .long(setting.flag())
                     .value_name(setting.value_name)
                     .help(help)
                     .help_heading(setting.heading)
+                    .action(action)
                     .value_parser(check),
             );
             group = group.arg(setting.key);
@@ -333,7 +339,12 @@ impl<T: Table> FromArgMatches for Flags<T> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let mut settings = T::default();
         for setting in T::SETTINGS {
-            if let Some(text) = matches.get_one::<String>(setting.key) {
+            // Each value of a setting of several values; the one of others.
+            for text in matches
+                .get_many::<String>(setting.key)
+                .into_iter()
+                .flatten()
+            {
                 setting.set(&mut settings, text).map_err(|why| {
                     clap::Error::raw(clap::error::ErrorKind::ValueValidation, why)
                 })?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use catshost::config::{InstanceLimits, WasiAccess};
-use catshost::wasm::{Call, CallInfo, GuestPre, Instances, Sandbox};
+use catshost::wasm::{Call, CallInfo, GuestPre, InstanceCap, Instances, Sandbox};
 use catshost::{Engine, Pool, RequestId};
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
@@ -39,6 +39,8 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
             cpu: None,
             upstream: std::sync::Arc::new(catshost::net::Client),
             max_instances: usize::MAX,
+            instance_cap: InstanceCap::new(usize::MAX),
+            account: catshost::account::Account::unlimited(),
             events: None,
         },
     );

@@ -294,9 +294,13 @@ impl Source<'_> {
         settings: &mut T,
         value: &Spanned<toml::Value>,
     ) -> Result<(), ConfigError> {
-        raw::text(value.get_ref())
+        raw::texts(value.get_ref(), setting.is_list())
             .map_err(String::from)
-            .and_then(|text| setting.set(settings, &text))
+            .and_then(|texts| {
+                texts
+                    .iter()
+                    .try_for_each(|text| setting.set(settings, text))
+            })
             .map_err(|why| self.error(value.span(), why))
     }
 
@@ -511,6 +515,8 @@ routes = ["blog.example.com", "/blog"]
             ("[server]\nshutdown_timeout = \"30\"\n".into(), "2:20", "invalid duration"),
             ("[server]\nhttp = \"h3\"\n".into(), "2:8", "unknown HTTP version"),
             ("[server]\nmax_connections = 0\n".into(), "2:19", "nonzero"),
+            ("[server]\ntrusted_proxies = \"10.0.0.0/8\"\n".into(), "2:19", "an array"),
+            ("[server]\ntrusted_proxies = [\"10/8\"]\n".into(), "2:19", "is not a network"),
             ("[server]\nhttp2_max_frame_size = \"1KiB\"\n".into(), "2:24", "out of range"),
             ("[defaults]\nmax_memory = \"1 TB\"\n".into(), "2:14", "invalid size"),
             ("[defaults]\nmax_body_size = -1\n".into(), "2:17", "negative"),
@@ -629,6 +635,14 @@ routes = ["blog.example.com", "/blog"]
         limits.instance.reuse.max_instance_concurrent_reuse_count = Some(1);
         limits.max_requests_per_second = Some(1);
         assert_eq!(config.tenants[0].limits, limits);
+    }
+
+    #[test]
+    fn trusted_proxies_are_an_array_of_networks() {
+        let tenant = "[[tenant]]\nname = \"a\"\ncomponent = \"shop.wasm\"\nroutes = [\"/a\"]\n";
+        let text = format!("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n{tenant}");
+        let proxies = parse(&text).unwrap().server.trusted_proxies;
+        assert_eq!(proxies.to_string(), "10.0.0.0/8, ::1/128");
     }
 
     #[test]

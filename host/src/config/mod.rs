@@ -3,7 +3,8 @@
 //! units they are written in ([`units`]), what `catshost serve` runs
 //! ([`ServeSettings`]), and the tenant config file ([`file`](mod@file)); what guests
 //! are given and held to ([`InstanceLimits`], [`WasiAccess`], the
-//! [`outbound`] allow-list). It imports no other layer: every other module
+//! [`outbound`] allow-list); which peers may say who their clients are
+//! ([`TrustedProxies`]). It imports no other layer: every other module
 //! reads its settings from here.
 
 use std::net::SocketAddr;
@@ -16,6 +17,8 @@ mod guest;
 mod http;
 mod limits;
 pub mod outbound;
+mod proxies;
+mod setting;
 mod settings;
 pub mod units;
 
@@ -33,13 +36,14 @@ pub use limits::{
     pool,
 };
 pub use outbound::{BadOrigin, Origin, Outbound, is_public};
+pub use proxies::{BadNetwork, TrustedProxies};
+pub use setting::Setting;
 pub use settings::{
     DEFAULT_BACKLOG, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_UPGRADES,
     DEFAULT_MAX_WEBSOCKET_MESSAGE, DEFAULT_MAX_WEBSOCKETS, DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
     DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE, LIMIT_SETTINGS, SERVER_SETTINGS, ServerSettings,
-    Setting,
 };
 
 /// The address `catshost serve` listens on by default: loopback only.

@@ -1,6 +1,7 @@
 //! Every setting of a server and of its tenants' limits, as plain data, and
 //! the tables that name each setting once: its config key (the flag is the
-//! same with dashes), what it means, and how its text is read. `catshost
+//! same with dashes; a list's is its own, given once per value), what it
+//! means, and how its text is read ([`Setting`]). `catshost
 //! serve`'s flags and the config file's `[server]`, `[defaults]` and
 //! `[[tenant]]` keys are all read through these tables; the defaults are
 //! the `Default` impls here, and nowhere else.
@@ -27,11 +28,12 @@
 use std::time::Duration;
 
 use super::http::{HttpSettings, HttpVersions};
+use super::setting::{Setting, count, duration, setting, unset};
 use super::units::{
     parse_bool, parse_count, parse_duration, parse_frame_size, parse_memory, parse_nonzero,
-    parse_size, parse_size_u32, parse_size_usize, show_duration, show_size,
+    parse_size, parse_size_u32, parse_size_usize, show_size,
 };
-use super::TenantLimits;
+use super::{TenantLimits, TrustedProxies};
 
 /// [`ServerSettings::shutdown_timeout`] by default: 30 seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -81,6 +83,12 @@ pub struct ServerSettings {
     /// or the /64 network of an IPv6 one); more are closed as they are
     /// accepted. Default is [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
     pub max_connections_per_client: usize,
+    /// The peers (load balancers) whose connections must open with a PROXY
+    /// protocol header, v1 or v2, read within the header read timeout: the
+    /// client it names is the connection's client for the per-client cap,
+    /// the access log and the rest; a connection without a valid one is
+    /// closed. From any other peer no header is read. Default is none.
+    pub trusted_proxies: TrustedProxies,
     /// How long a TLS handshake may take; past it the connection is closed.
     /// The handshake runs in the connection's own task, never in the accept
     /// loop. Default is [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
@@ -115,8 +123,9 @@ impl ServerSettings {
         match self.max_host_memory {
             Some(0) => usize::MAX,
             Some(limit) => limit,
-            None => super::memory_available()
-                .map_or(usize::MAX, |bytes| usize::try_from(bytes / 2).unwrap_or(usize::MAX)),
+            None => super::memory_available().map_or(usize::MAX, |bytes| {
+                usize::try_from(bytes / 2).unwrap_or(usize::MAX)
+            }),
         }
     }
 }
@@ -128,6 +137,7 @@ impl Default for ServerSettings {
             backlog: DEFAULT_BACKLOG,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            trusted_proxies: TrustedProxies::default(),
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             access_log: true,
             max_tenant_workers: None,
@@ -137,74 +147,10 @@ impl Default for ServerSettings {
     }
 }
 
-/// One setting: its name, its help, and how its text is read into `T`
-/// (a [`ServerSettings`] or [`TenantLimits`]). What it means is the doc of
-/// the field it sets.
-pub struct Setting<T> {
-    /// The config key; the flag is `--` and the key with dashes.
-    pub key: &'static str,
-    /// What the value is, in `--help` (`TIME`, `SIZE`, `N`).
-    pub value_name: &'static str,
-    /// The `--help` section, if not the main one.
-    pub heading: Option<&'static str>,
-    /// What it means, in short, for `--help`: the field's doc is the
-    /// definition, and this may leave things out but never say otherwise.
-    pub help: &'static str,
-    set: fn(&mut T, &str) -> Result<(), String>,
-    show: fn(&T) -> Option<String>,
-}
-
-impl<T> Setting<T> {
-    /// Reads `text` into `settings`; the error says what is wrong with it.
-    pub fn set(&self, settings: &mut T, text: &str) -> Result<(), String> {
-        (self.set)(settings, text)
-    }
-
-    /// The value in `settings` as it would be written, when it has one
-    /// worth showing (`[default: 30s]`).
-    pub fn show(&self, settings: &T) -> Option<String> {
-        (self.show)(settings)
-    }
-
-    /// The flag: `--` and the key with dashes.
-    pub fn flag(&self) -> String {
-        self.key.replace('_', "-")
-    }
-}
-
-macro_rules! setting {
-    ($key:ident: [$($field:tt)+] $value:literal, $parse:expr, $show:expr, $heading:expr, $help:expr) => {
-        Setting {
-            key: stringify!($key),
-            value_name: $value,
-            heading: $heading,
-            help: $help,
-            set: |settings, text| {
-                settings.$($field)+ = ($parse)(text)?;
-                Ok(())
-            },
-            show: |settings| ($show)(&settings.$($field)+),
-        }
-    };
-}
-
 const HTTP: Option<&str> = Some("HTTP");
 const LIMITS: Option<&str> = Some("Limits");
 const REUSE: Option<&str> = Some("Instance reuse");
 const WEBSOCKETS: Option<&str> = Some("WebSockets");
-
-fn duration(value: &Duration) -> Option<String> {
-    Some(show_duration(value))
-}
-
-fn count<T: ToString>(value: &T) -> Option<String> {
-    Some(value.to_string())
-}
-
-/// For settings whose default is hyper's, said in their help.
-fn unset<T>(_: &T) -> Option<String> {
-    None
-}
 
 /// The server settings, each once: flags of `catshost serve` and keys of a
 /// config file's `[server]`.
@@ -224,6 +170,11 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
         LIMITS, "The most host memory all tenants' accounts hold together; past it new \
          connections are closed and what would add fails; 0 turns the guard off [default: half \
          of the memory the process may use (cgroup limit, else physical)]."),
+    setting!(trusted_proxies: [trusted_proxies] each "trusted-proxy" "CIDR",
+        |proxies: &mut TrustedProxies, text| proxies.add(text).map_err(|e| e.to_string()),
+        LIMITS, "A load balancer's address or network (repeatable): its connections must open \
+         with a PROXY protocol header (v1 or v2), whose client the per-client cap and the \
+         access log then key on [default: none]."),
     setting!(http: [http.versions] "VERSIONS", |t: &str| t.parse::<HttpVersions>(),
         |v: &HttpVersions| Some(v.as_str().to_string()), HTTP,
         "The HTTP versions served: both, http1 or h2. Over TLS this is the ALPN list (both: h2 \

@@ -28,9 +28,7 @@ use super::body::{BodyLimit, ResponseBody};
 use super::upgrade::Dispatched;
 use super::upgrade::hook::Accepting;
 use crate::error::BoxError;
-use crate::wasm::{
-    Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, LogBudget, Run,
-};
+use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, LogBudget, Run};
 
 /// How long the host waits, once a guest has set its response, for the
 /// first bytes of its body, so the head and a small body leave in one write

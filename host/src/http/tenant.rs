@@ -21,11 +21,11 @@ use super::upgrade::hook::{UpgradeHook, Upgrades};
 use super::upgrade::{Dispatched, UpgradeTo, upgrade_goes_to};
 use super::websocket::{self, WebSockets};
 use super::{ErrorHandler, HostError, ResponseBody};
+use crate::account::Account;
 use crate::config::TenantLimits;
 use crate::ids::RequestId;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
-use crate::account::Account;
 use crate::net::PerClient;
 use crate::wasm::{CallInfo, CpuShare, InstanceCap, Instances, Sockets};
 

@@ -25,7 +25,10 @@ impl Accounts {
     pub(super) fn track(&self, tenant: &Arc<str>, account: &Arc<Account>) {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         tenants.retain(|(_, a)| a.strong_count() > 0);
-        if !tenants.iter().any(|(_, a)| a.as_ptr() == Arc::as_ptr(account)) {
+        if !tenants
+            .iter()
+            .any(|(_, a)| a.as_ptr() == Arc::as_ptr(account))
+        {
             tenants.push((tenant.clone(), Arc::downgrade(account)));
         }
     }
@@ -58,7 +61,6 @@ impl Accounts {
         rows
     }
 }
-
 
 impl Collector for Accounts {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -179,9 +179,10 @@ impl Metrics {
         registry.register(
             "connections_closed",
             "Connections the host closed: past the per-client limit at accept \
-             (per_client_limit), no request within the header read timeout of the \
-             start (no_request), no request in flight for the idle timeout (idle), \
-             data not taken for the write timeout (not_reading)",
+             (per_client_limit), no valid PROXY header from a trusted proxy in time \
+             (proxy_header), no request within the header read timeout of the start \
+             (no_request), no request in flight for the idle timeout (idle), data not \
+             taken for the write timeout (not_reading)",
             metrics.connections_closed.clone(),
         );
         registry.register(

@@ -1,6 +1,8 @@
 //! Open connections per client, capped, so that one client cannot take
 //! every connection the server allows. A client is its IPv4 address, or
-//! the /64 network of its IPv6 address (what one host or site is given).
+//! the /64 network of its IPv6 address (what one host or site is given):
+//! the connection's peer, or the client a trusted proxy's PROXY header
+//! names.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

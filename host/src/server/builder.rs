@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tenant::{Tenant, tenant_table};
-use crate::account::Account;
 use super::{Inner, Server};
+use crate::account::Account;
 use crate::config::{HttpSettings, HttpVersions, ServerSettings, TenantLimits};
-use crate::config::{Outbound, Preopen, Reuse, WasiAccess};
+use crate::config::{Outbound, Preopen, Reuse, TrustedProxies, WasiAccess};
 use crate::http::{
     ConnBuilder, DefaultErrorHandler, Dispatch, ErrorHandler, GuestTasks, Recorder, UpgradeHook,
 };
@@ -289,6 +289,15 @@ impl Builder {
     /// [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`](crate::config::DEFAULT_MAX_CONNECTIONS_PER_CLIENT).
     pub fn max_connections_per_client(&mut self, max: usize) -> &mut Self {
         self.settings.max_connections_per_client = max.max(1);
+        self
+    }
+
+    /// Sets [`ServerSettings::trusted_proxies`]: the load balancers whose
+    /// connections open with a PROXY protocol header naming their client.
+    ///
+    /// Default is none.
+    pub fn trusted_proxies(&mut self, proxies: TrustedProxies) -> &mut Self {
+        self.settings.trusted_proxies = proxies;
         self
     }
 

@@ -190,18 +190,22 @@ impl Server {
                             inner.builder.metrics.connection_closed("host_memory");
                             continue;
                         }
-                        let Some(slot) = inner.clients.admit(accepted.peer.ip()) else {
-                            // Closed at once: one client cannot hold every
-                            // connection the server allows.
-                            tracing::debug!(peer = %accepted.peer, "connection refused: the client has the most connections it may open");
-                            inner.builder.metrics.connection_closed("per_client_limit");
-                            continue;
+                        // A connection of a trusted proxy takes its
+                        // client's slot in its task, once its PROXY header
+                        // says who the client is; others here, in the order
+                        // they came.
+                        let slot = match inner.builder.settings.trusted_proxies.trusts(accepted.peer.ip()) {
+                            true => None,
+                            false => match inner.admit(accepted.peer) {
+                                Some(slot) => Some(slot),
+                                None => continue,
+                            },
                         };
                         let server = self.inner.clone();
                         let watcher = graceful.watcher();
                         let acceptor = acceptor.clone();
                         connections.spawn(async move {
-                            server.connection(accepted, acceptor, watcher, slot).await;
+                            server.connection(accepted, slot, acceptor, watcher).await;
                             drop(permit);
                         });
                     }

@@ -124,3 +124,19 @@ pub(super) fn text(value: &toml::Value) -> Result<String, &'static str> {
         _ => Err("invalid type: expected a string, a number or a boolean"),
     }
 }
+
+/// A setting's values as the texts its parser reads: for a setting of
+/// several values an array of them, each read as [`text`]; else the one.
+pub(super) fn texts(value: &toml::Value, list: bool) -> Result<Vec<String>, &'static str> {
+    match (value, list) {
+        (toml::Value::Array(values), true) => values
+            .iter()
+            .map(|value| match value {
+                toml::Value::String(_) => text(value),
+                _ => Err("invalid type: expected an array of strings"),
+            })
+            .collect(),
+        (_, true) => Err("invalid type: expected an array of strings, like [\"10.0.0.0/8\"]"),
+        (value, false) => text(value).map(|text| vec![text]),
+    }
+}

@@ -143,8 +143,9 @@ pub struct InstanceCap {
 }
 
 impl InstanceCap {
-    /// At most `max` instances.
+    /// At most `max` instances (at most [`Semaphore::MAX_PERMITS`]).
     pub fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
         Self {
             permits: Arc::new(Semaphore::new(max)),
             max,
@@ -155,7 +156,7 @@ impl InstanceCap {
     /// live instances keep counting), else a cap of `max` of its own.
     pub fn carried(before: Option<&InstanceCap>, max: usize) -> Self {
         match before {
-            Some(before) if before.max == max => before.clone(),
+            Some(before) if before.max == max.min(Semaphore::MAX_PERMITS) => before.clone(),
             _ => Self::new(max),
         }
     }

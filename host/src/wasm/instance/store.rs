@@ -20,8 +20,7 @@ pub(crate) fn new(
 ) -> Result<Store<GuestCtx>, GuestError> {
     let permit = sandbox.instance_cap.take()?;
     let serving = Arc::new(Serving::new(id));
-    let ctx =
-        GuestCtx::new(serving, sandbox, permit).map_err(|e| GuestError::Preopen(e.into()))?;
+    let ctx = GuestCtx::new(serving, sandbox, permit).map_err(|e| GuestError::Preopen(e.into()))?;
     let mut store = Store::new(pre.engine(), ctx);
     store.limiter(|ctx| &mut ctx.limiter);
     // Yield to the executor at every epoch tick (see `EPOCH_TICK`).

@@ -79,7 +79,10 @@ impl Link {
         }
         let len = message.len() + MESSAGE_OVERHEAD;
         let Ok(charge) = self.account.charge(len) else {
-            tracing::debug!(socket = self.socket, "a WebSocket's tenant holds its most host memory");
+            tracing::debug!(
+                socket = self.socket,
+                "a WebSocket's tenant holds its most host memory"
+            );
             self.close(1008, "host memory".into());
             return Err(SocketError::Closed);
         };
