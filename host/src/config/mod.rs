@@ -3,14 +3,16 @@
 //! units they are written in ([`units`]), what `catshost serve` runs
 //! ([`ServeSettings`]), and the tenant config file ([`file`](mod@file)); what guests
 //! are given and held to ([`InstanceLimits`], [`WasiAccess`], the
-//! [`outbound`] allow-list). It imports no other layer: every other module
-//! reads its settings from here.
+//! [`outbound`] allow-list), and which of the host's own files their
+//! preopens may not reach ([`check_preopens`]). It imports no other layer:
+//! every other module reads its settings from here.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+mod exposure;
 pub mod file;
 mod guest;
 mod http;
@@ -18,6 +20,7 @@ pub mod outbound;
 mod settings;
 pub mod units;
 
+pub use exposure::{Grant, HostFile, PreopenError, Role, check_preopens};
 pub use guest::{
     DEFAULT_IDLE_INSTANCE_TIMEOUT, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_MEMORY,
     DEFAULT_P3_CONCURRENT_REUSE_COUNT, DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT,
