@@ -199,6 +199,8 @@ pub struct AccessArgs {
     pub dirs: Vec<Preopen>,
 
     /// Give guests the host directory HOST, writable, as GUEST (repeatable).
+    /// Refused when it holds the compile cache, the component, --tls-cert
+    /// or --tls-key, or a folder on the way to one (docs/limits.md).
     #[arg(long = "dir-rw", value_name = "HOST::GUEST", value_parser = |s: &str| Preopen::parse(s, true))]
     pub dirs_rw: Vec<Preopen>,
 }

@@ -26,6 +26,8 @@ pub struct Reloader {
     sni: SniCerts,
     components: Components,
     threads: usize,
+    /// The compile cache, which no tenant's writable preopen may reach.
+    cache: Option<PathBuf>,
     /// The file as it was at start: its settings a reload cannot change
     /// (the listener, HTTP, the pool) are those, and TLS stays on or off.
     first: FileConfig,
@@ -49,6 +51,7 @@ impl Reloader {
         sni: SniCerts,
         components: Components,
         threads: usize,
+        cache: Option<PathBuf>,
     ) -> Self {
         Self {
             path: file.path.clone(),
@@ -60,6 +63,7 @@ impl Reloader {
             sni,
             components,
             threads,
+            cache,
         }
     }
 
@@ -112,14 +116,18 @@ impl Reloader {
     async fn reload(&mut self, reason: &'static str) {
         tracing::info!(config = %self.path.display(), reason, "reloading the config");
         let started = Instant::now();
-        let (path, engine, components, threads) = (
+        let (path, engine, components, threads, cache) = (
             self.path.clone(),
             self.engine.clone(),
             self.components.clone(),
             self.threads,
+            self.cache.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let file = FileConfig::load(&path)?;
+            // Before anything is compiled (or loaded from the compile
+            // cache), as at start.
+            file.check_preopens(cache.as_deref())?;
             // A tenant whose new version cannot be served keeps its old
             // one: the others' updates (and certificates) still apply.
             let loaded = load::tenants(&engine, &file, &components, threads, true)?;

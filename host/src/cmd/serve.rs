@@ -44,6 +44,8 @@ pub fn run(mut settings: ServeSettings) -> anyhow::Result<()> {
     if let Some(file) = &file {
         settings.apply_file(file);
     }
+    // Before anything is compiled (or loaded from the compile cache).
+    settings.check_preopens(file.as_ref())?;
     let prepared = prepare(&settings, file.as_ref())?;
     if settings.reuse_port {
         return serve_per_core(&settings, prepared);
@@ -108,6 +110,7 @@ fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Resul
                 sni,
                 components,
                 settings.workers.get(),
+                settings.cache.clone(),
             );
             (server, Some(reloader))
         }

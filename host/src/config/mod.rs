@@ -4,14 +4,16 @@
 //! ([`ServeSettings`]), and the tenant config file ([`file`](mod@file)); what guests
 //! are given and held to ([`InstanceLimits`], [`WasiAccess`], the
 //! [`outbound`] allow-list); which peers may say who their clients are
-//! ([`TrustedProxies`]). It imports no other layer: every other module
-//! reads its settings from here.
+//! ([`TrustedProxies`]); and which of the host's own files their preopens
+//! may not reach ([`check_preopens`]). It imports no other layer: every
+//! other module reads its settings from here.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+mod exposure;
 pub mod file;
 mod guest;
 mod http;
@@ -22,6 +24,7 @@ mod setting;
 mod settings;
 pub mod units;
 
+pub use exposure::{Grant, HostFile, PreopenError, Role, check_preopens};
 pub use guest::{
     DEFAULT_IDLE_INSTANCE_TIMEOUT, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_MEMORY,
     DEFAULT_P3_CONCURRENT_REUSE_COUNT, DEFAULT_P3_REUSE_COUNT, DEFAULT_REQUEST_TIMEOUT,
