@@ -550,7 +550,12 @@ async fn protocol_errors_close_the_socket_with_their_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_closes_every_open_socket_with_1001() {
-    let (server, _) = serve(chat(), TenantLimits::default()).await;
+    // All from one client: past the default per-client cap of 64.
+    let limits = TenantLimits {
+        max_websockets_per_client: 100,
+        ..TenantLimits::default()
+    };
+    let (server, _) = serve(chat(), limits).await;
     let mut sockets = Vec::new();
     for _ in 0..100 {
         sockets.push(connect(server.addr, "/echo").await);

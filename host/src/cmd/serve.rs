@@ -223,15 +223,17 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Warns when the tenants' admission limits add up to more than the
-/// instance pool: busy tenants together could then take every slot.
+/// Warns when the tenants' instance caps add up to more than the instance
+/// pool: busy tenants together could then take every slot.
 pub fn warn_overcommitted(file: &FileConfig) {
     if let Some(sum) = file.overcommitted() {
         tracing::warn!(
             tenants_total = sum,
             pool = file.max_concurrent_requests.get(),
-            "the tenants' max_concurrent_requests add up to more than [server] \
-             max_concurrent_requests: busy tenants together can take every instance slot"
+            "the tenants' instance caps (max_concurrent_requests, plus max_websockets / \
+             websocket_sockets_per_instance for a WebSocket handler) add up to more than \
+             [server] max_concurrent_requests: busy tenants together can take every \
+             instance slot"
         );
     }
 }

@@ -161,15 +161,14 @@ impl FileConfig {
         file.check(raw, tls)
     }
 
-    /// The sum of the tenants' `max_concurrent_requests`, when it is more
-    /// than the instance pool (`[server] max_concurrent_requests`): busy
-    /// tenants together can then take every slot.
+    /// The sum of the tenants' instance caps
+    /// ([`TenantLimits::instances`](super::TenantLimits::instances): their
+    /// `max_concurrent_requests` and their WebSocket handlers' instances),
+    /// when it is more than the instance pool (`[server]
+    /// max_concurrent_requests`): busy tenants together can then take every
+    /// slot.
     pub fn overcommitted(&self) -> Option<usize> {
-        let sum: usize = self
-            .tenants
-            .iter()
-            .map(|t| t.limits.max_concurrent_requests)
-            .sum();
+        let sum: usize = self.tenants.iter().map(|t| t.limits.instances()).sum();
         (sum > self.max_concurrent_requests.get()).then_some(sum)
     }
 
