@@ -7,6 +7,8 @@
 #   fresh   the C hello, a fresh instance per request (WASI 0.2's default)
 #   reuse   the C hello, instances reused (--max-instance-reuse-count 1000)
 #   p3      the Rust WASI 0.3 echo, instances shared (WASI 0.3's default)
+#   ws      the Rust chat's WebSocket echo: N 64-byte messages, one after the
+#           other on one socket (bench/ws-messages.py): per message
 #
 #   bench/instructions.sh OLD_CATSHOST [NEW_CATSHOST]   # NEW: target/release/catshost
 #   N1=500 N2=2500 MODES="fresh p3" bench/instructions.sh /tmp/old/catshost
@@ -21,6 +23,8 @@ command -v valgrind >/dev/null || { echo "bench/instructions.sh: valgrind is mis
 command -v h2load >/dev/null || { echo "bench/instructions.sh: h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 [ -f target/guest-examples/c-hello.wasm ] || guest-examples/build.sh c >/dev/null
 [ -f target/guest-examples/rust-echo-p3.wasm ] || guest-examples/build.sh rust >/dev/null
+ws_python=target/guest-toolchains/ws-client/bin/python
+case " $MODES " in *" ws "*) [ -x "$ws_python" ] || scripts/test.sh --install-only >/dev/null ;; esac
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
@@ -33,7 +37,8 @@ mode() {
     fresh) echo "target/guest-examples/c-hello.wasm" ;;
     reuse) echo "target/guest-examples/c-hello.wasm --max-instance-reuse-count 1000" ;;
     p3) echo "target/guest-examples/rust-echo-p3.wasm" ;;
-    *) echo "bench/instructions.sh: unknown mode '$1' (fresh, reuse, p3)" >&2; exit 2 ;;
+    ws) echo "target/guest-examples/rust-chat.wasm" ;;
+    *) echo "bench/instructions.sh: unknown mode '$1' (fresh, reuse, p3, ws)" >&2; exit 2 ;;
   esac
 }
 
@@ -56,7 +61,11 @@ total() {
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$bin" serve "${serve[@]}" --addr "127.0.0.1:$port" --workers 1 --no-access-log --cache-dir "$cache" 2>/dev/null & pid=$!
   wait_port "$port"
-  h2load "$@" -n "$n" -c 4 "http://127.0.0.1:$port/" | grep -q "status codes: $n 2xx" || { echo "bench/instructions.sh: not every request answered 2xx" >&2; exit 1; }
+  if [ "$m" = ws ]; then
+    "$ws_python" bench/ws-messages.py "$port" "$n" || { echo "bench/instructions.sh: the WebSocket echo failed" >&2; exit 1; }
+  else
+    h2load "$@" -n "$n" -c 4 "http://127.0.0.1:$port/" | grep -q "status codes: $n 2xx" || { echo "bench/instructions.sh: not every request answered 2xx" >&2; exit 1; }
+  fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^totals:/ { print $2 }' "$work/cg.out"
 }
@@ -72,7 +81,9 @@ per_request() { # BIN MODE LOAD...
 echo "| mode | load | $old | $new | new / old |"
 echo "|---|---|---|---|---|"
 for m in $MODES; do
-  for load in "HTTP/1.1:--h1" "h2c:-m 8"; do
+  loads=("HTTP/1.1:--h1" "h2c:-m 8")
+  [ "$m" != ws ] || loads=("HTTP/1.1:")
+  for load in "${loads[@]}"; do
     label=${load%%:*}
     # shellcheck disable=SC2086 # the load's flags are words
     o=$(per_request "$old" "$m" ${load#*:})
