@@ -93,6 +93,26 @@ async fn every_fault_gets_its_status_and_the_server_goes_on() {
     server.stop().await;
 }
 
+/// Issue 26, item 8: a `fields` a guest makes holds at most 64 KiB of
+/// names and values (wasi-http's default is 128 KiB), so an instance's
+/// 4,096 resources hold at most 256 MiB of them, not 1.25 GiB: 100 headers
+/// of 1 KiB (103 KB, within the old limit) are refused, and wasi-http traps
+/// the guest.
+#[tokio::test]
+async fn a_guests_fields_hold_at_most_64_kib() {
+    let server = faults_server().await;
+    let answer = get(server.addr, Version::HTTP_11, "/fields").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.body
+    );
+    let ok = get(server.addr, Version::HTTP_11, "/ok").await;
+    assert_eq!(ok.status, StatusCode::OK);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_busy_guest_does_not_hold_up_other_requests() {
     // One worker thread: a guest that computes forever must still yield it.

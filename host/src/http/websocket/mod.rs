@@ -138,13 +138,6 @@ pub(crate) async fn open(
     };
     // Held by the `open` until it ends, even if this future is dropped.
     let (opened, held) = ws.sockets.open(open_request(asked.head()), held).await;
-    let Held {
-        socket: permit,
-        client,
-        charge,
-        request,
-    } = held;
-    drop(request);
     let opened = match opened {
         Ok(opened) => opened,
         Err(OpenError::Refused(status)) => {
@@ -157,6 +150,16 @@ pub(crate) async fn open(
         }
         Err(OpenError::Guest(error)) => return Err(HostError::Guest(error)),
     };
+    let Some(Held {
+        socket: permit,
+        client,
+        charge,
+        request,
+    }) = held
+    else {
+        unreachable!("an open that succeeded gives back what it held")
+    };
+    drop(request);
     let response = handshake(&asked, opened.protocol.as_deref());
     let socket = Socket {
         ws: ws.clone(),

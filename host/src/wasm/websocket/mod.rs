@@ -201,11 +201,14 @@ impl Sockets {
     /// (its client gone): a socket it accepted then closes with 1006, and
     /// `held` is held until then, so that clients that go away cannot have
     /// more opens running than they may have sockets.
+    ///
+    /// `held` comes back unless the open's task panicked (then it went
+    /// with it, and the answer is an error).
     pub async fn open<H: Send + 'static>(
         &self,
         request: OpenRequest,
         held: H,
-    ) -> (Result<Opened, OpenError>, H) {
+    ) -> (Result<Opened, OpenError>, Option<H>) {
         let sockets = self.clone();
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -215,8 +218,8 @@ impl Sockets {
             let _ = tx.send((opened, held));
         });
         match rx.await {
-            Ok(answer) => answer,
-            Err(_) => unreachable!("the open's task sends its answer unless it panics"),
+            Ok((opened, held)) => (opened, Some(held)),
+            Err(_) => (Err(OpenError::Guest(gone())), None),
         }
     }
 
