@@ -9,6 +9,11 @@
    --admin-addr binds, /readyz and /healthz; the http port is the config's
    [server] addr; the grace period outlasts [server] shutdown_timeout plus
    the preStop pause.
+3. A NetworkPolicy isolates the pods for ingress, admits the http port, and
+   admits the admin port only from the namespaces or pods it names (never
+   from everywhere: no rule without `from`, no ipBlock, no empty selector);
+   the kubelet's probes come from the pod's node, which a NetworkPolicy
+   never blocks.
 
 With --extract DIR, also writes the config file and its components to DIR
 (tests/deploy.rs serves them).
@@ -48,6 +53,38 @@ def seconds(text):
         fail(f"cannot read the duration {text!r}")
     value, unit = int(match[1]), match[2]
     return {"ms": value / 1000, "s": value, "m": value * 60}[unit]
+
+
+def admits(rule, name, number):
+    """Whether an ingress rule admits the container port `name` (`number`)."""
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") in (name, number) for p in ports)
+
+
+def check_admin_policy(by_kind, labels, ports):
+    """The pods' admin port is reachable only from the peers a policy names."""
+    policies = [
+        p for p in by_kind.get("NetworkPolicy", [])
+        if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+        and not p["spec"]["podSelector"].get("matchExpressions")
+        and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not policies:
+        fail("no NetworkPolicy isolates the pods for ingress: anything in the cluster reaches "
+             "the admin port")
+    rules = [rule for p in policies for rule in p["spec"].get("ingress", [])]
+    if not any(admits(rule, "http", ports["http"]) for rule in rules):
+        fail("the NetworkPolicy admits nothing to the http port")
+    for rule in rules:
+        if not admits(rule, "admin", ports["admin"]):
+            continue
+        peers = rule.get("from")
+        if not peers:
+            fail("a NetworkPolicy rule admits everyone to the admin port")
+        for peer in peers:
+            selectors = [peer.get("namespaceSelector"), peer.get("podSelector")]
+            if "ipBlock" in peer or all(not s for s in selectors):
+                fail(f"a NetworkPolicy admits {peer} to the admin port: name namespaces or pods")
 
 
 def main():
@@ -125,6 +162,8 @@ def main():
         if get["path"] != path or get["port"] not in ("admin", admin_port):
             fail(f"{probe} must GET {path} on the admin port, not {get}")
 
+    check_admin_policy(by_kind, deployment["spec"]["template"]["metadata"]["labels"], ports)
+
     shutdown = seconds(server.get("shutdown_timeout", "30s"))
     pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     grace = pod["terminationGracePeriodSeconds"]
@@ -135,7 +174,7 @@ def main():
         )
 
     sizes = ", ".join(f"{name} ({len(data)} bytes)" for name, data in components.items())
-    print(f"consistent: probes on admin port {admin_port}, grace {grace}s > {shutdown}s + {pre_stop}s, "
+    print(f"consistent: probes on admin port {admin_port} (a NetworkPolicy admits only named peers), grace {grace}s > {shutdown}s + {pre_stop}s, "
           f"config {config_path}, components {sizes}")
     if options.extract:
         with open(os.path.join(options.extract, os.path.basename(config_path)), "wb") as file:

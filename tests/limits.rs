@@ -514,7 +514,7 @@ async fn clients_that_do_not_take_their_responses_are_closed_at_the_write_timeou
     );
     assert_closed_at(&[finished.unwrap(), writing.unwrap()], write, "zero window");
     assert_closed_at(&http1.unwrap(), write, "not reading");
-    assert_eq!(closed_by_host(&server, "not_reading"), 7);
+    assert_eq!(server.closed("not_reading"), 7);
     server.wait_idle().await;
     server.stop().await;
 }
@@ -531,7 +531,7 @@ async fn a_client_past_its_connection_cap_is_closed_and_others_are_served() {
     // Accepted in order: the fourth is over the cap.
     let mut over = Raw::connect(server.addr).await;
     assert!(over.closed_within(Duration::from_secs(5)).await);
-    assert_eq!(closed_by_host(&server, "per_client_limit"), 1);
+    assert_eq!(server.closed("per_client_limit"), 1);
     // A slot comes back when one of them closes (once all three count as
     // open: their tasks may not have started yet).
     while open_connections(&server) < 3 {
@@ -546,16 +546,6 @@ async fn a_client_past_its_connection_cap_is_closed_and_others_are_served() {
         StatusCode::OK
     );
     server.stop().await;
-}
-
-/// The connections `server` closed for `reason`, by its metrics.
-fn closed_by_host(server: &TestServer, reason: &str) -> u64 {
-    let metrics = server.server.metrics().encode();
-    let name = format!("catshost_connections_closed_total{{reason=\"{reason}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&name))
-        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 /// The connections open on `server`, by its metrics.

@@ -60,19 +60,6 @@ async fn wait_for_sample(server: &catshost::Server, series: &str, value: f64) {
     }
 }
 
-/// The address on a `catshost: admin endpoints on http://ADDR` line.
-fn admin_addr(process: &Process) -> std::net::SocketAddr {
-    let line = process
-        .stderr()
-        .into_iter()
-        .find_map(|l| {
-            l.strip_prefix("catshost: admin endpoints on http://")
-                .map(str::to_string)
-        })
-        .expect("an admin line");
-    line.parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_one_json_access_line_with_every_field() {
     let server = Process::serve(&[
@@ -299,7 +286,7 @@ async fn admin_endpoints_serve_health_readiness_and_metrics_that_move() {
         "127.0.0.1:0",
         fixture_file("trap").to_str().unwrap(),
     ]);
-    let admin = admin_addr(&server);
+    let admin = server.admin_addr();
     let health = get(admin, Version::HTTP_11, "/healthz").await;
     assert_eq!(
         (health.status, health.body.as_str()),
@@ -377,7 +364,7 @@ async fn readyz_turns_503_while_stopping_and_healthz_stays_up() {
         "127.0.0.1:0",
         fixture_file("slow").to_str().unwrap(),
     ]);
-    let admin = admin_addr(&server);
+    let admin = server.admin_addr();
     // A request that takes five seconds keeps the server draining.
     let mut client = Client::connect(server.addr, Version::HTTP_11).await;
     let response = client.send("GET", "/5000", b"").await.unwrap();

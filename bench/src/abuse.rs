@@ -165,6 +165,45 @@ pub async fn not_reading(
     joined(set).await
 }
 
+/// `connections` HTTP/1.1 clients that each pipeline `GET path` for as long
+/// as the server takes requests, and read nothing: the server's writes
+/// stall however small its responses are. Returns how long the server took
+/// to close each (`None`: open after `give_up`).
+pub async fn pipelining_not_reading(
+    addr: SocketAddr,
+    connections: usize,
+    path: &str,
+    give_up: Duration,
+) -> anyhow::Result<Vec<Option<Duration>>> {
+    let requests = format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n").repeat(64);
+    let mut set = JoinSet::new();
+    for _ in 0..connections {
+        let mut tcp = TcpStream::connect(addr).await?;
+        socket2::SockRef::from(&tcp).set_recv_buffer_size(4096)?;
+        let (start, requests) = (Instant::now(), requests.clone().into_bytes());
+        set.spawn(async move {
+            // Where the next write starts in `requests` (repeated forever):
+            // a write that does not go through writes nothing, so no
+            // request is cut in two.
+            let mut at = 0;
+            while start.elapsed() < give_up {
+                if is_closed_by_peer(&tcp) {
+                    return Some(start.elapsed());
+                }
+                let write = tcp.write(&requests[at..]);
+                match tokio::time::timeout(Duration::from_millis(50), write).await {
+                    Ok(Ok(n)) => at = (at + n) % requests.len(),
+                    Ok(Err(_)) => return Some(start.elapsed()),
+                    // The server reads no more: wait for its close.
+                    Err(_) => {}
+                }
+            }
+            None
+        });
+    }
+    joined(set).await
+}
+
 /// Whether the peer closed `tcp` (FIN or RST), without reading its data.
 fn is_closed_by_peer(tcp: &TcpStream) -> bool {
     use std::os::fd::AsRawFd;

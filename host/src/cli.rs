@@ -132,6 +132,14 @@ pub struct Serve {
     #[arg(long, value_name = "ADDR", value_parser = config::units::parse_admin_addr)]
     pub admin_addr: Option<SocketAddr>,
 
+    /// The most admin connections open at once; more are closed as they are
+    /// accepted. They count against --max-connections-per-client too, and
+    /// are cut at --header-read-timeout, --idle-timeout and --write-timeout.
+    #[arg(long, value_name = "N", requires = "admin_addr",
+        default_value_t = config::DEFAULT_ADMIN_MAX_CONNECTIONS,
+        value_parser = config::units::parse_nonzero)]
+    pub admin_max_connections: usize,
+
     /// Keep compiled components in this folder, so a component is compiled
     /// once [default: $XDG_CACHE_HOME/catshost or ~/.cache/catshost].
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -257,6 +265,7 @@ impl Serve {
             limits,
             access,
             admin_addr: self.admin_addr,
+            admin_max_connections: self.admin_max_connections,
             unsafe_allow_precompiled: self.unsafe_allow_precompiled,
             cache: match self.no_cache {
                 true => None,

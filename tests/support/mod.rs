@@ -144,6 +144,16 @@ impl TestServer {
         );
     }
 
+    /// The connections this server closed for `reason`, by its metrics.
+    pub fn closed(&self, reason: &str) -> u64 {
+        let metrics = self.server.metrics().encode();
+        let name = format!("catshost_connections_closed_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     /// Switches the stop and waits for the server to finish.
     pub async fn stop(self) {
         self.server.stop().switch();
@@ -481,6 +491,20 @@ impl Process {
     /// Every stderr line so far.
     pub fn stderr(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The address on its `catshost: admin endpoints on http://ADDR` line
+    /// (printed before the ready line).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self
+            .stderr()
+            .into_iter()
+            .find_map(|l| {
+                l.strip_prefix("catshost: admin endpoints on http://")
+                    .map(str::to_string)
+            })
+            .expect("an admin line");
+        line.parse().unwrap()
     }
 
     /// Waits up to `timeout` for a stderr line that satisfies `want`.

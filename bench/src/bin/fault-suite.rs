@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -40,6 +40,13 @@ struct Args {
     /// each) and HTTP/1 connections, each.
     #[arg(long, default_value_t = 200)]
     not_reading: usize,
+    /// Clients of the admin listener that pipeline GET /metrics and never
+    /// read.
+    #[arg(long, default_value_t = 300)]
+    admin_not_reading: usize,
+    /// The server's --admin-max-connections.
+    #[arg(long, default_value_t = 64)]
+    admin_max_connections: usize,
     /// The server's --request-timeout, in milliseconds.
     #[arg(long, default_value_t = 200)]
     request_timeout_ms: u64,
@@ -51,6 +58,7 @@ struct Args {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
 }
 
 impl Server {
@@ -79,6 +87,8 @@ impl Server {
             .args(["--idle-timeout", &format!("{}ms", args.header_timeout_ms)])
             .args(["--write-timeout", &format!("{}ms", args.header_timeout_ms)])
             .args(["--max-connections-per-client", "100000"])
+            .args(["--admin-addr", "127.0.0.1:0", "--admin-max-connections"])
+            .arg(args.admin_max_connections.to_string())
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -90,16 +100,26 @@ impl Server {
                 )
             })?;
         let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let mut admin = None;
         let addr = loop {
             let line = lines
                 .next()
                 .context("catshost exited before it was ready")??;
+            if let Some(addr) = line.strip_prefix("catshost: admin endpoints on http://") {
+                admin = Some(addr.parse()?);
+            }
             if let Some(addr) = line.strip_prefix("catshost: serving http://") {
                 break addr.parse()?;
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, addr })
+        let admin = admin.context("catshost printed no admin address")?;
+        Ok(Self { child, addr, admin })
+    }
+
+    /// The descriptors the server has open.
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
     }
 
     fn rss_mib(&self) -> f64 {
@@ -369,6 +389,57 @@ async fn main() -> anyhow::Result<()> {
         rss[0], rss[1], rss[2]
     );
 
+    println!("\n## Admin clients that pipeline and do not read\n");
+    println!(
+        "{} clients pipeline GET /metrics on --admin-addr and read nothing; \
+         --admin-max-connections {}, --write-timeout {}: past the cap closed at accept, \
+         the others at the write timeout.\n",
+        args.admin_not_reading,
+        args.admin_max_connections,
+        ms(timeout)
+    );
+    println!(
+        "| client | connections | closed by the server | closed after (min / max) | within bound | good requests | good failures | good p99 |\n|---|---|---|---|---|---|---|---|"
+    );
+    let fds_before = server.fds();
+    let (stop, peak) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let sampler = std::thread::spawn({
+        let (stop, peak, pid) = (stop.clone(), peak.clone(), server.child.id());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+                peak.fetch_max(fds, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    let admin = server.admin;
+    let attack = abuse::pipelining_not_reading(admin, args.admin_not_reading, "/metrics", give_up);
+    let (closed, _p50, p99, failed, count) = under(addr, attack).await;
+    print_closed(
+        "HTTP/1 pipelines /metrics, reads nothing",
+        &closed?,
+        timeout,
+        count,
+        failed,
+        p99,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().expect("the descriptor sampler");
+    let healthz = Conn::open(admin, Version::HTTP_11)
+        .await?
+        .get(admin, "/healthz")
+        .await;
+    println!(
+        "\nServer descriptors: {fds_before} before, at most {} during, {} a second after; admin /healthz after: {healthz}.",
+        peak.load(Ordering::Relaxed),
+        server.fds()
+    );
+
     println!("\n## HTTP/2 abuse\n");
     println!(
         "| abuse | streams | server GOAWAY | server closed | RST_STREAM from server | responses | good requests | good failures | good p99 |\n|---|---|---|---|---|---|---|---|---|"
@@ -416,7 +487,11 @@ async fn main() -> anyhow::Result<()> {
         if status.success() { 0 } else { 1 }
     );
     let _ = std::fs::remove_file(&component);
-    if !wrong.is_empty() || after != Outcome::Status(200) || !status.success() {
+    if !wrong.is_empty()
+        || after != Outcome::Status(200)
+        || healthz != Outcome::Status(200)
+        || !status.success()
+    {
         bail!("the fault suite failed");
     }
     Ok(())

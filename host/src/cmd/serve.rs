@@ -176,7 +176,7 @@ async fn serve(settings: &ServeSettings, prepared: Prepared) -> anyhow::Result<(
         // SIGHUP is handled from here on (it would end the process).
         tokio::spawn(reloader.listen()?.run(settings.watch));
     }
-    spawn_admin(admin, &server)?;
+    spawn_admin(admin, &server, settings.admin_max_connections)?;
     let announced = announce_ready(&server, tls.is_some(), settings.ready_file.clone());
     let served = match (listener, settings.listen, tls) {
         (Some(listener), _, tls) => server.serve_listener(listener, tls).await,
@@ -202,10 +202,11 @@ fn serve_per_core(settings: &ServeSettings, prepared: Prepared) -> anyhow::Resul
         server, tls, admin, ..
     } = prepared;
     let (first, https, ready_file) = (server.clone(), tls.is_some(), settings.ready_file.clone());
+    let admin_max_connections = settings.admin_max_connections;
     server
         .serve_per_core(addr, settings.workers.get(), tls, move || {
             let signals = tokio::spawn(stop_on_signals(first.stop().clone()));
-            spawn_admin(admin, &first)?;
+            spawn_admin(admin, &first, admin_max_connections)?;
             Ok((
                 announce_ready(&first, https, ready_file),
                 AbortOnDrop(signals),
@@ -250,11 +251,20 @@ fn bind_admin(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-/// Serves the admin endpoints on the current runtime until it ends.
-fn spawn_admin(admin: Option<std::net::TcpListener>, server: &Server) -> std::io::Result<()> {
+/// Serves the admin endpoints on the current runtime until it ends, at most
+/// `max_connections` open at once.
+fn spawn_admin(
+    admin: Option<std::net::TcpListener>,
+    server: &Server,
+    max_connections: usize,
+) -> std::io::Result<()> {
     if let Some(listener) = admin {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        tokio::spawn(catshost::admin::serve(listener, server.clone()));
+        tokio::spawn(catshost::admin::serve(
+            listener,
+            server.clone(),
+            max_connections,
+        ));
     }
     Ok(())
 }

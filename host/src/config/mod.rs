@@ -55,6 +55,13 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     8080,
 ));
 
+/// [`ServeSettings::admin_max_connections`] by default: 64. What uses the
+/// admin endpoints holds a few connections at once (a kubelet opens one per
+/// probe and closes it, a Prometheus server keeps one per target); 64 leaves
+/// room for several scrapers and people, and bounds the descriptors the
+/// admin listener can hold to that.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Where `catshost serve` listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listen {
@@ -113,6 +120,12 @@ pub struct ServeSettings {
     /// Where to serve the admin endpoints (`/healthz`, `/readyz`,
     /// `/metrics`); `None` serves none.
     pub admin_addr: Option<SocketAddr>,
+    /// The most admin connections open at once; more are closed as they are
+    /// accepted. Admin connections also count against the server's
+    /// [`max_connections_per_client`](ServerSettings::max_connections_per_client)
+    /// and are held to its header read, idle and write timeouts. Default is
+    /// [`DEFAULT_ADMIN_MAX_CONNECTIONS`].
+    pub admin_max_connections: usize,
     /// Whether the component may be precompiled native code, which runs
     /// outside the sandbox.
     pub unsafe_allow_precompiled: bool,

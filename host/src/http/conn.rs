@@ -234,6 +234,43 @@ impl ConnBuilder {
         while running.next().await.is_some() {}
         closed
     }
+
+    /// Serves `io` over HTTP/1.1 with the responses `respond` makes (the
+    /// admin endpoints: no guest, no upgrade, no HTTP/2), with the hyper
+    /// settings and the watchdog of a guest's connection: the first request
+    /// within the header read timeout, the idle and write timeouts. Returns
+    /// why the watchdog closed it, if it did.
+    pub(crate) async fn serve_host<I, B, F>(&self, io: I, respond: F) -> Option<Cut>
+    where
+        I: AsyncRead + AsyncWrite + std::os::fd::AsRawFd + Unpin + Send + 'static,
+        F: Fn(&http::Request<Incoming>) -> http::Response<B> + Send + Sync + 'static,
+        B: hyper::body::Body + Unpin + Send + 'static,
+        B::Data: bytes::Buf + Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let activity = Activity::new();
+        let io = Tracked::new(io, activity.clone());
+        let service = {
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let in_flight = activity.request_started();
+                let response = respond(&req).map(|body| Watched::new(body, in_flight, true));
+                std::future::ready(Ok::<_, Infallible>(response))
+            })
+        };
+        let conn = self.http1.serve_connection(TokioIo::new(io), service);
+        tokio::select! {
+            result = conn => {
+                if let Err(error) = result {
+                    tracing::debug!(error = %crate::log::chain(&*error), "connection ended with an error");
+                }
+                None
+            }
+            // Dropping the connection closes it (resets it, when its client
+            // does not read).
+            closed = activity.watch(self.timeouts) => Some(closed),
+        }
+    }
 }
 
 /// A response as hyper sends it: watched while its body is out.

@@ -178,11 +178,13 @@ impl Metrics {
         );
         registry.register(
             "connections_closed",
-            "Connections the host closed: past the per-client limit at accept \
-             (per_client_limit), no valid PROXY header from a trusted proxy in time \
-             (proxy_header), no request within the header read timeout of the start \
-             (no_request), no request in flight for the idle timeout (idle), data not \
-             taken for the write timeout (not_reading)",
+            "Connections the host closed, on the server's listener and the admin one: \
+             past the per-client limit at accept (per_client_limit), past the admin \
+             listener's limit at accept (admin_limit), the process's account of host \
+             memory at its limit (host_memory), no valid PROXY header from a trusted proxy \
+             in time (proxy_header), no request within the header read timeout of the start \
+             (no_request), no request in flight for the idle timeout (idle), data not taken \
+             for the write timeout (not_reading)",
             metrics.connections_closed.clone(),
         );
         registry.register(

@@ -104,6 +104,20 @@ impl Server {
         }
     }
 
+    /// A slot in the per-client cap for one more connection from `ip`, held
+    /// until it is dropped; `None` when the client has its most open. The
+    /// admin listener's connections take theirs here too: one cap per
+    /// client over both listeners.
+    pub(crate) fn admit_client(&self, ip: std::net::IpAddr) -> Option<crate::net::ClientSlot> {
+        self.inner.clients.admit(ip)
+    }
+
+    /// How this server's connections are served: the admin listener's are
+    /// served the same way, under the same timeouts.
+    pub(crate) fn conn(&self) -> &ConnBuilder {
+        &self.inner.conn
+    }
+
     /// Replaces every tenant at once: requests already routed finish with
     /// the tenants they were routed to, requests routed from now on get the
     /// new ones. A tenant whose name and `max_concurrent_requests` stay
