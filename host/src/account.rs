@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 pub struct Account {
     held: AtomicUsize,
     limit: usize,
-    /// The most it held at once.
-    peak: AtomicUsize,
     /// Charges it refused.
     refused: AtomicU64,
     parent: Option<Arc<Account>>,
@@ -59,7 +57,6 @@ impl Account {
         Self {
             held: AtomicUsize::new(0),
             limit,
-            peak: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             parent,
         }
@@ -73,11 +70,6 @@ impl Account {
     /// Its limit.
     pub fn limit(&self) -> usize {
         self.limit
-    }
-
-    /// The most it held at once.
-    pub fn peak(&self) -> usize {
-        self.peak.load(Ordering::Relaxed)
     }
 
     /// How many charges it refused.
@@ -131,15 +123,13 @@ impl Account {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(refused);
         }
-        self.peak.fetch_max(after, Ordering::Relaxed);
         Ok(())
     }
 
     /// Adds `bytes` whatever the limits (what is already held and cannot
     /// be refused, only counted).
     fn add_anyway(&self, bytes: usize) {
-        let after = self.held.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        self.peak.fetch_max(after, Ordering::Relaxed);
+        self.held.fetch_add(bytes, Ordering::AcqRel);
         if let Some(parent) = &self.parent {
             parent.add_anyway(bytes);
         }
@@ -244,7 +234,6 @@ mod tests {
         assert_eq!((a.refused(), b.refused()), (1, 1));
         drop((first, second));
         assert_eq!((a.held(), b.held(), process.held()), (0, 0, 0));
-        assert_eq!(process.peak(), 90);
     }
 
     #[test]

@@ -39,7 +39,9 @@ impl DrainClock {
                         .store(now.saturating_add(1), Ordering::Relaxed);
                 }
             }
-            Poll::Ready(Ok(value)) if went(value) => {
+            Poll::Ready(Ok(value))
+                if went(value) && self.blocked_since.load(Ordering::Relaxed) != 0 =>
+            {
                 self.blocked_since.store(0, Ordering::Relaxed);
             }
             Poll::Ready(_) => {}

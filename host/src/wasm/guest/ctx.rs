@@ -40,6 +40,8 @@ pub(crate) struct GuestCtx {
     /// What the instance keeps between requests (or events), charged to
     /// its tenant's account as last [settled](GuestCtx::settle).
     kept: Charge,
+    /// Calls to [`GuestCtx::settle_if_due`] since it last settled.
+    unsettled: u32,
     /// One of the tenant's instance permits, while the instance lives.
     _instance: OwnedSemaphorePermit,
 }
@@ -117,6 +119,7 @@ impl GuestCtx {
             in_flight: Vec::new(),
             attached: None,
             kept: sandbox.account.empty(),
+            unsettled: 0,
             _instance: instance,
         })
     }
@@ -158,6 +161,21 @@ impl GuestCtx {
             self.hooks.body_buffers = BODY_BUFFER_BUDGET;
         }
         kept
+    }
+
+    /// [`GuestCtx::settle`] when it is due, after one of many short calls
+    /// (a WebSocket event): when the guest made a body since it last
+    /// settled (its budget is not full), else every [`SETTLE_EVERY`]th
+    /// call. Between two, what it keeps is bounded all the same (its budget
+    /// is not filled again, its resources are capped): only its charge
+    /// waits.
+    pub(crate) fn settle_if_due(&mut self) -> Option<Kept> {
+        self.unsettled += 1;
+        if self.hooks.body_buffers == BODY_BUFFER_BUDGET && self.unsettled < SETTLE_EVERY {
+            return None;
+        }
+        self.unsettled = 0;
+        Some(self.settle())
     }
 
     /// Whether the tenant's account is over its limit (so an instance that
@@ -343,6 +361,10 @@ fn holds_a_body(entry: &dyn Any) -> bool {
         || entry.is::<p3::Request>()
         || entry.is::<p3::Response>()
 }
+
+/// How many calls [`GuestCtx::settle_if_due`] lets go by when the guest
+/// made no body.
+const SETTLE_EVERY: u32 = 16;
 
 /// The most bytes of names and values one `fields` a guest makes may hold:
 /// what a client's request head may (`--max-header-size`'s default), not

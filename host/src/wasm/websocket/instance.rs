@@ -299,8 +299,9 @@ impl Instance {
         // What the guest keeps between events is host memory: charged, and
         // an instance that takes its tenant's account past its limit fails.
         let ctx = self.store.data_mut();
-        let kept = ctx.settle();
-        if ctx.account_over() {
+        if let Some(kept) = ctx.settle_if_due()
+            && ctx.account_over()
+        {
             return Err(GuestError::MemoryExhausted(
                 format!(
                     "the instance keeps {} bytes of host memory between events, past its \
