@@ -97,6 +97,22 @@ async fn refused(addr: SocketAddr, path: &str) -> u16 {
     }
 }
 
+/// A WebSocket to `path`, once the server lets one open again (a socket
+/// closed, an open ended): tried every 20 ms for 10 s.
+async fn reopened(addr: SocketAddr, path: &str) -> Ws {
+    let started = Instant::now();
+    loop {
+        if let Ok(ws) = connect_host(addr, &addr.to_string(), path).await {
+            return ws;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no socket opened again within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The next message, within `within`; `None` when none came.
 async fn next_within(ws: &mut Ws, within: Duration) -> Option<Message> {
     match tokio::time::timeout(within, ws.next()).await {
@@ -407,15 +423,7 @@ async fn oversized_idle_and_surplus_sockets_are_closed_or_refused() {
     let mut first = open.remove(0);
     first.close(None).await.unwrap();
     let _ = close_code(&mut first).await;
-    let mut again = None;
-    for _ in 0..100 {
-        if let Ok(ws) = connect_host(addr, &addr.to_string(), "/echo").await {
-            again = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut again = again.expect("a socket opens once one closed");
+    let mut again = reopened(addr, "/echo").await;
     again.send(Message::text("room again")).await.unwrap();
     assert_eq!(text(&mut again).await, "room again");
     server.stop().await;
@@ -926,15 +934,7 @@ async fn a_client_opens_at_most_its_share_of_a_tenants_sockets() {
         metrics.encode()
     );
     drop(_first);
-    let mut again = None;
-    for _ in 0..200 {
-        if let Ok(ws) = connect_host(server.addr, &server.addr.to_string(), "/echo").await {
-            again = Some(ws);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut again = again.expect("a socket opens once one of the client's closed");
+    let mut again = reopened(server.addr, "/echo").await;
     again.send(Message::text("mine again")).await.unwrap();
     assert_eq!(text(&mut again).await, "mine again");
     server.stop().await;
@@ -972,17 +972,7 @@ async fn an_open_abandoned_by_its_client_holds_its_permits_until_it_ends() {
     wait_metric(&metrics, r#"catshost_instances_live{tenant="default"} 1"#).await;
     assert_eq!(refused(server.addr, "/echo").await, 503);
     // Once it ends (the socket it opened closes at once), a socket opens.
-    let started = Instant::now();
-    let mut ws = loop {
-        if let Ok(ws) = connect_host(server.addr, &server.addr.to_string(), "/echo").await {
-            break ws;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no socket opened within 10 s of the abandoned open"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut ws = reopened(server.addr, "/echo").await;
     ws.send(Message::text("after")).await.unwrap();
     let _ = next_within(&mut ws, Duration::from_secs(20)).await;
     drop(ws);

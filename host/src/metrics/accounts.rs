@@ -6,11 +6,20 @@ use std::sync::{Arc, Mutex, Weak};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::labels::TenantLabels;
 use crate::account::Account;
+
+/// One tenant's accounts at a scrape: bytes held, limit, charges refused.
+struct Row {
+    tenant: Arc<str>,
+    held: u64,
+    limit: u64,
+    refused: u64,
+}
 
 /// The accounts a scrape reads: each tenant's (a reloaded tenant whose
 /// limit changed has two until the old one's charges are gone), and the
@@ -37,72 +46,75 @@ impl Accounts {
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(account);
     }
 
-    /// Per tenant: bytes held, limit, charges refused (summed over its
-    /// accounts).
-    fn per_tenant(&self) -> Vec<(Arc<str>, u64, u64, u64)> {
+    /// Per tenant, summed over its accounts.
+    fn per_tenant(&self) -> Vec<Row> {
         let tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows: Vec<(Arc<str>, u64, u64, u64)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         for (tenant, account) in tenants.iter() {
             let Some(account) = account.upgrade() else {
                 continue;
             };
-            let held = account.held() as u64;
-            let limit = account.limit() as u64;
-            let refused = account.refused();
-            match rows.iter_mut().find(|row| row.0 == *tenant) {
+            let (held, limit) = (account.held() as u64, account.limit() as u64);
+            match rows.iter_mut().find(|row| row.tenant == *tenant) {
                 Some(row) => {
-                    row.1 += held;
-                    row.2 = row.2.max(limit);
-                    row.3 += refused;
+                    row.held += held;
+                    row.limit = row.limit.max(limit);
+                    row.refused += account.refused();
                 }
-                None => rows.push((tenant.clone(), held, limit, refused)),
+                None => rows.push(Row {
+                    tenant: tenant.clone(),
+                    held,
+                    limit,
+                    refused: account.refused(),
+                }),
             }
         }
         rows
     }
 }
 
+/// A family of a tenant's accounts: name, help, type, its value in a row.
+type Family = (&'static str, &'static str, MetricType, fn(&Row) -> u64);
+
+/// What a scrape shows of each tenant's accounts.
+const FAMILIES: [Family; 3] = [
+    (
+        "host_memory_bytes",
+        "Host memory held on a tenant's behalf, as its account counts it \
+         (docs/limits.md)",
+        MetricType::Gauge,
+        |row| row.held,
+    ),
+    (
+        "host_memory_limit_bytes",
+        "The limit of a tenant's account of host memory (max_tenant_host_memory)",
+        MetricType::Gauge,
+        |row| row.limit,
+    ),
+    (
+        "host_memory_refusals",
+        "Charges a tenant's account of host memory refused: its limit, or the \
+         process's, was in the way",
+        MetricType::Counter,
+        |row| row.refused,
+    ),
+];
+
 impl Collector for Accounts {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let rows = self.per_tenant();
-        let gauge = |value: u64| ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
-        let mut family = encoder.encode_descriptor(
-            "host_memory_bytes",
-            "Host memory held on a tenant's behalf, as its account counts it \
-             (docs/limits.md)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (tenant, held, _, _) in &rows {
-            let labels = TenantLabels {
-                tenant: tenant.clone(),
-            };
-            gauge(*held).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "host_memory_limit_bytes",
-            "The limit of a tenant's account of host memory (max_tenant_host_memory)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (tenant, _, limit, _) in &rows {
-            let labels = TenantLabels {
-                tenant: tenant.clone(),
-            };
-            gauge(*limit).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "host_memory_refusals",
-            "Charges a tenant's account of host memory refused: its limit, or the \
-             process's, was in the way",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (tenant, _, _, refused) in &rows {
-            let labels = TenantLabels {
-                tenant: tenant.clone(),
-            };
-            ConstCounter::new(*refused).encode(family.encode_family(&labels)?)?;
+        for (name, help, kind, value) in FAMILIES {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for row in &rows {
+                let labels = TenantLabels {
+                    tenant: row.tenant.clone(),
+                };
+                let metric = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value(row)).encode(metric)?,
+                    _ => gauge(value(row)).encode(metric)?,
+                }
+            }
         }
         let process = self
             .process
@@ -115,10 +127,14 @@ impl Collector for Accounts {
                 "Host memory held on every tenant's behalf together (--max-host-memory \
                  bounds it)",
                 None,
-                prometheus_client::metrics::MetricType::Gauge,
+                MetricType::Gauge,
             )?;
             gauge(process.held() as u64).encode(family)?;
         }
         Ok(())
     }
+}
+
+fn gauge(value: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX))
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -20,6 +21,8 @@ use tokio::time::{Instant, Sleep};
 pub(super) struct DrainClock {
     start: Instant,
     blocked_since: AtomicU64,
+    /// [`Stalled`], woken when a write blocks while it is not armed.
+    stalled: AtomicWaker,
 }
 
 impl DrainClock {
@@ -27,6 +30,7 @@ impl DrainClock {
         Arc::new(Self {
             start: Instant::now(),
             blocked_since: AtomicU64::new(0),
+            stalled: AtomicWaker::new(),
         })
     }
 
@@ -37,6 +41,7 @@ impl DrainClock {
                     let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
                     self.blocked_since
                         .store(now.saturating_add(1), Ordering::Relaxed);
+                    self.stalled.wake();
                 }
             }
             Poll::Ready(Ok(value))
@@ -57,8 +62,8 @@ impl DrainClock {
 
 /// Resolves once the socket's output has not drained for the timeout.
 /// Polled beside the codec's reads and writes, in the same task: a write
-/// that blocks is seen on the poll that follows it, so it needs no waker of
-/// its own while the output drains.
+/// that blocks wakes it (once), and it arms its timer on the poll that
+/// follows.
 pub(super) struct Stalled {
     clock: Arc<DrainClock>,
     timeout: Duration,
@@ -90,7 +95,10 @@ impl Future for Stalled {
         }
         match self.armed {
             Some(_) => self.sleep.as_mut().poll(cx),
-            None => Poll::Pending,
+            None => {
+                self.clock.stalled.register(cx.waker());
+                Poll::Pending
+            }
         }
     }
 }

@@ -326,6 +326,12 @@ impl Socket {
             tokio::select! {
                 biased;
                 () = self.ws.stop.switched() => break SocketClose::host(1001, "server stopping"),
+                // The clocks before the client's frames: a client whose
+                // frames are always ready (a ping flood) must not starve them.
+                // The client took nothing the host wrote (pongs included)
+                // for the write timeout: cut, no close frame can reach it.
+                () = &mut stalled => break SocketClose::answered(1006, String::new()),
+                () = tokio::time::sleep_until(until) => break SocketClose::host(1001, "idle"),
                 // What the guest sent goes first: a client that sends
                 // faster than it reads is not read from meanwhile.
                 next = outbox.next() => match next {
@@ -368,10 +374,6 @@ impl Socket {
                     counted_in.inc();
                     handing = Some(Box::pin(events.message(message, charge)));
                 }
-                // The client took nothing the host wrote (pongs included)
-                // for the write timeout: cut, no close frame can reach it.
-                () = &mut stalled => break SocketClose::answered(1006, String::new()),
-                () = tokio::time::sleep_until(until) => break SocketClose::host(1001, "idle"),
             }
         };
         drop(handing);
