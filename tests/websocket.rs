@@ -979,3 +979,69 @@ async fn an_open_abandoned_by_its_client_holds_its_permits_until_it_ends() {
     let _ = client.wait().await;
     server.stop().await;
 }
+
+/// The accounts of host memory at their limits. The tenant's
+/// (`max_tenant_host_memory`): an upgrade it cannot take gets 503. The
+/// process's (`--max-host-memory`): with the accounts at it, new
+/// connections are closed as they are accepted and a message that would
+/// add closes its socket with 1008; once what they held is gone, sockets
+/// open again.
+#[tokio::test]
+async fn at_the_host_memory_limits_upgrades_connections_and_messages_are_refused() {
+    // One socket's codec: 4 KiB read buffer, the largest message, 1 KiB.
+    let socket = 4096 + 1024 + 1024;
+    let limits = TenantLimits {
+        max_websocket_message: 1024,
+        max_host_memory: socket + 100,
+        ..TenantLimits::default()
+    };
+    let (server, metrics) = serve(chat(), limits).await;
+    let _first = connect(server.addr, "/echo").await;
+    assert_eq!(refused(server.addr, "/echo").await, 503);
+    assert!(
+        metric(
+            &metrics,
+            r#"catshost_admission_rejections_total{tenant="default",reason="host_memory"} 1"#
+        ),
+        "{}",
+        metrics.encode()
+    );
+    server.stop().await;
+
+    let metrics = Arc::new(catshost::metrics::Metrics::new());
+    let mut builder = catshost::Server::builder();
+    builder
+        .limits(TenantLimits {
+            max_websocket_message: 1024,
+            ..TenantLimits::default()
+        })
+        .max_host_memory(socket)
+        .metrics(metrics.clone());
+    let server = TestServer::serve(builder.build(chat()), None).await;
+    let mut first = connect(server.addr, "/echo").await;
+    let held = format!("catshost_host_memory_process_bytes {socket}");
+    assert!(metric(&metrics, &held), "{}", metrics.encode());
+    // The process holds its most: the next connection is closed at once.
+    assert!(
+        connect_host(server.addr, &server.addr.to_string(), "/echo")
+            .await
+            .is_err()
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"catshost_connections_closed_total{reason="host_memory"} 1"#
+        ),
+        "{}",
+        metrics.encode()
+    );
+    first.send(Message::text("one more")).await.unwrap();
+    assert_eq!(close_code(&mut first).await, (1008, "host memory".into()));
+    wait_metric(&metrics, "catshost_host_memory_process_bytes 0").await;
+    // Connections are accepted again, and a socket opens (its codec takes
+    // the whole guard again).
+    let again = reopened(server.addr, "/echo").await;
+    assert!(metric(&metrics, &held), "{}", metrics.encode());
+    drop(again);
+    server.stop().await;
+}

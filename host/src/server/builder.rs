@@ -292,6 +292,16 @@ impl Builder {
         self
     }
 
+    /// Sets [`ServerSettings::max_host_memory`]: the most bytes all
+    /// tenants' accounts of host memory hold together; 0 turns the guard
+    /// off.
+    ///
+    /// Default is half of the memory the process may use.
+    pub fn max_host_memory(&mut self, bytes: usize) -> &mut Self {
+        self.settings.max_host_memory = Some(bytes);
+        self
+    }
+
     /// Sets [`ServerSettings::trusted_proxies`]: the load balancers whose
     /// connections open with a PROXY protocol header naming their client.
     ///
