@@ -981,11 +981,12 @@ async fn an_open_abandoned_by_its_client_holds_its_permits_until_it_ends() {
 }
 
 /// The accounts of host memory at their limits. The tenant's
-/// (`max_tenant_host_memory`): an upgrade it cannot take gets 503. The
-/// process's (`--max-host-memory`): with the accounts at it, new
-/// connections are closed as they are accepted and a message that would
-/// add closes its socket with 1008; once what they held is gone, sockets
-/// open again.
+/// (`max_tenant_host_memory`): an upgrade it cannot take gets 503, a
+/// message it cannot take closes its socket with 1008. The process's
+/// (`--max-host-memory`): with the accounts at it, new connections are
+/// closed as they are accepted, and the tenant holding the most has its
+/// sockets closed with 1013; once what they held is gone, sockets open
+/// again.
 #[tokio::test]
 async fn at_the_host_memory_limits_upgrades_connections_and_messages_are_refused() {
     // One socket's codec: 4 KiB read buffer, the largest message, 1 KiB.
@@ -996,7 +997,7 @@ async fn at_the_host_memory_limits_upgrades_connections_and_messages_are_refused
         ..TenantLimits::default()
     };
     let (server, metrics) = serve(chat(), limits).await;
-    let _first = connect(server.addr, "/echo").await;
+    let mut first = connect(server.addr, "/echo").await;
     assert_eq!(refused(server.addr, "/echo").await, 503);
     assert!(
         metric(
@@ -1006,6 +1007,8 @@ async fn at_the_host_memory_limits_upgrades_connections_and_messages_are_refused
         "{}",
         metrics.encode()
     );
+    first.send(Message::text("x".repeat(200))).await.unwrap();
+    assert_eq!(close_code(&mut first).await, (1008, "host memory".into()));
     server.stop().await;
 
     let metrics = Arc::new(catshost::metrics::Metrics::new());
@@ -1021,7 +1024,8 @@ async fn at_the_host_memory_limits_upgrades_connections_and_messages_are_refused
     let mut first = connect(server.addr, "/echo").await;
     let held = format!("catshost_host_memory_process_bytes {socket}");
     assert!(metric(&metrics, &held), "{}", metrics.encode());
-    // The process holds its most: the next connection is closed at once.
+    // The process holds its most: the next connection is closed at once,
+    // and the tenant holding the most (the only one) sheds its socket.
     assert!(
         connect_host(server.addr, &server.addr.to_string(), "/echo")
             .await
@@ -1035,8 +1039,7 @@ async fn at_the_host_memory_limits_upgrades_connections_and_messages_are_refused
         "{}",
         metrics.encode()
     );
-    first.send(Message::text("one more")).await.unwrap();
-    assert_eq!(close_code(&mut first).await, (1008, "host memory".into()));
+    assert_eq!(close_code(&mut first).await, (1013, "host memory".into()));
     wait_metric(&metrics, "catshost_host_memory_process_bytes 0").await;
     // Connections are accepted again, and a socket opens (its codec takes
     // the whole guard again).

@@ -55,6 +55,20 @@ impl Dispatch {
         self.table.load_full()
     }
 
+    /// Sheds load for the overload guard: closes the WebSockets of the
+    /// tenant whose account holds the most (of those with sockets to
+    /// close); its name and what it held, if any.
+    pub(crate) fn shed_largest(&self) -> Option<(String, usize)> {
+        let table = self.current();
+        let largest = table
+            .tenants
+            .iter()
+            .filter(|t| t.serves_websockets())
+            .max_by_key(|t| t.host_memory())?;
+        let held = largest.host_memory();
+        (held > 0 && largest.shed_websockets()).then(|| (largest.name().to_string(), held))
+    }
+
     /// Serves one request with the tenant its host and path route to, or
     /// 404 when none does: the response, and what runs on the connection
     /// when it accepts an upgrade.

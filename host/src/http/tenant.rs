@@ -57,6 +57,7 @@ pub(crate) struct CarryOver {
     requests: Option<Permits>,
     websockets: Option<Permits>,
     websocket_clients: Option<Arc<PerClient>>,
+    websocket_shed: Option<Arc<tokio::sync::watch::Sender<u64>>>,
     upgrades: Option<Permits>,
     /// Its guests' share of the workers, when the server shares them out.
     pub(crate) cpu: Option<CpuShare>,
@@ -112,6 +113,10 @@ impl LiveTenant {
                     }
                     _ => PerClient::new(limits.max_websockets_per_client),
                 },
+                shed: before
+                    .websocket_shed
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(tokio::sync::watch::Sender::new(0))),
                 idle_timeout: limits.websocket_idle_timeout,
                 write_timeout: server.write_timeout,
             });
@@ -153,10 +158,28 @@ impl LiveTenant {
             requests: Some(self.admission.requests().clone()),
             websockets: self.websockets.as_ref().map(|w| w.open.clone()),
             websocket_clients: self.websockets.as_ref().map(|w| w.clients.clone()),
+            websocket_shed: self.websockets.as_ref().map(|w| w.shed.clone()),
             upgrades: self.upgrades.as_ref().map(|u| u.open.clone()),
             cpu: self.instances.sandbox().cpu.clone(),
             instance_cap: Some(self.instances.sandbox().instance_cap.clone()),
             account: Some(self.instances.sandbox().account.clone()),
+        }
+    }
+
+    /// The bytes its account of host memory holds.
+    pub(crate) fn host_memory(&self) -> usize {
+        self.instances.sandbox().account.held()
+    }
+
+    /// Closes every open WebSocket of the tenant with 1013 (the overload
+    /// guard's shedding); whether it had a WebSocket handler.
+    pub(crate) fn shed_websockets(&self) -> bool {
+        match &self.websockets {
+            Some(ws) => {
+                ws.shed.send_modify(|n| *n = n.wrapping_add(1));
+                true
+            }
+            None => false,
         }
     }
 

@@ -420,6 +420,7 @@ impl Builder {
                 connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
                 clients: crate::net::PerClient::new(settings.max_connections_per_client),
                 account,
+                shed_at: Default::default(),
                 ready: ReadyLatch::new(),
             }),
         })

@@ -49,7 +49,31 @@ struct Inner {
     /// The process's account of host memory (`--max-host-memory`): every
     /// tenant's is under it; past its limit new connections are closed.
     account: Arc<crate::account::Account>,
+    /// When the overload guard last shed a tenant's sockets.
+    shed_at: std::sync::Mutex<Option<std::time::Instant>>,
     ready: ReadyLatch,
+}
+
+impl Inner {
+    /// At the host memory limit: closes the WebSockets of the tenant whose
+    /// account holds the most, at most once a second (what it held takes
+    /// a moment to be given back).
+    fn shed(&self) {
+        let mut shed_at = self.shed_at.lock().unwrap_or_else(|p| p.into_inner());
+        if shed_at.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        *shed_at = Some(std::time::Instant::now());
+        if let Some((tenant, held)) = self.dispatch.shed_largest() {
+            tracing::warn!(
+                tenant,
+                held,
+                limit = self.account.limit(),
+                "the host holds its most memory (--max-host-memory): the WebSockets of the \
+                 tenant holding the most are closed with 1013"
+            );
+        }
+    }
 }
 
 /// What a TLS server's connections are accepted with.
@@ -199,9 +223,11 @@ impl Server {
                     (Ok(permit), Ok(accepted)) => {
                         if inner.account.held() >= inner.account.limit() {
                             // The tenants hold all the host memory they may:
-                            // no new client until they hold less.
+                            // no new client until they hold less, and the
+                            // tenant holding the most sheds its sockets.
                             tracing::debug!(peer = %accepted.peer, "connection refused: the host holds its most memory (--max-host-memory)");
                             inner.builder.metrics.connection_closed("host_memory");
+                            inner.shed();
                             continue;
                         }
                         // A connection of a trusted proxy takes its

@@ -74,6 +74,9 @@ pub(crate) struct WebSockets {
     pub(crate) open: Permits,
     /// The sockets of each client, capped.
     pub(crate) clients: Arc<PerClient>,
+    /// Bumped to close every open socket of the tenant with 1013: the
+    /// host's overload guard sheds the tenant holding the most memory.
+    pub(crate) shed: Arc<tokio::sync::watch::Sender<u64>>,
     /// How long a socket may go without a frame from its client.
     pub(crate) idle_timeout: Duration,
     /// How long a message may wait for a client that does not take it
@@ -300,6 +303,7 @@ impl Socket {
             .max_write_buffer_size(max + WRITE_SLACK)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
+        let mut shed = self.ws.shed.subscribe();
         let drain = DrainClock::new();
         let mut stalled = std::pin::pin!(Stalled::new(drain.clone(), self.ws.write_timeout));
         let io = Drained::new(io, drain);
@@ -316,22 +320,32 @@ impl Socket {
         let idle = self.ws.idle_timeout;
         // The last message either way: pings and pongs are not activity.
         let mut last_heard = tokio::time::Instant::now();
+        // One timer for the socket's life, moved on only when it fires
+        // early (a message came since it was set): not once per message.
+        let mut idle_timer =
+            std::pin::pin!(tokio::time::sleep_until(deadline_after(last_heard, idle)));
         // A message on its way to the guest: no more is read meanwhile, but
         // the guest's messages, the stop and the idle timer still are.
         let mut handing: Option<
             futures_util::future::BoxFuture<'static, Result<(), InstanceGone>>,
         > = None;
         let closed = loop {
-            let until = deadline_after(last_heard, idle);
             tokio::select! {
                 biased;
                 () = self.ws.stop.switched() => break SocketClose::host(1001, "server stopping"),
+                Ok(()) = shed.changed() => break SocketClose::host(1013, "host memory"),
                 // The clocks before the client's frames: a client whose
                 // frames are always ready (a ping flood) must not starve them.
                 // The client took nothing the host wrote (pongs included)
                 // for the write timeout: cut, no close frame can reach it.
                 () = &mut stalled => break SocketClose::answered(1006, String::new()),
-                () = tokio::time::sleep_until(until) => break SocketClose::host(1001, "idle"),
+                () = &mut idle_timer => {
+                    let until = deadline_after(last_heard, idle);
+                    if until <= tokio::time::Instant::now() {
+                        break SocketClose::host(1001, "idle");
+                    }
+                    idle_timer.as_mut().reset(until);
+                }
                 // What the guest sent goes first: a client that sends
                 // faster than it reads is not read from meanwhile.
                 next = outbox.next() => match next {
