@@ -303,7 +303,16 @@ impl Socket {
             .max_write_buffer_size(max + WRITE_SLACK)
             .max_message_size(Some(max))
             .max_frame_size(Some(max));
+        // Waited on for the whole loop, not made again each turn (each is
+        // a registration with its channel).
+        let mut stopping = std::pin::pin!(self.ws.stop.switched());
         let mut shed = self.ws.shed.subscribe();
+        let mut shedding = std::pin::pin!(async move {
+            if shed.changed().await.is_err() {
+                // The tenant is gone without a successor: nothing sheds.
+                std::future::pending::<()>().await;
+            }
+        });
         let drain = DrainClock::new();
         let mut stalled = std::pin::pin!(Stalled::new(drain.clone(), self.ws.write_timeout));
         let io = Drained::new(io, drain);
@@ -332,8 +341,8 @@ impl Socket {
         let closed = loop {
             tokio::select! {
                 biased;
-                () = self.ws.stop.switched() => break SocketClose::host(1001, "server stopping"),
-                Ok(()) = shed.changed() => break SocketClose::host(1013, "host memory"),
+                () = &mut stopping => break SocketClose::host(1001, "server stopping"),
+                () = &mut shedding => break SocketClose::host(1013, "host memory"),
                 // The clocks before the client's frames: a client whose
                 // frames are always ready (a ping flood) must not starve them.
                 // The client took nothing the host wrote (pongs included)
