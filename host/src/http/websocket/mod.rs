@@ -17,6 +17,7 @@
 //! its instance fails; it is cut when its client takes none of what the
 //! host writes (messages, pongs, close frames) for the write timeout.
 
+mod frames;
 mod io;
 
 use std::net::SocketAddr;
@@ -28,10 +29,9 @@ use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::protocol::Role;
 
+use self::frames::{SocketClose, close, codec, from_client, socket_charge, to_frame};
 use self::io::{DrainClock, Drained, Stalled};
 use super::admission::Permits;
 use super::body::IncomingBody;
@@ -42,26 +42,10 @@ use crate::config::units::deadline_after;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
 use crate::net::{ClientSlot, PerClient};
-use crate::wasm::{InstanceGone, OpenError, OpenRequest, Opened, Outgoing, SocketMessage, Sockets};
+use crate::wasm::{InstanceGone, OpenError, OpenRequest, Opened, Outgoing, Sockets};
 
 /// What a message on its way to a guest costs besides its bytes.
 const MESSAGE_OVERHEAD: usize = 64;
-/// How long a closing socket waits for its client's close frame.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The read buffer of a socket: tungstenite's default is 128 KiB, which an
-/// idle socket would hold for nothing.
-const READ_BUFFER: usize = 4 << 10;
-/// What the codec's write buffer may hold past the largest message: frame
-/// headers, a pong and a close frame.
-const WRITE_SLACK: usize = 1 << 10;
-
-/// What a socket's codec may hold at once, charged to its tenant's account
-/// while it is open: its read buffer, a message being put together from
-/// its frames, and the slack of its write buffer (the message being sent is
-/// charged on its own, from the guest's queue to the socket).
-fn socket_charge(max_message: usize) -> usize {
-    READ_BUFFER + max_message + WRITE_SLACK
-}
 
 /// A tenant's WebSocket handler as the HTTP side serves it.
 #[derive(Clone)]
@@ -255,33 +239,6 @@ impl WebSockets {
     }
 }
 
-/// Who closed a socket, and with what.
-struct SocketClose {
-    code: u16,
-    reason: String,
-    /// Whether a close frame is still to be sent (the host's or the
-    /// guest's close), else it was answered or cannot be.
-    send: bool,
-}
-
-impl SocketClose {
-    fn host(code: u16, reason: &str) -> Self {
-        Self {
-            code,
-            reason: reason.into(),
-            send: true,
-        }
-    }
-
-    fn answered(code: u16, reason: String) -> Self {
-        Self {
-            code,
-            reason,
-            send: false,
-        }
-    }
-}
-
 impl Socket {
     async fn serve<S>(self, io: S, opened: Opened)
     where
@@ -296,13 +253,7 @@ impl Socket {
         // The tenant's permit for the socket goes once its instance has let
         // it go, not before.
         events.hold(self.permit);
-        let max = self.ws.sockets.limits().max_message;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0)
-            .max_write_buffer_size(max + WRITE_SLACK)
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max));
+        let config = codec(self.ws.sockets.limits().max_message);
         // Waited on for the whole loop, not made again each turn (each is
         // a registration with its channel).
         let mut stopping = std::pin::pin!(self.ws.stop.switched());
@@ -377,17 +328,10 @@ impl Socket {
                     }
                 }
                 frame = stream.next(), if handing.is_none() => {
-                    let message = match frame {
-                        Some(Ok(Message::Text(text))) => SocketMessage::Text(text.into()),
-                        Some(Ok(Message::Binary(bytes))) => SocketMessage::Binary(bytes),
-                        // tungstenite answers pings itself.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                        Some(Ok(Message::Close(frame))) => break match frame {
-                            Some(frame) => SocketClose::answered(frame.code.into(), frame.reason.to_string()),
-                            None => SocketClose::answered(1005, String::new()),
-                        },
-                        Some(Err(error)) => break protocol_error(&error),
-                        None => break SocketClose::answered(1006, String::new()),
+                    let message = match from_client(frame) {
+                        Ok(Some(message)) => message,
+                        Ok(None) => continue,
+                        Err(closed) => break closed,
                     };
                     last_heard = tokio::time::Instant::now();
                     let Ok(charge) = self.ws.account().charge(message.len() + MESSAGE_OVERHEAD) else {
@@ -419,63 +363,5 @@ impl Socket {
             );
         }
         events.closed(closed.code, closed.reason).await;
-    }
-}
-
-/// A guest's message as a frame to send.
-fn to_frame(message: SocketMessage) -> Message {
-    match message {
-        SocketMessage::Text(text) => match tungstenite::Utf8Bytes::try_from(text) {
-            Ok(text) => Message::Text(text),
-            Err(_) => unreachable!("a guest's text message is UTF-8"),
-        },
-        SocketMessage::Binary(bytes) => Message::Binary(bytes),
-    }
-}
-
-/// The end of a socket: the host's (or the guest's) close frame when one
-/// is to be sent, and the client's answer to it, each within
-/// [`CLOSE_TIMEOUT`]; then the connection's end.
-async fn close<S, R>(closed: &SocketClose, sink: &mut S, stream: &mut R)
-where
-    S: futures_util::Sink<Message> + Unpin,
-    R: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
-{
-    if closed.send {
-        let frame = CloseFrame {
-            code: CloseCode::from(closed.code),
-            reason: closed.reason.clone().into(),
-        };
-        let sent = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))));
-        if matches!(sent.await, Ok(Ok(()))) {
-            // The client's close frame, or its end, within the timeout.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                while let Some(Ok(frame)) = stream.next().await {
-                    if matches!(frame, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
-    }
-    // The close answered to the client goes out; then the connection ends.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
-}
-
-/// The close a protocol error gets (RFC 6455, section 7.4.1): 1009 for a
-/// message or frame over the limit, 1007 for text that is not UTF-8, 1002
-/// for the rest; a connection that broke gets none (1006).
-fn protocol_error(error: &tungstenite::Error) -> SocketClose {
-    use tungstenite::error::ProtocolError;
-    match error {
-        // The connection ended without a close frame.
-        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            SocketClose::answered(1006, String::new())
-        }
-        tungstenite::Error::Capacity(_) => SocketClose::host(1009, "message too large"),
-        tungstenite::Error::Utf8(_) => SocketClose::host(1007, "invalid UTF-8"),
-        tungstenite::Error::Protocol(_) => SocketClose::host(1002, "protocol error"),
-        _ => SocketClose::answered(1006, String::new()),
     }
 }
