@@ -96,10 +96,15 @@ pub(super) fn to_frame(message: SocketMessage) -> Message {
 }
 
 /// The end of a socket: the host's (or the guest's) close frame when one
-/// is to be sent, and the client's answer to it, each within
-/// [`CLOSE_TIMEOUT`]; then the connection's end.
-pub(super) async fn close<S, R>(closed: &SocketClose, sink: &mut S, stream: &mut R)
-where
+/// is to be sent, within the write timeout, and the client's answer to it
+/// within [`CLOSE_TIMEOUT`]; then the connection's end, within the write
+/// timeout (each at most [`CLOSE_TIMEOUT`]).
+pub(super) async fn close<S, R>(
+    closed: &SocketClose,
+    sink: &mut S,
+    stream: &mut R,
+    write_timeout: Duration,
+) where
     S: futures_util::Sink<Message> + Unpin,
     R: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
 {
@@ -108,7 +113,12 @@ where
             code: CloseCode::from(closed.code),
             reason: closed.reason.clone().into(),
         };
-        let sent = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame))));
+        // A client that takes nothing gets no more time than for any
+        // other write.
+        let sent = tokio::time::timeout(
+            write_timeout.min(CLOSE_TIMEOUT),
+            sink.send(Message::Close(Some(frame))),
+        );
         if matches!(sent.await, Ok(Ok(()))) {
             // The client's close frame, or its end, within the timeout.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
@@ -122,7 +132,7 @@ where
         }
     }
     // The close answered to the client goes out; then the connection ends.
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+    let _ = tokio::time::timeout(write_timeout.min(CLOSE_TIMEOUT), sink.close()).await;
 }
 
 /// The close a protocol error gets (RFC 6455, section 7.4.1): 1009 for a

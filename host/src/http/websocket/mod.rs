@@ -38,11 +38,17 @@ use super::body::IncomingBody;
 use super::upgrade::{Asked, Dispatched, UpgradeRun};
 use super::{HostError, ResponseBody};
 use crate::account::{Account, Charge};
+use crate::bucket::TokenBucket;
 use crate::config::units::deadline_after;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
 use crate::net::{ClientSlot, PerClient};
 use crate::wasm::{InstanceGone, OpenError, OpenRequest, Opened, Outgoing, Sockets};
+
+/// The pings and pongs a client may send a second (browsers send none; a
+/// client library's keep-alive, one every few seconds): past it, its
+/// socket is closed with 1008.
+const MAX_PINGS_PER_SECOND: u32 = 16;
 
 /// What a message on its way to a guest costs besides its bytes.
 const MESSAGE_OVERHEAD: usize = 64;
@@ -282,6 +288,9 @@ impl Socket {
         let mut last_heard = tokio::time::Instant::now();
         // One timer for the socket's life, moved on only when it fires
         // early (a message came since it was set): not once per message.
+        // Pings (and pongs) a client may send a second, in a burst of a
+        // second's worth: each costs the host a pong to write.
+        let mut control = TokenBucket::new(MAX_PINGS_PER_SECOND, tokio::time::Instant::now());
         let mut idle_timer =
             std::pin::pin!(tokio::time::sleep_until(deadline_after(last_heard, idle)));
         // A message on its way to the guest: no more is read meanwhile, but
@@ -330,7 +339,8 @@ impl Socket {
                 frame = stream.next(), if handing.is_none() => {
                     let message = match from_client(frame) {
                         Ok(Some(message)) => message,
-                        Ok(None) => continue,
+                        Ok(None) if control.take(tokio::time::Instant::now()) => continue,
+                        Ok(None) => break SocketClose::host(1008, "too many pings"),
                         Err(closed) => break closed,
                     };
                     last_heard = tokio::time::Instant::now();
@@ -345,7 +355,7 @@ impl Socket {
         };
         drop(handing);
         if closed.code != 1006 {
-            close(&closed, &mut sink, &mut stream).await;
+            close(&closed, &mut sink, &mut stream, self.ws.write_timeout).await;
         }
         self.ws.metrics.websocket_closed(&self.tenant, closed.code);
         if self.ws.access_log {

@@ -2,7 +2,7 @@
 //! actor task that hands its guest one event at a time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -45,6 +45,9 @@ pub(super) enum Event {
         request: OpenRequest,
         link: Arc<Link>,
         reply: oneshot::Sender<Result<Option<String>, OpenError>>,
+        /// Whether its client still waits for the answer: one gone by the
+        /// time the instance takes it is not handed to the guest.
+        waiting: Arc<AtomicBool>,
     },
     Message {
         socket: u64,
@@ -234,7 +237,20 @@ impl Instance {
                 request,
                 link,
                 reply,
+                waiting,
             } => {
+                if !waiting.load(Ordering::Acquire) {
+                    // Its client went away while it waited its turn: the
+                    // guest is not asked, and the sockets queued behind it
+                    // do not wait for an open nobody will use.
+                    let _ = reply.send(Err(OpenError::Guest(gone())));
+                    if tenant.release(slot) {
+                        store.data().serving().end();
+                        return Ok(false);
+                    }
+                    store.data().serving().end();
+                    return Ok(true);
+                }
                 sockets_of(store).links.insert(socket, Joined::new(link));
                 let request = WitOpenRequest {
                     path_with_query: request.path_with_query,

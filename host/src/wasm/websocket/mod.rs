@@ -17,7 +17,7 @@
 mod instance;
 mod link;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -211,19 +211,29 @@ impl Sockets {
     ) -> (Result<Opened, OpenError>, Option<H>) {
         let sockets = self.clone();
         let (tx, rx) = oneshot::channel();
+        // Cleared when this future goes (its client gone): an open still
+        // queued for its instance then is never handed to the guest.
+        let waiting = Waiting(Arc::new(AtomicBool::new(true)));
+        let still = waiting.0.clone();
         tokio::spawn(async move {
-            let opened = sockets.open_now(request).await;
+            let opened = sockets.open_now(request, still).await;
             // Nobody waits any more: the socket (if opened) closes, and
             // `held` goes, here.
             let _ = tx.send((opened, held));
         });
-        match rx.await {
+        let answer = match rx.await {
             Ok((opened, held)) => (opened, Some(held)),
             Err(_) => (Err(OpenError::Guest(gone())), None),
-        }
+        };
+        drop(waiting);
+        answer
     }
 
-    async fn open_now(&self, request: OpenRequest) -> Result<Opened, OpenError> {
+    async fn open_now(
+        &self,
+        request: OpenRequest,
+        waiting: Arc<AtomicBool>,
+    ) -> Result<Opened, OpenError> {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
         let (link, outbox) = Link::new(
             socket,
@@ -238,6 +248,7 @@ impl Sockets {
             request,
             link,
             reply,
+            waiting,
         };
         if slot.events.send(event).await.is_err() {
             return Err(OpenError::Guest(gone()));
@@ -257,6 +268,15 @@ impl Sockets {
             events: SocketEvents::new(socket, slot),
             outbox,
         })
+    }
+}
+
+/// Whether the client of an open still waits for it: cleared when dropped.
+struct Waiting(Arc<AtomicBool>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
