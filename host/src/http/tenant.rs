@@ -240,7 +240,7 @@ impl LiveTenant {
             // The WebSocket handler holds the request permit only while its
             // `open` runs.
             Some(UpgradeTo::WebSocketHandler(ws)) => {
-                return websocket::open(ws, req, tenant.clone(), conn.peer, permit).await;
+                return Box::pin(websocket::open(ws, req, tenant.clone(), conn.peer, permit)).await;
             }
             Some(UpgradeTo::Hook(upgrades)) => {
                 upgrades.accepting(&mut req, tenant.clone(), conn.peer)?
@@ -265,7 +265,12 @@ impl LiveTenant {
             body_limit,
             upgrade,
         };
-        guest::call(&self.instances, &self.tasks, &self.reporter, admitted).await
+        // Boxed: the call's future is most of a request's state, and each
+        // future above it (this one, the dispatch's, hyper's service future)
+        // is moved whole at least once per request; without the box they
+        // held it too, and a request moved ~24 KB (a third of the CPU
+        // catshost spent beyond `wasmtime serve` per reused request).
+        Box::pin(guest::call(&self.instances, &self.tasks, &self.reporter, admitted)).await
     }
 }
 

@@ -1,33 +1,54 @@
 //! The engine's epoch: one thread that advances it, so guests that compute
-//! without calling the host yield and meet their deadlines.
+//! without calling the host yield and meet their deadlines. It ticks only
+//! while a guest may run ([`busy`]): with none for [`IDLE_TICKS`] ticks it
+//! sleeps, so an idle server's core is never woken for it.
 
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use wasmtime::Engine;
 
-use crate::wasm::guest::EPOCH_TICK;
+use crate::wasm::guest::{EPOCH_TICK, busy};
 
-/// One thread that advances the engine's epoch every [`EPOCH_TICK`]; dropping
-/// it stops and joins the thread.
+/// Ticks without a guest before the ticker sleeps (100 ms): a server
+/// between two requests keeps ticking, one left idle stops.
+const IDLE_TICKS: u32 = 50;
+
+/// One thread that advances the engine's epoch every [`EPOCH_TICK`] while
+/// a guest may run; dropping it stops and joins the thread.
 pub(crate) struct EpochTicker {
-    stop: Option<mpsc::Sender<()>>,
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("catshost-epoch".into())
             .spawn(move || {
-                // Ends when the sender is dropped.
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                let stopped = || stopped.load(Ordering::SeqCst);
+                let mut idle = 0;
+                while !stopped() {
+                    // Woken early (by a stop, or a guest starting), it
+                    // ticks early: a guest yields a little sooner.
+                    std::thread::park_timeout(EPOCH_TICK);
                     engine.increment_epoch();
+                    if busy::any() {
+                        idle = 0;
+                        continue;
+                    }
+                    idle += 1;
+                    if idle >= IDLE_TICKS {
+                        busy::sleep_until_busy(stopped);
+                        idle = 0;
+                    }
                 }
             })?;
         Ok(Self {
-            stop: Some(stop),
+            stop,
             thread: Some(thread),
         })
     }
@@ -35,8 +56,9 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }

@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{
 };
 
 use super::body::Progress;
+use super::busy::Busy;
 use super::limits::Limiter;
 use super::outbound::{OutboundConnections, denied_error};
 use super::output::GuestOutput;
@@ -44,6 +45,9 @@ pub(crate) struct GuestCtx {
     unsettled: u32,
     /// One of the tenant's instance permits, while the instance lives.
     _instance: OwnedSemaphorePermit,
+    /// Keeps the epoch ticking while the store lives, for a store whose
+    /// guest runs outside a request's run (a WASI 0.3 instance's).
+    busy: Option<Busy>,
 }
 
 /// What an instance keeps between requests (or events) that holds host
@@ -121,6 +125,7 @@ impl GuestCtx {
             kept: sandbox.account.empty(),
             unsettled: 0,
             _instance: instance,
+            busy: None,
         })
     }
 
@@ -188,6 +193,13 @@ impl GuestCtx {
     /// it there ([`GuestCtx::attached`]).
     pub(crate) fn attach<T: Any + Send>(&mut self, value: T) {
         self.attached = Some(Box::new(value));
+    }
+
+    /// Keeps the epoch ticking for as long as the store lives (a WASI 0.3
+    /// instance's: its guest runs on its own task, outside any request's
+    /// run).
+    pub(crate) fn keep_busy(&mut self) {
+        self.busy.get_or_insert_with(Busy::start);
     }
 
     /// What [`GuestCtx::attach`] kept, when it is a `T`.

@@ -7,6 +7,7 @@
 //! (`compile`, `instance`, `websocket`).
 
 mod body;
+pub(crate) mod busy;
 mod cpu;
 mod ctx;
 mod error;

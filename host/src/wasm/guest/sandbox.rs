@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::busy::Busy;
 use super::cpu::CpuShare;
 use super::error::GuestError;
 use super::outbound::{OutboundConnections, Upstream};
@@ -125,9 +126,11 @@ impl Sandbox {
     where
         F: Future + Send + 'static,
     {
+        // The epoch ticks while the run lives (wasm/guest/busy.rs).
+        let busy = Busy::start();
         match &self.cpu {
-            Some(cpu) => cpu.ration(guest).boxed(),
-            None => guest.boxed(),
+            Some(cpu) => cpu.ration(guest).inspect(move |_| drop(busy)).boxed(),
+            None => guest.inspect(move |_| drop(busy)).boxed(),
         }
     }
 }

@@ -10,7 +10,10 @@
 //! instance if the guest had not read its body yet, and the tenant gets a
 //! fresh instance for every request from then on, with one warning naming
 //! it. A guest's own error answers (a 500 it sends) are answers: they
-//! change nothing.
+//! change nothing. Once a reused instance has answered, the component is
+//! known to be reusable: from then on a failure is the guest's own (a 500
+//! or 504), and requests are no longer kept to be served again (which
+//! copied every reused request's head).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +51,9 @@ struct RecycleState {
     /// Set when the component failed on a reused instance: every request
     /// gets a fresh instance from then on.
     fresh_only: AtomicBool,
+    /// Set once a reused instance has answered: the component can be
+    /// reused, and requests are no longer kept to be served again.
+    reusable: AtomicBool,
     /// Set when the tenant is replaced or stopped: no instance goes back.
     retired: AtomicBool,
     /// Whether the task that drops expired idle instances runs.
@@ -77,6 +83,7 @@ impl Recycle {
                 sandbox,
                 idle: Mutex::default(),
                 fresh_only: AtomicBool::new(false),
+                reusable: AtomicBool::new(false),
                 retired: AtomicBool::new(false),
                 sweeping: AtomicBool::new(false),
                 leaky: AtomicBool::new(false),
@@ -200,8 +207,10 @@ impl Strategy for Recycle {
         let (tx, answer) = Answer::channel();
         let tx: AnswerSlot = Arc::new(Mutex::new(Some(tx)));
         // A reused instance's request can be served again elsewhere while
-        // its guest has not read the body: keep the head and the body.
-        let (request, retry) = if is_reused {
+        // its guest has not read the body, until the component is known to
+        // be reusable: keep the head and the body.
+        let on_trial = is_reused && !pool.reusable.load(Ordering::Relaxed);
+        let (request, retry) = if on_trial {
             let (parts, body) = request.into_parts();
             let slot = Arc::new(Mutex::new(Some(body)));
             let again = Retry {
@@ -231,7 +240,12 @@ impl Strategy for Recycle {
                 result => result,
             };
             match &result {
-                Ok(()) => pool.give_back(instance),
+                Ok(()) => {
+                    if on_trial {
+                        pool.reusable.store(true, Ordering::Relaxed);
+                    }
+                    pool.give_back(instance);
+                }
                 Err(error) => {
                     drop(instance);
                     if let Some(retry) = retry

@@ -277,6 +277,7 @@ impl HandlerState for P3Handler {
             }
             let mut store =
                 store::new(&pre, &sandbox, InstanceId::next()).map_err(wasmtime::Error::from)?;
+            store.data_mut().keep_busy();
             // Its requests run on the instance's own task, not under the
             // tenant's CPU share from outside: it computes only with a CPU
             // permit of the share.
