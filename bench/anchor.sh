@@ -16,8 +16,11 @@
 #   ROWS="c-reuse p3" ROUNDS=3 bench/anchor.sh
 #   ANCHOR_TIMEOUT=1 bench/anchor.sh      # the anchor also with -W timeout=30s
 #   CATSHOST=/tmp/old/catshost bench/anchor.sh   # another catshost binary
+#   BEFORE=/tmp/old/catshost bench/anchor.sh     # and an older one beside it
 #
-# Rows: c-fresh c-reuse py-reuse p3 js-fresh (see row_args below).
+# Rows: c-fresh c-reuse py-reuse p3 js-fresh (see row_args below). The
+# servers: before (BEFORE), catshost, wasmtime serve, and with ANCHOR_TIMEOUT
+# wasmtime serve -W timeout=30s (epoch interruption on, as catshost has it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,6 +102,7 @@ server_cmd() {
   cat_flags=${flags%%|*}
   wt_flags=${flags#*|}
   case $kind in
+    before) echo "$BEFORE serve --addr 127.0.0.1:@PORT@ --workers 1 --no-access-log --cache-dir $cache $cat_flags $g/$comp.wasm" ;;
     catshost) echo "$CATSHOST serve --addr 127.0.0.1:@PORT@ --workers 1 --no-access-log --cache-dir $cache $cat_flags $g/$comp.wasm" ;;
     wasmtime) echo "$WASMTIME serve -S cli --addr 127.0.0.1:@PORT@ $wt_flags $g/$comp.wasm" ;;
     wasmtime-timeout) echo "$WASMTIME serve -S cli -W timeout=30s --addr 127.0.0.1:@PORT@ $wt_flags $g/$comp.wasm" ;;
@@ -184,12 +188,17 @@ vg_start() { # TOOL KIND ROW: the server under valgrind
 }
 
 kinds=(catshost wasmtime)
+[ -z "${BEFORE:-}" ] || kinds=(before "${kinds[@]}")
 [ -z "${ANCHOR_TIMEOUT:-}" ] || kinds+=(wasmtime-timeout)
 declare -A wrk_runs h2_runs sys instr rss
 for row in $ROWS; do
   # Warm catshost's cache for the row.
   # shellcheck disable=SC2046 # the command's words
   start $(server_cmd catshost "$row"); stop
+  if [ -n "${BEFORE:-}" ]; then
+    # shellcheck disable=SC2046
+    start $(server_cmd before "$row"); stop
+  fi
 done
 for round in $(seq "$ROUNDS"); do
   echo "round $round of $ROUNDS..." >&2
@@ -207,7 +216,8 @@ for round in $(seq "$ROUNDS"); do
 done
 for row in $INSTR_ROWS; do
   case " $ROWS " in *" $row "*) ;; *) continue ;; esac
-  for kind in catshost wasmtime; do
+  for kind in "${kinds[@]}"; do
+    [ "$kind" != wasmtime-timeout ] || continue
     echo "callgrind: $row $kind..." >&2
     instr[$row/$kind]=$(instructions "$kind" "$row")
   done

@@ -114,6 +114,12 @@ impl ConnBuilder {
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout)
             .keep_alive(settings.http1_keep_alive)
+            // One buffer per write (hyper copies the body's chunks into
+            // it) rather than `writev` of the head and each chunk: a small
+            // response is one `sendto` as wasmtime serve's is, which served
+            // ~10% more reused C hello requests a second (bench/anchor.sh);
+            // a large body costs one more copy in memory.
+            .writev(false)
             // Past it: 431.
             .max_buf_size(settings.max_header_size.max(MIN_BUF_SIZE));
         if let Some(max) = settings.http1_max_headers {

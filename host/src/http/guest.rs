@@ -28,7 +28,9 @@ use super::body::{BodyLimit, ResponseBody};
 use super::upgrade::Dispatched;
 use super::upgrade::hook::Accepting;
 use crate::error::BoxError;
-use crate::wasm::{Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, LogBudget, Run};
+use crate::wasm::{
+    Answer, Call, CallInfo, GuestBody, GuestError, GuestRequest, Instances, LogBudget, Run,
+};
 
 /// How long the host waits, once a guest has set its response, for the
 /// first bytes of its body, so the head and a small body leave in one write
@@ -95,15 +97,19 @@ pub(crate) struct Reporter {
     pub(crate) log_budget: Arc<LogBudget>,
 }
 
-/// Calls the guest; returns once it has set its response (or failed): the
-/// response, and when it accepts the request's upgrade, the hook's run on
-/// the connection.
-pub(crate) async fn call(
+/// Calls the guest: what resolves once it has set its response (or
+/// failed), to the response and, when it accepts the request's upgrade, the
+/// hook's run on the connection.
+///
+/// The request goes to the guest here, outside the future: the future
+/// holds only what the answer needs (futures are moved whole, and one that
+/// held the request all along was moved with it).
+pub(crate) fn call(
     instances: &Instances,
     tasks: &GuestTasks,
     reporter: &Arc<Reporter>,
     admitted: Admitted,
-) -> Result<Dispatched, HostError> {
+) -> Result<impl Future<Output = Result<Dispatched, HostError>> + Send + 'static, HostError> {
     let Admitted {
         request,
         info,
@@ -113,18 +119,38 @@ pub(crate) async fn call(
         upgrade,
     } = admitted;
     let connect = request.method() == http::Method::CONNECT;
-    let Call { mut answer, run } = instances.serve(request, info)?;
-    let run = supervise(
-        run,
-        permit,
-        body_limit.clone(),
-        tasks,
-        reporter.clone(),
-        info,
-    );
-    // Dropped with this future or the response body when the client goes
+    let Call { answer, run } = instances.serve(request, info)?;
+    // Dropped with the future or the response body when the client goes
     // away, the guest holds no instance or permit for nobody.
-    let mut guest = GuestTask::new(run, own_task, tasks);
+    let guest = GuestTask::new(
+        supervise(
+            run,
+            permit,
+            body_limit.clone(),
+            tasks,
+            reporter.clone(),
+            info,
+        ),
+        own_task,
+        tasks,
+    );
+    Ok(answered(
+        answer,
+        guest,
+        body_limit,
+        upgrade.map(Box::new),
+        connect,
+    ))
+}
+
+/// The guest's answer, as [`call`] resolves to it.
+async fn answered(
+    mut answer: Answer,
+    mut guest: GuestTask,
+    body_limit: Option<Arc<BodyLimit>>,
+    upgrade: Option<Box<Accepting>>,
+    connect: bool,
+) -> Result<Dispatched, HostError> {
     let answer = std::future::poll_fn(|cx| {
         // Once the guest has ended (and with it the store), the outparam is
         // gone and the answer is ready.
@@ -144,7 +170,7 @@ pub(crate) async fn call(
             // then goes to the hook. The guest may run on.
             Some(upgrade) if upgrade.accepted_by(response.status()) => {
                 guest.detach();
-                Ok(upgrade.accept(response))
+                Ok((*upgrade).accept(response))
             }
             _ => {
                 refuse_unserved_upgrade(response.status(), connect)?;
@@ -205,6 +231,9 @@ fn supervise(
             }
         };
         let mut result = tokio::select! {
+            // The run first: one that ends in its first poll (most do, but
+            // for their body) never waits on the others.
+            biased;
             ran = &mut run => ran.map_err(HostError::from),
             () = tripped => Err(too_large(&body_limit)),
             () = cancel.cancelled() => Err(HostError::Cancelled),

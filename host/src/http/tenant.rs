@@ -265,12 +265,13 @@ impl LiveTenant {
             body_limit,
             upgrade,
         };
-        // Boxed: the call's future is most of a request's state, and each
+        // Boxed: the answer's future is most of a request's state, and each
         // future above it (this one, the dispatch's, hyper's service future)
         // is moved whole at least once per request; without the box they
-        // held it too, and a request moved ~24 KB (a third of the CPU
-        // catshost spent beyond `wasmtime serve` per reused request).
-        Box::pin(guest::call(&self.instances, &self.tasks, &self.reporter, admitted)).await
+        // held it too, and a reused request moved ~24 KB (a third of the
+        // CPU catshost spent beyond `wasmtime serve` per request).
+        let answered = guest::call(&self.instances, &self.tasks, &self.reporter, admitted)?;
+        Box::pin(answered).await
     }
 }
 

@@ -32,9 +32,9 @@ impl EpochTicker {
                 let stopped = || stopped.load(Ordering::SeqCst);
                 let mut idle = 0;
                 while !stopped() {
-                    // Woken early (by a stop, or a guest starting), it
-                    // ticks early: a guest yields a little sooner.
-                    std::thread::park_timeout(EPOCH_TICK);
+                    // A sleep, not a wait on a lock a stop would wake (a
+                    // futex): a stop waits for the tick to end.
+                    std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                     if busy::any() {
                         idle = 0;
