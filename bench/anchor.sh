@@ -160,9 +160,9 @@ callgrind_total() {
   # Fill catshost's cache under valgrind first: valgrind's CPU features
   # give another engine hash. wasmtime serve compiles at each start; both
   # start-ups cancel out in N2 - N1.
-  if [ "$kind" = catshost ] && [ ! -e "$work/vg-warm-$row" ]; then
+  if [ "${kind#wasmtime}" = "$kind" ] && [ ! -e "$work/vg-warm-$kind-$row" ]; then
     vg_start none "$kind" "$row"; stop
-    touch "$work/vg-warm-$row"
+    touch "$work/vg-warm-$kind-$row"
   fi
   vg_start callgrind "$kind" "$row"
   is_post "$row" && data=(-d "$post")
