@@ -57,6 +57,51 @@ fn p3_faults() -> GuestPre {
 }
 
 /// guest-examples/python/echo-p3, built.
+/// The counter of [`COUNTS_WITH_ITS_OWN_500`], which traps without an
+/// answer on the path `/500` instead.
+fn counts_and_traps() -> String {
+    COUNTS_WITH_ITS_OWN_500.replace(
+        "(then (local.set $status (i32.const 500))))",
+        "(then unreachable))",
+    )
+}
+
+#[tokio::test]
+async fn a_component_that_answered_on_a_reused_instance_keeps_reuse_after_a_trap_there() {
+    within(async {
+        let component = engine()
+            .load_bytes("traps", &guest(&counts_and_traps()))
+            .unwrap();
+        let long = Duration::from_secs(30);
+        let server = serve(
+            component,
+            catshost::Server::builder().reuse(reuse(Some(100), long)),
+        )
+        .await;
+        let mut client = Client::connect(server.addr, Version::HTTP_11).await;
+        // The second request, on a reused instance, shows the component
+        // can be reused.
+        assert_eq!(oks(&mut client, "/", 2).await, counts(1..=2));
+        // A trap there is the guest's own failure: its 500, and the
+        // instance goes; the request is not served again on a fresh one
+        // (which would have trapped too) and the tenant keeps reusing.
+        let trap = client.request("GET", "/500", b"").await;
+        assert_eq!(
+            trap.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{}",
+            trap.body
+        );
+        assert_eq!(oks(&mut client, "/", 2).await, counts(1..=2));
+        assert_eq!(
+            sample(&server.server.metrics().encode(), CREATED),
+            Some(2.0)
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
 fn echo_p3() -> GuestPre {
     static PRE: OnceLock<GuestPre> = OnceLock::new();
     PRE.get_or_init(|| load_built("python", "echo-p3")).clone()
