@@ -11,8 +11,9 @@ use wasmtime::Engine;
 
 use crate::wasm::guest::{EPOCH_TICK, busy};
 
-/// Ticks without a guest before the ticker sleeps (100 ms): a server
-/// between two requests keeps ticking, one left idle stops.
+/// Ticks without a guest running or started before the ticker sleeps
+/// (100 ms): a server between two requests keeps ticking, one left idle
+/// stops.
 const IDLE_TICKS: u32 = 50;
 
 /// One thread that advances the engine's epoch every [`EPOCH_TICK`] while
@@ -31,12 +32,15 @@ impl EpochTicker {
             .spawn(move || {
                 let stopped = || stopped.load(Ordering::SeqCst);
                 let mut idle = 0;
+                let mut seen = busy::Seen::default();
                 while !stopped() {
                     // A sleep, not a wait on a lock a stop would wake (a
                     // futex): a stop waits for the tick to end.
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
-                    if busy::any() {
+                    let (active, now) = busy::active_since(seen);
+                    seen = now;
+                    if active {
                         idle = 0;
                         continue;
                     }

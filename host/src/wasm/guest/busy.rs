@@ -10,11 +10,16 @@
 //! that computes always meets an advancing epoch and yields.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::Thread;
 
-/// The runs and stores alive that may run a guest.
-static BUSY: AtomicUsize = AtomicUsize::new(0);
+/// The runs and stores alive that may run a guest (the low 32 bits), and
+/// how many have started (the high 32, wrapping): a guest that starts and
+/// ends between two ticks (a reused hello, inline in its connection's task)
+/// counts as activity though none is alive when the ticker looks.
+static BUSY: AtomicU64 = AtomicU64::new(0);
+const ALIVE: u64 = 0xffff_ffff;
+const STARTED: u64 = 1 << 32;
 /// Whether a ticker sleeps (or is about to): the first [`Busy`] wakes it.
 static SLEEPING: AtomicBool = AtomicBool::new(false);
 /// The tickers that sleep.
@@ -29,7 +34,9 @@ impl Busy {
     pub(crate) fn start() -> Self {
         // SeqCst with the sleeper's store and load below: either the
         // sleeper sees this count, or this sees it sleeping.
-        if BUSY.fetch_add(1, Ordering::SeqCst) == 0 && SLEEPING.load(Ordering::SeqCst) {
+        if BUSY.fetch_add(STARTED + 1, Ordering::SeqCst) & ALIVE == 0
+            && SLEEPING.load(Ordering::SeqCst)
+        {
             for ticker in SLEEPERS.lock().expect("never poisoned").iter() {
                 ticker.unpark();
             }
@@ -44,9 +51,21 @@ impl Drop for Busy {
     }
 }
 
+/// What [`active_since`] compares with: the guests started so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Seen(u64);
+
+/// Whether a guest may be running now, or one started since `seen`; and
+/// what to pass next time.
+pub(crate) fn active_since(seen: Seen) -> (bool, Seen) {
+    let now = BUSY.load(Ordering::SeqCst);
+    let started = Seen(now >> 32);
+    (now & ALIVE > 0 || started != seen, started)
+}
+
 /// Whether a guest may be running now.
-pub(crate) fn any() -> bool {
-    BUSY.load(Ordering::SeqCst) > 0
+fn any() -> bool {
+    BUSY.load(Ordering::SeqCst) & ALIVE > 0
 }
 
 /// Sleeps the calling thread (a ticker) until a guest may run or
@@ -93,6 +112,14 @@ mod tests {
         assert!(woke.load(Ordering::SeqCst));
         assert!(any());
         drop(busy);
+    }
+
+    #[test]
+    fn a_guest_that_started_and_ended_between_two_looks_is_activity() {
+        let (_, seen) = active_since(Seen::default());
+        drop(Busy::start());
+        let (active, _) = active_since(seen);
+        assert!(active);
     }
 
     #[test]
