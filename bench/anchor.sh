@@ -10,7 +10,10 @@
 #   - syscalls per request by kind (strace -c -f over STRACE_N requests of
 #     h2load --h1 -c64);
 #   - user-space instructions per request (callgrind: N2 requests less N1,
-#     over N2 - N1), for the rows in INSTR_ROWS.
+#     over N2 - N1), for the rows in INSTR_ROWS;
+#   - the p99 latency at half load: h2load --h1 -c64 at a constant rate, half
+#     the anchor's median h2load rate (the same rate for every server), from
+#     h2load's per-request log.
 #
 #   bench/anchor.sh                       # every row, 5 rounds of 8 s
 #   ROWS="c-reuse p3" ROUNDS=3 bench/anchor.sh
@@ -135,6 +138,19 @@ h2load_round() {
   echo "$out" | awk -v d="$DURATION" '/status codes:/ { gsub(",", ""); print int($3 / d) }'
 }
 
+# half_load_p99 ROW RATE: p99 latency in ms under h2load --h1 -c64 at RATE
+# requests per second (a constant rate, not a closed loop), from h2load's
+# per-request log
+half_load_p99() {
+  local data=() rps
+  is_post "$1" && data=(-d "$post")
+  rps=$(($2 / 64)); [ "$rps" -ge 1 ] || rps=1
+  rm -f "$work/latency.log"
+  taskset -c "$LOAD_CPU" h2load --h1 -t1 -c64 --rps="$rps" -D "$DURATION" --warm-up-time="${WARMUP}s" \
+    --log-file="$work/latency.log" "${data[@]}" "$(url_of "$1")" >/dev/null 2>&1
+  awk '{ print $3 }' "$work/latency.log" | sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%.2f", a[int(NR * 0.99)] / 1000; else print "n/a" }'
+}
+
 # strace_counts ROW: "name=calls/req ..." for the syscalls of STRACE_N requests
 strace_counts() {
   local data=() spid
@@ -214,6 +230,19 @@ for round in $(seq "$ROUNDS"); do
     done
   done
 done
+# p99 at half load: half the anchor's median h2load rate, the same rate
+# for every server.
+declare -A p99_half half_rate
+for row in $ROWS; do
+  half_rate[$row]=$(($(echo "${h2_runs[$row/wasmtime]}" | tr ';' '\n' | awk 'NF' | sort -n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }') / 2))
+  for kind in "${kinds[@]}"; do
+    echo "half load: $row $kind..." >&2
+    # shellcheck disable=SC2046
+    start $(server_cmd "$kind" "$row")
+    p99_half[$row/$kind]=$(half_load_p99 "$row" "${half_rate[$row]}")
+    stop
+  done
+done
 for row in $INSTR_ROWS; do
   case " $ROWS " in *" $row "*) ;; *) continue ;; esac
   for kind in "${kinds[@]}"; do
@@ -238,10 +267,11 @@ echo
 echo "# catshost against wasmtime serve, where the time goes"
 echo
 echo "- $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; $($CATSHOST --version); $("$WASMTIME" --version); ROUNDS=$ROUNDS DURATION=${DURATION}s, servers pinned to CPU $SERVER_CPU, load (wrk -t1 -c64 / h2load --h1 -t1 -c64) on CPU $LOAD_CPU"
+echo "- p99 at half load: h2load --h1 -c64 at a constant rate, half the anchor's median h2load rate ($(for row in $ROWS; do printf '%s %s/s; ' "$row" "${half_rate[$row]}"; done)the same for every server), for DURATION"
 echo "- cpu = server user+system µs per request and cs = context switches per request, over the median wrk round; syscalls per request from strace -c -f over $STRACE_N requests (h2load); instr = callgrind user-space instructions per request ($N2 - $N1 requests, h2load --h1 -c4)"
 echo
-echo "| row | server | wrk 2xx/s | vs anchor | h2load 2xx/s | vs anchor | wrk p99 ms | cpu µs/req | cs/req | recv | send | futex | epoll_wait | other syscalls/req | instr/req | peak RSS MiB | wrk rounds |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| row | server | wrk 2xx/s | vs anchor | h2load 2xx/s | vs anchor | wrk p99 ms | p99 ms at half load | cpu µs/req | cs/req | recv | send | futex | epoll_wait | other syscalls/req | instr/req | peak RSS MiB | wrk rounds |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in $ROWS; do
   anchor_wrk=$(median_line "${wrk_runs[$row/wasmtime]}" | awk '{ print $1 }')
   anchor_h2=$(median_of "${h2_runs[$row/wasmtime]}")
@@ -249,6 +279,6 @@ for row in $ROWS; do
     k=$row/$kind
     read -r w p99 cpu cs <<<"$(median_line "${wrk_runs[$k]}")"
     h=$(median_of "${h2_runs[$k]}")
-    echo "| $row | $kind | $w | $(ratio "$w" "$anchor_wrk") | $h | $(ratio "$h" "$anchor_h2") | $p99 | $cpu | $cs | $(syscall "$k" recvfrom read readv recvmsg) | $(syscall "$k" writev sendto write sendmsg) | $(syscall "$k" futex) | $(syscall "$k" epoll_wait epoll_pwait) | $(other_syscalls "$k") | ${instr[$k]:-} | ${rss[$k]} | $(echo "${wrk_runs[$k]}" | tr ';' '\n' | awk 'NF { printf "%s%s", (n++ ? " / " : ""), $1 }') |"
+    echo "| $row | $kind | $w | $(ratio "$w" "$anchor_wrk") | $h | $(ratio "$h" "$anchor_h2") | $p99 | ${p99_half[$k]} | $cpu | $cs | $(syscall "$k" recvfrom read readv recvmsg) | $(syscall "$k" writev sendto write sendmsg) | $(syscall "$k" futex) | $(syscall "$k" epoll_wait epoll_pwait) | $(other_syscalls "$k") | ${instr[$k]:-} | ${rss[$k]} | $(echo "${wrk_runs[$k]}" | tr ';' '\n' | awk 'NF { printf "%s%s", (n++ ? " / " : ""), $1 }') |"
   done
 done

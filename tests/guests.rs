@@ -315,7 +315,7 @@ fn a_tenant_serves_a_compiled_component_only_when_its_entry_allows_it() {
             "precompiled.toml",
             format!(
                 "[server]\naddr = \"127.0.0.1:0\"\n[[tenant]]\nname = \"shop\"\n\
-                 component = \"{}\"\nroutes = [\"/\"]\n{allow}",
+                 component = \"{}\"\nroutes = [\"/\"]\npreload = true\n{allow}",
                 shop.display()
             )
             .as_bytes(),

@@ -596,7 +596,7 @@ async fn bodies_a_reused_instance_keeps_come_out_of_its_next_requests_and_its_ac
 fn counting_tenant(name: &str, component: &GuestPre) -> Tenant {
     Tenant {
         name: name.into(),
-        component: component.clone(),
+        component: component.clone().into(),
         routes: vec![Route::parse(&format!("{name}.test")).unwrap()],
         limits: TenantLimits {
             instance: InstanceLimits {

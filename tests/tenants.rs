@@ -29,7 +29,7 @@ fn tenant(name: &str, component: &[u8], routes: &[&str]) -> Tenant {
     let engine = catshost::Engine::new().unwrap();
     Tenant {
         name: name.into(),
-        component: engine.load_bytes(name, component).unwrap(),
+        component: engine.load_bytes(name, component).unwrap().into(),
         routes: routes.iter().map(|r| Route::parse(r).unwrap()).collect(),
         limits: TenantLimits::default(),
         access: Default::default(),
@@ -252,6 +252,9 @@ async fn a_config_file_gives_each_tenant_its_environment_and_names_it_in_logs() 
 [server]
 addr = "127.0.0.1:0"
 
+[defaults]
+preload = true
+
 [[tenant]]
 name = "alpha"
 component = "files.wasm"
@@ -369,7 +372,7 @@ fn bad_config_files_are_refused_with_their_location_before_anything_is_bound() {
             "catshost.toml:5:14: invalid size 'lots'",
         ),
         (
-            tenant("a", "junk.wasm", r#"["/"]"#),
+            format!("{}preload = true\n", tenant("a", "junk.wasm", r#"["/"]"#)),
             "catshost.toml:3:13: tenant 'a': the component cannot be served",
         ),
     ];
@@ -598,7 +601,7 @@ async fn wait_for(server: &Process, message: &str, after: usize) -> Value {
 
 fn config_of(component: &str, route: &str) -> String {
     format!(
-        "[server]\naddr = \"127.0.0.1:0\"\n\n[[tenant]]\nname = \"site\"\ncomponent = \"{component}\"\nroutes = [\"{route}\"]\n"
+        "[server]\naddr = \"127.0.0.1:0\"\n\n[[tenant]]\nname = \"site\"\ncomponent = \"{component}\"\nroutes = [\"{route}\"]\npreload = true\n"
     )
 }
 
@@ -879,7 +882,7 @@ async fn a_reload_keeps_a_broken_tenant_on_its_old_component_and_updates_the_oth
     let dir = folder();
     write(&dir, "a.wasm", &fixture("hello"));
     write(&dir, "b.wasm", &fixture("hello"));
-    let config = "[server]\naddr = \"127.0.0.1:0\"\n\n\
+    let config = "[server]\naddr = \"127.0.0.1:0\"\n\n[defaults]\npreload = true\n\n\
         [[tenant]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = [\"a.test\"]\n\n\
         [[tenant]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroutes = [\"b.test\"]\n";
     let config = write(&dir, "catshost.toml", config.as_bytes());
@@ -908,7 +911,7 @@ async fn a_reload_keeps_a_broken_tenant_on_its_old_component_and_updates_the_oth
         failed["error"]
             .as_str()
             .unwrap()
-            .contains("catshost.toml:6:13"),
+            .contains("catshost.toml:9:13"),
         "{failed}"
     );
     let a = get_host(server.addr, Version::HTTP_11, "a.test", "/").await;

@@ -253,7 +253,7 @@ async fn only_tenants_allowed_to_upgrade_reach_the_hook() {
     let (tx, mut seen) = mpsc::unbounded_channel();
     let tenant = |name: &str, allow_upgrade: bool| Tenant {
         name: name.into(),
-        component: load("faults"),
+        component: load("faults").into(),
         routes: vec![Route::parse(&format!("{name}.test")).unwrap()],
         limits: TenantLimits {
             allow_upgrade,

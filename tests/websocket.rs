@@ -168,7 +168,7 @@ async fn wait_metric(metrics: &catshost::metrics::Metrics, line: &str) {
 async fn the_chat_echoes_and_its_rooms_reach_the_other_sockets_of_the_tenant_only() {
     let tenant = |name: &str, per_instance| Tenant {
         name: name.into(),
-        component: chat(),
+        component: chat().into(),
         routes: vec![Route::parse(&format!("{name}.test")).unwrap()],
         limits: TenantLimits {
             websocket_sockets_per_instance: per_instance,
@@ -721,7 +721,7 @@ fn a_config_file_tenant_accepts_websockets_only_when_its_entry_says_so() {
 
     let path = config(
         "[[tenant]]\nname = \"hello\"\ncomponent = \"hello.wasm\"\nroutes = [\"/\"]\n\
-         websockets = true\n",
+         websockets = true\npreload = true\n",
     );
     let output = support::catshost()
         .args(["serve", "--config"])
@@ -777,9 +777,9 @@ async fn chromium_websocket(
         .unwrap()
         .load_bytes("ws-page", &support::fixture("ws-page"))
         .unwrap();
-    let tenant = |name: &str, component, route: &str| Tenant {
+    let tenant = |name: &str, component: catshost::GuestPre, route: &str| Tenant {
         name: name.into(),
-        component,
+        component: component.into(),
         routes: vec![Route::parse(route).unwrap()],
         limits: TenantLimits::default(),
         access: Default::default(),

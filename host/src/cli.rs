@@ -51,35 +51,56 @@ pub enum Command {
     Serve(Box<Serve>),
 
     /// Compile a component to native code ahead of time (a `.cwasm` file
-    /// `catshost serve` loads in milliseconds).
+    /// `catshost serve` loads in milliseconds), or fill the compile cache
+    /// with every tenant of a config file (--config).
     ///
     /// The output runs only on this catshost build with the same engine
     /// settings, and `serve` takes it only with --unsafe-allow-precompiled:
     /// it is native code, so serve only `.cwasm` files you compiled
     /// yourself. `serve` keeps a compile cache of its own anyway, so this
-    /// is for shipping compiled artifacts.
+    /// is for shipping compiled artifacts. With --config, the components
+    /// are compiled into the compile cache `serve --config FILE` reads, with
+    /// its engine settings, so that no tenant's first request compiles.
     Compile(CompileArgs),
 
     /// Tell what a component exports and imports and whether catshost can
-    /// serve it, without serving it. Exits 0 when it can, 1 when not.
+    /// serve it, without serving it; with --config, whether each tenant of
+    /// a config file can be served. Exits 0 when it can (all can), 1 when
+    /// not.
     Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct CompileArgs {
     /// The component (`.wasm` or `.wat`).
-    pub component: PathBuf,
+    #[arg(required_unless_present = "config", requires = "output")]
+    pub component: Option<PathBuf>,
 
     /// Where to write the compiled component.
     #[arg(short, long, value_name = "PATH")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
+
+    /// Compile every tenant's component of this config file into the
+    /// compile cache instead.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["component", "output"])]
+    pub config: Option<PathBuf>,
+
+    /// With --config: the compile cache, as `serve --cache-dir` [default:
+    /// $XDG_CACHE_HOME/catshost, else ~/.cache/catshost].
+    #[arg(long, value_name = "DIR", requires = "config")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The component (`.wasm` or `.wat`; a precompiled `.cwasm` is refused,
     /// as `serve` refuses it by default).
-    pub component: PathBuf,
+    #[arg(required_unless_present = "config")]
+    pub component: Option<PathBuf>,
+
+    /// Check the config file and every tenant's component instead.
+    #[arg(long, value_name = "FILE", conflicts_with = "component")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -311,7 +332,10 @@ impl<T: Table> Args for Flags<T> {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
         let defaults = T::default();
         let mut group = ArgGroup::new(T::GROUP).multiple(true);
-        for setting in T::SETTINGS {
+        for setting in T::SETTINGS
+            .iter()
+            .filter(|s| s.heading != config::FILE_ONLY)
+        {
             // As clap does with doc comments: no closing period.
             let mut help = setting.help.trim_end_matches('.').to_string();
             if let Some(default) = setting.show(&defaults) {
@@ -349,7 +373,10 @@ impl<T: Table> Args for Flags<T> {
 impl<T: Table> FromArgMatches for Flags<T> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let mut settings = T::default();
-        for setting in T::SETTINGS {
+        for setting in T::SETTINGS
+            .iter()
+            .filter(|s| s.heading != config::FILE_ONLY)
+        {
             // Each value of a setting of several values; the one of others.
             for text in matches
                 .get_many::<String>(setting.key)

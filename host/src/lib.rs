@@ -51,8 +51,10 @@ pub use http::{UpgradeHook, Upgraded};
 pub use ids::RequestId;
 pub use lifecycle::{Ready, Stop};
 pub use net::{Tls, TlsError};
-pub use server::{Builder, DEFAULT_TENANT, EVENT_INTERVAL, InFlight, Server, Tenant};
-pub use wasm::{Engine, GuestPre, Wasi};
+pub use server::{
+    Builder, DEFAULT_TENANT, EVENT_INTERVAL, InFlight, Server, Tenant, TenantComponent,
+};
+pub use wasm::{ComponentFile, Engine, GuestPre, Wasi};
 
 /// catshost's version, with the wasmtime it runs guests on and the WASI
 /// version of the world it serves.

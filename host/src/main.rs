@@ -21,8 +21,18 @@ fn main() -> ExitCode {
     let _log = cmd::logging::init(cli.log_format);
     let result = match cli.command {
         cli::Command::Serve(serve) => cmd::serve::run(serve.settings()),
-        cli::Command::Compile(args) => cmd::compile::run(&args.component, &args.output),
-        cli::Command::Check(args) => match cmd::check::run(&args.component) {
+        cli::Command::Compile(args) => match (args.config, args.component, args.output) {
+            (Some(config), _, _) => cmd::compile::run_config(&config, args.cache_dir),
+            (None, Some(component), Some(output)) => cmd::compile::run(&component, &output),
+            (None, _, _) => {
+                unreachable!("clap requires a component and an output without --config")
+            }
+        },
+        cli::Command::Check(args) => match match (args.config, args.component) {
+            (Some(config), _) => cmd::check::run_config(&config),
+            (None, Some(component)) => cmd::check::run(&component),
+            (None, None) => unreachable!("clap requires a component without --config"),
+        } {
             Ok(true) => return ExitCode::SUCCESS,
             Ok(false) => return ExitCode::FAILURE,
             Err(error) => Err(error),

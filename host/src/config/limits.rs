@@ -96,6 +96,11 @@ pub struct TenantLimits {
     /// `max_tenant_host_memory` (`max_host_memory` is the server's guard,
     /// [`ServerSettings::max_host_memory`](super::ServerSettings::max_host_memory)).
     pub max_host_memory: usize,
+    /// Whether a config file's tenant is loaded at start and kept loaded,
+    /// rather than loaded on its first request and unloaded when idle
+    /// ([`LoadSettings`](super::LoadSettings)). A tenant given to the
+    /// library already loaded is always so. Default is no.
+    pub preload: bool,
 }
 
 impl Default for TenantLimits {
@@ -116,6 +121,7 @@ impl Default for TenantLimits {
             websocket_idle_timeout: DEFAULT_WEBSOCKET_IDLE_TIMEOUT,
             websocket_sockets_per_instance: DEFAULT_WEBSOCKET_SOCKETS_PER_INSTANCE,
             max_host_memory: DEFAULT_TENANT_HOST_MEMORY,
+            preload: false,
         }
     }
 }

@@ -64,6 +64,53 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
 /// [`ServerSettings::tls_handshake_timeout`] by default: 10 seconds.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// [`LoadSettings::max_loaded_code`] by default: 1 GiB.
+pub const DEFAULT_MAX_LOADED_CODE: usize = 1 << 30;
+/// [`LoadSettings::idle_unload`] by default: 10 minutes.
+pub const DEFAULT_IDLE_UNLOAD: Duration = Duration::from_secs(600);
+/// [`LoadSettings::max_concurrent_loads`] by default: 2 (wasmtime compiles
+/// each component's functions on every core already).
+pub const DEFAULT_MAX_CONCURRENT_LOADS: usize = 2;
+/// [`LoadSettings::load_timeout`] by default: 10 seconds.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a config file's tenants are loaded: on their first request (unless
+/// `preload`), a few at a time, and unloaded when idle or when the loaded
+/// code is over its budget (docs/config.md, Loading).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadSettings {
+    /// The most compiled code of on-demand tenants kept loaded, in bytes
+    /// (each component's native code image); past it the least recently
+    /// used are unloaded (never a preloaded one; a request in flight keeps
+    /// what it runs on). 0 is no budget. Default is
+    /// [`DEFAULT_MAX_LOADED_CODE`].
+    pub max_loaded_code: usize,
+    /// How long an on-demand tenant's component stays loaded without a
+    /// request; zero keeps it until the budget needs its room. Default is
+    /// [`DEFAULT_IDLE_UNLOAD`].
+    pub idle_unload: Duration,
+    /// The most components loading (read, compiled or taken from the
+    /// compile cache, pre-instantiated) at once; more wait their turn, so a
+    /// storm of cold tenants cannot take every core from the warm ones.
+    /// Default is [`DEFAULT_MAX_CONCURRENT_LOADS`].
+    pub max_concurrent_loads: usize,
+    /// How long a request waits for its tenant's component to load; past it
+    /// it gets 503 with `Retry-After` (the load goes on). Default is
+    /// [`DEFAULT_LOAD_TIMEOUT`].
+    pub load_timeout: Duration,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        Self {
+            max_loaded_code: DEFAULT_MAX_LOADED_CODE,
+            idle_unload: DEFAULT_IDLE_UNLOAD,
+            max_concurrent_loads: DEFAULT_MAX_CONCURRENT_LOADS,
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+        }
+    }
+}
+
 /// The settings of a server, its tenants aside: listener, stop, connections,
 /// HTTP. Plain data; the server builder (`catshost::Server::builder`)
 /// takes it whole.
@@ -113,6 +160,8 @@ pub struct ServerSettings {
     /// [`super::memory_available`]); `Some(0)` turns the guard off. Default
     /// is `None`.
     pub max_host_memory: Option<usize>,
+    /// How on-demand tenants (a config file's) are loaded and unloaded.
+    pub loading: LoadSettings,
     /// Versions, timeouts and the HTTP/1 and HTTP/2 tunables.
     pub http: HttpSettings,
 }
@@ -142,6 +191,7 @@ impl Default for ServerSettings {
             access_log: true,
             max_tenant_workers: None,
             max_host_memory: None,
+            loading: LoadSettings::default(),
             http: HttpSettings::default(),
         }
     }
@@ -151,6 +201,11 @@ const HTTP: Option<&str> = Some("HTTP");
 const LIMITS: Option<&str> = Some("Limits");
 const REUSE: Option<&str> = Some("Instance reuse");
 const WEBSOCKETS: Option<&str> = Some("WebSockets");
+/// The heading of the settings that apply to a config file's tenants only
+/// (how they are loaded): keys of `[server]`, not flags of `catshost serve`
+/// (whose server flags a config file replaces).
+pub const FILE_ONLY: Option<&str> = Some("Tenants of a config file");
+const LOADING: Option<&str> = FILE_ONLY;
 
 /// The server settings, each once: flags of `catshost serve` and keys of a
 /// config file's `[server]`.
@@ -175,6 +230,18 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
         LIMITS, "A load balancer's address or network (repeatable): its connections must open \
          with a PROXY protocol header (v1 or v2), whose client the per-client cap and the \
          access log then key on [default: none]."),
+    setting!(max_loaded_code: [loading.max_loaded_code] "SIZE", parse_size_usize,
+        |v: &usize| Some(show_size(*v as u64)), LOADING,
+        "The most compiled code of on-demand tenants kept loaded (0: no budget); past it the \
+         least recently used are unloaded."),
+    setting!(idle_unload: [loading.idle_unload] "TIME", parse_duration, duration, LOADING,
+        "How long an on-demand tenant's component stays loaded without a request (0: until the \
+         budget needs its room)."),
+    setting!(max_concurrent_loads: [loading.max_concurrent_loads] "N", parse_nonzero, count,
+        LOADING, "The most components loading at once; more wait their turn."),
+    setting!(load_timeout: [loading.load_timeout] "TIME", parse_duration, duration, LOADING,
+        "How long a request waits for its tenant's component to load; past it: 503 with \
+         Retry-After (the load goes on)."),
     setting!(http: [http.versions] "VERSIONS", |t: &str| t.parse::<HttpVersions>(),
         |v: &HttpVersions| Some(v.as_str().to_string()), HTTP,
         "The HTTP versions served: both, http1 or h2. Over TLS this is the ALPN list (both: h2 \
@@ -270,6 +337,9 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
         |v: &usize| Some(show_size(*v as u64)), LIMITS,
         "The most host memory the tenant's account holds: what its instances keep between \
          requests, its WebSockets' buffers and queues (docs/limits.md)."),
+    setting!(preload: [preload] "BOOL", parse_bool, count, FILE_ONLY,
+        "With a config file: load the tenant's component at start and keep it loaded, rather \
+         than on its first request."),
     setting!(max_instance_reuse_count: [instance.reuse.max_instance_reuse_count] "N",
         |t| parse_reuse_count(t).map(Some), unset, REUSE,
         "The most requests one instance serves before a new one is made [default: 1 for WASI \

@@ -63,6 +63,15 @@ pub enum HostError {
     /// The server's stop ran out of time and stopped the guest (503).
     #[error("the guest was stopped by the server shutting down")]
     Cancelled,
+    /// The tenant's component is loading, and did not load within the
+    /// load timeout (503, with `Retry-After`): the load goes on.
+    #[error("the tenant's component is still loading")]
+    Loading,
+    /// The tenant's component cannot be loaded (500); the load's failure
+    /// was logged when it happened, and the file is tried again once it
+    /// changes.
+    #[error("the tenant's component cannot be loaded: {0}")]
+    Unloadable(#[source] std::sync::Arc<crate::Error>),
     /// The guest's response cannot be sent (500): an upgrade (101, or 2xx
     /// to CONNECT) that nobody takes (no upgrade hook for the tenant, or a
     /// request that did not ask for it).
@@ -105,6 +114,10 @@ pub enum Fault {
     NoInstance,
     /// The server's stop cancelled the guest.
     Cancelled,
+    /// The tenant's component did not load in time.
+    Loading,
+    /// The tenant's component cannot be loaded.
+    Unloadable,
     /// The guest trapped, gave no response, or answered with an error.
     Trap,
     /// The guest answered with a response the host cannot send.
@@ -143,9 +156,10 @@ impl Fault {
             | Fault::OutOfService
             | Fault::TooManyUpgrades
             | Fault::TooManyWebSockets
-            | Fault::HostMemory => StatusCode::SERVICE_UNAVAILABLE,
+            | Fault::HostMemory
+            | Fault::Loading => StatusCode::SERVICE_UNAVAILABLE,
             Fault::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Host => {
+            Fault::Trap | Fault::BadResponse | Fault::Memory | Fault::Host | Fault::Unloadable => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -168,7 +182,10 @@ impl Fault {
             | Fault::TooManyClientWebSockets
             | Fault::HostMemory
             | Fault::NoInstance
-            | Fault::Cancelled => Level::Debug,
+            | Fault::Cancelled
+            | Fault::Loading
+            // Logged once, when the load failed.
+            | Fault::Unloadable => Level::Debug,
         }
     }
 
@@ -187,6 +204,8 @@ impl Fault {
             Fault::TooManyClientWebSockets => Some(Counted::Rejected("websockets_per_client")),
             Fault::HostMemory => Some(Counted::Rejected("host_memory")),
             Fault::NoInstance => Some(Counted::Rejected("instance_pool")),
+            Fault::Loading => Some(Counted::Rejected("loading")),
+            Fault::Unloadable => Some(Counted::GuestFault("load")),
             Fault::BadRequest
             | Fault::BodyTooLarge
             | Fault::NoRoute
@@ -215,6 +234,8 @@ impl HostError {
             HostError::TooManyClientWebSockets => Fault::TooManyClientWebSockets,
             HostError::HostMemory(_) => Fault::HostMemory,
             HostError::Cancelled => Fault::Cancelled,
+            HostError::Loading => Fault::Loading,
+            HostError::Unloadable(_) => Fault::Unloadable,
             HostError::BadResponse(_) => Fault::BadResponse,
             HostError::Guest(GuestError::NoInstance(_)) => Fault::NoInstance,
             HostError::Guest(GuestError::MemoryExhausted(_)) => Fault::Memory,
@@ -361,6 +382,13 @@ mod tests {
                 Some(Rejected("instance_pool")),
             ),
             (Fault::Cancelled, 503, Level::Debug, None),
+            (Fault::Loading, 503, Level::Debug, Some(Rejected("loading"))),
+            (
+                Fault::Unloadable,
+                500,
+                Level::Debug,
+                Some(GuestFault("load")),
+            ),
             (Fault::Trap, 500, Level::Warn, Some(GuestFault("trap"))),
             (
                 Fault::BadResponse,
@@ -397,6 +425,11 @@ mod tests {
             (HostError::TooManyUpgrades, Fault::TooManyUpgrades),
             (HostError::TooManyWebSockets, Fault::TooManyWebSockets),
             (HostError::Cancelled, Fault::Cancelled),
+            (HostError::Loading, Fault::Loading),
+            (
+                HostError::Unloadable(std::sync::Arc::new(crate::Error::WorkerPanicked)),
+                Fault::Unloadable,
+            ),
             (HostError::BadResponse("101"), Fault::BadResponse),
             (
                 GuestError::InvalidRequest("x".into()).into(),

@@ -29,5 +29,5 @@ pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
 pub(crate) use service::{Dispatch, TenantTable};
-pub(crate) use tenant::{CarryOver, LiveTenant, ServerParts};
+pub(crate) use tenant::{CarryOver, GuestSource, LiveTenant, Loader, ServerParts};
 pub use upgrade::hook::{UpgradeHook, Upgraded};

@@ -54,9 +54,11 @@ pub struct Metrics {
     websockets_open: Family<TenantLabels, Gauge>,
     websocket_messages: Family<DirectionLabels, Counter>,
     websocket_closes: Family<CloseLabels, Counter>,
+    components: components::Components,
 }
 
 mod accounts;
+mod components;
 mod labels;
 
 use labels::{
@@ -104,6 +106,7 @@ impl Metrics {
             websockets_open: Family::default(),
             websocket_messages: Family::default(),
             websocket_closes: Family::default(),
+            components: components::Components::new(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -227,6 +230,7 @@ impl Metrics {
              1006: gone without a close)",
             metrics.websocket_closes.clone(),
         );
+        metrics.components.register(registry);
         registry.register_collector(Box::new(metrics.accounts.clone()));
         metrics
     }

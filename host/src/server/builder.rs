@@ -384,7 +384,7 @@ impl Builder {
     pub fn build(&self, component: GuestPre) -> Server {
         let tenant = Tenant {
             name: self.tenant.clone(),
-            component,
+            component: component.into(),
             routes: vec![Route::everything()],
             limits: TenantLimits {
                 allow_upgrade: self.limits.allow_upgrade || self.upgrade.is_some(),
@@ -404,7 +404,8 @@ impl Builder {
         let settings = &self.settings;
         let account = Account::process(settings.host_memory_limit());
         self.metrics.track_process_account(&account);
-        let table = tenant_table(self, tenants, &tasks, &account, None)?;
+        let loader = crate::http::Loader::new(settings.loading, self.metrics.clone());
+        let table = tenant_table(self, tenants, &tasks, &account, &loader, None)?;
         // HTTP/2 offers extended CONNECT (RFC 8441) when something can take
         // an upgrade: the hook, or a tenant's WebSocket handler (those a
         // reload adds later get WebSockets over HTTP/1.1).
@@ -420,6 +421,7 @@ impl Builder {
                 connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
                 clients: crate::net::PerClient::new(settings.max_connections_per_client),
                 account,
+                loader,
                 shed_at: Default::default(),
                 ready: ReadyLatch::new(),
             }),

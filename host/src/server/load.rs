@@ -1,17 +1,18 @@
-//! Loading a checked config file's tenants: their components compiled
-//! (each distinct one once, several at a time) and their certificates
-//! loaded, ready for [`super::Builder::build_tenants`] or
-//! [`super::Server::replace_tenants`].
+//! Loading a checked config file's tenants, ready for
+//! [`super::Builder::build_tenants`] or [`super::Server::replace_tenants`]:
+//! the components of `preload` tenants compiled (each distinct one once,
+//! several at a time), the others left to load on their first request
+//! ([`TenantComponent::OnDemand`]), and the certificates loaded.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Tenant;
+use super::{Tenant, TenantComponent};
 use crate::config::file::{FileConfig, Location, TenantConfig, TlsFiles, is_whole_host};
 use crate::error::BoxError;
 use crate::net::{CertKey, SniCerts};
 use crate::routing::HostPattern;
-use crate::wasm::{Engine, GuestPre};
+use crate::wasm::{ComponentFile, Engine, GuestPre};
 
 /// Why a config file's tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +27,10 @@ pub struct LoadError {
     pub source: BoxError,
 }
 
-/// Compiled components by the SHA-256 of their bytes: what a reload reuses
-/// instead of compiling again; and which one each tenant runs, for a
-/// reload whose version of a tenant cannot be served.
+/// The preloaded tenants' compiled components by the SHA-256 of their
+/// bytes: what a reload reuses instead of compiling again; and which one
+/// each tenant runs, for a reload whose version of a tenant cannot be
+/// served.
 #[derive(Clone, Default)]
 pub struct Components(HashMap<[u8; 32], GuestPre>, HashMap<String, [u8; 32]>);
 
@@ -78,13 +80,14 @@ pub struct Certs {
     pub names: Vec<(HostPattern, CertKey)>,
 }
 
-/// Loads the tenants of `file` with `engine`: components whose bytes are
-/// in `previous` are reused, the others compiled on up to `threads` threads
-/// at once.
+/// Loads the tenants of `file` with `engine`. Those with `preload` are
+/// loaded now: components whose bytes are in `previous` are reused, the
+/// others compiled on up to `threads` threads at once. The others are
+/// loaded on their first request (their files are not even read now).
 ///
-/// A tenant whose component cannot be read or served fails the load,
-/// unless `previous` has it (a reload) and `keep_stale` is set: then it
-/// keeps its previous component, and [`Loaded::stale`] says why.
+/// A preloaded tenant whose component cannot be read or served fails the
+/// load, unless `previous` has it (a reload) and `keep_stale` is set: then
+/// it keeps its previous component, and [`Loaded::stale`] says why.
 pub fn tenants(
     engine: &Engine,
     file: &FileConfig,
@@ -93,10 +96,14 @@ pub fn tenants(
     keep_stale: bool,
 ) -> Result<Loaded, LoadError> {
     // Read every component; group the tenants by what they run.
-    let mut bytes_of: Vec<Read> = Vec::with_capacity(file.tenants.len());
+    let mut bytes_of: Vec<Option<Read>> = Vec::with_capacity(file.tenants.len());
     let mut to_compile: Vec<([u8; 32], usize)> = Vec::new();
     let mut components = Components::default();
     for (i, tenant) in file.tenants.iter().enumerate() {
+        if !tenant.limits.preload {
+            bytes_of.push(None);
+            continue;
+        }
         let read = read_component(tenant);
         if let Ok((digest, _)) = &read {
             if let Some(component) = previous.0.get(digest) {
@@ -105,7 +112,7 @@ pub fn tenants(
                 to_compile.push((*digest, i));
             }
         }
-        bytes_of.push(read);
+        bytes_of.push(Some(read));
     }
 
     let compiled = to_compile.len();
@@ -124,6 +131,19 @@ pub fn tenants(
     let mut tenants = Vec::with_capacity(file.tenants.len());
     let mut stale = Vec::new();
     for (tenant, read) in file.tenants.iter().zip(bytes_of) {
+        let Some(read) = read else {
+            let mut on_demand = ComponentFile::new(&tenant.component, engine);
+            on_demand.unsafe_allow_precompiled = tenant.unsafe_allow_precompiled;
+            on_demand.requires_websocket_handler = tenant.limits.websockets;
+            tenants.push(Tenant {
+                name: tenant.name.clone(),
+                component: TenantComponent::OnDemand(on_demand),
+                routes: tenant.routes.clone(),
+                limits: tenant.limits,
+                access: tenant.access.clone(),
+            });
+            continue;
+        };
         let served = read.and_then(|(digest, _)| match failed.get(&digest) {
             None if tenant.limits.websockets && !components.0[&digest].serves_websockets() => {
                 Err(LoadError {
@@ -158,7 +178,7 @@ pub fn tenants(
         let component = components.0[&digest].with_name(&tenant.component.display().to_string());
         tenants.push(Tenant {
             name: tenant.name.clone(),
-            component,
+            component: component.into(),
             routes: tenant.routes.clone(),
             limits: tenant.limits,
             access: tenant.access.clone(),
@@ -211,7 +231,7 @@ fn read_component(tenant: &TenantConfig) -> Read {
 fn compile_all(
     engine: &Engine,
     file: &FileConfig,
-    bytes_of: &[Read],
+    bytes_of: &[Option<Read>],
     jobs: Vec<([u8; 32], usize)>,
     threads: usize,
 ) -> Vec<([u8; 32], usize, Result<GuestPre, crate::Error>)> {
@@ -225,7 +245,7 @@ fn compile_all(
                     let job = next.lock().unwrap_or_else(|p| p.into_inner()).next();
                     let Some((digest, i)) = job else { break };
                     let name = file.tenants[i].component.display().to_string();
-                    let Ok((_, bytes)) = &bytes_of[i] else {
+                    let Some(Ok((_, bytes))) = &bytes_of[i] else {
                         unreachable!("only components that were read are compiled")
                     };
                     let loaded = match file.tenants[i].unsafe_allow_precompiled {

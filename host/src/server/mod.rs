@@ -26,7 +26,7 @@ mod tenant;
 
 pub use builder::{Builder, DEFAULT_TENANT};
 pub use per_core::EVENT_INTERVAL;
-pub use tenant::Tenant;
+pub use tenant::{Tenant, TenantComponent};
 
 /// A server of one component, or of tenants routed by host and path. Cheap
 /// to clone: clones are the same server.
@@ -49,6 +49,8 @@ struct Inner {
     /// The process's account of host memory (`--max-host-memory`): every
     /// tenant's is under it; past its limit new connections are closed.
     account: Arc<crate::account::Account>,
+    /// Loads and unloads the on-demand tenants' components, across reloads.
+    loader: Arc<crate::http::Loader>,
     /// When the overload guard last shed a tenant's sockets.
     shed_at: std::sync::Mutex<Option<std::time::Instant>>,
     ready: ReadyLatch,
@@ -155,6 +157,7 @@ impl Server {
             tenants,
             &inner.tasks,
             &inner.account,
+            &inner.loader,
             Some(&before),
         )?;
         inner.dispatch.replace(table);

@@ -1,7 +1,8 @@
-//! Tenants: the model a server is built from ([`Tenant`]: a component, its
-//! routes, limits and access), and turning tenants into the table the HTTP
-//! side serves from, where a tenant replaced by one of the same name keeps
-//! its permits and its CPU share.
+//! Tenants: the model a server is built from ([`Tenant`]: a component,
+//! loaded or to load on demand, its routes, limits and access), and turning
+//! tenants into the table the HTTP side serves from, where a tenant replaced
+//! by one of the same name keeps its permits, its CPU share and (for the
+//! same file, unchanged) its loaded component.
 
 use std::sync::Arc;
 
@@ -9,9 +10,11 @@ use super::Builder;
 use crate::account::Account;
 use crate::config::TenantLimits;
 use crate::config::WasiAccess;
-use crate::http::{CarryOver, GuestTasks, LiveTenant, ServerParts, TenantTable};
+use crate::http::{
+    CarryOver, GuestSource, GuestTasks, LiveTenant, Loader, ServerParts, TenantTable,
+};
 use crate::routing::{DuplicateRoute, Route, Routes};
-use crate::wasm::{CpuShare, GuestPre, InstanceCap, Instances, LogBudget, Sandbox, Sockets};
+use crate::wasm::{ComponentFile, CpuShare, GuestPre, InstanceCap, LogBudget, Sandbox};
 
 /// One tenant of a server: a component, the routes that lead to it, and
 /// what its requests may use and reach.
@@ -20,13 +23,45 @@ pub struct Tenant {
     /// Names the tenant in logs and metrics.
     pub name: String,
     /// Its component.
-    pub component: GuestPre,
+    pub component: TenantComponent,
     /// Where its requests come from.
     pub routes: Vec<Route>,
     /// What its requests may use.
     pub limits: TenantLimits,
     /// What its guests may reach.
     pub access: WasiAccess,
+}
+
+/// A tenant's component: loaded, or loaded when its first request comes.
+#[derive(Clone, Debug)]
+pub enum TenantComponent {
+    /// Loaded: its requests are served at once, and it stays loaded.
+    Loaded(GuestPre),
+    /// Loaded when the tenant's first request comes (its requests wait for
+    /// the load, up to [`LoadSettings::load_timeout`]), unloaded when idle
+    /// or past the budget of loaded code, and loaded again by the next
+    /// request ([`LoadSettings`]). A load that fails answers the tenant's
+    /// requests with 500 until the file changes.
+    ///
+    /// [`LoadSettings`]: crate::config::LoadSettings
+    /// [`LoadSettings::load_timeout`]: crate::config::LoadSettings::load_timeout
+    OnDemand(ComponentFile),
+}
+
+impl From<GuestPre> for TenantComponent {
+    fn from(pre: GuestPre) -> Self {
+        Self::Loaded(pre)
+    }
+}
+
+impl TenantComponent {
+    /// Its name in logs: the component's (the file's path).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Loaded(pre) => pre.name().into(),
+            Self::OnDemand(file) => file.path.display().to_string(),
+        }
+    }
 }
 
 /// The table of `tenants`, each made live; a tenant of `before` with the
@@ -36,6 +71,7 @@ pub(super) fn tenant_table(
     tenants: Vec<Tenant>,
     tasks: &GuestTasks,
     account: &Arc<Account>,
+    loader: &Arc<Loader>,
     before: Option<&TenantTable>,
 ) -> Result<TenantTable, DuplicateRoute> {
     let routes = Routes::new(
@@ -65,7 +101,7 @@ pub(super) fn tenant_table(
         .into_iter()
         .map(|tenant| {
             let before = carried(&tenant.name);
-            Arc::new(go_live(builder, &server, tenant, before))
+            Arc::new(go_live(builder, &server, loader, tenant, before))
         })
         .collect();
     Ok(TenantTable { routes, tenants })
@@ -76,6 +112,7 @@ pub(super) fn tenant_table(
 fn go_live(
     builder: &Builder,
     server: &ServerParts,
+    loader: &Arc<Loader>,
     tenant: Tenant,
     before: CarryOver,
 ) -> LiveTenant {
@@ -106,19 +143,13 @@ fn go_live(
         })),
     };
     builder.metrics.track_account(&name, &sandbox.account);
-    let sockets = Sockets::new(
-        &tenant.component,
-        sandbox.clone(),
-        limits.socket_limits(),
-        server.tasks.websockets().clone(),
-    );
-    LiveTenant::new(
-        name,
-        tenant.component.name(),
-        limits,
-        Instances::new(&tenant.component, sandbox),
-        sockets,
-        server,
-        before,
-    )
+    let component = tenant.component.name();
+    let source = match tenant.component {
+        TenantComponent::Loaded(pre) => GuestSource::Loaded(pre),
+        TenantComponent::OnDemand(file) => GuestSource::OnDemand {
+            file,
+            loader: loader.clone(),
+        },
+    };
+    LiveTenant::new(name, &component, limits, source, sandbox, server, before)
 }

@@ -78,6 +78,7 @@ pub(super) struct RawTenant {
     pub(super) max_websocket_message: Option<Spanned<toml::Value>>,
     pub(super) websocket_idle_timeout: Option<Spanned<toml::Value>>,
     pub(super) websocket_sockets_per_instance: Option<Spanned<toml::Value>>,
+    pub(super) preload: Option<Spanned<toml::Value>>,
 }
 
 impl RawTenant {
@@ -107,6 +108,7 @@ impl RawTenant {
                 "websocket_sockets_per_instance",
                 &self.websocket_sockets_per_instance,
             ),
+            ("preload", &self.preload),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_ref()?)))

@@ -41,16 +41,16 @@ impl CompileCache {
             return Ok((component, false));
         }
         let path = self.dir.join(format!("{}.cwasm", key(engine, binary)));
-        match read_entry(&path) {
+        match open_entry(&path) {
             Ok(None) => {}
             Ok(Some(entry)) => {
                 // SAFETY: entries are written only by `store` below, from
                 // `Engine::precompile_component`, under a name that includes
                 // the engine's compatibility hash, into a folder that
                 // `trusted` found owned by this user and writable by nobody
-                // else; `read_entry` checked the file itself the same way,
-                // and these are the bytes it read (not the path again).
-                match unsafe { Component::deserialize(engine, &entry) } {
+                // else; `open_entry` checked the file itself the same way,
+                // and this is the file it opened (not the path again).
+                match unsafe { deserialize_open(engine, &entry) } {
                     Ok(component) => return Ok((component, true)),
                     Err(error) => tracing::warn!(
                         target: "catshost::wasm::cache",
@@ -73,8 +73,20 @@ impl CompileCache {
                 name: name.into(),
                 source: e.into(),
             })?;
-        if let Err(error) = self.store(&path, &compiled) {
-            tracing::warn!(target: "catshost::wasm::cache", dir = %self.dir.display(), %error, "failed to write to the compile cache");
+        match self.store(&path, &compiled) {
+            // Mapped from the entry just written, as a later load would be.
+            Ok(()) => {
+                if let Ok(Some(entry)) = open_entry(&path) {
+                    // SAFETY: as above: the entry was written just now, by
+                    // `store`, and checked once open.
+                    if let Ok(component) = unsafe { deserialize_open(engine, &entry) } {
+                        return Ok((component, false));
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "catshost::wasm::cache", dir = %self.dir.display(), %error, "failed to write to the compile cache")
+            }
         }
         // SAFETY: `compiled` was made just now by this engine.
         let component =
@@ -134,14 +146,38 @@ impl CompileCache {
     }
 }
 
-/// The bytes of the entry at `path`, `None` if there is none. The file is
-/// opened without following a symlink, and checked once open (so what is
-/// checked is what is read): a regular file of this user that nobody else
-/// can write.
-fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, &'static str> {
-    use std::io::Read;
+/// The compiled component in the open `file`, mapped from it (file-backed
+/// pages: the kernel shares them between tenants of the same component and
+/// can drop them under pressure), through its `/proc/self/fd` path so that
+/// what is mapped is the file that was checked; read into memory where
+/// `/proc` is not mounted.
+///
+/// # Safety
+///
+/// As [`Component::deserialize_file`]: the file must be this program's own
+/// `precompile_component` output, and nobody may change it while it is
+/// mapped (the cache folder is this user's alone, and no guest is given a
+/// preopen that reaches it: `config::check_preopens`).
+unsafe fn deserialize_open(engine: &Engine, file: &std::fs::File) -> wasmtime::Result<Component> {
+    use std::os::fd::AsRawFd;
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    if by_fd.exists() {
+        // SAFETY: the caller's.
+        return unsafe { Component::deserialize_file(engine, &by_fd) };
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
+    // SAFETY: the caller's.
+    unsafe { Component::deserialize(engine, &bytes) }
+}
+
+/// The entry at `path`, open, `None` if there is none. The file is opened
+/// without following a symlink, and checked once open (so what is checked
+/// is what is mapped or read): a regular file of this user that nobody
+/// else can write.
+fn open_entry(path: &Path) -> Result<Option<std::fs::File>, &'static str> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let mut file = match std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
@@ -163,10 +199,7 @@ fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, &'static str> {
     if meta.mode() & 0o022 != 0 {
         return Err("it is writable by other users");
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.read_to_end(&mut bytes)
-        .map_err(|_| "it cannot be read")?;
-    Ok(Some(bytes))
+    Ok(Some(file))
 }
 
 /// `SHA256-COMPAT`, in hex.
@@ -210,7 +243,7 @@ mod tests {
         let elsewhere = dir.join("elsewhere.cwasm");
         std::fs::rename(&entry, &elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
-        assert_eq!(read_entry(&entry), Err("it is a symlink"));
+        assert!(matches!(open_entry(&entry), Err("it is a symlink")));
         assert!(!load());
         let _ = std::fs::remove_dir_all(&dir);
     }

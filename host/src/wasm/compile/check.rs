@@ -202,6 +202,13 @@ impl Report {
         matches!(self.served, Served::Proxy(_) | Served::Service(_)) && self.link_error.is_none()
     }
 
+    /// Whether it exports a WebSocket handler (`catshost:websocket/handler`).
+    pub fn serves_websockets(&self) -> bool {
+        self.exports
+            .iter()
+            .any(|e| e.starts_with("catshost:websocket/handler@"))
+    }
+
     /// The imports the host cannot satisfy.
     pub fn missing(&self) -> impl Iterator<Item = &Import> {
         self.imports.iter().filter(|i| i.missing.is_some())

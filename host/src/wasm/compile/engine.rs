@@ -142,10 +142,12 @@ impl Engine {
         check_exports(&wasi_engine.engine, name, &component)?;
         let pre = wasi_engine.pre_instantiate(name, &component, wasi)?;
         let websocket = websocket_wit::handler_pre(&wasi_engine.engine, name, &component, &pre)?;
+        let image = component.image_range();
         Ok(GuestPre::new(
             name,
             pre,
             websocket,
+            (image.end as usize).saturating_sub(image.start as usize),
             wasi_engine.ticker.clone(),
         ))
     }

@@ -9,6 +9,7 @@ mod cache;
 pub mod check;
 mod component;
 mod engine;
+mod file;
 mod pre;
 mod ticker;
 mod wasi_engine;
@@ -16,4 +17,5 @@ pub(crate) mod websocket_wit;
 
 pub use component::Wasi;
 pub use engine::Engine;
+pub use file::{ComponentFile, FileStamp};
 pub use pre::GuestPre;

@@ -18,6 +18,8 @@ pub struct GuestPre {
     proxy: Arc<ProxyPre<GuestCtx>>,
     /// Its WebSocket handler, when it exports one (WASI 0.2 only).
     websocket: Option<Arc<WebsocketPre<GuestCtx>>>,
+    /// The size of its compiled code image, in bytes.
+    code: usize,
     /// Keeps the engine's epoch advancing while this component lives, even
     /// if the [`Engine`](super::Engine) that loaded it is gone.
     _ticker: Arc<EpochTicker>,
@@ -28,12 +30,14 @@ impl GuestPre {
         name: &str,
         proxy: ProxyPre<GuestCtx>,
         websocket: Option<WebsocketPre<GuestCtx>>,
+        code: usize,
         ticker: Arc<EpochTicker>,
     ) -> Self {
         Self {
             name: name.into(),
             proxy: Arc::new(proxy),
             websocket: websocket.map(Arc::new),
+            code,
             _ticker: ticker,
         }
     }
@@ -49,6 +53,12 @@ impl GuestPre {
             name: name.into(),
             ..self.clone()
         }
+    }
+
+    /// The size of its compiled code image in bytes (native code and the
+    /// data wasmtime keeps beside it), shared by its clones.
+    pub fn code_size(&self) -> usize {
+        self.code
     }
 
     /// The WASI version the component is served as.

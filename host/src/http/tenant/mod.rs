@@ -1,8 +1,9 @@
 //! A tenant as it is served ([`LiveTenant`]): made from its limits, its
-//! instances and what every tenant of the server shares ([`ServerParts`]),
-//! handing on to its replacement what it still holds ([`CarryOver`]); and
-//! one request served: admitted, handed to its WebSocket handler, the
-//! library's upgrade hook or its guest, every failure answered by the host.
+//! component (loaded, or loaded on demand: [`on_demand`]) and what every
+//! tenant of the server shares ([`ServerParts`]), handing on to its
+//! replacement what it still holds ([`CarryOver`]); and one request served:
+//! admitted, handed to its WebSocket handler, the library's upgrade hook or
+//! its guest, every failure answered by the host.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -27,7 +28,13 @@ use crate::ids::RequestId;
 use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
 use crate::net::PerClient;
-use crate::wasm::{CallInfo, CpuShare, InstanceCap, Instances, Sockets};
+use crate::wasm::{
+    CallInfo, ComponentFile, CpuShare, GuestPre, InstanceCap, Instances, Sandbox, Sockets,
+};
+
+mod on_demand;
+
+pub(crate) use on_demand::Loader;
 
 /// What every tenant of one server is made live with.
 #[derive(Clone)]
@@ -67,59 +74,159 @@ pub(crate) struct CarryOver {
     /// Its account of host memory, still charged for what its sockets and
     /// instances hold (kept when its limit is the same).
     pub(crate) account: Option<Arc<Account>>,
+    /// Its on-demand component, for a new version of the same file.
+    slot: Option<Arc<on_demand::Slot>>,
+}
+
+/// A tenant's component, as [`LiveTenant::new`] takes it.
+pub(crate) enum GuestSource {
+    /// Loaded: served with at once.
+    Loaded(GuestPre),
+    /// Loaded by `loader` when the first request comes.
+    OnDemand {
+        file: ComponentFile,
+        loader: Arc<Loader>,
+    },
+}
+
+/// What a tenant's requests are served with, made from its loaded
+/// component.
+pub(crate) struct Served {
+    instances: Instances,
+    /// Its WebSocket handler, when its component exports one and it
+    /// accepts WebSockets.
+    websockets: Option<WebSockets>,
+}
+
+/// Where a tenant's component is.
+enum Guest {
+    Loaded(Served),
+    OnDemand(Arc<on_demand::Slot>),
+}
+
+/// What a tenant's WebSocket handler is served with besides its instances:
+/// made when the tenant is, kept while its component is loaded and
+/// unloaded.
+#[derive(Clone)]
+struct SocketSide {
+    stop: Stop,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+    open: Permits,
+    clients: Arc<PerClient>,
+    shed: Arc<tokio::sync::watch::Sender<u64>>,
+    idle_timeout: Duration,
+    write_timeout: Duration,
+}
+
+impl SocketSide {
+    fn serve(&self, sockets: Sockets) -> WebSockets {
+        WebSockets {
+            sockets,
+            stop: self.stop.clone(),
+            metrics: self.metrics.clone(),
+            access_log: self.access_log,
+            open: self.open.clone(),
+            clients: self.clients.clone(),
+            shed: self.shed.clone(),
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+        }
+    }
 }
 
 /// A tenant as it is served: its instances, its admission, where its
 /// upgrades go, and how its requests are recorded and answered when they
 /// fail.
 pub(crate) struct LiveTenant {
-    instances: Instances,
+    guest: Guest,
+    sandbox: Sandbox,
     admission: Admission,
     reporter: Arc<Reporter>,
     tasks: GuestTasks,
     errors: Arc<dyn ErrorHandler>,
     /// Where its guests' accepted upgrades go, when it may upgrade.
     upgrades: Option<Upgrades>,
-    /// Its WebSocket handler, when its component exports one and it
-    /// accepts WebSockets.
-    websockets: Option<WebSockets>,
+    /// Its WebSocket side, when it accepts WebSockets.
+    sockets: Option<SocketSide>,
 }
 
 impl LiveTenant {
     /// The tenant `name` (of the component `component`), with `limits`,
-    /// serving its requests with `instances` and its WebSockets with
-    /// `sockets` (when its component exports a handler); `before` is what
-    /// the tenant it replaces hands on.
+    /// serving its requests with instances of `source` in `sandbox` (and its
+    /// WebSockets with its component's handler, when it exports one);
+    /// `before` is what the tenant it replaces hands on.
     pub(crate) fn new(
         name: Arc<str>,
         component: &str,
         limits: &TenantLimits,
-        instances: Instances,
-        sockets: Option<Sockets>,
+        source: GuestSource,
+        sandbox: Sandbox,
         server: &ServerParts,
         before: CarryOver,
     ) -> Self {
-        let websockets = sockets
-            .filter(|_| limits.websockets)
-            .map(|sockets| WebSockets {
-                sockets,
-                stop: server.stop.clone(),
-                metrics: server.metrics.clone(),
-                access_log: server.access_log,
-                open: Permits::carried(before.websockets.as_ref(), limits.max_websockets),
-                clients: match &before.websocket_clients {
-                    Some(clients) if clients.max() == limits.max_websockets_per_client => {
-                        clients.clone()
+        let sockets = limits.websockets.then(|| SocketSide {
+            stop: server.stop.clone(),
+            metrics: server.metrics.clone(),
+            access_log: server.access_log,
+            open: Permits::carried(before.websockets.as_ref(), limits.max_websockets),
+            clients: match &before.websocket_clients {
+                Some(clients) if clients.max() == limits.max_websockets_per_client => {
+                    clients.clone()
+                }
+                _ => PerClient::new(limits.max_websockets_per_client),
+            },
+            shed: before
+                .websocket_shed
+                .clone()
+                .unwrap_or_else(|| Arc::new(tokio::sync::watch::Sender::new(0))),
+            idle_timeout: limits.websocket_idle_timeout,
+            write_timeout: server.write_timeout,
+        });
+        let serve = {
+            let (sandbox, sockets) = (sandbox.clone(), sockets.clone());
+            let (socket_limits, socket_tasks) =
+                (limits.socket_limits(), server.tasks.websockets().clone());
+            // `required`: a component that exports no WebSocket handler
+            // fails to load (a config file's tenant with `websockets =
+            // true`; elsewhere a handler is served when there is one).
+            move |pre: &GuestPre, required: bool| -> Result<Served, crate::Error> {
+                let handler =
+                    Sockets::new(pre, sandbox.clone(), socket_limits, socket_tasks.clone());
+                let websockets = match (&sockets, handler) {
+                    (Some(side), Some(handler)) => Some(side.serve(handler)),
+                    (Some(_), None) if required => {
+                        return Err(crate::Error::WebSocketHandler {
+                            name: pre.name().into(),
+                            reason: "its tenant has `websockets = true`, and it exports no \
+                                     catshost:websocket/handler@0.1.0"
+                                .into(),
+                        });
                     }
-                    _ => PerClient::new(limits.max_websockets_per_client),
-                },
-                shed: before
-                    .websocket_shed
-                    .clone()
-                    .unwrap_or_else(|| Arc::new(tokio::sync::watch::Sender::new(0))),
-                idle_timeout: limits.websocket_idle_timeout,
-                write_timeout: server.write_timeout,
-            });
+                    _ => None,
+                };
+                Ok(Served {
+                    instances: Instances::new(pre, sandbox.clone()),
+                    websockets,
+                })
+            }
+        };
+        let guest = match source {
+            GuestSource::Loaded(pre) => {
+                Guest::Loaded(serve(&pre, false).expect("a handler is required only on demand"))
+            }
+            GuestSource::OnDemand { file, loader } => {
+                let handed_on = before.slot.as_ref().and_then(|slot| slot.hand_on(&file));
+                let required = file.requires_websocket_handler;
+                Guest::OnDemand(on_demand::Slot::new(
+                    name.clone(),
+                    file,
+                    Box::new(move |pre| serve(pre, required)),
+                    &loader,
+                    handed_on,
+                ))
+            }
+        };
         // Only a tenant allowed to upgrade reaches the hook.
         let upgrades = server
             .upgrade
@@ -132,9 +239,10 @@ impl LiveTenant {
                 access_log: server.access_log,
                 open: Permits::carried(before.upgrades.as_ref(), limits.max_upgrades),
             });
-        let log_budget = instances.sandbox().log_budget.clone();
+        let log_budget = sandbox.log_budget.clone();
         Self {
-            instances,
+            guest,
+            sandbox,
             admission: Admission::new(limits, before.requests.as_ref()),
             reporter: Arc::new(Reporter {
                 recorder: Arc::new(Recorder::new(
@@ -148,7 +256,7 @@ impl LiveTenant {
             tasks: server.tasks.clone(),
             errors: server.errors.clone(),
             upgrades,
-            websockets,
+            sockets,
         }
     }
 
@@ -156,25 +264,29 @@ impl LiveTenant {
     pub(crate) fn carry_over(&self) -> CarryOver {
         CarryOver {
             requests: Some(self.admission.requests().clone()),
-            websockets: self.websockets.as_ref().map(|w| w.open.clone()),
-            websocket_clients: self.websockets.as_ref().map(|w| w.clients.clone()),
-            websocket_shed: self.websockets.as_ref().map(|w| w.shed.clone()),
+            websockets: self.sockets.as_ref().map(|w| w.open.clone()),
+            websocket_clients: self.sockets.as_ref().map(|w| w.clients.clone()),
+            websocket_shed: self.sockets.as_ref().map(|w| w.shed.clone()),
             upgrades: self.upgrades.as_ref().map(|u| u.open.clone()),
-            cpu: self.instances.sandbox().cpu.clone(),
-            instance_cap: Some(self.instances.sandbox().instance_cap.clone()),
-            account: Some(self.instances.sandbox().account.clone()),
+            cpu: self.sandbox.cpu.clone(),
+            instance_cap: Some(self.sandbox.instance_cap.clone()),
+            account: Some(self.sandbox.account.clone()),
+            slot: match &self.guest {
+                Guest::OnDemand(slot) => Some(slot.clone()),
+                Guest::Loaded(_) => None,
+            },
         }
     }
 
     /// The bytes its account of host memory holds.
     pub(crate) fn host_memory(&self) -> usize {
-        self.instances.sandbox().account.held()
+        self.sandbox.account.held()
     }
 
     /// Closes every open WebSocket of the tenant with 1013 (the overload
     /// guard's shedding); whether it had a WebSocket handler.
     pub(crate) fn shed_websockets(&self) -> bool {
-        match &self.websockets {
+        match self.sockets.as_ref().filter(|_| self.serves_websockets()) {
             Some(ws) => {
                 ws.shed.send_modify(|n| *n = n.wrapping_add(1));
                 true
@@ -185,7 +297,11 @@ impl LiveTenant {
 
     /// Whether it takes WebSockets (with its handler).
     pub(crate) fn serves_websockets(&self) -> bool {
-        self.websockets.is_some()
+        match &self.guest {
+            Guest::Loaded(served) => served.websockets.is_some(),
+            // Its component is checked for a handler when it loads.
+            Guest::OnDemand(_) => self.sockets.is_some(),
+        }
     }
 
     /// The tenant's name.
@@ -235,18 +351,27 @@ impl LiveTenant {
     ) -> Result<Dispatched, HostError> {
         let permit = self.admission.admit()?;
         let tenant = &self.reporter.recorder.tenant;
-        let upgrade = match upgrade_goes_to(&req, self.websockets.as_ref(), self.upgrades.as_ref())
-        {
-            // The WebSocket handler holds the request permit only while its
-            // `open` runs.
-            Some(UpgradeTo::WebSocketHandler(ws)) => {
-                return Box::pin(websocket::open(ws, req, tenant.clone(), conn.peer, permit)).await;
+        let loaded;
+        let served = match &self.guest {
+            Guest::Loaded(served) => served,
+            Guest::OnDemand(slot) => {
+                loaded = Box::pin(slot.get()).await?;
+                &*loaded
             }
-            Some(UpgradeTo::Hook(upgrades)) => {
-                upgrades.accepting(&mut req, tenant.clone(), conn.peer)?
-            }
-            None => None,
         };
+        let upgrade =
+            match upgrade_goes_to(&req, served.websockets.as_ref(), self.upgrades.as_ref()) {
+                // The WebSocket handler holds the request permit only while its
+                // `open` runs.
+                Some(UpgradeTo::WebSocketHandler(ws)) => {
+                    return Box::pin(websocket::open(ws, req, tenant.clone(), conn.peer, permit))
+                        .await;
+                }
+                Some(UpgradeTo::Hook(upgrades)) => {
+                    upgrades.accepting(&mut req, tenant.clone(), conn.peer)?
+                }
+                None => None,
+            };
         let (mut parts, body) = req.into_parts();
         let (body, body_limit) = self.admission.limit_body(body)?;
         // Like any gateway, record the protocol the request came in by
@@ -270,7 +395,7 @@ impl LiveTenant {
         // is moved whole at least once per request; without the box they
         // held it too, and a reused request moved ~24 KB (a third of the
         // CPU catshost spent beyond `wasmtime serve` per request).
-        let answered = guest::call(&self.instances, &self.tasks, &self.reporter, admitted)?;
+        let answered = guest::call(&served.instances, &self.tasks, &self.reporter, admitted)?;
         Box::pin(answered).await
     }
 }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Many tenants loaded on demand: N tenants, each its own component (the C
+# hello with a custom section of its own appended, so no two share bytes, a
+# cache entry or compiled code), in one config file. For each N:
+#   - exec to the ready line, and memory at ready (RSS, RssAnon, PSS);
+#   - first requests: COLD_SAMPLE tenants never compiled (each compiles),
+#     then, after `catshost compile --config` filled the cache for the
+#     first WARM_TENANTS tenants, their first requests (each loads from the
+#     cache): p50 / p99 of each;
+#   - memory after touching those WARM_TENANTS tenants once, and after they
+#     idled past idle_unload (2 s here);
+#   - a warm tenant's p99 at a steady RATE requests/s, alone and during a
+#     storm of STORM cold tenants hit at once (max_concurrent_loads = 2).
+#
+#   bench/density.sh                        # N = 1000 and 10000
+#   N_LIST="1000" WARM_TENANTS=200 bench/density.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+
+N_LIST=${N_LIST:-1000 10000}
+COLD_SAMPLE=${COLD_SAMPLE:-50}
+WARM_TENANTS=${WARM_TENANTS:-1000}
+STORM=${STORM:-200}
+RATE=${RATE:-200}
+DURATION=${DURATION:-10}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+need() { command -v "$1" >/dev/null || { echo "bench/density.sh: $1 is missing (apt-get install $2)" >&2; exit 1; }; }
+need h2load nghttp2-client
+need python3 python3
+
+echo "building (release)..." >&2
+cargo build --release -q -p catshost
+component=target/guest-examples/c-hello.wasm
+[ -f "$component" ] || { echo "bench/density.sh: $component is missing: run guest-examples/build.sh" >&2; exit 1; }
+
+# tenants N DIR: DIR/tNNNNN.wasm and DIR/catshost.toml for N tenants.
+tenants() {
+  python3 - "$1" "$2" "$component" <<'PY'
+import os, sys
+n, d, src = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+base = open(src, 'rb').read()
+def leb(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7f; v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v: return bytes(out)
+os.makedirs(d, exist_ok=True)
+with open(os.path.join(d, 'catshost.toml'), 'w') as toml:
+    toml.write('[server]\naddr = "127.0.0.1:0"\nidle_unload = "2s"\nmax_concurrent_loads = 2\nload_timeout = "60s"\n\n')
+    for i in range(n):
+        name = b'catshost-bench-tenant'
+        payload = leb(len(name)) + name + str(i).encode()
+        custom = b'\x00' + leb(len(payload)) + payload
+        with open(os.path.join(d, 't%05d.wasm' % i), 'wb') as f:
+            f.write(base + custom)
+        toml.write('[[tenant]]\nname = "t%05d"\ncomponent = "t%05d.wasm"\nroutes = ["t%05d.test"]\n' % (i, i, i))
+PY
+}
+
+server_pid=
+addr=
+# serve DIR: catshost on DIR/catshost.toml; prints ms from exec to ready.
+serve() {
+  local log=$work/server.log start
+  start=$(date +%s%N)
+  target/release/catshost serve --no-access-log --cache-dir "$1/cache" --config "$1/catshost.toml" >"$log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 6000); do
+    addr=$(sed -n 's|^catshost: serving http://||p' "$log")
+    if [ -n "$addr" ]; then echo $((($(date +%s%N) - start) / 1000000)); return 0; fi
+    sleep 0.005
+  done
+  echo "bench/density.sh: catshost did not start:" >&2; cat "$log" >&2; exit 1
+}
+stop() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+# memory: "RSS / RssAnon / PSS" in MiB
+memory() {
+  local rss anon pss
+  rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$server_pid/status")
+  anon=$(awk '/^RssAnon/ { printf "%.0f", $2 / 1024 }' "/proc/$server_pid/status")
+  pss=$(awk '/^Pss:/ { printf "%.0f", $2 / 1024 }' "/proc/$server_pid/smaps_rollup")
+  echo "$rss / $anon / $pss"
+}
+# first_requests FROM COUNT: "p50 / p99" ms of one GET to each of tenants
+# FROM..FROM+COUNT-1, one after another
+first_requests() {
+  python3 - "$addr" "$1" "$2" <<'PY'
+import http.client, sys, time
+addr, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port = addr.rsplit(':', 1)
+times = []
+for i in range(first, first + count):
+    c = http.client.HTTPConnection(host, int(port), timeout=120)
+    t = time.perf_counter()
+    c.request('GET', '/', headers={'Host': 't%05d.test' % i})
+    r = c.getresponse(); r.read()
+    times.append((time.perf_counter() - t) * 1000)
+    assert r.status == 200, (i, r.status)
+    c.close()
+times.sort()
+print('%.1f / %.1f' % (times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]))
+PY
+}
+# warm_p99 TENANT: p99 ms of TENANT at RATE requests/s for DURATION s
+warm_p99() {
+  local rps=$((RATE / 4))
+  h2load --h1 -t1 -c4 --rps="$rps" -D "$DURATION" -H "host: $1.test" --log-file="$work/warm.log" "http://$addr/" >/dev/null 2>&1
+  awk '{ print $3 }' "$work/warm.log" | sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", a[int(NR * 0.99)] / 1000 }'
+}
+# storm FROM COUNT: one GET to each of COUNT cold tenants, all at once
+storm() {
+  python3 - "$addr" "$1" "$2" <<'PY'
+import http.client, sys, threading
+addr, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port = addr.rsplit(':', 1)
+def hit(i):
+    c = http.client.HTTPConnection(host, int(port), timeout=300)
+    c.request('GET', '/', headers={'Host': 't%05d.test' % i}); c.getresponse().read(); c.close()
+threads = [threading.Thread(target=hit, args=(i,)) for i in range(first, first + count)]
+for t in threads: t.start()
+for t in threads: t.join()
+PY
+}
+
+echo
+echo "# On-demand tenants: density"
+echo
+echo "- $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; $(target/release/catshost --version); component: $component ($(stat -c %s "$component") bytes) with a custom section per tenant"
+echo "- memory is RSS / RssAnon / PSS in MiB; first requests one after another (p50 / p99 ms); idle_unload 2s, max_concurrent_loads 2"
+echo
+echo "| tenants | ready ms (cold cache) | memory at ready | $COLD_SAMPLE uncached first requests | cached tenants | compile --config of them, s | ready ms (warm) | their first requests | memory after them | memory after idle unload | warm p99 ms alone | warm p99 ms, $STORM cold at once |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+for n in $N_LIST; do
+  dir=$work/n$n
+  echo "generating $n tenants..." >&2
+  tenants "$n" "$dir"
+  # Tenants 0.. are cached, the STORM after them cold for the storm, the
+  # last COLD_SAMPLE cold for the uncached first requests.
+  warm=$WARM_TENANTS; [ "$warm" -le $((n - COLD_SAMPLE - STORM)) ] || warm=$((n - COLD_SAMPLE - STORM))
+  # Cold cache: ready, memory, uncached first requests.
+  ready_cold=$(serve "$dir")
+  mem_ready=$(memory)
+  echo "uncached first requests ($n)..." >&2
+  uncached=$(first_requests $((n - COLD_SAMPLE)) "$COLD_SAMPLE")
+  stop
+  # Fill the cache for the first WARM_TENANTS tenants.
+  head -n $((6 + warm * 4)) "$dir/catshost.toml" >"$dir/warm.toml"
+  echo "compile --config ($warm)..." >&2
+  t0=$(date +%s%N)
+  target/release/catshost compile --config "$dir/warm.toml" --cache-dir "$dir/cache" 2>/dev/null
+  compile_s=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  ready_warm=$(serve "$dir")
+  echo "cached first requests ($n)..." >&2
+  cached=$(first_requests 0 "$warm")
+  mem_touched=$(memory)
+  sleep 4
+  mem_idle=$(memory)
+  # A warm tenant alone, then beside a storm of cold ones.
+  first_requests 0 1 >/dev/null
+  alone=$(warm_p99 t00000)
+  ( storm "$warm" "$STORM" ) & storm_pid=$!
+  during=$(warm_p99 t00000)
+  wait "$storm_pid" || true
+  stop
+  echo "| $n | $ready_cold | $mem_ready | $uncached | $warm | $compile_s | $ready_warm | $cached | $mem_touched | $mem_idle | $alone | $during |"
+  rm -rf "$dir"
+done
