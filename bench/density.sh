@@ -12,8 +12,13 @@
 #   - a warm tenant's p99 at a steady RATE requests/s, alone and during a
 #     storm of STORM cold tenants hit at once (max_concurrent_loads = 2).
 #
+#   - Python-sized: PY_TENANTS tenants of the Python echo (each its own
+#     bytes), compiled into the cache by `catshost compile --config`, then
+#     PY_ROUNDS rounds of a first request to each after the last round's
+#     idle unload: p50 / p99 of those cached cold starts.
+#
 #   bench/density.sh                        # N = 1000 and 10000
-#   N_LIST="1000" WARM_TENANTS=200 bench/density.sh
+#   N_LIST="1000" WARM_TENANTS=200 PY_TENANTS=0 bench/density.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
@@ -24,6 +29,8 @@ WARM_TENANTS=${WARM_TENANTS:-1000}
 STORM=${STORM:-200}
 RATE=${RATE:-200}
 DURATION=${DURATION:-10}
+PY_TENANTS=${PY_TENANTS:-10}
+PY_ROUNDS=${PY_ROUNDS:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -36,9 +43,10 @@ cargo build --release -q -p catshost
 component=target/guest-examples/c-hello.wasm
 [ -f "$component" ] || { echo "bench/density.sh: $component is missing: run guest-examples/build.sh" >&2; exit 1; }
 
-# tenants N DIR: DIR/tNNNNN.wasm and DIR/catshost.toml for N tenants.
+# tenants N DIR [COMPONENT]: DIR/tNNNNN.wasm and DIR/catshost.toml for N
+# tenants of COMPONENT (the C hello by default).
 tenants() {
-  python3 - "$1" "$2" "$component" <<'PY'
+  python3 - "$1" "$2" "${3:-$component}" <<'PY'
 import os, sys
 n, d, src = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 base = open(src, 'rb').read()
@@ -63,18 +71,26 @@ PY
 
 server_pid=
 addr=
-# serve DIR: catshost on DIR/catshost.toml; prints ms from exec to ready.
+# serve DIR: catshost on DIR/catshost.toml; sets server_pid, addr and
+# ready_ms (exec to the ready line).
 serve() {
   local log=$work/server.log start
   start=$(date +%s%N)
-  target/release/catshost serve --no-access-log --cache-dir "$1/cache" --config "$1/catshost.toml" >"$log" 2>&1 &
+  target/release/catshost serve --no-access-log --admin-addr 127.0.0.1:0 --cache-dir "$1/cache" --config "$1/catshost.toml" >"$log" 2>&1 &
   server_pid=$!
   for _ in $(seq 6000); do
     addr=$(sed -n 's|^catshost: serving http://||p' "$log")
-    if [ -n "$addr" ]; then echo $((($(date +%s%N) - start) / 1000000)); return 0; fi
+    admin=$(sed -n 's|^catshost: admin endpoints on http://||p' "$log")
+    if [ -n "$addr" ]; then ready_ms=$((($(date +%s%N) - start) / 1000000)); return 0; fi
     sleep 0.005
   done
   echo "bench/density.sh: catshost did not start:" >&2; cat "$log" >&2; exit 1
+}
+# scrape: "ms / KiB" of one GET /metrics
+scrape() {
+  local took
+  took=$(curl -s -o "$work/metrics.txt" -w '%{time_total}' "http://$admin/metrics")
+  awk -v t="$took" -v b="$(stat -c %s "$work/metrics.txt")" 'BEGIN { printf "%.0f / %.0f", t * 1000, b / 1024 }'
 }
 stop() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
 # memory: "RSS / RssAnon / PSS" in MiB
@@ -85,18 +101,19 @@ memory() {
   pss=$(awk '/^Pss:/ { printf "%.0f", $2 / 1024 }' "/proc/$server_pid/smaps_rollup")
   echo "$rss / $anon / $pss"
 }
-# first_requests FROM COUNT: "p50 / p99" ms of one GET to each of tenants
-# FROM..FROM+COUNT-1, one after another
+# first_requests FROM COUNT [PATH]: "p50 / p99" ms of one GET to each of
+# tenants FROM..FROM+COUNT-1, one after another
 first_requests() {
-  python3 - "$addr" "$1" "$2" <<'PY'
+  python3 - "$addr" "$1" "$2" "${3:-/}" <<'PY'
 import http.client, sys, time
 addr, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+PATH = sys.argv[4] if len(sys.argv) > 4 else '/'
 host, port = addr.rsplit(':', 1)
 times = []
 for i in range(first, first + count):
     c = http.client.HTTPConnection(host, int(port), timeout=120)
     t = time.perf_counter()
-    c.request('GET', '/', headers={'Host': 't%05d.test' % i})
+    c.request('GET', PATH, headers={'Host': 't%05d.test' % i})
     r = c.getresponse(); r.read()
     times.append((time.perf_counter() - t) * 1000)
     assert r.status == 200, (i, r.status)
@@ -119,7 +136,7 @@ addr, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 host, port = addr.rsplit(':', 1)
 def hit(i):
     c = http.client.HTTPConnection(host, int(port), timeout=300)
-    c.request('GET', '/', headers={'Host': 't%05d.test' % i}); c.getresponse().read(); c.close()
+    c.request('GET', PATH, headers={'Host': 't%05d.test' % i}); c.getresponse().read(); c.close()
 threads = [threading.Thread(target=hit, args=(i,)) for i in range(first, first + count)]
 for t in threads: t.start()
 for t in threads: t.join()
@@ -132,8 +149,8 @@ echo
 echo "- $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; $(target/release/catshost --version); component: $component ($(stat -c %s "$component") bytes) with a custom section per tenant"
 echo "- memory is RSS / RssAnon / PSS in MiB; first requests one after another (p50 / p99 ms); idle_unload 2s, max_concurrent_loads 2"
 echo
-echo "| tenants | ready ms (cold cache) | memory at ready | $COLD_SAMPLE uncached first requests | cached tenants | compile --config of them, s | ready ms (warm) | their first requests | memory after them | memory after idle unload | warm p99 ms alone | warm p99 ms, $STORM cold at once |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| tenants | ready ms (cold cache) | memory at ready | $COLD_SAMPLE uncached first requests | cached tenants | compile --config of them, s | ready ms (warm) | their first requests | memory after them | /metrics ms / KiB | memory after idle unload | warm p99 ms alone | warm p99 ms, $STORM cold at once |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $N_LIST; do
   dir=$work/n$n
   echo "generating $n tenants..." >&2
@@ -142,7 +159,7 @@ for n in $N_LIST; do
   # last COLD_SAMPLE cold for the uncached first requests.
   warm=$WARM_TENANTS; [ "$warm" -le $((n - COLD_SAMPLE - STORM)) ] || warm=$((n - COLD_SAMPLE - STORM))
   # Cold cache: ready, memory, uncached first requests.
-  ready_cold=$(serve "$dir")
+  serve "$dir"; ready_cold=$ready_ms
   mem_ready=$(memory)
   echo "uncached first requests ($n)..." >&2
   uncached=$(first_requests $((n - COLD_SAMPLE)) "$COLD_SAMPLE")
@@ -153,10 +170,11 @@ for n in $N_LIST; do
   t0=$(date +%s%N)
   target/release/catshost compile --config "$dir/warm.toml" --cache-dir "$dir/cache" 2>/dev/null
   compile_s=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }')
-  ready_warm=$(serve "$dir")
+  serve "$dir"; ready_warm=$ready_ms
   echo "cached first requests ($n)..." >&2
   cached=$(first_requests 0 "$warm")
   mem_touched=$(memory)
+  metrics=$(scrape)
   sleep 4
   mem_idle=$(memory)
   # A warm tenant alone, then beside a storm of cold ones.
@@ -166,6 +184,30 @@ for n in $N_LIST; do
   during=$(warm_p99 t00000)
   wait "$storm_pid" || true
   stop
-  echo "| $n | $ready_cold | $mem_ready | $uncached | $warm | $compile_s | $ready_warm | $cached | $mem_touched | $mem_idle | $alone | $during |"
+  echo "| $n | $ready_cold | $mem_ready | $uncached | $warm | $compile_s | $ready_warm | $cached | $mem_touched | $metrics | $mem_idle | $alone | $during |"
   rm -rf "$dir"
 done
+
+[ "$PY_TENANTS" -gt 0 ] || exit 0
+py=target/guest-examples/python-echo.wasm
+[ -f "$py" ] || { echo "bench/density.sh: $py is missing: run guest-examples/build.sh" >&2; exit 1; }
+dir=$work/py
+echo "generating $PY_TENANTS Python tenants..." >&2
+tenants "$PY_TENANTS" "$dir" "$py"
+echo "compile --config ($PY_TENANTS Python components)..." >&2
+t0=$(date +%s%N)
+target/release/catshost compile --config "$dir/catshost.toml" --cache-dir "$dir/cache" 2>/dev/null
+compile_s=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }')
+serve "$dir"
+times=()
+for round in $(seq "$PY_ROUNDS"); do
+  times+=("$(first_requests 0 "$PY_TENANTS" /echo)")
+  mem=$(memory)
+  sleep 4 # past idle_unload: the next round loads them again
+done
+mem_idle=$(memory)
+stop
+echo
+echo "| Python tenants ($(stat -c %s "$py") bytes each) | compile --config, s | cached first requests, p50 / p99 ms, each round | memory after a round | after idle unload |"
+echo "|---|---|---|---|---|"
+echo "| $PY_TENANTS | $compile_s | $(IFS=';'; echo "${times[*]}" | sed 's/;/; /g') | $mem | $mem_idle |"

@@ -2,6 +2,7 @@
 //! what each tenant's holds, its limit and the charges it refused, and the
 //! process's.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use prometheus_client::collector::Collector;
@@ -26,49 +27,57 @@ struct Row {
 /// process's.
 #[derive(Debug, Default)]
 pub(super) struct Accounts {
-    tenants: Mutex<Vec<(Arc<str>, Weak<Account>)>>,
+    tenants: Mutex<Tracked>,
     process: Mutex<Weak<Account>>,
+}
+
+/// The tenants' accounts by address; gone ones are dropped whenever their
+/// number doubled since the last sweep (10,000 tenants track in linear
+/// time).
+#[derive(Debug, Default)]
+struct Tracked {
+    accounts: HashMap<usize, (Arc<str>, Weak<Account>)>,
+    sweep_at: usize,
 }
 
 impl Accounts {
     pub(super) fn track(&self, tenant: &Arc<str>, account: &Arc<Account>) {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        tenants.retain(|(_, a)| a.strong_count() > 0);
-        if !tenants
-            .iter()
-            .any(|(_, a)| a.as_ptr() == Arc::as_ptr(account))
-        {
-            tenants.push((tenant.clone(), Arc::downgrade(account)));
+        let mut tracked = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if tracked.accounts.len() >= tracked.sweep_at {
+            tracked.accounts.retain(|_, (_, a)| a.strong_count() > 0);
+            tracked.sweep_at = (tracked.accounts.len() * 2).max(64);
         }
+        tracked
+            .accounts
+            .entry(Arc::as_ptr(account) as usize)
+            .or_insert_with(|| (tenant.clone(), Arc::downgrade(account)));
     }
 
     pub(super) fn track_process(&self, account: &Arc<Account>) {
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(account);
     }
 
-    /// Per tenant, summed over its accounts.
+    /// Per tenant, summed over its accounts, by tenant name.
     fn per_tenant(&self) -> Vec<Row> {
-        let tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows: Vec<Row> = Vec::new();
-        for (tenant, account) in tenants.iter() {
+        let tracked = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rows: HashMap<&Arc<str>, Row> = HashMap::new();
+        for (tenant, account) in tracked.accounts.values() {
             let Some(account) = account.upgrade() else {
                 continue;
             };
             let (held, limit) = (account.held() as u64, account.limit() as u64);
-            match rows.iter_mut().find(|row| row.tenant == *tenant) {
-                Some(row) => {
-                    row.held += held;
-                    row.limit = row.limit.max(limit);
-                    row.refused += account.refused();
-                }
-                None => rows.push(Row {
-                    tenant: tenant.clone(),
-                    held,
-                    limit,
-                    refused: account.refused(),
-                }),
-            }
+            let row = rows.entry(tenant).or_insert_with(|| Row {
+                tenant: tenant.clone(),
+                held: 0,
+                limit: 0,
+                refused: 0,
+            });
+            row.held += held;
+            row.limit = row.limit.max(limit);
+            row.refused += account.refused();
         }
+        let mut rows: Vec<Row> = rows.into_values().collect();
+        rows.sort_unstable_by(|a, b| a.tenant.cmp(&b.tenant));
         rows
     }
 }

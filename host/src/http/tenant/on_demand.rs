@@ -3,10 +3,12 @@
 //! once and unloads the idle and the least recently used.
 //!
 //! A slot is unloaded, loading, loaded or failed. A request that finds it
-//! unloaded starts its load on a thread of its own (compiling can take
-//! seconds) once one of the loader's `max_concurrent_loads` permits is
-//! free, and waits for it up to `load_timeout`; the load goes on when the
-//! request gives up, for the next one. Unloading drops the slot's handle on
+//! unloaded starts its load once one of the loader's `max_concurrent_loads`
+//! permits is free, and waits for it up to `load_timeout`; the load goes on
+//! when the request gives up, for the next one. Loads run on the loader's
+//! threads at a low priority (nice 10), and so do the compiles wasmtime
+//! spreads over cores from them: a storm of cold tenants takes the cores
+//! the warm tenants leave idle, not theirs. Unloading drops the slot's handle on
 //! what it serves with: requests in flight and open WebSockets hold their
 //! own, so nothing running is cut, and the compiled code and the tenant's
 //! idle instances go when the last of them ends.
@@ -22,6 +24,10 @@ use crate::config::LoadSettings;
 use crate::http::HostError;
 use crate::metrics::Metrics;
 use crate::wasm::{ComponentFile, FileStamp, GuestPre};
+
+/// The nice value of the load threads: below the serving threads (0), so
+/// that compiling cold tenants waits for warm tenants' requests.
+const LOAD_NICE: libc::c_int = 10;
 
 /// Makes what a tenant serves with from its loaded component.
 pub(crate) type Serve = Box<dyn Fn(&GuestPre) -> Result<Served, crate::Error> + Send + Sync>;
@@ -148,17 +154,17 @@ impl Slot {
             let stamp = slot.file.stamp();
             let (sent, loaded) = tokio::sync::oneshot::channel();
             let file = slot.file.clone();
-            let spawned = std::thread::Builder::new()
-                .name("catshost-load".into())
-                .spawn(move || {
-                    let _permit = permit;
-                    let _ = sent.send(file.load());
-                });
-            let loaded = match spawned {
-                Ok(_) => loaded.await.unwrap_or_else(|_| {
-                    Err(crate::Error::Engine("the component's load panicked".into()))
-                }),
-                Err(error) => Err(crate::Error::Worker(error)),
+            let loaded = match slot.loader.threads() {
+                Ok(threads) => {
+                    threads.spawn(move || {
+                        let _permit = permit;
+                        let _ = sent.send(file.load());
+                    });
+                    loaded.await.unwrap_or_else(|_| {
+                        Err(crate::Error::Engine("the component's load panicked".into()))
+                    })
+                }
+                Err(error) => Err(crate::Error::Engine(error.clone().into())),
             };
             slot.finish(loaded, stamp, Some(started));
             let _ = tell.send(true);
@@ -236,6 +242,10 @@ impl Slot {
 pub(crate) struct Loader {
     settings: LoadSettings,
     permits: Arc<Semaphore>,
+    /// Where loads run, and the compiles wasmtime spreads out from them
+    /// (rayon's `par_iter` stays in the pool it is called from); started
+    /// by the first load.
+    threads: std::sync::OnceLock<Result<rayon::ThreadPool, String>>,
     /// The slots that are loaded (or were: gone ones are skipped), with
     /// the code each holds.
     loaded: Mutex<Vec<(Weak<Slot>, usize)>>,
@@ -249,10 +259,31 @@ impl Loader {
         Arc::new(Self {
             settings,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_loads.max(1))),
+            threads: std::sync::OnceLock::new(),
             loaded: Mutex::default(),
             metrics,
             clock: Instant::now(),
             sweeping: Default::default(),
+        })
+    }
+
+    /// The load threads, one per core, started when first asked for.
+    fn threads(&self) -> &Result<rayon::ThreadPool, String> {
+        self.threads.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                )
+                .thread_name(|_| "catshost-load".into())
+                .start_handler(|_| {
+                    // On Linux a thread's nice value is its own (who = 0:
+                    // the calling thread). Best effort: a failure leaves it
+                    // at 0.
+                    // SAFETY: setpriority has no memory preconditions.
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, LOAD_NICE) };
+                })
+                .build()
+                .map_err(|e| format!("the load threads cannot be started: {e}"))
         })
     }
 
