@@ -12,7 +12,7 @@
 #   - a warm tenant's p99 at a steady RATE requests/s, alone and during a
 #     storm of STORM cold tenants hit at once (max_concurrent_loads = 2).
 #
-#   - Python-sized: PY_TENANTS tenants of the Python echo (each its own
+#   - Python-sized: PY_TENANTS tenants of the Python hello (each its own
 #     bytes), compiled into the cache by `catshost compile --config`, then
 #     PY_ROUNDS rounds of a first request to each after the last round's
 #     idle unload: p50 / p99 of those cached cold starts.
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
-N_LIST=${N_LIST:-1000 10000}
+N_LIST=${N_LIST-1000 10000}
 COLD_SAMPLE=${COLD_SAMPLE:-50}
 WARM_TENANTS=${WARM_TENANTS:-1000}
 STORM=${STORM:-200}
@@ -189,7 +189,7 @@ for n in $N_LIST; do
 done
 
 [ "$PY_TENANTS" -gt 0 ] || exit 0
-py=target/guest-examples/python-echo.wasm
+py=target/guest-examples/python-hello.wasm
 [ -f "$py" ] || { echo "bench/density.sh: $py is missing: run guest-examples/build.sh" >&2; exit 1; }
 dir=$work/py
 echo "generating $PY_TENANTS Python tenants..." >&2
@@ -201,7 +201,7 @@ compile_s=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.1f", ns / 1e9 }
 serve "$dir"
 times=()
 for round in $(seq "$PY_ROUNDS"); do
-  times+=("$(first_requests 0 "$PY_TENANTS" /echo)")
+  times+=("$(first_requests 0 "$PY_TENANTS")")
   mem=$(memory)
   sleep 4 # past idle_unload: the next round loads them again
 done

@@ -421,3 +421,42 @@ async fn a_tenant_that_requires_a_websocket_handler_fails_to_load_a_component_wi
     assert_eq!(sample(&metrics, FAILED), 1.0);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_tenant_series_tenants_are_counted_together_and_idle_ones_not_at_all() {
+    let dir = folder();
+    for name in ["aaaa", "bbbb", "cccc", "dddd"] {
+        std::fs::write(dir.join(format!("{name}.wasm")), hello(name)).unwrap();
+    }
+    let engine = Engine::new().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let server = catshost::Server::builder()
+        .settings(ServerSettings {
+            max_tenant_series: 2,
+            ..ServerSettings::default()
+        })
+        .metrics(metrics.clone())
+        .build_tenants(tenants(&dir, &engine, &["aaaa", "bbbb", "cccc", "dddd"]))
+        .unwrap();
+    let server = TestServer::serve(server, None).await;
+    for tenant in ["bbbb", "cccc", "aaaa", "bbbb"] {
+        assert_eq!(body_of(&server, tenant).await.0, StatusCode::OK);
+    }
+    let requests = |tenant: &str| {
+        sample(
+            &metrics,
+            &format!(
+                "catshost_requests_total{{tenant=\"{tenant}\",status=\"200\",protocol=\"HTTP/1.1\"}}"
+            ),
+        )
+    };
+    // The first two with traffic keep their label; the third is one of
+    // the others; the one without traffic has no series at all.
+    assert_eq!(requests("bbbb"), 2.0);
+    assert_eq!(requests("cccc"), 1.0);
+    assert_eq!(requests("_other"), 1.0);
+    let text = metrics.encode();
+    assert!(!text.contains("tenant=\"aaaa\""), "{text}");
+    assert!(!text.contains("tenant=\"dddd\""), "{text}");
+    server.stop().await;
+}

@@ -64,6 +64,12 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 << 20;
 /// [`ServerSettings::tls_handshake_timeout`] by default: 10 seconds.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// [`ServerSettings::max_tenant_series`] by default: 1,000.
+pub const DEFAULT_MAX_TENANT_SERIES: usize = 1000;
+/// The `tenant` label of the tenants past
+/// [`ServerSettings::max_tenant_series`], counted together. No tenant of a
+/// config file can be named so.
+pub const OTHER_TENANTS: &str = "_other";
 /// [`LoadSettings::max_loaded_code`] by default: 1 GiB.
 pub const DEFAULT_MAX_LOADED_CODE: usize = 1 << 30;
 /// [`LoadSettings::idle_unload`] by default: 10 minutes.
@@ -162,6 +168,14 @@ pub struct ServerSettings {
     pub max_host_memory: Option<usize>,
     /// How on-demand tenants (a config file's) are loaded and unloaded.
     pub loading: LoadSettings,
+    /// The most tenants with metric series of their own (0: no cap): the
+    /// first to be counted (to have a request, an instance or a WebSocket)
+    /// keep their `tenant` label; the others are counted together as
+    /// `tenant="_other"` ([`OTHER_TENANTS`]), so that a scrape of 10,000
+    /// tenants stays small. It applies to the server's
+    /// [`Metrics`](crate::metrics::Metrics), shared with any other server
+    /// built with them. Default is [`DEFAULT_MAX_TENANT_SERIES`].
+    pub max_tenant_series: usize,
     /// Versions, timeouts and the HTTP/1 and HTTP/2 tunables.
     pub http: HttpSettings,
 }
@@ -192,6 +206,7 @@ impl Default for ServerSettings {
             max_tenant_workers: None,
             max_host_memory: None,
             loading: LoadSettings::default(),
+            max_tenant_series: DEFAULT_MAX_TENANT_SERIES,
             http: HttpSettings::default(),
         }
     }
@@ -242,6 +257,9 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
     setting!(load_timeout: [loading.load_timeout] "TIME", parse_duration, duration, LOADING,
         "How long a request waits for its tenant's component to load; past it: 503 with \
          Retry-After (the load goes on)."),
+    setting!(max_tenant_series: [max_tenant_series] "N", parse_count, count, FILE_ONLY,
+        "The most tenants with metric series of their own (0: no cap); the others are counted \
+         together as tenant=\"_other\"."),
     setting!(http: [http.versions] "VERSIONS", |t: &str| t.parse::<HttpVersions>(),
         |v: &HttpVersions| Some(v.as_str().to_string()), HTTP,
         "The HTTP versions served: both, http1 or h2. Over TLS this is the ALPN list (both: h2 \

@@ -2,8 +2,8 @@
 //! line (target `catshost::access`) and the request metrics.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use http::{Method, Request, StatusCode, Uri, Version};
@@ -21,18 +21,33 @@ pub(crate) struct Recorder {
     pub(crate) tenant: Arc<str>,
     pub(crate) metrics: Arc<Metrics>,
     access_log: bool,
-    in_flight: Gauge,
+    /// Its metrics label and in-flight gauge, from its first request: a
+    /// tenant without requests takes none of the series the cap allows.
+    series: OnceLock<(Arc<str>, Gauge)>,
 }
 
 impl Recorder {
     pub(crate) fn new(tenant: Arc<str>, metrics: Arc<Metrics>, access_log: bool) -> Self {
-        let in_flight = metrics.in_flight_gauge(&tenant);
         Self {
             tenant,
             metrics,
             access_log,
-            in_flight,
+            series: OnceLock::new(),
         }
+    }
+
+    fn series(&self) -> &(Arc<str>, Gauge) {
+        self.series.get_or_init(|| {
+            let label = self.metrics.tenant_label(&self.tenant);
+            let in_flight = self.metrics.in_flight_gauge(&label);
+            (label, in_flight)
+        })
+    }
+
+    /// The `tenant` label of its metrics (its name, or `_other` past the
+    /// cap on tenants with series of their own).
+    pub(crate) fn label(&self) -> &Arc<str> {
+        &self.series().0
     }
 
     /// Starts the record of `req`; it is written when the record is dropped.
@@ -42,7 +57,7 @@ impl Recorder {
         req: &Request<B>,
         client: SocketAddr,
     ) -> Exchange {
-        self.in_flight.inc();
+        self.series().1.inc();
         Exchange {
             recorder: self.clone(),
             id,
@@ -99,12 +114,12 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         let duration = self.start.elapsed();
         let recorder = &*self.recorder;
-        recorder.in_flight.dec();
+        recorder.series().1.dec();
         let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
         let protocol = protocol(self.version);
         recorder
             .metrics
-            .request_done(&recorder.tenant, status, protocol, duration);
+            .request_done(recorder.label(), status, protocol, duration);
         if !recorder.access_log {
             return;
         }

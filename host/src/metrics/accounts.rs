@@ -29,6 +29,9 @@ struct Row {
 pub(super) struct Accounts {
     tenants: Mutex<Tracked>,
     process: Mutex<Weak<Account>>,
+    /// The label each tenant is shown under: a tenant past the cap on
+    /// series, or with no traffic yet, as one of the others.
+    shown: std::sync::OnceLock<Arc<super::series::Series>>,
 }
 
 /// The tenants' accounts by address; gone ones are dropped whenever their
@@ -53,6 +56,10 @@ impl Accounts {
             .or_insert_with(|| (tenant.clone(), Arc::downgrade(account)));
     }
 
+    pub(super) fn shown_by(&self, series: Arc<super::series::Series>) {
+        let _ = self.shown.set(series);
+    }
+
     pub(super) fn track_process(&self, account: &Arc<Account>) {
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(account);
     }
@@ -60,14 +67,18 @@ impl Accounts {
     /// Per tenant, summed over its accounts, by tenant name.
     fn per_tenant(&self) -> Vec<Row> {
         let tracked = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows: HashMap<&Arc<str>, Row> = HashMap::new();
+        let mut rows: HashMap<Arc<str>, Row> = HashMap::new();
         for (tenant, account) in tracked.accounts.values() {
             let Some(account) = account.upgrade() else {
                 continue;
             };
             let (held, limit) = (account.held() as u64, account.limit() as u64);
-            let row = rows.entry(tenant).or_insert_with(|| Row {
-                tenant: tenant.clone(),
+            let tenant = match self.shown.get() {
+                Some(series) => series.shown(tenant),
+                None => tenant.clone(),
+            };
+            let row = rows.entry(tenant.clone()).or_insert_with(|| Row {
+                tenant,
                 held: 0,
                 limit: 0,
                 refused: 0,

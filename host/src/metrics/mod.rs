@@ -55,11 +55,15 @@ pub struct Metrics {
     websocket_messages: Family<DirectionLabels, Counter>,
     websocket_closes: Family<CloseLabels, Counter>,
     components: components::Components,
+    series: Arc<series::Series>,
 }
 
 mod accounts;
 mod components;
 mod labels;
+mod series;
+
+pub use crate::config::OTHER_TENANTS;
 
 use labels::{
     Bounded, CloseLabels, DirectionLabels, FaultLabels, LatencyLabels, ReasonLabels,
@@ -107,7 +111,9 @@ impl Metrics {
             websocket_messages: Family::default(),
             websocket_closes: Family::default(),
             components: components::Components::new(),
+            series: Arc::default(),
         };
+        metrics.accounts.shown_by(metrics.series.clone());
         let registry = &mut metrics.registry;
         registry.register(
             "build",
@@ -162,8 +168,8 @@ impl Metrics {
         registry.register(
             "guest_faults",
             "Guests that trapped (trap), ran past their request timeout (timeout), \
-             past their memory limit (memory), or answered with an upgrade the host \
-             does not send (bad_response)",
+             past their memory limit (memory), answered with an upgrade the host \
+             does not send (bad_response), or whose component cannot be loaded (load)",
             metrics.guest_faults.clone(),
         );
         registry.register(
@@ -171,7 +177,8 @@ impl Metrics {
             "Requests refused: 503 for too many running (concurrency), no \
              instance slot free (instance_pool), a tenant out of service \
              (out_of_service), too many upgraded connections (upgrades) or \
-             WebSockets (websockets) open; 429 past a tenant's rate limit (rate)",
+             WebSockets (websockets) open, a component still loading (loading); 429 \
+             past a tenant's rate limit (rate)",
             metrics.admission_rejections.clone(),
         );
         registry.register(
@@ -255,8 +262,22 @@ impl Metrics {
         text
     }
 
-    /// The in-flight gauge of `tenant`, to keep rather than look up per
+    /// Caps the tenants with metric series of their own at `max` (0: no
+    /// cap); the others are counted as `tenant="_other"`
+    /// ([`OTHER_TENANTS`]).
+    pub fn set_max_tenant_series(&self, max: usize) {
+        self.series.set_max(max);
+    }
+
+    /// The `tenant` label `tenant`'s metrics go under (its own, or
+    /// [`OTHER_TENANTS`] past the cap): to keep rather than look up per
     /// request.
+    pub(crate) fn tenant_label(&self, tenant: &Arc<str>) -> Arc<str> {
+        self.series.label(tenant)
+    }
+
+    /// The in-flight gauge of the tenant `label`s ([`Metrics::tenant_label`]),
+    /// to keep rather than look up per request.
     pub(crate) fn in_flight_gauge(&self, tenant: &Arc<str>) -> Gauge {
         self.requests_in_flight.get_or_create_owned(&TenantLabels {
             tenant: tenant.clone(),
@@ -336,7 +357,7 @@ impl Metrics {
     /// guard is dropped.
     pub(crate) fn upgraded(&self, tenant: &Arc<str>) -> ConnectionGuard {
         let labels = TenantLabels {
-            tenant: tenant.clone(),
+            tenant: self.tenant_label(tenant),
         };
         self.upgrades.get_or_create(&labels).inc();
         let open = self.upgraded_open.get_or_create_owned(&labels);
@@ -352,15 +373,14 @@ impl Metrics {
         tenant: &Arc<str>,
         protocol: &'static str,
     ) -> ConnectionGuard {
+        let tenant = self.tenant_label(tenant);
         self.websockets
             .get_or_create(&RequestProtocolLabels {
                 tenant: tenant.clone(),
                 protocol,
             })
             .inc();
-        let labels = TenantLabels {
-            tenant: tenant.clone(),
-        };
+        let labels = TenantLabels { tenant };
         let open = self.websockets_open.get_or_create_owned(&labels);
         open.inc();
         ConnectionGuard(open)
@@ -368,6 +388,7 @@ impl Metrics {
 
     /// The counters of `tenant`'s WebSocket messages: in, then out.
     pub(crate) fn websocket_messages(&self, tenant: &Arc<str>) -> (Counter, Counter) {
+        let tenant = self.tenant_label(tenant);
         let counter = |direction| {
             self.websocket_messages
                 .get_or_create_owned(&DirectionLabels {
@@ -382,7 +403,7 @@ impl Metrics {
     pub(crate) fn websocket_closed(&self, tenant: &Arc<str>, code: u16) {
         self.websocket_closes
             .get_or_create(&CloseLabels {
-                tenant: tenant.clone(),
+                tenant: self.tenant_label(tenant),
                 code: Bounded::close_code(code),
             })
             .inc();
@@ -432,83 +453,36 @@ impl Drop for ConnectionGuard {
 
 /// One tenant's instance events, counted.
 pub(crate) struct TenantInstances {
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) tenant: Arc<str>,
+    metrics: Arc<Metrics>,
+    tenant: Arc<str>,
+    /// Its metrics label, from its first instance.
+    label: std::sync::OnceLock<Arc<str>>,
+}
+
+impl TenantInstances {
+    pub(crate) fn new(metrics: Arc<Metrics>, tenant: Arc<str>) -> Self {
+        Self {
+            metrics,
+            tenant,
+            label: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn label(&self) -> &Arc<str> {
+        self.label
+            .get_or_init(|| self.metrics.tenant_label(&self.tenant))
+    }
 }
 
 impl crate::wasm::InstanceEvents for TenantInstances {
     fn created(&self, took: Duration) {
-        self.metrics.instance_created(&self.tenant, took);
+        self.metrics.instance_created(self.label(), took);
     }
 
     fn retired(&self, requests: u32) {
-        self.metrics.instance_retired(&self.tenant, requests);
+        self.metrics.instance_retired(self.label(), requests);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_metric_is_in_the_exposition_with_its_labels() {
-        let metrics = Metrics::new();
-        let tenant: Arc<str> = "shop".into();
-        metrics.request_done(&tenant, 200, "HTTP/1.1", Duration::from_millis(3));
-        metrics.instance_created(&tenant, Duration::from_micros(20));
-        metrics.count(&tenant, Counted::GuestFault("timeout"));
-        metrics.count(&tenant, Counted::Rejected("concurrency"));
-        metrics.tls_handshake_failed("timeout");
-        let gauge = metrics.in_flight_gauge(&tenant);
-        gauge.inc();
-        let _conn = metrics.connection_opened();
-
-        let text = metrics.encode();
-        for line in [
-            r#"catshost_requests_total{tenant="shop",status="200",protocol="HTTP/1.1"} 1"#,
-            r#"catshost_request_duration_seconds_count{tenant="shop",protocol="HTTP/1.1"} 1"#,
-            r#"catshost_requests_in_flight{tenant="shop"} 1"#,
-            "catshost_connections_open 1",
-            r#"catshost_instance_creation_seconds_count{tenant="shop"} 1"#,
-            r#"catshost_guest_faults_total{tenant="shop",kind="timeout"} 1"#,
-            r#"catshost_admission_rejections_total{tenant="shop",reason="concurrency"} 1"#,
-            r#"catshost_tls_handshake_failures_total{reason="timeout"} 1"#,
-        ] {
-            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
-        }
-        assert!(text.contains("# TYPE catshost_request_duration_seconds histogram"));
-    }
-
-    #[test]
-    fn statuses_and_close_codes_clients_and_guests_choose_make_a_bounded_set_of_series() {
-        let metrics = Metrics::new();
-        let tenant: Arc<str> = "shop".into();
-        // Every status a guest can answer with, and 10,000 close codes.
-        for status in 100..=999 {
-            metrics.request_done(&tenant, status, "HTTP/1.1", Duration::from_millis(1));
-        }
-        for code in 0..10_000 {
-            metrics.websocket_closed(&tenant, code);
-        }
-        let text = metrics.encode();
-        let series = |name: &str| text.lines().filter(|l| l.starts_with(name)).count();
-        // The registered statuses (about 60) and six buckets.
-        let statuses = series("catshost_requests_total{");
-        assert!(
-            (60..=80).contains(&statuses),
-            "{statuses} status series:\n{text}"
-        );
-        // 1000-1015 and three buckets.
-        assert_eq!(series("catshost_websocket_closes_total{"), 16 + 3, "{text}");
-        for line in [
-            r#"catshost_requests_total{tenant="shop",status="200",protocol="HTTP/1.1"} 1"#,
-            r#"catshost_requests_total{tenant="shop",status="418",protocol="HTTP/1.1"} 1"#,
-            r#"catshost_requests_total{tenant="shop",status="other",protocol="HTTP/1.1"} 400"#,
-            r#"catshost_websocket_closes_total{tenant="shop",code="1001"} 1"#,
-            r#"catshost_websocket_closes_total{tenant="shop",code="4xxx"} 1000"#,
-            r#"catshost_websocket_closes_total{tenant="shop",code="other"} 7984"#,
-        ] {
-            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
-        }
-    }
-}
+mod tests;

@@ -404,6 +404,8 @@ impl Builder {
         let settings = &self.settings;
         let account = Account::process(settings.host_memory_limit());
         self.metrics.track_process_account(&account);
+        self.metrics
+            .set_max_tenant_series(settings.max_tenant_series);
         let loader = crate::http::Loader::new(settings.loading, self.metrics.clone());
         let table = tenant_table(self, tenants, &tasks, &account, &loader, None)?;
         // HTTP/2 offers extended CONNECT (RFC 8441) when something can take

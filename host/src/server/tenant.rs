@@ -137,10 +137,10 @@ fn go_live(
             Some(account) if account.limit() == limits.max_host_memory => account.clone(),
             _ => Account::under(&server.account, limits.max_host_memory),
         },
-        events: Some(Arc::new(crate::metrics::TenantInstances {
-            metrics: builder.metrics.clone(),
-            tenant: name.clone(),
-        })),
+        events: Some(Arc::new(crate::metrics::TenantInstances::new(
+            builder.metrics.clone(),
+            name.clone(),
+        ))),
     };
     builder.metrics.track_account(&name, &sandbox.account);
     let component = tenant.component.name();

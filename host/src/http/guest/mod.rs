@@ -224,7 +224,7 @@ fn supervise(
                 Some(&reporter.log_budget),
             );
             if let Some(counted) = error.kind().counted() {
-                recorder.metrics.count(&recorder.tenant, counted);
+                recorder.metrics.count(recorder.label(), counted);
             }
         }
         drop(run);

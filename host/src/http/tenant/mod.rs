@@ -330,7 +330,7 @@ impl LiveTenant {
                     Some(&self.reporter.log_budget),
                 );
                 if let Some(counted) = error.kind().counted() {
-                    recorder.metrics.count(&recorder.tenant, counted);
+                    recorder.metrics.count(recorder.label(), counted);
                 }
                 Dispatched::response(self.errors.respond(&error, id).map(ResponseBody::host))
             }
