@@ -9,8 +9,12 @@
 #     cache): p50 / p99 of each;
 #   - memory after touching those WARM_TENANTS tenants once, and after they
 #     idled past idle_unload (2 s here);
-#   - a warm tenant's p99 at a steady RATE requests/s, alone and during a
-#     storm of STORM cold tenants hit at once (max_concurrent_loads = 2).
+#   - a warm tenant's p99 at a steady RATE requests/s over WINDOW s, alone,
+#     and during a storm of cold tenants (the ones neither cached nor
+#     sampled above) hit STORM at a time, wave after wave, for the whole
+#     window (max_concurrent_loads = 2). The server runs on SERVER_CPU, the
+#     clients on LOAD_CPU (the storm's at nice 10, so that it does not
+#     delay the warm client's requests on their way).
 #
 #   - Python-sized: PY_TENANTS tenants of the Python hello (each its own
 #     bytes), compiled into the cache by `catshost compile --config`, then
@@ -25,7 +29,10 @@ unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 N_LIST=${N_LIST-1000 10000}
 COLD_SAMPLE=${COLD_SAMPLE:-50}
-WARM_TENANTS=${WARM_TENANTS:-1000}
+WARM_TENANTS=${WARM_TENANTS:-500}
+WINDOW=${WINDOW:-3}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
 STORM=${STORM:-200}
 RATE=${RATE:-200}
 DURATION=${DURATION:-10}
@@ -76,7 +83,7 @@ addr=
 serve() {
   local log=$work/server.log start
   start=$(date +%s%N)
-  target/release/catshost serve --no-access-log --admin-addr 127.0.0.1:0 --cache-dir "$1/cache" --config "$1/catshost.toml" >"$log" 2>&1 &
+  taskset -c "$SERVER_CPU" target/release/catshost serve --no-access-log --admin-addr 127.0.0.1:0 --cache-dir "$1/cache" --config "$1/catshost.toml" >"$log" 2>&1 &
   server_pid=$!
   for _ in $(seq 6000); do
     addr=$(sed -n 's|^catshost: serving http://||p' "$log")
@@ -104,7 +111,7 @@ memory() {
 # first_requests FROM COUNT [PATH]: "p50 / p99" ms of one GET to each of
 # tenants FROM..FROM+COUNT-1, one after another
 first_requests() {
-  python3 - "$addr" "$1" "$2" "${3:-/}" <<'PY'
+  taskset -c "$LOAD_CPU" python3 - "$addr" "$1" "$2" "${3:-/}" <<'PY'
 import http.client, sys, time
 addr, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 PATH = sys.argv[4] if len(sys.argv) > 4 else '/'
@@ -122,24 +129,33 @@ times.sort()
 print('%.1f / %.1f' % (times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]))
 PY
 }
-# warm_p99 TENANT: p99 ms of TENANT at RATE requests/s for DURATION s
+# warm_p99 TENANT: p99 ms of TENANT at RATE requests/s for WINDOW s
 warm_p99() {
   local rps=$((RATE / 4))
-  h2load --h1 -t1 -c4 --rps="$rps" -D "$DURATION" -H "host: $1.test" --log-file="$work/warm.log" "http://$addr/" >/dev/null 2>&1
+  taskset -c "$LOAD_CPU" h2load --h1 -t1 -c4 --rps="$rps" -D "$WINDOW" -H "host: $1.test" --log-file="$work/warm.log" "http://$addr/" >/dev/null 2>&1
   awk '{ print $3 }' "$work/warm.log" | sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", a[int(NR * 0.99)] / 1000 }'
 }
-# storm FROM COUNT: one GET to each of COUNT cold tenants, all at once
+# storm FROM TO: one GET to each of tenants FROM..TO-1, STORM at a time,
+# wave after wave, until WINDOW + 1 s have passed or none is left
 storm() {
-  python3 - "$addr" "$1" "$2" <<'PY'
-import http.client, sys, threading
-addr, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+  taskset -c "$LOAD_CPU" nice -n 10 python3 - "$addr" "$1" "$2" "$STORM" "$WINDOW" <<'PY'
+import http.client, sys, threading, time
+addr, first, last, wave, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 host, port = addr.rsplit(':', 1)
+ok = []
 def hit(i):
     c = http.client.HTTPConnection(host, int(port), timeout=300)
-    c.request('GET', PATH, headers={'Host': 't%05d.test' % i}); c.getresponse().read(); c.close()
-threads = [threading.Thread(target=hit, args=(i,)) for i in range(first, first + count)]
-for t in threads: t.start()
-for t in threads: t.join()
+    c.request('GET', '/', headers={'Host': 't%05d.test' % i})
+    r = c.getresponse(); r.read(); c.close()
+    ok.append(r.status == 200)
+start = time.perf_counter()
+i = first
+while i < last and time.perf_counter() - start < window + 1:
+    threads = [threading.Thread(target=hit, args=(j,)) for j in range(i, min(i + wave, last))]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    i += len(threads)
+print('%d of %d cold loads answered 200 in %.1f s' % (sum(ok), len(ok), time.perf_counter() - start))
 PY
 }
 
@@ -147,17 +163,20 @@ echo
 echo "# On-demand tenants: density"
 echo
 echo "- $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) cores; $(target/release/catshost --version); component: $component ($(stat -c %s "$component") bytes) with a custom section per tenant"
-echo "- memory is RSS / RssAnon / PSS in MiB; first requests one after another (p50 / p99 ms); idle_unload 2s, max_concurrent_loads 2"
+echo "- memory is RSS / RssAnon / PSS in MiB; first requests one after another (p50 / p99 ms); idle_unload 2s, max_concurrent_loads 2; server on CPU $SERVER_CPU, clients on CPU $LOAD_CPU"
+echo "- warm p99: one cached tenant at $RATE requests/s over ${WINDOW}s (h2load --h1 -c4 --rps), alone and beside the storm"
 echo
-echo "| tenants | ready ms (cold cache) | memory at ready | $COLD_SAMPLE uncached first requests | cached tenants | compile --config of them, s | ready ms (warm) | their first requests | memory after them | /metrics ms / KiB | memory after idle unload | warm p99 ms alone | warm p99 ms, $STORM cold at once |"
+echo "| tenants | ready ms (cold cache) | memory at ready | $COLD_SAMPLE uncached first requests | cached tenants | compile --config of them, s | ready ms (warm) | their first requests | memory after them | /metrics ms / KiB | memory after idle unload | warm p99 ms alone | warm p99 ms in a storm ($STORM cold at a time) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $N_LIST; do
   dir=$work/n$n
   echo "generating $n tenants..." >&2
   tenants "$n" "$dir"
-  # Tenants 0.. are cached, the STORM after them cold for the storm, the
-  # last COLD_SAMPLE cold for the uncached first requests.
+  # Tenants 0.. are cached, the ones after them cold for the storm (at
+  # least STORM), the last COLD_SAMPLE cold for the uncached first
+  # requests.
   warm=$WARM_TENANTS; [ "$warm" -le $((n - COLD_SAMPLE - STORM)) ] || warm=$((n - COLD_SAMPLE - STORM))
+  [ "$warm" -gt 0 ] || { echo "bench/density.sh: $n tenants are too few for COLD_SAMPLE and STORM" >&2; exit 1; }
   # Cold cache: ready, memory, uncached first requests.
   serve "$dir"; ready_cold=$ready_ms
   mem_ready=$(memory)
@@ -180,9 +199,11 @@ for n in $N_LIST; do
   # A warm tenant alone, then beside a storm of cold ones.
   first_requests 0 1 >/dev/null
   alone=$(warm_p99 t00000)
-  ( storm "$warm" "$STORM" ) & storm_pid=$!
+  storm "$warm" $((n - COLD_SAMPLE)) >"$work/storm.txt" & storm_pid=$!
+  sleep 0.3
   during=$(warm_p99 t00000)
-  wait "$storm_pid" || true
+  wait "$storm_pid"
+  during="$during ($(cat "$work/storm.txt"))"
   stop
   echo "| $n | $ready_cold | $mem_ready | $uncached | $warm | $compile_s | $ready_warm | $cached | $mem_touched | $metrics | $mem_idle | $alone | $during |"
   rm -rf "$dir"
