@@ -60,6 +60,16 @@ fn sample(metrics: &Metrics, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits up to 20 s until `series` counts at least 1, else fails with
+/// `what`.
+async fn wait_for(metrics: &Metrics, series: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sample(metrics, series) < 1.0 {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Tenants NAME (routed by `NAME.test`) of the files `names` in `dir`,
 /// loaded on demand by `engine`.
 fn tenants(dir: &Path, engine: &Engine, names: &[&str]) -> Vec<Tenant> {
@@ -156,11 +166,7 @@ async fn past_the_budget_the_least_recently_used_is_unloaded_without_cutting_its
     let addr = server.addr;
     let slow =
         tokio::spawn(async move { get_host(addr, Version::HTTP_11, "slow.test", "/3000").await });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sample(&metrics, LOADED) < 1.0 {
-        assert!(Instant::now() < deadline, "the slow tenant did not load");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(&metrics, LOADED, "the slow tenant did not load").await;
     // Loading the others unloads it, least recently used first.
     assert_eq!(body_of(&server, "aaaa").await.0, StatusCode::OK);
     assert_eq!(body_of(&server, "bbbb").await.0, StatusCode::OK);
@@ -196,14 +202,7 @@ async fn an_idle_component_is_unloaded_and_the_next_request_loads_it_again() {
     };
     let (server, metrics) = serve(tenants(&dir, &engine, &["aaaa"]), loading).await;
     assert_eq!(body_of(&server, "aaaa").await.0, StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sample(&metrics, BY_IDLE) < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the idle component stayed loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(&metrics, BY_IDLE, "the idle component stayed loaded").await;
     assert_eq!(sample(&metrics, IN_MEMORY), 0.0);
     assert_eq!(sample(&metrics, "catshost_loaded_code_bytes"), 0.0);
     assert_eq!(
@@ -265,11 +264,7 @@ async fn a_request_that_waits_past_the_load_timeout_gets_503_and_the_load_goes_o
     let first = get_host(server.addr, Version::HTTP_11, "aaaa.test", "/").await;
     assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(first.headers["retry-after"], "1");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sample(&metrics, LOADED) < 1.0 {
-        assert!(Instant::now() < deadline, "the load did not go on");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(&metrics, LOADED, "the load did not go on").await;
     assert_eq!(body_of(&server, "aaaa").await.0, StatusCode::OK);
     server.stop().await;
 }
