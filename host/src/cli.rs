@@ -110,12 +110,19 @@ pub struct Serve {
     /// protocol, scheme and authority it saw.
     pub component: Option<PathBuf>,
 
+    /// A WASI 0.3 middleware component (`wasi:http/middleware`) in front of
+    /// the component; repeat it for a chain, the first given sees each
+    /// request first. The component must be a WASI 0.3 handler
+    /// (docs/middleware.md).
+    #[arg(long, value_name = "FILE", requires = "component")]
+    pub middleware: Vec<PathBuf>,
+
     /// Serve the tenants of this TOML file (docs/config.md): components
     /// routed by host and path, each with its own limits, environment,
     /// outbound allow-list and certificate. The listener, HTTP, limit and
     /// TLS flags are settings of the file then. SIGHUP reloads it.
     #[arg(long, value_name = "PATH", conflicts_with_all = [
-        "component", "addr", "reuse_port", "unsafe_allow_precompiled", SERVER_GROUP, LIMITS_GROUP, "tls_files", "guest_access",
+        "component", "middleware", "addr", "reuse_port", "unsafe_allow_precompiled", SERVER_GROUP, LIMITS_GROUP, "tls_files", "guest_access",
     ])]
     pub config: Option<PathBuf>,
 
@@ -273,7 +280,12 @@ impl Serve {
             ..WasiAccess::default()
         };
         ServeSettings {
+            pool: config::pool(
+                limits.instances().saturating_mul(1 + self.middleware.len()),
+                limits.instance.max_memory,
+            ),
             component: self.component,
+            middleware: self.middleware,
             config: self.config,
             watch: self.watch,
             listen,
@@ -281,7 +293,6 @@ impl Serve {
             reuse_port: self.reuse_port,
             ready_file: self.ready_file,
             tls,
-            pool: limits.pool(),
             server,
             limits,
             access,

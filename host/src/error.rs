@@ -94,6 +94,17 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A middleware chain that cannot be built: a middleware that is not
+    /// one, or a handler it cannot stand in front of.
+    #[error("the middleware chain in front of '{handler}' cannot be built: '{name}' {reason} (docs/middleware.md)")]
+    Chain {
+        /// The tenant's handler component.
+        handler: String,
+        /// The component at fault (a middleware, or the handler itself).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Precompiled native code (a `.cwasm`) given where it was not allowed.
     #[error(
         "'{name}' is precompiled native code (a `.cwasm` from `catshost compile`), which runs \

@@ -94,6 +94,12 @@ fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Resul
                 Some(path) => with_spinner(path, || engine.load_file(path))?,
                 None => engine.load_bytes("built-in demo", catshost::DEMO_COMPONENT)?,
             };
+            let middleware = settings
+                .middleware
+                .iter()
+                .map(|path| with_spinner(path, || engine.load_middleware_file(path)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let component = engine.chain(&middleware, &component)?;
             (builder.build(component), None)
         }
         Some(file) => {

@@ -105,6 +105,9 @@ pub struct TenantConfig {
     /// Where the component is named in the file, for errors found when it
     /// is compiled.
     pub component_at: Location,
+    /// Middleware components in front of its component, in order (the
+    /// first sees each request first): `middleware = ["cors.wasm", ...]`.
+    pub middleware: Vec<PathBuf>,
     /// Where its requests come from.
     pub routes: Vec<Route>,
     /// What its requests may use.
@@ -165,6 +168,16 @@ impl FileConfig {
         let raw: RawFile = toml::from_str(text).map_err(toml_error)?;
         let tls: ServerTls = toml::from_str(text).map_err(toml_error)?;
         file.check(raw, tls)
+    }
+
+    /// The most components one instance of a tenant holds: 1, or its
+    /// middleware chain's hops.
+    pub fn longest_chain(&self) -> usize {
+        self.tenants
+            .iter()
+            .map(|t| 1 + t.middleware.len())
+            .max()
+            .unwrap_or(1)
     }
 
     /// The sum of the tenants' instance caps

@@ -95,6 +95,9 @@ pub struct ServeSettings {
     /// The component to serve; `None` serves the built-in demo (or the
     /// config file's tenants).
     pub component: Option<PathBuf>,
+    /// Middleware components in front of `component`, in order (the first
+    /// sees each request first).
+    pub middleware: Vec<PathBuf>,
     /// The config file of tenants to serve, which replaces `component`,
     /// `listen` (unless it is a passed socket), `tls`, `server`, `limits`,
     /// `access` and `pool`.
@@ -151,7 +154,14 @@ impl ServeSettings {
             ),
             ..file.server.clone()
         };
-        self.pool = pool(file.max_concurrent_requests.get(), file.max_memory());
+        // A middleware chain's instance holds one component instance of
+        // each of its hops.
+        self.pool = pool(
+            file.max_concurrent_requests
+                .get()
+                .saturating_mul(file.longest_chain()),
+            file.max_memory(),
+        );
         if let Listen::Addr(_) = self.listen {
             self.listen = Listen::Addr(file.addr);
         }

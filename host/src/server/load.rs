@@ -12,7 +12,7 @@ use crate::config::file::{FileConfig, Location, TenantConfig, TlsFiles, is_whole
 use crate::error::BoxError;
 use crate::net::{CertKey, SniCerts};
 use crate::routing::HostPattern;
-use crate::wasm::{ComponentFile, Engine, GuestPre};
+use crate::wasm::{ComponentFile, Engine, GuestPre, Middleware};
 
 /// Why a config file's tenants could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +130,14 @@ pub fn tenants(
 
     let mut tenants = Vec::with_capacity(file.tenants.len());
     let mut stale = Vec::new();
+    // Each middleware file compiled once, whatever the chains it is in.
+    let mut middleware = HashMap::new();
     for (tenant, read) in file.tenants.iter().zip(bytes_of) {
         let Some(read) = read else {
             let mut on_demand = ComponentFile::new(&tenant.component, engine);
             on_demand.unsafe_allow_precompiled = tenant.unsafe_allow_precompiled;
             on_demand.requires_websocket_handler = tenant.limits.websockets;
+            on_demand.middleware = tenant.middleware.clone();
             tenants.push(Tenant {
                 name: tenant.name.clone(),
                 component: TenantComponent::OnDemand(on_demand),
@@ -176,6 +179,7 @@ pub fn tenants(
         };
         components.1.insert(tenant.name.clone(), digest);
         let component = components.0[&digest].with_name(&tenant.component.display().to_string());
+        let component = with_middleware(engine, tenant, component, &mut middleware)?;
         tenants.push(Tenant {
             name: tenant.name.clone(),
             component: component.into(),
@@ -194,6 +198,38 @@ pub fn tenants(
         compiled,
         stale,
     })
+}
+
+/// `handler` with `tenant`'s middleware in front, each file loaded once
+/// into `loaded`. A chain that cannot be built fails the load, on a reload
+/// too: a tenant never runs without the middleware its entry names.
+fn with_middleware(
+    engine: &Engine,
+    tenant: &TenantConfig,
+    handler: GuestPre,
+    loaded: &mut HashMap<std::path::PathBuf, Middleware>,
+) -> Result<GuestPre, LoadError> {
+    if tenant.middleware.is_empty() {
+        return Ok(handler);
+    }
+    let error = |source: crate::Error| LoadError {
+        at: tenant.component_at.clone(),
+        what: format!("tenant '{}': the middleware chain cannot be built", tenant.name),
+        source: source.into(),
+    };
+    let mut chain = Vec::with_capacity(tenant.middleware.len());
+    for path in &tenant.middleware {
+        let middleware = match loaded.get(path) {
+            Some(middleware) => middleware.clone(),
+            None => {
+                let middleware = engine.load_middleware_file(path).map_err(error)?;
+                loaded.insert(path.clone(), middleware.clone());
+                middleware
+            }
+        };
+        chain.push(middleware);
+    }
+    engine.chain(&chain, &handler).map_err(error)
 }
 
 /// A tenant's component read: its digest and bytes.

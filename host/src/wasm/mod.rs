@@ -24,7 +24,7 @@ pub mod guest;
 pub mod instance;
 pub mod websocket;
 
-pub use compile::{ComponentFile, Engine, FileStamp, GuestPre, Wasi, check};
+pub use compile::{ComponentFile, Engine, FileStamp, GuestPre, Middleware, Wasi, check};
 pub use guest::{
     ConnectionPermit, CpuShare, GuestBody, GuestError, InstanceCap, InstanceEvents, LogBudget,
     MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT, MemoryExhausted, OpenedDir,

@@ -46,6 +46,8 @@ pub(super) struct RawTenant {
     pub(super) name: Spanned<String>,
     pub(super) component: Spanned<String>,
     #[serde(default)]
+    pub(super) middleware: Vec<Spanned<String>>,
+    #[serde(default)]
     pub(super) routes: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) env: BTreeMap<Spanned<String>, Spanned<String>>,

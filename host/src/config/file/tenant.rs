@@ -27,6 +27,17 @@ impl Source<'_> {
                 format!("the component '{}' is not a file", component.display()),
             ));
         }
+        let mut middleware = Vec::with_capacity(raw.middleware.len());
+        for text in &raw.middleware {
+            let path = self.resolve(text.get_ref());
+            if !path.is_file() {
+                return Err(in_tenant(
+                    text.span(),
+                    format!("the middleware '{}' is not a file", path.display()),
+                ));
+            }
+            middleware.push(path);
+        }
         let (routes, spans) = self.routes(&raw, &in_tenant)?;
         let mut limits = *defaults;
         for (key, value) in raw.limits() {
@@ -52,6 +63,7 @@ impl Source<'_> {
             name,
             component,
             component_at,
+            middleware,
             routes,
             limits,
             access,

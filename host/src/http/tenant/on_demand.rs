@@ -132,6 +132,7 @@ impl Slot {
     /// it is the same file, unchanged since.
     pub(crate) fn hand_on(&self, file: &ComponentFile) -> Option<GuestPre> {
         let same = self.file.path == file.path
+            && self.file.middleware == file.middleware
             && self.file.unsafe_allow_precompiled == file.unsafe_allow_precompiled;
         match &*self.lock() {
             State::Loaded { pre, stamp, .. }

@@ -30,7 +30,7 @@ impl Wasi {
 /// versions: any `wasi:http/incoming-handler@0.2.x` (WASI 0.2) or
 /// `wasi:http/handler@0.3.x` (WASI 0.3, the `wasi:http/service` world).
 const P2_HANDLER: &str = "wasi:http/incoming-handler@0.2";
-const P3_HANDLER: &str = "wasi:http/handler@0.3";
+pub(super) const P3_HANDLER: &str = "wasi:http/handler@0.3";
 
 /// Refuses a component that exports no handler catshost serves.
 pub(super) fn check_exports(

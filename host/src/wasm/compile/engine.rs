@@ -73,7 +73,7 @@ impl Engine {
     }
 
     /// The engine for components of `wasi`, made when first asked for.
-    fn wasi_engine(&self, wasi: Wasi) -> Result<&WasiEngine, Error> {
+    pub(super) fn wasi_engine(&self, wasi: Wasi) -> Result<&WasiEngine, Error> {
         match wasi {
             Wasi::P2 => Ok(&self.p2),
             Wasi::P3 => self
@@ -188,7 +188,7 @@ impl Engine {
     /// deserialized when `bytes` are precompiled (and `precompiled` allows
     /// them), from the compile cache when it has them, else compiled (and
     /// cached).
-    fn compile(
+    pub(super) fn compile(
         &self,
         name: &str,
         bytes: &[u8],
@@ -278,13 +278,13 @@ impl Engine {
 
 /// Whether a loader takes precompiled native code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Precompiled {
+pub(super) enum Precompiled {
     Refuse,
     Allow,
 }
 
 /// The bytes of the component file at `path`.
-fn read_component(path: &Path) -> Result<Vec<u8>, Error> {
+pub(super) fn read_component(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|source| Error::ReadComponent {
         path: path.into(),
         source,

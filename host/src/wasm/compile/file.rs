@@ -23,6 +23,10 @@ pub struct ComponentFile {
     /// `websockets = true`. One that exports none then fails to load.
     /// Default is no: a handler is served when there is one.
     pub requires_websocket_handler: bool,
+    /// Middleware components in front of it, in order (the first sees each
+    /// request first): WASI 0.3 `wasi:http/middleware` components, linked
+    /// into one chain when it loads ([`Engine::chain`]). Default is none.
+    pub middleware: Vec<PathBuf>,
 }
 
 /// What a file was when it was looked at: a load that failed is tried
@@ -32,6 +36,9 @@ pub struct FileStamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
     inode: u64,
+    /// The stamps of its middleware files, folded: a chain is loaded again
+    /// when any of its files changes.
+    middleware: u64,
 }
 
 impl ComponentFile {
@@ -43,29 +50,53 @@ impl ComponentFile {
             engine: engine.clone(),
             unsafe_allow_precompiled: false,
             requires_websocket_handler: false,
+            middleware: Vec::new(),
         }
     }
 
-    /// Loads it (blocking: it may compile for seconds).
+    /// Loads it, with its middleware in front (blocking: it may compile for
+    /// seconds).
     pub fn load(&self) -> Result<GuestPre, Error> {
-        match self.unsafe_allow_precompiled {
+        let handler = match self.unsafe_allow_precompiled {
             // SAFETY: the operator vouched for the file when they allowed
             // precompiled code for it (`unsafe_allow_precompiled`).
-            true => unsafe { self.engine.load_file_allowing_precompiled(&self.path) },
-            false => self.engine.load_file(&self.path),
+            true => unsafe { self.engine.load_file_allowing_precompiled(&self.path)? },
+            false => self.engine.load_file(&self.path)?,
+        };
+        if self.middleware.is_empty() {
+            return Ok(handler);
         }
+        let middleware = self
+            .middleware
+            .iter()
+            .map(|path| self.engine.load_middleware_file(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.engine.chain(&middleware, &handler)
     }
 
-    /// What the file is now; `None` when it cannot be looked at.
+    /// What the file (and its middleware's) is now; `None` when one cannot
+    /// be looked at.
     pub fn stamp(&self) -> Option<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(&self.path).ok()?;
+        use std::hash::{Hash, Hasher};
+        let mut middleware = std::collections::hash_map::DefaultHasher::new();
+        for path in &self.middleware {
+            stamp_of(path)?.hash(&mut middleware);
+        }
+        let (len, modified, inode) = stamp_of(&self.path)?;
         Some(FileStamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            inode: meta.ino(),
+            len,
+            modified,
+            inode,
+            middleware: middleware.finish(),
         })
     }
+}
+
+/// The length, time of change and inode of the file at `path`.
+fn stamp_of(path: &std::path::Path) -> Option<(u64, Option<std::time::SystemTime>, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok(), meta.ino()))
 }
 
 impl std::fmt::Debug for ComponentFile {
@@ -73,6 +104,7 @@ impl std::fmt::Debug for ComponentFile {
         f.debug_struct("ComponentFile")
             .field("path", &self.path)
             .field("unsafe_allow_precompiled", &self.unsafe_allow_precompiled)
+            .field("middleware", &self.middleware)
             .finish_non_exhaustive()
     }
 }

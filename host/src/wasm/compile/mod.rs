@@ -6,6 +6,7 @@
 //! layer (the store's context the linkers are for) and nothing above.
 
 mod cache;
+mod chain;
 pub mod check;
 mod component;
 mod engine;
@@ -15,6 +16,7 @@ mod ticker;
 mod wasi_engine;
 pub(crate) mod websocket_wit;
 
+pub use chain::Middleware;
 pub use component::Wasi;
 pub use engine::Engine;
 pub use file::{ComponentFile, FileStamp};

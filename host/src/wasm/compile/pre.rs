@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime::Store;
+use wasmtime_wasi_http::handler::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::component::Wasi;
 use super::ticker::EpochTicker;
@@ -16,6 +18,11 @@ use crate::wasm::guest::GuestCtx;
 pub struct GuestPre {
     name: Arc<str>,
     proxy: Arc<ProxyPre<GuestCtx>>,
+    /// Behind `proxy` when it is a middleware chain's first hop: the other
+    /// hops in order, the handler last (chain.rs). Empty otherwise.
+    next: Arc<[ServicePre<GuestCtx>]>,
+    /// The names of a chain's middleware, in order.
+    middleware: Arc<[Arc<str>]>,
     /// Its WebSocket handler, when it exports one (WASI 0.2 only).
     websocket: Option<Arc<WebsocketPre<GuestCtx>>>,
     /// The size of its compiled code image, in bytes.
@@ -36,10 +43,56 @@ impl GuestPre {
         Self {
             name: name.into(),
             proxy: Arc::new(proxy),
+            next: Arc::new([]),
+            middleware: Arc::new([]),
             websocket: websocket.map(Arc::new),
             code,
             _ticker: ticker,
         }
+    }
+
+    /// A middleware chain: `first` takes the requests, `next` are the other
+    /// hops in order (the handler, `handler`, last), `middleware` their
+    /// names. Its name is the handler's; its code size all of theirs.
+    pub(super) fn chain(
+        first: ServicePre<GuestCtx>,
+        next: Vec<ServicePre<GuestCtx>>,
+        middleware: Vec<Arc<str>>,
+        code: usize,
+        handler: &GuestPre,
+    ) -> Self {
+        Self {
+            name: handler.name.clone(),
+            proxy: Arc::new(ProxyPre::P3(first)),
+            next: next.into(),
+            middleware: middleware.into(),
+            websocket: None,
+            code,
+            _ticker: handler._ticker.clone(),
+        }
+    }
+
+    /// How many components an instance of it holds: 1, or a middleware
+    /// chain's hops.
+    pub fn hops(&self) -> usize {
+        1 + self.next.len()
+    }
+
+    /// The names of the middleware in front of its handler, in order.
+    pub fn middleware(&self) -> &[Arc<str>] {
+        &self.middleware
+    }
+
+    /// Makes an instance in `store`: of a chain, the hops after the first
+    /// in order, each put in the store for the hop before it to call; then
+    /// the first, which takes the requests.
+    pub(crate) async fn instantiate(&self, store: &mut Store<GuestCtx>) -> wasmtime::Result<Proxy> {
+        for pre in self.next.iter() {
+            let hop = pre.instantiate_async(&mut *store).await?;
+            let handle = hop.wasi_http_handler().func_handle();
+            store.data_mut().add_hop(handle);
+        }
+        self.proxy.instantiate_async(store).await
     }
 
     /// The name the component was loaded under (its path for files).

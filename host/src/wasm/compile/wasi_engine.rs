@@ -76,7 +76,23 @@ impl WasiEngine {
         component: &Component,
         wasi: Wasi,
     ) -> Result<ProxyPre<GuestCtx>, Error> {
-        let pre = self.linker.instantiate_pre(component);
+        self.pre_instantiate_with(&self.linker, name, component, wasi)
+    }
+
+    /// The linker of the middleware at `position` of a chain (WASI 0.3
+    /// only): its `wasi:http/handler` import calls the next hop.
+    pub(super) fn middleware_linker(&self, position: usize) -> Result<Linker<GuestCtx>, Error> {
+        super::chain::linker_at(&self.linker, position).map_err(|e| Error::Engine(e.into()))
+    }
+
+    pub(super) fn pre_instantiate_with(
+        &self,
+        linker: &Linker<GuestCtx>,
+        name: &str,
+        component: &Component,
+        wasi: Wasi,
+    ) -> Result<ProxyPre<GuestCtx>, Error> {
+        let pre = linker.instantiate_pre(component);
         let pre = match wasi {
             Wasi::P2 => pre.and_then(|pre| {
                 wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map(ProxyPre::P2)

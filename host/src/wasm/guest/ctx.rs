@@ -6,8 +6,9 @@ use std::any::Any;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable, TypedFunc};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::{
     FieldMap, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
@@ -24,6 +25,13 @@ use crate::config::outbound::Verdict;
 use crate::ids::RequestId;
 use crate::net::IoFuture;
 
+/// A WASI 0.3 hop's exported `handle` (`wasi:http/handler@0.3.x`): what
+/// the middleware in front of it calls.
+pub(crate) type HandleFunc = TypedFunc<
+    (Resource<wasmtime_wasi_http::p3::Request>,),
+    (Result<Resource<wasmtime_wasi_http::p3::Response>, ErrorCode>,),
+>;
+
 /// What a guest's store holds for the life of its instance.
 pub(crate) struct GuestCtx {
     wasi: WasiCtx,
@@ -38,6 +46,10 @@ pub(crate) struct GuestCtx {
     /// WebSocket handler's instance: its sockets); this layer knows
     /// nothing of it. `None` in an instance that serves HTTP requests.
     attached: Option<Box<dyn Any + Send>>,
+    /// A middleware chain's hops after the first, in order: what the
+    /// middleware at position `i` calls is `hops[i]`. Empty for a
+    /// component served alone.
+    hops: Vec<HandleFunc>,
     /// What the instance keeps between requests (or events), charged to
     /// its tenant's account as last [settled](GuestCtx::settle).
     kept: Charge,
@@ -122,6 +134,7 @@ impl GuestCtx {
             limiter: Limiter::new(&sandbox.limits),
             in_flight: Vec::new(),
             attached: None,
+            hops: Vec::new(),
             kept: sandbox.account.empty(),
             unsettled: 0,
             _instance: instance,
@@ -198,6 +211,17 @@ impl GuestCtx {
     /// Keeps the epoch ticking for as long as the store lives (a WASI 0.3
     /// instance's: its guest runs on its own task, outside any request's
     /// run).
+    /// Adds the next hop of a middleware chain (instantiated in this
+    /// store), after those added before.
+    pub(crate) fn add_hop(&mut self, handle: HandleFunc) {
+        self.hops.push(handle);
+    }
+
+    /// What the middleware at `position` calls: the hop after it.
+    pub(crate) fn next_hop(&self, position: usize) -> Option<HandleFunc> {
+        self.hops.get(position).copied()
+    }
+
     pub(crate) fn keep_busy(&mut self) {
         self.busy.get_or_insert_with(Busy::start);
     }

@@ -38,6 +38,9 @@ pub(crate) struct Limiter {
     max_memory: usize,
     /// The bytes of every memory of the instance.
     used: usize,
+    /// The component instances in the store: a middleware chain's hops
+    /// each get the core instances, tables and memories of one.
+    components: usize,
 }
 
 impl Limiter {
@@ -45,7 +48,14 @@ impl Limiter {
         Self {
             max_memory: limits.max_memory,
             used: 0,
+            components: 1,
         }
+    }
+
+    /// The store holds `n` component instances (a middleware chain's hops):
+    /// `max_memory` still bounds all their memories together.
+    pub(crate) fn components(&mut self, n: usize) {
+        self.components = n.max(1);
     }
 }
 
@@ -80,14 +90,14 @@ impl ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        MAX_INSTANCES
+        MAX_INSTANCES * self.components
     }
 
     fn tables(&self) -> usize {
-        MAX_TABLES
+        MAX_TABLES * self.components
     }
 
     fn memories(&self) -> usize {
-        MAX_MEMORIES
+        MAX_MEMORIES * self.components
     }
 }

@@ -287,7 +287,7 @@ impl HandlerState for P3Handler {
                 });
             }
             let started = std::time::Instant::now();
-            let instantiate = pre.proxy().instantiate_async(&mut store);
+            let instantiate = pre.instantiate(&mut store);
             let proxy = tokio::time::timeout(sandbox.limits.request_timeout, instantiate)
                 .await
                 .map_err(|_| wasmtime::Error::from(GuestError::Timeout))??;

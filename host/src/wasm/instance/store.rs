@@ -22,6 +22,7 @@ pub(crate) fn new(
     let serving = Arc::new(Serving::new(id));
     let ctx = GuestCtx::new(serving, sandbox, permit).map_err(|e| GuestError::Preopen(e.into()))?;
     let mut store = Store::new(pre.engine(), ctx);
+    store.data_mut().limiter.components(pre.hops());
     store.limiter(|ctx| &mut ctx.limiter);
     // Yield to the executor at every epoch tick (see `EPOCH_TICK`).
     store.set_epoch_deadline(1);
