@@ -13,8 +13,9 @@
 #            echo-p3 against wit/p3 (wasi:http/service@0.3.0), chat
 #            against catshost:guest/websocket-handler
 #   python   componentize-py 0.25.1 (PyPI, in a venv); the WASI 0.3 ones
-#            against wit/p3 (wasi:http/service@0.3.0), the WebSocket ones
-#            against catshost:guest/websocket-handler
+#            against wit/p3 (wasi:http/service@0.3.0, auth-p3
+#            catshost:guest-p3/middleware), the WebSocket ones against
+#            catshost:guest/websocket-handler
 #   js       @bytecodealliance/componentize-js 0.23.0 (npm)
 #
 #   guest-examples/build.sh              # every language
@@ -163,6 +164,12 @@ build_python() {
       -p "$dir" -o "$out/python-$name.wasm" >/dev/null
     record python "$name" $((SECONDS - start))
   done
+  # The WASI 0.3 middleware (wasi:http/middleware@0.3.0, and the tenant's
+  # environment for AUTH_TOKEN): catshost:guest-p3/middleware in wit/p3.
+  local start=$SECONDS
+  "$venv/bin/componentize-py" -d wit/p3 -w catshost:guest-p3/middleware componentize app \
+    -p guest-examples/python/auth-p3 -o "$out/python-auth-p3.wasm" >/dev/null
+  record python auth-p3 $((SECONDS - start))
   # WebSocket guests (catshost:websocket/handler and wasi:http/proxy): the
   # echo example, and the fixture of the host's WebSocket fault tests.
   for dir in guest-examples/python/websocket tests/fixtures/ws-faults; do

@@ -101,6 +101,11 @@ pub struct CheckArgs {
     /// Check the config file and every tenant's component instead.
     #[arg(long, value_name = "FILE", conflicts_with = "component")]
     pub config: Option<PathBuf>,
+
+    /// Also check this middleware, and that the chain of every one given
+    /// (in order) in front of the component can be built.
+    #[arg(long, value_name = "FILE", requires = "component")]
+    pub middleware: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

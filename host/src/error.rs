@@ -94,6 +94,24 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A middleware component given where a handler was expected.
+    #[error(
+        "'{name}' is a middleware (it imports wasi:http/handler@0.3.x, its next hop): serve \
+         it in front of a handler, with --middleware or a tenant's `middleware` \
+         (docs/middleware.md)"
+    )]
+    IsMiddleware {
+        /// The component's name (its path for files).
+        name: String,
+    },
+    /// A component given as a middleware that is not one.
+    #[error("'{name}' is not a middleware: {reason} (docs/middleware.md)")]
+    NotMiddleware {
+        /// The component's name (its path for files).
+        name: String,
+        /// What it is instead.
+        reason: String,
+    },
     /// A middleware chain that cannot be built: a middleware that is not
     /// one, or a handler it cannot stand in front of.
     #[error("the middleware chain in front of '{handler}' cannot be built: '{name}' {reason} (docs/middleware.md)")]

@@ -17,6 +17,11 @@ impl RequestId {
 }
 
 impl RequestId {
+    /// The id of the number `id`, one [`RequestId::get`] gave.
+    pub(crate) fn from_raw(id: u64) -> Self {
+        Self(id)
+    }
+
     /// The id as a number (never 0).
     pub fn get(self) -> u64 {
         self.0

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         },
         cli::Command::Check(args) => match match (args.config, args.component) {
             (Some(config), _) => cmd::check::run_config(&config),
-            (None, Some(component)) => cmd::check::run(&component),
+            (None, Some(component)) => cmd::check::run(&component, &args.middleware),
             (None, None) => unreachable!("clap requires a component without --config"),
         } {
             Ok(true) => return ExitCode::SUCCESS,

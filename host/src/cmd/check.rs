@@ -2,7 +2,7 @@
 //! catshost serves and provides; or whether each tenant of a config file
 //! can be served.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use catshost::Engine;
@@ -10,16 +10,52 @@ use catshost::config::file::FileConfig;
 
 use super::logging::with_spinner;
 
-/// Prints the report of `component`; `Ok(false)` when it cannot be served.
-pub fn run(component: &Path) -> anyhow::Result<bool> {
-    let bytes = std::fs::read(component)
-        .with_context(|| format!("failed to read '{}'", component.display()))?;
+/// Prints the report of `component` and of each of `middleware`, then
+/// whether the chain of `middleware` in front of `component` can be built;
+/// `Ok(false)` when something cannot be served.
+pub fn run(component: &Path, middleware: &[PathBuf]) -> anyhow::Result<bool> {
     let engine = Engine::new()?;
-    let name = component.display().to_string();
-    let report = with_spinner(component, || engine.check(&name, &bytes))?;
-    println!("{name}: a component of {} bytes", bytes.len());
-    println!("{report}");
-    Ok(report.is_servable())
+    let mut servable = true;
+    for path in middleware.iter().map(PathBuf::as_path).chain([component]) {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read '{}'", path.display()))?;
+        let name = path.display().to_string();
+        let report = with_spinner(path, || engine.check(&name, &bytes))?;
+        println!("{name}: a component of {} bytes", bytes.len());
+        println!("{report}");
+        servable &= report.is_servable();
+        if !middleware.is_empty() {
+            println!();
+        }
+    }
+    if middleware.is_empty() {
+        return Ok(servable);
+    }
+    let hops: Vec<String> = middleware
+        .iter()
+        .map(|p| p.display().to_string())
+        .chain([component.display().to_string()])
+        .collect();
+    match chain(&engine, component, middleware) {
+        Ok(()) => println!("chain: {}: can be served", hops.join(" -> ")),
+        Err(error) => {
+            servable = false;
+            println!("chain: {}: cannot be served: {error:#}", hops.join(" -> "));
+        }
+    }
+    Ok(servable)
+}
+
+/// Loads `middleware` and `component` and links the chain, as a tenant's
+/// load does.
+fn chain(engine: &Engine, component: &Path, middleware: &[PathBuf]) -> anyhow::Result<()> {
+    let handler = engine.load_file(component)?;
+    let middleware = middleware
+        .iter()
+        .map(|path| engine.load_middleware_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    engine.chain(&middleware, &handler)?;
+    Ok(())
 }
 
 /// Checks the config file at `config` and each tenant's component (as a
@@ -41,11 +77,20 @@ pub fn run_config(config: &Path) -> anyhow::Result<bool> {
                     return Ok(None);
                 }
                 let report = engine.check(&name, &bytes)?;
+                if report.is_servable() && !tenant.middleware.is_empty() {
+                    chain(&engine, &tenant.component, &tenant.middleware)
+                        .context("its middleware chain cannot be built")?;
+                }
                 Ok(Some(report))
             });
         let why_not = match &verdict {
             Err(error) => Some(format!("{error:#}")),
             Ok(Some(report)) if !report.is_servable() => Some(format!("\n{report}")),
+            Ok(Some(report)) if report.is_middleware() => Some(
+                "it is a middleware (it imports wasi:http/handler@0.3.x): list it in \
+                 `middleware`, in front of a handler"
+                    .into(),
+            ),
             Ok(Some(report)) if tenant.limits.websockets && !report.serves_websockets() => Some(
                 "`websockets = true`, but it exports no catshost:websocket/handler@0.1.0 \
                  (docs/websockets.md)"

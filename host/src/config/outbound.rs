@@ -114,6 +114,9 @@ enum Host {
 pub(crate) enum Verdict {
     /// Send it to one of these addresses (the ones that were checked).
     Send(Vec<SocketAddr>),
+    /// Serve it with this tenant of the same server, in process: its
+    /// host is the tenant's internal name, `NAME.tenant.internal`.
+    Internal(String),
     /// Refuse it with this error (its `wasi:http` error code).
     Deny(Denied),
 }
@@ -191,6 +194,10 @@ impl Outbound {
             // Only a rule naming this very address matches an address.
             Host::Ip(ip) => Verdict::Send(vec![SocketAddr::new(ip, port)]),
             Host::Name(name) => {
+                // Never resolved: served in process.
+                if let Some(tenant) = internal_tenant(&name) {
+                    return Verdict::Internal(tenant.to_string());
+                }
                 let addrs = match resolve(name, port).await {
                     Ok(addrs) if !addrs.is_empty() => addrs,
                     _ => return Verdict::Deny(Denied::NotFound),
@@ -202,6 +209,18 @@ impl Outbound {
             }
         }
     }
+}
+
+/// The domain of tenants' internal names: a guest's request to
+/// `http://NAME.tenant.internal/...` is served by the tenant `NAME` of the
+/// same server, in process, when its tenant's outbound list allows that
+/// origin (docs/middleware.md).
+pub const INTERNAL_DOMAIN: &str = "tenant.internal";
+
+/// The tenant an internal name (`NAME.tenant.internal`, lower case) names.
+pub fn internal_tenant(host: &str) -> Option<&str> {
+    let name = host.strip_suffix(INTERNAL_DOMAIN)?.strip_suffix('.')?;
+    (!name.is_empty() && !name.contains('.')).then_some(name)
 }
 
 /// Splits `HOST[:PORT]` (`[V6]:PORT` too); `None` when the port is bad or

@@ -174,10 +174,6 @@ pub(crate) enum IncomingBody {
 
 impl IncomingBody {
     /// `body`, from a source other than hyper.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "HTTP/3 and in-process calls come next")
-    )]
     pub(crate) fn new<B>(body: B) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,

@@ -10,6 +10,7 @@ mod conn;
 mod error;
 mod guest;
 mod host;
+mod internal;
 #[cfg(test)]
 pub(crate) use host::request_host;
 mod service;
@@ -28,6 +29,7 @@ pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
+pub(crate) use internal::InternalTenants;
 pub(crate) use service::{Dispatch, TenantTable};
 pub(crate) use tenant::{CarryOver, GuestSource, LiveTenant, Loader, ServerParts};
 pub use upgrade::hook::{UpgradeHook, Upgraded};

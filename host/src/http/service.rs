@@ -2,6 +2,7 @@
 //! (http/tenant.rs serves it), or answered by the host (400, 404, 421); the
 //! tenants swapped whole when they are replaced.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,6 +30,30 @@ pub(crate) struct Dispatch {
 pub(crate) struct TenantTable {
     pub(crate) routes: Routes,
     pub(crate) tenants: Vec<Arc<LiveTenant>>,
+    /// Each tenant's place in `tenants` by its name in lower case: what a
+    /// guest's internal call names (`NAME.tenant.internal`).
+    by_name: HashMap<Box<str>, usize>,
+}
+
+impl TenantTable {
+    pub(crate) fn new(routes: Routes, tenants: Vec<Arc<LiveTenant>>) -> Self {
+        let mut by_name = HashMap::with_capacity(tenants.len());
+        for (i, tenant) in tenants.iter().enumerate() {
+            by_name
+                .entry(tenant.name().to_ascii_lowercase().into_boxed_str())
+                .or_insert(i);
+        }
+        Self {
+            routes,
+            tenants,
+            by_name,
+        }
+    }
+
+    /// The tenant named `name` (in lower case), if any.
+    pub(crate) fn by_name(&self, name: &str) -> Option<Arc<LiveTenant>> {
+        self.by_name.get(name).map(|&i| self.tenants[i].clone())
+    }
 }
 
 impl Dispatch {

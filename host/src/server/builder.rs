@@ -407,16 +407,20 @@ impl Builder {
         self.metrics
             .set_max_tenant_series(settings.max_tenant_series);
         let loader = crate::http::Loader::new(settings.loading, self.metrics.clone());
-        let table = tenant_table(self, tenants, &tasks, &account, &loader, None)?;
+        let internal = crate::http::InternalTenants::default();
+        let table = tenant_table(self, tenants, &tasks, &account, &loader, &internal, None)?;
         // HTTP/2 offers extended CONNECT (RFC 8441) when something can take
         // an upgrade: the hook, or a tenant's WebSocket handler (those a
         // reload adds later get WebSockets over HTTP/1.1).
         let upgrades =
             self.upgrade.is_some() || table.tenants.iter().any(|t| t.serves_websockets());
         let unrouted = Recorder::new(UNROUTED.into(), self.metrics.clone(), settings.access_log);
+        let dispatch = Arc::new(Dispatch::new(table, unrouted, self.errors.clone()));
+        internal.set(&dispatch);
         Ok(Server {
             inner: Arc::new(Inner {
-                dispatch: Arc::new(Dispatch::new(table, unrouted, self.errors.clone())),
+                dispatch,
+                internal,
                 builder: self.clone(),
                 tasks,
                 conn: ConnBuilder::new(&settings.http, upgrades),

@@ -51,6 +51,8 @@ struct Inner {
     account: Arc<crate::account::Account>,
     /// Loads and unloads the on-demand tenants' components, across reloads.
     loader: Arc<crate::http::Loader>,
+    /// The tenants as their guests' internal calls find them.
+    internal: crate::http::InternalTenants,
     /// When the overload guard last shed a tenant's sockets.
     shed_at: std::sync::Mutex<Option<std::time::Instant>>,
     ready: ReadyLatch,
@@ -158,6 +160,7 @@ impl Server {
             &inner.tasks,
             &inner.account,
             &inner.loader,
+            &inner.internal,
             Some(&before),
         )?;
         inner.dispatch.replace(table);

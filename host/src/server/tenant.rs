@@ -11,7 +11,7 @@ use crate::account::Account;
 use crate::config::TenantLimits;
 use crate::config::WasiAccess;
 use crate::http::{
-    CarryOver, GuestSource, GuestTasks, LiveTenant, Loader, ServerParts, TenantTable,
+    CarryOver, InternalTenants, GuestSource, GuestTasks, LiveTenant, Loader, ServerParts, TenantTable,
 };
 use crate::routing::{DuplicateRoute, Route, Routes};
 use crate::wasm::{ComponentFile, CpuShare, GuestPre, InstanceCap, LogBudget, Sandbox};
@@ -72,6 +72,7 @@ pub(super) fn tenant_table(
     tasks: &GuestTasks,
     account: &Arc<Account>,
     loader: &Arc<Loader>,
+    internal: &InternalTenants,
     before: Option<&TenantTable>,
 ) -> Result<TenantTable, DuplicateRoute> {
     let routes = Routes::new(
@@ -101,10 +102,10 @@ pub(super) fn tenant_table(
         .into_iter()
         .map(|tenant| {
             let before = carried(&tenant.name);
-            Arc::new(go_live(builder, &server, loader, tenant, before))
+            Arc::new(go_live(builder, &server, loader, internal, tenant, before))
         })
         .collect();
-    Ok(TenantTable { routes, tenants })
+    Ok(TenantTable::new(routes, tenants))
 }
 
 /// A tenant made live, with what the same tenant until now hands on
@@ -113,6 +114,7 @@ fn go_live(
     builder: &Builder,
     server: &ServerParts,
     loader: &Arc<Loader>,
+    internal: &InternalTenants,
     tenant: Tenant,
     before: CarryOver,
 ) -> LiveTenant {
@@ -131,6 +133,7 @@ fn go_live(
         access: tenant.access,
         cpu,
         upstream: builder.upstream.clone(),
+        tenants: Some(Arc::new(internal.clone())),
         max_instances: limits.max_concurrent_requests,
         instance_cap: InstanceCap::carried(before.instance_cap.as_ref(), limits.instances()),
         account: match &before.account {

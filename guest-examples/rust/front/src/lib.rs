@@ -6,6 +6,10 @@
 //!                      variable, default http://sum.tenant.internal) and
 //!                      answers `back STATUS: BODY`; 502 `error: CODE` when
 //!                      the call fails (denied by the allow-list, say)
+//! GET /relay/REST      GETs BACK/relay/REST and answers `relayed STATUS: BODY`
+//!                      (502 `error: CODE` when the call fails): two tenants
+//!                      that relay to each other make a loop, which the host
+//!                      cuts (`LoopDetected`)
 //! anything else: 404
 //! ```
 //!
@@ -28,43 +32,60 @@ struct Front;
 impl Guest for Front {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         let path = request.get_path_with_query().unwrap_or_default();
-        let Some(numbers) = path.strip_prefix("/total?") else {
-            return text(404, "not found\n".into());
-        };
-        let body = format!("[{}]", numbers.replace("%2C", ","));
         let back = environment::get_environment()
             .into_iter()
             .find_map(|(k, v)| (k == "BACK").then_some(v))
             .unwrap_or_else(|| "http://sum.tenant.internal".into());
-        match call(&back, body).await {
+        if path.starts_with("/relay/") {
+            return match call(&back, Method::Get, &path, None).await {
+                Ok((status, body)) => text(200, format!("relayed {status}: {body}")),
+                Err(code) => text(502, format!("error: {code:?}\n")),
+            };
+        }
+        let Some(numbers) = path.strip_prefix("/total?") else {
+            return text(404, "not found\n".into());
+        };
+        let body = format!("[{}]", numbers.replace("%2C", ","));
+        match call(&back, Method::Post, "/sum", Some(body)).await {
             Ok((status, body)) => text(200, format!("back {status}: {body}")),
             Err(code) => text(502, format!("error: {code:?}\n")),
         }
     }
 }
 
-/// POSTs `body` to `back`'s `/sum`: its status and body.
-async fn call(back: &str, body: String) -> Result<(u16, String), ErrorCode> {
+/// Sends `method` `path` to `back`, with `body` as JSON when given: its
+/// status and body.
+async fn call(
+    back: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), ErrorCode> {
     let (scheme, authority) = match back.split_once("://") {
         Some(("https", authority)) => (Scheme::Https, authority),
         Some((_, authority)) => (Scheme::Http, authority),
         None => (Scheme::Http, back),
     };
-    let (mut tx, rx) = wit_stream::new();
-    wit_bindgen::spawn_local(async move {
-        let _ = tx.write_all(body.into_bytes()).await;
-    });
+    let (contents, headers) = match body {
+        Some(body) => {
+            let (mut tx, rx) = wit_stream::new();
+            wit_bindgen::spawn_local(async move {
+                let _ = tx.write_all(body.into_bytes()).await;
+            });
+            (Some(rx), vec![("content-type".into(), b"application/json".to_vec())])
+        }
+        None => (None, vec![]),
+    };
     let (_, trailers) = wit_future::new(|| Ok(None));
-    let headers = Fields::from_list(&[("content-type".into(), b"application/json".to_vec())])
-        .map_err(|_| internal("headers"))?;
-    let (request, _) = Request::new(headers, Some(rx), trailers, None);
-    request.set_method(&Method::Post).map_err(|()| internal("method"))?;
+    let headers = Fields::from_list(&headers).map_err(|_| internal("headers"))?;
+    let (request, _) = Request::new(headers, contents, trailers, None);
+    request.set_method(&method).map_err(|()| internal("method"))?;
     request.set_scheme(Some(&scheme)).map_err(|()| internal("scheme"))?;
     request
         .set_authority(Some(authority.trim_end_matches('/')))
         .map_err(|()| internal("authority"))?;
     request
-        .set_path_with_query(Some("/sum"))
+        .set_path_with_query(Some(path))
         .map_err(|()| internal("path"))?;
     let response = client::send(request).await?;
     let status = response.get_status_code();

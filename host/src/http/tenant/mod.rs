@@ -29,7 +29,7 @@ use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
 use crate::net::PerClient;
 use crate::wasm::{
-    CallInfo, ComponentFile, CpuShare, GuestPre, InstanceCap, Instances, Sandbox, Sockets,
+    CallInfo, InternalCall, ComponentFile, CpuShare, GuestPre, InstanceCap, Instances, Sandbox, Sockets,
 };
 
 mod on_demand;
@@ -311,15 +311,18 @@ impl LiveTenant {
 
     /// Serves one request; every failure becomes a host-made response.
     pub(crate) async fn serve(&self, req: Request<IncomingBody>) -> Dispatched {
-        let id = RequestId::next();
+        // Another tenant's guest calling: its request's id, one call deeper.
+        let internal = req.extensions().get::<InternalCall>().copied();
+        let id = internal.map_or_else(RequestId::next, |call| call.request_id);
+        let depth = internal.map_or(0, |call| call.depth);
         let conn = conn_info(&req);
         let recorder = &self.reporter.recorder;
         // Dropped with the response body, or with this future if the client
         // goes away first: either way the request is recorded once.
         let exchange = recorder.start(id, &req, conn.peer);
         let bytes_in = exchange.bytes_in();
-        let Dispatched { response, upgrade } = match self.call_guest(req, id, conn, bytes_in).await
-        {
+        let called = self.call_guest(req, CallInfo { id, https: conn.tls, depth }, conn, bytes_in);
+        let Dispatched { response, upgrade } = match called.await {
             Ok(dispatched) => dispatched,
             Err(error) => {
                 error.log(
@@ -345,7 +348,7 @@ impl LiveTenant {
     async fn call_guest(
         &self,
         mut req: Request<IncomingBody>,
-        id: RequestId,
+        info: CallInfo,
         conn: ConnInfo,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Result<Dispatched, HostError> {
@@ -382,10 +385,7 @@ impl LiveTenant {
             // streams' responses is ready at once: a guest of its own task.
             own_task: parts.version >= Version::HTTP_2,
             request: Request::from_parts(parts, body.counting_into(bytes_in).boxed_unsync()),
-            info: CallInfo {
-                id,
-                https: conn.tls,
-            },
+            info,
             permit,
             body_limit,
             upgrade,

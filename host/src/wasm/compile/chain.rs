@@ -100,23 +100,21 @@ impl Engine {
     /// errors and logs.
     pub fn load_middleware_bytes(&self, name: &str, bytes: &[u8]) -> Result<Middleware, Error> {
         let (wasi, component) = self.compile(name, bytes, Precompiled::Refuse)?;
-        let not_middleware = |reason: &str| Error::Chain {
-            handler: "its handler".into(),
+        let not_middleware = |reason: &str| Error::NotMiddleware {
             name: name.into(),
             reason: reason.into(),
         };
         if wasi != Wasi::P3 {
             return Err(not_middleware(
-                "is not a middleware: it does not export wasi:http/handler@0.3.x \
-                 (a middleware is a WASI 0.3 component of the wasi:http/middleware world)",
+                "it does not export wasi:http/handler@0.3.x (a middleware is a WASI 0.3 \
+                 component of the wasi:http/middleware world)",
             ));
         }
         let engine = &self.wasi_engine(wasi)?.engine;
         if !imports_handler(engine, &component) {
             return Err(not_middleware(
-                "is not a middleware: it exports wasi:http/handler@0.3.x but does not import \
-                 it, so it has no next hop to call (a wasi:http/service component: serve it as \
-                 the handler)",
+                "it exports wasi:http/handler@0.3.x but does not import it, so it has no next \
+                 hop to call (a wasi:http/service component: serve it as the handler)",
             ));
         }
         Ok(Middleware {

@@ -90,6 +90,10 @@ fn grant(interface: &str) -> &'static str {
     }
 }
 
+/// What a middleware imports: the next hop of its chain, without its
+/// version.
+const NEXT_HOP: &str = "wasi:http/handler";
+
 /// The host interface of WebSocket handlers (wit/websocket), without its
 /// version.
 const WEBSOCKET_SOCKETS: &str = "catshost:websocket/sockets";
@@ -101,6 +105,9 @@ pub enum Served {
     Proxy(String),
     /// `wasi:http/handler@0.3.x`: WASI 0.3's `wasi:http/service` world.
     Service(String),
+    /// `wasi:http/handler@0.3.x`, exported and imported: WASI 0.3's
+    /// `wasi:http/middleware` world, served in front of a handler.
+    Middleware(String),
     /// Neither.
     Nothing,
 }
@@ -147,11 +154,29 @@ impl Report {
             }
             exports.push(name.to_string());
         }
+        if let Served::Service(export) = &served
+            && super::chain::imports_handler(engine, component)
+        {
+            served = Served::Middleware(export.clone());
+        }
         let imports = ty
             .imports(engine)
             .map(|(name, _)| {
                 let (interface, version) = name.split_once('@').unwrap_or((name, ""));
-                let p3 = matches!(served, Served::Service(_));
+                let p3 = matches!(served, Served::Service(_) | Served::Middleware(_));
+                if interface == NEXT_HOP && matches!(served, Served::Middleware(_)) {
+                    let missing = (!version.starts_with("0.3."))
+                        .then(|| format!("version {version} is not served (catshost links 0.3.x)"));
+                    return Import {
+                        name: name.to_string(),
+                        grant: if missing.is_none() {
+                            "the next hop of its chain"
+                        } else {
+                            ""
+                        },
+                        missing,
+                    };
+                }
                 let in_p2 = PROVIDED.contains(&interface);
                 let in_p3 = p3 && PROVIDED_P3.contains(&interface);
                 let missing = match (in_p2 || in_p3, version) {
@@ -197,9 +222,18 @@ impl Report {
         }
     }
 
-    /// Whether `catshost serve` would serve the component.
+    /// Whether `catshost serve` would serve the component: as a handler,
+    /// or (a middleware) in front of one.
     pub fn is_servable(&self) -> bool {
-        matches!(self.served, Served::Proxy(_) | Served::Service(_)) && self.link_error.is_none()
+        matches!(
+            self.served,
+            Served::Proxy(_) | Served::Service(_) | Served::Middleware(_)
+        ) && self.link_error.is_none()
+    }
+
+    /// Whether it is a middleware: served only in front of a handler.
+    pub fn is_middleware(&self) -> bool {
+        matches!(self.served, Served::Middleware(_))
     }
 
     /// Whether it exports a WebSocket handler (`catshost:websocket/handler`).
@@ -226,6 +260,12 @@ impl std::fmt::Display for Report {
             Served::Service(export) => {
                 writeln!(f, "world: wasi:http/service (WASI 0.3), exporting {export}")?
             }
+            Served::Middleware(export) => writeln!(
+                f,
+                "world: wasi:http/middleware (WASI 0.3), exporting and importing {export}: \
+                 a middleware, served in front of a WASI 0.3 handler (--middleware, or a \
+                 tenant's `middleware`)"
+            )?,
             Served::Nothing => writeln!(
                 f,
                 "world: none catshost serves (no wasi:http/incoming-handler@0.2.x or \
@@ -265,9 +305,10 @@ impl std::fmt::Display for Report {
         {
             writeln!(f, "link: {error}")?;
         }
-        match self.is_servable() {
-            true => write!(f, "catshost can serve it"),
-            false => write!(f, "catshost cannot serve it"),
+        match (self.is_servable(), self.is_middleware()) {
+            (true, true) => write!(f, "catshost can serve it in front of a handler"),
+            (true, false) => write!(f, "catshost can serve it"),
+            (false, _) => write!(f, "catshost cannot serve it"),
         }
     }
 }

@@ -140,6 +140,9 @@ impl Engine {
         let (wasi, component) = self.compile(name, bytes, precompiled)?;
         let wasi_engine = self.wasi_engine(wasi)?;
         check_exports(&wasi_engine.engine, name, &component)?;
+        if wasi == Wasi::P3 && super::chain::imports_handler(&wasi_engine.engine, &component) {
+            return Err(Error::IsMiddleware { name: name.into() });
+        }
         let pre = wasi_engine.pre_instantiate(name, &component, wasi)?;
         let websocket = websocket_wit::handler_pre(&wasi_engine.engine, name, &component, &pre)?;
         let image = component.image_range();
@@ -159,7 +162,14 @@ impl Engine {
         let (wasi, component) = self.compile(name, bytes, Precompiled::Refuse)?;
         let wasi_engine = self.wasi_engine(wasi)?;
         let mut report = Report::new(&wasi_engine.engine, &component);
-        if let Err(error) = wasi_engine.pre_instantiate(name, &component, wasi) {
+        // A middleware links with its next hop provided.
+        let linked = match report.is_middleware() {
+            true => wasi_engine.middleware_linker(0).and_then(|linker| {
+                wasi_engine.pre_instantiate_with(&linker, name, &component, wasi)
+            }),
+            false => wasi_engine.pre_instantiate(name, &component, wasi),
+        };
+        if let Err(error) = linked {
             report.link_error = Some(crate::log::chain(&error));
         }
         Ok(report)

@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{
 use super::body::Progress;
 use super::busy::Busy;
 use super::limits::Limiter;
-use super::outbound::{OutboundConnections, denied_error};
+use super::outbound::{InternalCall, MAX_CALL_DEPTH, OutboundConnections, denied_error};
 use super::output::GuestOutput;
 use super::sandbox::Sandbox;
 use super::serving::Serving;
@@ -238,8 +238,8 @@ impl GuestCtx {
 
     /// The instance starts serving `id`, within what is left of its body
     /// buffer budget (filled again only by [`GuestCtx::settle`]).
-    pub(crate) fn start(&mut self, id: RequestId) {
-        self.hooks.serving.start(id);
+    pub(crate) fn start(&mut self, id: RequestId, depth: u8) {
+        self.hooks.serving.start(id, depth);
     }
 }
 
@@ -329,19 +329,23 @@ impl WasiHttpHooks for HostHooks {
         let (serving, sandbox) = (self.serving.clone(), self.sandbox.clone());
         let permit = sandbox.outbound_connections.try_open(&self.connections);
         Box::new(async move {
-            let Some(permit) = permit else {
-                let reason = "the instance or the tenant has all its outgoing connections open";
-                denied(&serving, &sandbox, request.uri(), reason);
-                return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
-            };
             let upstream = &sandbox.upstream;
             let verdict = sandbox
                 .access
                 .outbound
                 .check(request.uri(), |name, port| upstream.resolve(name, port))
                 .await;
+            if let Verdict::Internal(tenant) = &verdict {
+                return call_tenant(&serving, &sandbox, tenant, request).await;
+            }
+            let Some(permit) = permit else {
+                let reason = "the instance or the tenant has all its outgoing connections open";
+                denied(&serving, &sandbox, request.uri(), reason);
+                return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
+            };
             let addrs = match verdict {
                 Verdict::Send(addrs) => addrs,
+                Verdict::Internal(_) => unreachable!("served in process above"),
                 Verdict::Deny(why) => {
                     denied(&serving, &sandbox, request.uri(), &why.reason());
                     return Err(denied_error(&why));
@@ -358,6 +362,61 @@ impl WasiHttpHooks for HostHooks {
             upstream.send(request, options, addrs, permit).await
         })
     }
+}
+
+/// Serves a guest's request to the internal name of `tenant` (allowed by
+/// its tenant's outbound list) with that tenant, in process: one call
+/// deeper than the deepest request its instance serves, under the caller's
+/// request id.
+async fn call_tenant(
+    serving: &Serving,
+    sandbox: &Sandbox,
+    tenant: &str,
+    request: http::Request<WasiBody>,
+) -> Result<(http::Response<WasiBody>, IoFuture), wasmtime_wasi_http::Error> {
+    let depth = serving.depth().saturating_add(1);
+    if depth > MAX_CALL_DEPTH {
+        let reason = format!(
+            "a chain of tenant-to-tenant calls would be {depth} deep, past the most \
+             ({MAX_CALL_DEPTH}): a loop, most likely"
+        );
+        denied(serving, sandbox, request.uri(), &reason);
+        return Err(wasmtime_wasi_http::Error::LoopDetected);
+    }
+    let Some(tenants) = &sandbox.tenants else {
+        denied(serving, sandbox, request.uri(), "no tenants to call in this server");
+        return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+    };
+    let call = InternalCall {
+        // A WASI 0.3 instance serving several requests at once cannot
+        // tell whose call this is: the callee's request gets an id of
+        // its own then.
+        request_id: serving
+            .request()
+            .map_or_else(RequestId::next, RequestId::from_raw),
+        depth,
+    };
+    tracing::debug!(
+        target: "catshost::outbound",
+        request_id = %call.request_id,
+        instance_id = %serving.instance,
+        tenant = &*sandbox.tenant,
+        callee = tenant,
+        depth,
+        "tenant-to-tenant call"
+    );
+    // The caller's own limit bounds the call, whatever the callee's.
+    let called = tokio::time::timeout(
+        sandbox.limits.request_timeout,
+        tenants.call(tenant, request, call),
+    );
+    let response = match called.await {
+        Ok(response) => response?,
+        Err(_) => return Err(wasmtime_wasi_http::Error::ConnectionReadTimeout),
+    };
+    // No connection: nothing to wait for once the response is read.
+    let done: IoFuture = Box::new(std::future::ready(Ok(())));
+    Ok((response, done))
 }
 
 /// Logs an outgoing request to `uri` denied for `reason`, within the

@@ -26,8 +26,8 @@ pub(crate) use error::guest_text;
 pub use limits::MemoryExhausted;
 pub(crate) use limits::{EPOCH_TICK, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 pub use outbound::{
-    ConnectionPermit, MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT, OutboundConnections,
-    Upstream,
+    ConnectionPermit, InternalCall, MAX_CALL_DEPTH, MAX_OUTBOUND_PER_INSTANCE,
+    MAX_OUTBOUND_PER_TENANT, OutboundConnections, Tenants, Upstream,
 };
 pub use output::LogBudget;
 pub use sandbox::{InstanceCap, InstanceEvents, OpenedDir, Sandbox};

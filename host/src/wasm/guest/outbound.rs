@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use crate::config::outbound::Denied;
+use crate::ids::RequestId;
 use crate::net::IoFuture;
 
 /// The `wasi:http` error code a guest gets for a refused request.
@@ -70,6 +71,39 @@ impl OutboundConnections {
 pub struct ConnectionPermit {
     _instance: OwnedSemaphorePermit,
     _tenant: OwnedSemaphorePermit,
+}
+
+/// The deepest a chain of tenant-to-tenant calls goes: a request from a
+/// client is at depth 0, a guest's call to another tenant at 1, ... A call
+/// past it fails with `loop-detected` (A calls B calls A ... is cut here,
+/// holding at most this many instances along the way).
+pub const MAX_CALL_DEPTH: u8 = 8;
+
+/// A guest's request to another tenant of its server (`NAME.tenant.internal`):
+/// who calls, for the callee's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InternalCall {
+    /// The caller's request id, which the callee's request takes: the logs
+    /// of both tenants name the same request.
+    pub request_id: RequestId,
+    /// How many calls deep the callee's request is (1 for a call from a
+    /// client's request).
+    pub depth: u8,
+}
+
+/// Where guests' requests to other tenants go once the policy allows them:
+/// the tenants of the same server, served in process (the HTTP layer's
+/// dispatch, given as this trait: the wasm layer knows nothing of it).
+pub trait Tenants: Send + Sync + 'static {
+    /// Serves `request` with the tenant `name` (its routes not consulted;
+    /// its admission, limits, rate and log budget applied): its response,
+    /// or `destination-not-found` when the server has no such tenant.
+    fn call(
+        &self,
+        name: &str,
+        request: http::Request<WasiBody>,
+        call: InternalCall,
+    ) -> BoxFuture<'static, Result<http::Response<WasiBody>, HttpError>>;
 }
 
 /// What guests' outgoing requests go through once the policy allows them:

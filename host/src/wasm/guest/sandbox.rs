@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::busy::Busy;
 use super::cpu::CpuShare;
 use super::error::GuestError;
-use super::outbound::{OutboundConnections, Upstream};
+use super::outbound::{OutboundConnections, Tenants, Upstream};
 use super::output::LogBudget;
 use crate::account::Account;
 use crate::config::units::deadline_after;
@@ -33,6 +33,9 @@ pub struct Sandbox {
     pub cpu: Option<CpuShare>,
     /// Where allowed outgoing requests go (`net::Client`).
     pub upstream: Arc<dyn Upstream>,
+    /// Where allowed requests to other tenants' internal names go (the
+    /// server's tenants); `None`: such requests find no tenant.
+    pub tenants: Option<Arc<dyn Tenants>>,
     /// The most WASI 0.3 instances of the tenant alive at once (give it
     /// the tenant's `max_concurrent_requests`).
     pub max_instances: usize,

@@ -38,6 +38,9 @@ pub struct CallInfo {
     pub id: RequestId,
     /// Whether the request came over TLS: the guest sees `https`.
     pub https: bool,
+    /// How many tenant-to-tenant calls deep it is: 0 from a client, 1 from
+    /// a guest that a client's request runs, ...
+    pub depth: u8,
 }
 
 /// A guest call under way: poll [`Call::run`] for the guest to make

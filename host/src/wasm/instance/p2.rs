@@ -69,7 +69,7 @@ impl P2Instance {
         } else {
             Scheme::Http
         };
-        self.store.data_mut().start(info.id);
+        self.store.data_mut().start(info.id, info.depth);
         let mut http = self.store.data_mut().http();
         let req = http.new_incoming_request(scheme, request.map(|b| b.map_err(body_error)));
         let out = http.new_response_outparam_from_callback(respond);

@@ -85,6 +85,7 @@ impl Strategy for Shared {
         let (tx, answer) = Answer::channel();
         let data = RequestData {
             id: info.id,
+            depth: info.depth,
             deadline,
             progress: progress.clone(),
             serving: Arc::default(),
@@ -182,6 +183,7 @@ fn p3_failure(error: wasmtime::Error, progress: &Progress) -> GuestError {
 /// What a request tells the instance that takes it.
 struct RequestData {
     id: RequestId,
+    depth: u8,
     deadline: Instant,
     progress: Arc<Progress>,
     /// The instance that took it, once one did.
@@ -347,7 +349,7 @@ impl handler::WorkerState for Worker {
         if ctx.in_flight.is_empty() {
             ctx.settle();
         }
-        ctx.start(data.id);
+        ctx.start(data.id, data.depth);
         let serving = ctx.serving().clone();
         let _ = data.serving.set(serving);
         ctx.in_flight.push(data.progress.clone());

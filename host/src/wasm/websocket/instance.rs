@@ -225,7 +225,7 @@ impl Instance {
         slot: &Arc<Slot>,
         event: Event,
     ) -> Result<bool, GuestError> {
-        self.store.data_mut().start(RequestId::next());
+        self.store.data_mut().start(RequestId::next(), 0);
         // An idle store's epoch deadline passed while it waited.
         self.store.set_epoch_deadline(1);
         let deadline = tenant.sandbox.deadline();
