@@ -114,7 +114,9 @@ pub enum Error {
     },
     /// A middleware chain that cannot be built: a middleware that is not
     /// one, or a handler it cannot stand in front of.
-    #[error("the middleware chain in front of '{handler}' cannot be built: '{name}' {reason} (docs/middleware.md)")]
+    #[error(
+        "the middleware chain in front of '{handler}' cannot be built: '{name}' {reason} (docs/middleware.md)"
+    )]
     Chain {
         /// The tenant's handler component.
         handler: String,

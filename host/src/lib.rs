@@ -54,7 +54,7 @@ pub use net::{Tls, TlsError};
 pub use server::{
     Builder, DEFAULT_TENANT, EVENT_INTERVAL, InFlight, Server, Tenant, TenantComponent,
 };
-pub use wasm::{ComponentFile, Engine, GuestPre, Wasi};
+pub use wasm::{ComponentFile, Engine, GuestPre, Middleware, Wasi};
 
 /// catshost's version, with the wasmtime it runs guests on and the WASI
 /// version of the world it serves.

@@ -253,7 +253,37 @@ impl Client {
     where
         B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
     {
-        let request = Request::builder().method(method);
+        self.send_with_headers(method, path, body, &[]).await
+    }
+
+    /// Sends a request with `body` and the header `header`, when given, to
+    /// `path` and returns the response head.
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        header: Option<(&str, &str)>,
+    ) -> hyper::Result<Response<Incoming>> {
+        let body = Full::new(Bytes::copy_from_slice(body));
+        self.send_with_headers(method, path, body, header.as_slice())
+            .await
+    }
+
+    async fn send_with_headers<B>(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: B,
+        headers: &[(&str, &str)],
+    ) -> hyper::Result<Response<Incoming>>
+    where
+        B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
+        let mut request = Request::builder().method(method);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let body = body.boxed();
         match &mut self.sender {
             Sender::H1(send) => {

@@ -17,8 +17,8 @@ pub fn run(component: &Path, middleware: &[PathBuf]) -> anyhow::Result<bool> {
     let engine = Engine::new()?;
     let mut servable = true;
     for path in middleware.iter().map(PathBuf::as_path).chain([component]) {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("failed to read '{}'", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("failed to read '{}'", path.display()))?;
         let name = path.display().to_string();
         let report = with_spinner(path, || engine.check(&name, &bytes))?;
         println!("{name}: a component of {} bytes", bytes.len());

@@ -214,7 +214,10 @@ fn with_middleware(
     }
     let error = |source: crate::Error| LoadError {
         at: tenant.component_at.clone(),
-        what: format!("tenant '{}': the middleware chain cannot be built", tenant.name),
+        what: format!(
+            "tenant '{}': the middleware chain cannot be built",
+            tenant.name
+        ),
         source: source.into(),
     };
     let mut chain = Vec::with_capacity(tenant.middleware.len());

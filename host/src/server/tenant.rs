@@ -11,7 +11,8 @@ use crate::account::Account;
 use crate::config::TenantLimits;
 use crate::config::WasiAccess;
 use crate::http::{
-    CarryOver, InternalTenants, GuestSource, GuestTasks, LiveTenant, Loader, ServerParts, TenantTable,
+    CarryOver, GuestSource, GuestTasks, InternalTenants, LiveTenant, Loader, ServerParts,
+    TenantTable,
 };
 use crate::routing::{DuplicateRoute, Route, Routes};
 use crate::wasm::{ComponentFile, CpuShare, GuestPre, InstanceCap, LogBudget, Sandbox};

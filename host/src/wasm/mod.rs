@@ -27,8 +27,8 @@ pub mod websocket;
 pub use compile::{ComponentFile, Engine, FileStamp, GuestPre, Middleware, Wasi, check};
 pub use guest::{
     ConnectionPermit, CpuShare, GuestBody, GuestError, InstanceCap, InstanceEvents, InternalCall,
-    LogBudget, MAX_CALL_DEPTH, MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT,
-    MemoryExhausted, OpenedDir, OutboundConnections, Sandbox, Tenants, Upstream,
+    LogBudget, MAX_CALL_DEPTH, MAX_OUTBOUND_PER_INSTANCE, MAX_OUTBOUND_PER_TENANT, MemoryExhausted,
+    OpenedDir, OutboundConnections, Sandbox, Tenants, Upstream,
 };
 pub use instance::{
     Answer, BodySizeExceeded, Call, CallInfo, GuestRequest, Instances, RequestBody, Run, RunResult,

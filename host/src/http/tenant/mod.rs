@@ -29,7 +29,8 @@ use crate::lifecycle::Stop;
 use crate::metrics::Metrics;
 use crate::net::PerClient;
 use crate::wasm::{
-    CallInfo, InternalCall, ComponentFile, CpuShare, GuestPre, InstanceCap, Instances, Sandbox, Sockets,
+    CallInfo, ComponentFile, CpuShare, GuestPre, InstanceCap, Instances, InternalCall, Sandbox,
+    Sockets,
 };
 
 mod on_demand;
@@ -321,7 +322,16 @@ impl LiveTenant {
         // goes away first: either way the request is recorded once.
         let exchange = recorder.start(id, &req, conn.peer);
         let bytes_in = exchange.bytes_in();
-        let called = self.call_guest(req, CallInfo { id, https: conn.tls, depth }, conn, bytes_in);
+        let called = self.call_guest(
+            req,
+            CallInfo {
+                id,
+                https: conn.tls,
+                depth,
+            },
+            conn,
+            bytes_in,
+        );
         let Dispatched { response, upgrade } = match called.await {
             Ok(dispatched) => dispatched,
             Err(error) => {

@@ -167,7 +167,8 @@ impl Engine {
             next.push(link(i + 1, hop)?);
         }
         next.push(last.clone());
-        let code = middleware.iter().map(Middleware::code_size).sum::<usize>() + handler.code_size();
+        let code =
+            middleware.iter().map(Middleware::code_size).sum::<usize>() + handler.code_size();
         let names = middleware.iter().map(|m| m.name.clone()).collect();
         Ok(GuestPre::chain(first_pre, next, names, code, handler))
     }

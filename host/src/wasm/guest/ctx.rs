@@ -384,7 +384,12 @@ async fn call_tenant(
         return Err(wasmtime_wasi_http::Error::LoopDetected);
     }
     let Some(tenants) = &sandbox.tenants else {
-        denied(serving, sandbox, request.uri(), "no tenants to call in this server");
+        denied(
+            serving,
+            sandbox,
+            request.uri(),
+            "no tenants to call in this server",
+        );
         return Err(wasmtime_wasi_http::Error::DestinationNotFound);
     };
     let call = InternalCall {
