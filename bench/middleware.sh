@@ -14,6 +14,8 @@
 #
 #   bench/middleware.sh
 #   ROUNDS=3 DURATION=5 bench/middleware.sh
+#   SUM_REUSE=1000 ROWS="nocall internal loopback" bench/middleware.sh
+#       # the callee's instances reused (max_instance_reuse_count), not fresh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +63,7 @@ outbound = ["http://127.0.0.1:$1"]
 name = "sum"
 component = "$PWD/$guests/rust-sum.wasm"
 routes = ["/sum"]
+${SUM_REUSE:+max_instance_reuse_count = $SUM_REUSE}
 EOF
 }
 

@@ -51,10 +51,15 @@ pub fn run_config(config: &Path, cache_dir: Option<std::path::PathBuf>) -> anyho
     let pool = catshost::config::pool(file.max_concurrent_requests.get(), file.max_memory());
     let engine = Engine::with_pool(pool)?.with_compile_cache(cache.clone());
     // Each file once; precompiled ones are loaded as they are, not cached.
-    let mut paths: Vec<&Path> = Vec::new();
+    let mut paths: Vec<(&Path, bool)> = Vec::new();
     for tenant in &file.tenants {
-        if !tenant.unsafe_allow_precompiled && !paths.contains(&tenant.component.as_path()) {
-            paths.push(&tenant.component);
+        if !tenant.unsafe_allow_precompiled && !paths.iter().any(|(p, _)| *p == tenant.component) {
+            paths.push((&tenant.component, false));
+        }
+        for middleware in &tenant.middleware {
+            if !paths.iter().any(|(p, _)| p == middleware) {
+                paths.push((middleware, true));
+            }
         }
     }
     let bar = indicatif::ProgressBar::new(paths.len() as u64).with_style(
@@ -65,9 +70,13 @@ pub fn run_config(config: &Path, cache_dir: Option<std::path::PathBuf>) -> anyho
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut failed = Vec::new();
-    for path in &paths {
+    for &(path, middleware) in &paths {
         bar.set_message(path.display().to_string());
-        if let Err(error) = engine.load_file(path) {
+        let loaded = match middleware {
+            true => engine.load_middleware_file(path).map(drop),
+            false => engine.load_file(path).map(drop),
+        };
+        if let Err(error) = loaded {
             failed.push(format!(
                 "{}: {:#}",
                 path.display(),

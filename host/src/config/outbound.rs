@@ -195,8 +195,11 @@ impl Outbound {
             Host::Ip(ip) => Verdict::Send(vec![SocketAddr::new(ip, port)]),
             Host::Name(name) => {
                 // Never resolved: served in process.
-                if let Some(tenant) = internal_tenant(&name) {
-                    return Verdict::Internal(tenant.to_string());
+                if name.ends_with(INTERNAL_DOMAIN) && name.len() > INTERNAL_DOMAIN.len() {
+                    return match internal_tenant(&name) {
+                        Some(tenant) => Verdict::Internal(tenant.to_string()),
+                        None => Verdict::Deny(Denied::NotFound),
+                    };
                 }
                 let addrs = match resolve(name, port).await {
                     Ok(addrs) if !addrs.is_empty() => addrs,
@@ -370,6 +373,48 @@ mod tests {
             verdict(&Outbound::default(), "https://api.example.net/"),
             Verdict::Deny(Denied::NotAllowed)
         );
+    }
+
+    #[test]
+    fn internal_names_are_other_tenants_never_resolved_and_only_when_listed() {
+        let rules = outbound(&["http://sum.tenant.internal", "http://*.apps.example.net"]);
+        let internal = |name: &str| Verdict::Internal(name.into());
+        let cases = [
+            ("http://sum.tenant.internal/sum", internal("sum")),
+            // Names are matched without regard to case, as hosts are.
+            ("http://SUM.Tenant.Internal/", internal("sum")),
+            // Listed by origin: another port, scheme or tenant is not.
+            (
+                "http://sum.tenant.internal:8080/",
+                Verdict::Deny(Denied::NotAllowed),
+            ),
+            (
+                "https://sum.tenant.internal/",
+                Verdict::Deny(Denied::NotAllowed),
+            ),
+            (
+                "http://shop.tenant.internal/",
+                Verdict::Deny(Denied::NotAllowed),
+            ),
+        ];
+        for (uri, want) in cases {
+            assert_eq!(verdict(&rules, uri), want, "{uri}");
+        }
+        // A wildcard names every tenant; never a name below a tenant's.
+        let every = outbound(&["http://*.tenant.internal"]);
+        assert_eq!(
+            verdict(&every, "http://shop.tenant.internal/"),
+            internal("shop")
+        );
+        assert_eq!(
+            verdict(&every, "http://a.shop.tenant.internal/"),
+            Verdict::Deny(Denied::NotFound),
+            "no tenant has a dotted name"
+        );
+        assert_eq!(internal_tenant("tenant.internal"), None);
+        assert_eq!(internal_tenant(".tenant.internal"), None);
+        assert_eq!(internal_tenant("xtenant.internal"), None);
+        assert_eq!(internal_tenant("shop.tenant.internal"), Some("shop"));
     }
 
     #[test]

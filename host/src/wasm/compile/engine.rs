@@ -190,7 +190,13 @@ impl Engine {
         let component = unsafe { Component::deserialize(&wasi_engine.engine, &compiled) }
             .map_err(|e| compile_error(name, e))?;
         check_exports(&wasi_engine.engine, name, &component)?;
-        wasi_engine.pre_instantiate(name, &component, wasi)?;
+        // A middleware links with its next hop provided.
+        if wasi == Wasi::P3 && super::chain::imports_handler(&wasi_engine.engine, &component) {
+            let linker = wasi_engine.middleware_linker(0)?;
+            wasi_engine.pre_instantiate_with(&linker, name, &component, wasi)?;
+        } else {
+            wasi_engine.pre_instantiate(name, &component, wasi)?;
+        }
         Ok(compiled)
     }
 
