@@ -195,7 +195,10 @@ impl Outbound {
             Host::Ip(ip) => Verdict::Send(vec![SocketAddr::new(ip, port)]),
             Host::Name(name) => {
                 // Never resolved: served in process.
-                if name.ends_with(INTERNAL_DOMAIN) && name.len() > INTERNAL_DOMAIN.len() {
+                if name
+                    .strip_suffix(INTERNAL_DOMAIN)
+                    .is_some_and(|below| below.ends_with('.'))
+                {
                     return match internal_tenant(&name) {
                         Some(tenant) => Verdict::Internal(tenant.to_string()),
                         None => Verdict::Deny(Denied::NotFound),
@@ -318,7 +321,7 @@ mod tests {
     /// A resolver that answers from a table, so the tests need no DNS.
     fn resolve(name: String, port: u16) -> std::future::Ready<std::io::Result<Vec<SocketAddr>>> {
         let ip = match name.as_str() {
-            "api.example.net" | "eu.cdn.example.org" => "93.184.215.14",
+            "api.example.net" | "eu.cdn.example.org" | "xtenant.internal" => "93.184.215.14",
             "internal.example.net" => "10.1.2.3",
             "rebind.example.org" => "127.0.0.1",
             _ => return std::future::ready(Ok(vec![])),
@@ -410,6 +413,14 @@ mod tests {
             verdict(&every, "http://a.shop.tenant.internal/"),
             Verdict::Deny(Denied::NotFound),
             "no tenant has a dotted name"
+        );
+        // Another domain that ends the same is any name: resolved.
+        assert_eq!(
+            verdict(
+                &outbound(&["http://xtenant.internal"]),
+                "http://xtenant.internal/"
+            ),
+            Verdict::Send(vec!["93.184.215.14:80".parse().unwrap()])
         );
         assert_eq!(internal_tenant("tenant.internal"), None);
         assert_eq!(internal_tenant(".tenant.internal"), None);
