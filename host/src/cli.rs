@@ -131,8 +131,8 @@ pub struct Serve {
     ])]
     pub config: Option<PathBuf>,
 
-    /// With --config: also reload when the config file, a component or a
-    /// certificate changes (checked every second).
+    /// With --config: also reload when the config file, a component, a
+    /// middleware or a certificate changes (checked every second).
     #[arg(long, requires = "config")]
     pub watch: bool,
 

@@ -38,6 +38,7 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
             outbound_connections: Default::default(),
             cpu: None,
             upstream: std::sync::Arc::new(catshost::net::Client),
+            tenants: None,
             max_instances: usize::MAX,
             instance_cap: InstanceCap::new(usize::MAX),
             account: catshost::account::Account::unlimited(),
@@ -55,6 +56,7 @@ async fn per_request(component: &GuestPre, requests: u32) -> anyhow::Result<Dura
             let info = CallInfo {
                 id: RequestId::next(),
                 https: false,
+                depth: 0,
             };
             let Call {
                 mut answer,
