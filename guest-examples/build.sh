@@ -128,7 +128,7 @@ build_rust() {
   # echo-p3 is the WASI 0.3 one (wasi:http/service@0.3.0, against wit/p3);
   # chat the WebSocket one (catshost:guest/websocket-handler).
   # One cargo build makes every core module: each records its time.
-  for name in hello sum echo-p3 chat cors auth pass front; do
+  for name in hello sum echo-p3 chat cors auth pass front spin-header-adder; do
     target/release/catshost-guest-tools component \
       "$tools/rust-target/wasm32-unknown-unknown/release/${name//-/_}.wasm" "$out/rust-$name.wasm"
     record rust "$name" "$seconds"

@@ -573,3 +573,24 @@ async fn a_reload_that_changes_a_chain_swaps_it_like_a_component_change() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(middleware_seen(&headers), ["auth", "cors"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spins_header_adder_middleware_runs_unchanged() {
+    // Spin's own middleware test component (guest-examples/rust/spin-header-adder),
+    // built from Spin's source as it is.
+    let pre = engine()
+        .chain(
+            &[middleware("rust", "spin-header-adder")],
+            &handler("rust", "echo-p3"),
+        )
+        .unwrap();
+    let server = serve(pre, &builder(&[], &[])).await;
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        let (status, headers, body) = send(&mut client, "GET", "/", b"", false).await;
+        assert_eq!(status, StatusCode::OK, "{version:?}");
+        assert_eq!(body, "hello from Rust (WASI 0.3)\n");
+        assert_eq!(headers["response-header-added-by"], "yep me again!");
+    }
+    server.stop().await;
+}

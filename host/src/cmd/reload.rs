@@ -222,7 +222,11 @@ fn watched_files(file: &FileConfig) -> Vec<PathBuf> {
         files.push(tls.key.clone());
     }
     files.extend(file.tenants.iter().map(|t| t.component.clone()));
-    files.extend(file.tenants.iter().flat_map(|t| t.middleware.iter().cloned()));
+    files.extend(
+        file.tenants
+            .iter()
+            .flat_map(|t| t.middleware.iter().cloned()),
+    );
     files.sort();
     files.dedup();
     files
