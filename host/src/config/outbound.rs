@@ -178,12 +178,30 @@ impl Outbound {
         Some((rule, host, port))
     }
 
+    /// Decides about a request to another tenant (a host below
+    /// [`INTERNAL_DOMAIN`]), never resolved: `None` for any other host.
+    pub(crate) fn internal(&self, uri: &http::Uri) -> Option<Verdict> {
+        let authority = uri.authority()?;
+        let host = crate::routing::normalize_host(authority.host());
+        host.strip_suffix(INTERNAL_DOMAIN)?.strip_suffix('.')?;
+        let Some(tenant) = internal_tenant(&host) else {
+            return Some(Verdict::Deny(Denied::NotFound));
+        };
+        Some(match self.rule(uri.scheme(), authority) {
+            Some(_) => Verdict::Internal(tenant.to_string()),
+            None => Verdict::Deny(Denied::NotAllowed),
+        })
+    }
+
     /// Decides about a request to `uri`, resolving its host with `resolve`.
     pub(crate) async fn check<R, F>(&self, uri: &http::Uri, resolve: R) -> Verdict
     where
         R: FnOnce(String, u16) -> F,
         F: Future<Output = std::io::Result<Vec<SocketAddr>>>,
     {
+        if let Some(verdict) = self.internal(uri) {
+            return verdict;
+        }
         let Some(authority) = uri.authority() else {
             return Verdict::Deny(Denied::BadUri);
         };
@@ -194,16 +212,6 @@ impl Outbound {
             // Only a rule naming this very address matches an address.
             Host::Ip(ip) => Verdict::Send(vec![SocketAddr::new(ip, port)]),
             Host::Name(name) => {
-                // Never resolved: served in process.
-                if name
-                    .strip_suffix(INTERNAL_DOMAIN)
-                    .is_some_and(|below| below.ends_with('.'))
-                {
-                    return match internal_tenant(&name) {
-                        Some(tenant) => Verdict::Internal(tenant.to_string()),
-                        None => Verdict::Deny(Denied::NotFound),
-                    };
-                }
                 let addrs = match resolve(name, port).await {
                     Ok(addrs) if !addrs.is_empty() => addrs,
                     _ => return Verdict::Deny(Denied::NotFound),

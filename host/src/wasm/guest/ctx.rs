@@ -208,9 +208,6 @@ impl GuestCtx {
         self.attached = Some(Box::new(value));
     }
 
-    /// Keeps the epoch ticking for as long as the store lives (a WASI 0.3
-    /// instance's: its guest runs on its own task, outside any request's
-    /// run).
     /// Adds the next hop of a middleware chain (instantiated in this
     /// store), after those added before.
     pub(crate) fn add_hop(&mut self, handle: HandleFunc) {
@@ -222,6 +219,9 @@ impl GuestCtx {
         self.hops.get(position).copied()
     }
 
+    /// Keeps the epoch ticking for as long as the store lives (a WASI 0.3
+    /// instance's: its guest runs on its own task, outside any request's
+    /// run).
     pub(crate) fn keep_busy(&mut self) {
         self.busy.get_or_insert_with(Busy::start);
     }
@@ -329,20 +329,28 @@ impl WasiHttpHooks for HostHooks {
         let (serving, sandbox) = (self.serving.clone(), self.sandbox.clone());
         let permit = sandbox.outbound_connections.try_open(&self.connections);
         Box::new(async move {
-            let upstream = &sandbox.upstream;
-            let verdict = sandbox
-                .access
-                .outbound
-                .check(request.uri(), |name, port| upstream.resolve(name, port))
-                .await;
-            if let Verdict::Internal(tenant) = &verdict {
-                return call_tenant(&serving, &sandbox, tenant, request).await;
+            // Another tenant: no connection, no name to resolve.
+            match sandbox.access.outbound.internal(request.uri()) {
+                Some(Verdict::Internal(tenant)) => {
+                    return call_tenant(&serving, &sandbox, &tenant, request).await;
+                }
+                Some(Verdict::Deny(why)) => {
+                    denied(&serving, &sandbox, request.uri(), &why.reason());
+                    return Err(denied_error(&why));
+                }
+                Some(Verdict::Send(_)) | None => {}
             }
             let Some(permit) = permit else {
                 let reason = "the instance or the tenant has all its outgoing connections open";
                 denied(&serving, &sandbox, request.uri(), reason);
                 return Err(wasmtime_wasi_http::Error::ConnectionLimitReached);
             };
+            let upstream = &sandbox.upstream;
+            let verdict = sandbox
+                .access
+                .outbound
+                .check(request.uri(), |name, port| upstream.resolve(name, port))
+                .await;
             let addrs = match verdict {
                 Verdict::Send(addrs) => addrs,
                 Verdict::Internal(_) => unreachable!("served in process above"),

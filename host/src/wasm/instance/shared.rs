@@ -42,6 +42,10 @@ use crate::wasm::guest::{
     GuestBody, GuestCtx, GuestError, MemoryExhausted, Progress, Sandbox, Serving, guest_text,
 };
 
+/// What wasmtime-wasi-http 48's worker reports when its task is dropped
+/// before it ends (`ProxyHandler`'s `Dropper`).
+const WORKER_DROPPED: &str = "worker panicked";
+
 /// How long past the newest request's deadline an instance whose task
 /// keeps running is dropped.
 pub(crate) const HARD_BOUND_GRACE: Duration = Duration::from_secs(1);
@@ -359,6 +363,21 @@ impl handler::WorkerState for Worker {
 
     fn drop(&self, mut store: Store<GuestCtx>, result: wasmtime::Result<()>) {
         let ctx = store.data_mut();
+        // wasmtime-wasi-http says "worker panicked" whenever the worker's
+        // task is dropped unfinished: by a panic (whose own message is
+        // printed), or by the runtime ending at a stop, which is no failure.
+        let result = match result {
+            Err(error) if !std::thread::panicking() && error.to_string() == WORKER_DROPPED => {
+                tracing::debug!(
+                    target: "catshost::wasm::shared",
+                    tenant = &*self.sandbox.tenant,
+                    instance_id = %ctx.serving().instance,
+                    "a WASI 0.3 instance ended with its runtime"
+                );
+                Ok(())
+            }
+            result => result,
+        };
         if let Err(error) = &result {
             let memory = error.is::<MemoryExhausted>();
             // Before the store goes, which ends the bodies: they end in an
