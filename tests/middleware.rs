@@ -6,7 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +18,7 @@ use catshost::{Engine, GuestPre, Middleware, Reuse};
 use http::{StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use support::{Client, Process, TestServer, built, catshost, temp_file};
+use support::{Client, Process, TestServer, built, catshost, folder, json_lines, pseudo_random};
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
 const TOKEN: &str = "s3cret";
@@ -86,19 +86,6 @@ fn middleware_seen(headers: &http::HeaderMap) -> Vec<String> {
         .get_all("x-middleware")
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-/// `len` bytes of a xorshift sequence.
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
         .collect()
 }
 
@@ -314,21 +301,6 @@ fn catshost_check_says_which_world_and_whether_a_chain_fits() {
     assert!(out.contains("WASI 0.2 component"), "{out}");
 }
 
-fn folder() -> PathBuf {
-    temp_file("catshost.toml", b"")
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn json_lines(process: &Process) -> Vec<Value> {
-    process
-        .stderr()
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
 /// The first `n` lines after `after` that `want` picks, waiting up to a
 /// minute for them.
 async fn lines_where(
@@ -417,6 +389,23 @@ component = "front.wasm"
 routes = ["pong.test"]
 env = { BACK = "http://ping.tenant.internal" }
 outbound = ["http://ping.tenant.internal"]
+
+# The same loop with a callee of one request at a time: its second call
+# finds it full.
+[[tenant]]
+name = "tick"
+component = "front.wasm"
+routes = ["tick.test"]
+env = { BACK = "http://tock.tenant.internal" }
+outbound = ["http://tock.tenant.internal"]
+
+[[tenant]]
+name = "tock"
+component = "front.wasm"
+routes = ["tock.test"]
+env = { BACK = "http://tick.tenant.internal" }
+outbound = ["http://tick.tenant.internal"]
+max_concurrent_requests = 1
 "#,
     )
     .unwrap();
@@ -492,6 +481,16 @@ outbound = ["http://ping.tenant.internal"]
         cut[0]["reason"].as_str().unwrap().contains("9 deep"),
         "{}",
         cut[0]
+    );
+
+    // A full callee answers its 503 at once (a wait would never end: the
+    // callee's one permit is held by the request that calls): the caller's
+    // guest sees it and answers.
+    let (status, body) = get_body(addr, "tick.test", "/relay/x").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.starts_with("relayed 200: relayed 200: relayed 503: "),
+        "{body}"
     );
 }
 

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use catshost::metrics::Metrics;
 use catshost::routing::Route;
 use catshost::{ComponentFile, Engine, Tenant, TenantComponent};
 use http::{StatusCode, Version};
-use support::{Process, TestServer, catshost, get_host, temp_file};
+use support::{Process, TestServer, catshost, folder, get_host};
 
 const LOADED: &str = "catshost_component_load_duration_seconds_count{outcome=\"loaded\"}";
 const FAILED: &str = "catshost_component_load_duration_seconds_count{outcome=\"failed\"}";
@@ -35,11 +35,6 @@ fn hello(name: &str) -> Vec<u8> {
     )
     .unwrap();
     support::guest(&wat.replace("hello from wasm", &format!("hello from {name}")))
-}
-
-/// A folder of its own for a test's components and compile cache.
-fn folder() -> PathBuf {
-    temp_file("x", b"").parent().unwrap().to_path_buf()
 }
 
 fn cache_entries(cache: &Path) -> usize {

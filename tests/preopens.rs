@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use http::{StatusCode, Version};
 use serde_json::Value;
-use support::{Process, catshost, fixture, get_host, temp_file};
+use support::{Process, catshost, fixture, get_host, json_lines, temp_file};
 
 /// A folder for a test's files, `base`, holding `site/` (what catshost
 /// reads) and `link`, a symlink to `base` itself: `base/link/site` is
@@ -192,14 +192,6 @@ fn a_config_whose_tenant_could_write_catshosts_files_or_read_anothers_key_refuse
     std::fs::write(&config, format!("{server}{own}")).unwrap();
     let args = ["--config", config_s, "--cache-dir", cache_s];
     drop(Process::serve_with(&args, false));
-}
-
-fn json_lines(process: &Process) -> Vec<Value> {
-    process
-        .stderr()
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
 }
 
 /// The first log line after the first `after` whose message is one of

@@ -26,7 +26,9 @@ use http::{StatusCode, Version};
 use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{Answer, Client, Process, TestServer, built, catshost, fixture, guest, temp_file};
+use support::{
+    Answer, Client, Process, TestServer, built, catshost, fixture, guest, pseudo_random, temp_file,
+};
 use tokio::net::TcpStream;
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
@@ -207,20 +209,6 @@ async fn wait_for_sample(
 const LIVE: &str = r#"catshost_instances_live{tenant="default"}"#;
 const RETIRED: &str = r#"catshost_instances_retired_total{tenant="default"}"#;
 const CREATED: &str = r#"catshost_instance_creation_seconds_count{tenant="default"}"#;
-
-/// `len` bytes of a xorshift sequence: every value of a byte, no pattern a
-/// stream could get right by accident.
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect()
-}
 
 /// GET / and POST /echo of `body` on `client`: the hello, and the body
 /// back byte for byte, both over `version`.

@@ -20,8 +20,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use support::{
-    Client, Process, TestServer, built, catshost, fixture, get_host, inherited_listener,
-    raw_status, temp_file,
+    Client, Process, TestServer, built, catshost, fixture, folder, get_host, inherited_listener,
+    json_lines, raw_status,
 };
 use tokio::net::TcpStream;
 
@@ -217,26 +217,10 @@ async fn a_saturated_tenant_gets_503_while_the_others_are_served() {
     server.finished().await.unwrap();
 }
 
-/// A folder for a config file and what it names.
-fn folder() -> PathBuf {
-    temp_file("catshost.toml", b"")
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-fn json_lines(process: &Process) -> Vec<Value> {
-    process
-        .stderr()
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,34 @@ pub fn built(language: &str, name: &str) -> PathBuf {
     path
 }
 
+/// A fresh folder under the test's temporary folder.
+pub fn folder() -> PathBuf {
+    temp_file("x", b"").parent().unwrap().to_path_buf()
+}
+
+/// The lines of `process`'s stderr that are JSON (`--log-format json`).
+pub fn json_lines(process: &Process) -> Vec<serde_json::Value> {
+    process
+        .stderr()
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// `len` bytes of a xorshift sequence: every value of a byte, no pattern a
+/// stream could get right by accident.
+pub fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
 /// A socket listening on 127.0.0.1:0 that a child process inherits, for
 /// `--listen-fd`: returns it with its descriptor (as text) and address.
 pub fn inherited_listener() -> (socket2::Socket, String, SocketAddr) {

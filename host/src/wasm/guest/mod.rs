@@ -8,6 +8,7 @@
 
 mod body;
 pub(crate) mod busy;
+mod calls;
 mod cpu;
 mod ctx;
 mod error;

@@ -1,8 +1,9 @@
 //! Outgoing HTTP from a guest's side: what a refusal of the tenant's
 //! allow-list (`config::Outbound`) is as a `wasi:http` error, how many
-//! connections a tenant's and an instance's guests hold open, and the
+//! connections a tenant's and an instance's guests hold open, the
 //! [`Upstream`] that allowed requests go through (`net::Client`, joined to
-//! it here: the network layer knows nothing of guests).
+//! it here: the network layer knows nothing of guests), and where calls to
+//! other tenants go ([`Tenants`]), with their depth bound.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
