@@ -15,7 +15,7 @@ use super::announce::announce_ready;
 use super::logging::with_spinner;
 use super::reload::Reloader;
 use super::say;
-use super::signals::stop_on_signals;
+use super::signals::StopSignals;
 
 /// Everything `serve` set up before serving: what it serves and how.
 struct Prepared {
@@ -177,7 +177,7 @@ async fn serve(settings: &ServeSettings, prepared: Prepared) -> anyhow::Result<(
         admin,
         listener,
     } = prepared;
-    let signals = tokio::spawn(stop_on_signals(server.stop().clone()));
+    let signals = tokio::spawn(StopSignals::catch()?.stop(server.stop().clone()));
     if let Some(reloader) = reloader {
         // SIGHUP is handled from here on (it would end the process).
         tokio::spawn(reloader.listen()?.run(settings.watch));
@@ -211,7 +211,7 @@ fn serve_per_core(settings: &ServeSettings, prepared: Prepared) -> anyhow::Resul
     let admin_max_connections = settings.admin_max_connections;
     server
         .serve_per_core(addr, settings.workers.get(), tls, move || {
-            let signals = tokio::spawn(stop_on_signals(first.stop().clone()));
+            let signals = tokio::spawn(StopSignals::catch()?.stop(first.stop().clone()));
             spawn_admin(admin, &first, admin_max_connections)?;
             Ok((
                 announce_ready(&first, https, ready_file),
