@@ -593,3 +593,53 @@ async fn spins_header_adder_middleware_runs_unchanged() {
     }
     server.stop().await;
 }
+
+/// Waits up to 10 s until `metrics` have `series` at `value`.
+async fn wait_for_sample(metrics: &catshost::metrics::Metrics, series: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics.encode();
+        if sample(&text, series) == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{series} {value}` in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chains_instances_and_host_memory_go_back_to_zero_when_it_is_idle() {
+    let mut settings = builder(&[], &[]);
+    settings.reuse(Reuse {
+        max_instance_reuse_count: Some(100),
+        max_instance_concurrent_reuse_count: None,
+        idle_instance_timeout: Duration::from_secs(2),
+    });
+    let server = serve(chain(&["cors", "auth"], "echo-p3"), &settings).await;
+    let body = pseudo_random(1 << 20);
+    for version in BOTH {
+        let mut client = Client::connect(server.addr, version).await;
+        for _ in 0..3 {
+            let (status, _, echoed) = send(&mut client, "POST", "/echo", &body, true).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(echoed.len(), body.len());
+        }
+    }
+    // One chain instance served them all (its three components count as
+    // one); idle past its timeout, it goes, and with it all that was
+    // charged to the tenant for it.
+    let metrics = server.server.metrics();
+    let live = r#"catshost_instances_live{tenant="default"}"#;
+    assert_eq!(sample(&metrics.encode(), live), Some(1.0));
+    wait_for_sample(metrics, live, 0.0).await;
+    wait_for_sample(
+        metrics,
+        r#"catshost_host_memory_bytes{tenant="default"}"#,
+        0.0,
+    )
+    .await;
+    server.stop().await;
+}
