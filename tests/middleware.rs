@@ -18,7 +18,10 @@ use catshost::{Engine, GuestPre, Middleware, Reuse};
 use http::{StatusCode, Version};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use support::{Client, Process, TestServer, built, catshost, folder, json_lines, pseudo_random};
+use support::{
+    Client, Process, TestServer, built, catshost, folder, json_lines, pseudo_random, sample,
+    wait_for_sample,
+};
 
 const BOTH: [Version; 2] = [Version::HTTP_11, Version::HTTP_2];
 const TOKEN: &str = "s3cret";
@@ -197,13 +200,6 @@ async fn a_python_middleware_stands_in_front_of_a_rust_handler() {
 }
 
 const CREATED: &str = r#"catshost_instance_creation_seconds_count{tenant="default"}"#;
-
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        Some(value.parse().unwrap())
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_in_a_middleware_fails_that_request_and_the_chain_is_reused_as_one_instance() {
@@ -594,22 +590,6 @@ async fn spins_header_adder_middleware_runs_unchanged() {
     server.stop().await;
 }
 
-/// Waits up to 10 s until `metrics` have `series` at `value`.
-async fn wait_for_sample(metrics: &catshost::metrics::Metrics, series: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = metrics.encode();
-        if sample(&text, series) == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{series} {value}` in:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chains_instances_and_host_memory_go_back_to_zero_when_it_is_idle() {
     let mut settings = builder(&[], &[]);
@@ -634,11 +614,12 @@ async fn a_chains_instances_and_host_memory_go_back_to_zero_when_it_is_idle() {
     let metrics = server.server.metrics();
     let live = r#"catshost_instances_live{tenant="default"}"#;
     assert_eq!(sample(&metrics.encode(), live), Some(1.0));
-    wait_for_sample(metrics, live, 0.0).await;
+    wait_for_sample(metrics, live, 0.0, Duration::from_secs(10)).await;
     wait_for_sample(
         metrics,
         r#"catshost_host_memory_bytes{tenant="default"}"#,
         0.0,
+        Duration::from_secs(10),
     )
     .await;
     server.stop().await;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode, Version};
 use serde_json::Value;
-use support::{Client, Process, Raw, TestServer, catshost, fixture, fixture_file, get};
+use support::{
+    Client, Process, Raw, TestServer, catshost, fixture, fixture_file, get, sample, wait_for_sample,
+};
 
 /// The JSON log events on `process`'s stderr with `target`.
 fn events(process: &Process, target: &str) -> Vec<Value> {
@@ -33,30 +35,6 @@ fn wait_for_events(process: &Process, target: &str, n: usize) -> Vec<Value> {
             process.stderr().join("\n")
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The value of the sample `series` (name with labels, as exposed), if any.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        Some(value.parse().unwrap())
-    })
-}
-
-/// Waits until `server`'s metrics have `series` at `value`.
-async fn wait_for_sample(server: &catshost::Server, series: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = server.metrics().encode();
-        if sample(&metrics, series) == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{series} {value}` in:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -479,9 +457,21 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     drop(held);
     drop(busy);
     let rejected = r#"catshost_admission_rejections_total{tenant="shop",reason="concurrency"}"#;
-    wait_for_sample(&server.server, rejected, 1.0).await;
+    wait_for_sample(
+        server.server.metrics(),
+        rejected,
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
     let refused = r#"catshost_requests_total{tenant="shop",status="503",protocol="HTTP/1.1"}"#;
-    wait_for_sample(&server.server, refused, 1.0).await;
+    wait_for_sample(
+        server.server.metrics(),
+        refused,
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
     server.stop().await;
 
     // Plaintext on a TLS port fails the handshake.
@@ -492,6 +482,12 @@ async fn admission_rejections_tenants_and_failed_handshakes_are_counted() {
     let mut tcp = Raw::send(server.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(tcp.closed_within(Duration::from_secs(5)).await);
     let failed = r#"catshost_tls_handshake_failures_total{reason="error"}"#;
-    wait_for_sample(&server.server, failed, 1.0).await;
+    wait_for_sample(
+        server.server.metrics(),
+        failed,
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
     server.stop().await;
 }

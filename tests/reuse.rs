@@ -27,7 +27,8 @@ use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use support::{
-    Answer, Client, Process, TestServer, built, catshost, fixture, guest, pseudo_random, temp_file,
+    Answer, Client, Process, TestServer, built, catshost, fixture, guest, pseudo_random, sample,
+    temp_file, wait_for_sample,
 };
 use tokio::net::TcpStream;
 
@@ -175,35 +176,6 @@ async fn timed_get(addr: SocketAddr, path: &str) -> (Answer, Duration) {
 fn spawn_get(addr: SocketAddr, path: &str) -> tokio::task::JoinHandle<(Answer, Duration)> {
     let path = path.to_string();
     tokio::spawn(async move { timed_get(addr, &path).await })
-}
-
-/// The value of the sample `series` (name with labels, as exposed), if any.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        Some(value.parse().unwrap())
-    })
-}
-
-/// Waits up to `timeout` until `metrics` have `series` at `value`.
-async fn wait_for_sample(
-    metrics: &catshost::metrics::Metrics,
-    series: &str,
-    value: f64,
-    timeout: Duration,
-) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let metrics = metrics.encode();
-        if sample(&metrics, series) == Some(value) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{series} {value}` within {timeout:?} in:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 const LIVE: &str = r#"catshost_instances_live{tenant="default"}"#;

@@ -69,6 +69,35 @@ pub fn built(language: &str, name: &str) -> PathBuf {
     path
 }
 
+/// The value of the sample `series` (name with labels, as exposed), if any.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(value.parse().unwrap())
+    })
+}
+
+/// Waits up to `timeout` until `metrics` have `series` at `value`.
+pub async fn wait_for_sample(
+    metrics: &catshost::metrics::Metrics,
+    series: &str,
+    value: f64,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let metrics = metrics.encode();
+        if sample(&metrics, series) == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{series} {value}` within {timeout:?} in:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A fresh folder under the test's temporary folder.
 pub fn folder() -> PathBuf {
     temp_file("x", b"").parent().unwrap().to_path_buf()
