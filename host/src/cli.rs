@@ -367,15 +367,22 @@ impl<T: Table> Args for Flags<T> {
                 true => ArgAction::Append,
                 false => ArgAction::Set,
             };
-            cmd = cmd.arg(
-                Arg::new(setting.key)
-                    .long(setting.flag())
-                    .value_name(setting.value_name)
-                    .help(help)
-                    .help_heading(setting.heading)
-                    .action(action)
-                    .value_parser(check),
-            );
+            let mut arg = Arg::new(setting.key)
+                .long(setting.flag())
+                .value_name(setting.value_name)
+                .help(help)
+                .help_heading(setting.heading)
+                .action(action)
+                .value_parser(check);
+            if setting.switch {
+                // `--http3` alone; a value only as `--http3=false`, so
+                // the component's path after it is never taken for one.
+                arg = arg
+                    .num_args(0..=1)
+                    .require_equals(true)
+                    .default_missing_value("true");
+            }
+            cmd = cmd.arg(arg);
             group = group.arg(setting.key);
         }
         cmd.group(group)

@@ -157,6 +157,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// HTTP/3's UDP socket could not be bound on the TCP listener's port.
+    #[error("failed to serve HTTP/3 on UDP {addr}")]
+    BindUdp {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// HTTP/3 was asked for without TLS, or where it is not served.
+    #[error("{0}")]
+    Http3(&'static str),
+    /// HTTP/3's TLS configuration could not be made from the server's.
+    #[error("failed to configure TLS for HTTP/3")]
+    Http3Tls(#[source] BoxError),
     /// The listener failed in a way the server cannot recover from.
     #[error("the listener failed")]
     Listener(#[source] std::io::Error),

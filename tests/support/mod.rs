@@ -548,6 +548,8 @@ impl Process {
                     let ready = line
                         .strip_prefix("catshost: serving http://")
                         .or_else(|| line.strip_prefix("catshost: serving https://"))
+                        // With HTTP/3: ", and HTTP/3 on UDP port N" follows.
+                        .map(|rest| rest.split(',').next().unwrap_or(rest))
                         .map(|addr| addr.parse::<SocketAddr>().unwrap());
                     // Recorded before the ready signal: a test that sees the
                     // server ready also sees every line up to the ready one.
@@ -669,8 +671,8 @@ pub fn chromium_dump_dom(profile: &Path, url: &str) -> Command {
     command
 }
 
-/// The Python of the WebSocket client venv scripts/test.sh makes (the
-/// `websockets` and `h2` libraries).
+/// The Python of the client venv scripts/test.sh makes (the `websockets`,
+/// `h2` and `aioquic` libraries).
 #[allow(dead_code)]
 pub fn websockets_python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR"))

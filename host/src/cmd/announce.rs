@@ -13,8 +13,15 @@ use super::say;
 /// Once `server` is ready: the ready line on stderr, the ready file, and
 /// READY=1 to a systemd-style supervisor; STOPPING=1 once it stops, or at
 /// the latest when the returned guard is dropped (the announcing task may
-/// not have run since the stop). Call it on the runtime that serves.
-pub fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) -> Announced {
+/// not have run since the stop). With `http3`, the line and the file say
+/// HTTP/3 is served on the same port (UDP): the file's second line is
+/// the `Alt-Svc` value. Call it on the runtime that serves.
+pub fn announce_ready(
+    server: &Server,
+    tls: bool,
+    http3: bool,
+    ready_file: Option<PathBuf>,
+) -> Announced {
     let scheme = if tls { "https" } else { "http" };
     let ready = server.ready();
     let stop = server.stop().clone();
@@ -23,12 +30,22 @@ pub fn announce_ready(server: &Server, tls: bool, ready_file: Option<PathBuf>) -
     tokio::spawn(async move {
         let Some(addr) = ready.await else { return };
         let url = format!("{scheme}://{addr}");
+        let mut ready = format!("{url}\n");
+        if http3 {
+            ready.push_str(&format!("h3=\":{}\"\n", addr.port()));
+        }
         if let Some(path) = ready_file
-            && let Err(error) = write_ready_file(&path, &url)
+            && let Err(error) = write_ready_file(&path, &ready)
         {
             tracing::warn!(path = %path.display(), %error, "failed to write the ready file");
         }
-        say(format_args!("catshost: serving {url}"));
+        match http3 {
+            true => say(format_args!(
+                "catshost: serving {url}, and HTTP/3 on UDP port {}",
+                addr.port()
+            )),
+            false => say(format_args!("catshost: serving {url}")),
+        }
         announcer.ready();
         stop.switched().await;
         announcer.stopping();
@@ -76,12 +93,12 @@ impl Supervisor {
     }
 }
 
-/// Writes `url` to `path` whole or not at all (a reader polling for the
+/// Writes `text` to `path` whole or not at all (a reader polling for the
 /// file never sees it half written).
-fn write_ready_file(path: &Path, url: &str) -> std::io::Result<()> {
+fn write_ready_file(path: &Path, text: &str) -> std::io::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
-    std::fs::write(&partial, format!("{url}\n"))?;
+    std::fs::write(&partial, text)?;
     std::fs::rename(&partial, path)
 }
 

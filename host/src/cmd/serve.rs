@@ -46,6 +46,17 @@ pub fn run(mut settings: ServeSettings) -> anyhow::Result<()> {
     }
     // Before anything is compiled (or loaded from the compile cache).
     settings.check_preopens(file.as_ref())?;
+    if settings.server.http.http3 {
+        anyhow::ensure!(
+            !settings.reuse_port,
+            "--http3 is not served in per-core mode (--reuse-port): serve it without"
+        );
+        anyhow::ensure!(
+            settings.tls.is_some() || file.is_some(),
+            "--http3 needs TLS (QUIC is encrypted): add --tls-cert and --tls-key, or \
+             --tls-self-signed"
+        );
+    }
     let prepared = prepare(&settings, file.as_ref())?;
     if settings.reuse_port {
         return serve_per_core(&settings, prepared);
@@ -121,6 +132,11 @@ fn prepare(settings: &ServeSettings, file: Option<&FileConfig>) -> anyhow::Resul
             (server, Some(reloader))
         }
     };
+    anyhow::ensure!(
+        !settings.server.http.http3 || tls.is_some(),
+        "[server] http3 needs TLS (QUIC is encrypted): give a tenant a certificate ([[tenant]] \
+         tls_cert and tls_key)"
+    );
     let admin = settings.admin_addr.map(bind_admin).transpose()?;
     let listen = match (settings.listen, catshost::net::systemd_listen_fd()) {
         (Listen::Addr(_), Some(fd)) | (Listen::Fd(fd), _) => Some(fd),
@@ -183,7 +199,8 @@ async fn serve(settings: &ServeSettings, prepared: Prepared) -> anyhow::Result<(
         tokio::spawn(reloader.listen()?.run(settings.watch));
     }
     spawn_admin(admin, &server, settings.admin_max_connections)?;
-    let announced = announce_ready(&server, tls.is_some(), settings.ready_file.clone());
+    let http3 = tls.is_some() && settings.server.http.http3;
+    let announced = announce_ready(&server, tls.is_some(), http3, settings.ready_file.clone());
     let served = match (listener, settings.listen, tls) {
         (Some(listener), _, tls) => server.serve_listener(listener, tls).await,
         (None, Listen::Addr(addr), None) => server.serve_clear(addr).await,
@@ -214,7 +231,7 @@ fn serve_per_core(settings: &ServeSettings, prepared: Prepared) -> anyhow::Resul
             let signals = tokio::spawn(StopSignals::catch()?.stop(first.stop().clone()));
             spawn_admin(admin, &first, admin_max_connections)?;
             Ok((
-                announce_ready(&first, https, ready_file),
+                announce_ready(&first, https, false, ready_file),
                 AbortOnDrop(signals),
             ))
         })

@@ -1,6 +1,6 @@
 //! The HTTP settings of a server: the versions it speaks (and so the ALPN
-//! list it offers over TLS), its timeouts and the HTTP/1 and HTTP/2
-//! tunables. Plain data: the HTTP side turns them into hyper's connection
+//! list it offers over TLS; HTTP/3 beside them), its timeouts and the
+//! HTTP/1, HTTP/2 and HTTP/3 tunables. Plain data: the HTTP side turns them into hyper's connection
 //! builders.
 
 use std::str::FromStr;
@@ -14,6 +14,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`HttpSettings::max_header_size`] by default: 64 KiB.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 64 << 10;
+/// [`HttpSettings::http3_max_concurrent_streams`] by default: 100 (quinn's,
+/// and what RFC 9114 asks a server to allow at least).
+pub const DEFAULT_HTTP3_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// The HTTP versions a server speaks (Httpcats' `Both | HTTP_1_1 | H2`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +123,17 @@ pub struct HttpSettings {
     /// The most streams the server resets for protocol errors of the client
     /// before it closes the connection. Default is hyper's, 1024.
     pub http2_max_local_error_reset_streams: Option<usize>,
+    /// HTTP/3 over QUIC beside the TCP listener, with TLS only: a UDP
+    /// socket on the same port, ALPN `h3`, the same certificates; TCP
+    /// responses then carry `Alt-Svc: h3=":PORT"`. Not one of
+    /// [`HttpSettings::versions`]: it runs alongside whichever those are.
+    /// Default is off.
+    pub http3: bool,
+    /// The most request streams (bidirectional) a client may have open on
+    /// one HTTP/3 connection at once; QUIC's flow control holds the rest
+    /// back (it never grants more). Default is
+    /// [`DEFAULT_HTTP3_MAX_CONCURRENT_STREAMS`].
+    pub http3_max_concurrent_streams: u32,
 }
 
 impl Default for HttpSettings {
@@ -140,6 +154,8 @@ impl Default for HttpSettings {
             http2_keep_alive_timeout: None,
             http2_max_pending_accept_reset_streams: None,
             http2_max_local_error_reset_streams: None,
+            http3: false,
+            http3_max_concurrent_streams: DEFAULT_HTTP3_MAX_CONCURRENT_STREAMS,
         }
     }
 }

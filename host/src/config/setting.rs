@@ -24,6 +24,9 @@ pub struct Setting<T> {
     /// (`--trusted-proxy`); its config key takes an array. `None` for a
     /// setting of one value.
     pub(super) list_flag: Option<&'static str>,
+    /// A switch: its flag alone turns it on (`--http3`), `--flag=false`
+    /// off; its config key is a boolean.
+    pub switch: bool,
     /// Reads one value (of a list: adds it).
     pub(super) set: fn(&mut T, &str) -> Result<(), String>,
     pub(super) show: fn(&T) -> Option<String>,
@@ -59,9 +62,17 @@ impl<T> Setting<T> {
 }
 
 /// A table entry: `key: [field path] "VALUE", parse, show, heading, help`;
-/// or, for a list, `key: [field path] each "flag" "VALUE", add, heading,
-/// help`, where `add` reads one value into the field.
+/// for a list, `key: [field path] each "flag" "VALUE", add, heading,
+/// help`, where `add` reads one value into the field; for a switch,
+/// `key: [field path] switch, heading, help`.
 macro_rules! setting {
+    ($key:ident: [$($field:tt)+] switch, $heading:expr, $help:expr) => {
+        Setting {
+            switch: true,
+            ..setting!($key: [$($field)+] "BOOL", super::units::parse_bool, count, $heading,
+                $help)
+        }
+    };
     ($key:ident: [$($field:tt)+] each $flag:literal $value:literal, $add:expr, $heading:expr,
      $help:expr) => {
         Setting {
@@ -70,6 +81,7 @@ macro_rules! setting {
             heading: $heading,
             help: $help,
             list_flag: Some($flag),
+            switch: false,
             set: |settings, text| ($add)(&mut settings.$($field)+, text),
             show: |_| None,
         }
@@ -81,6 +93,7 @@ macro_rules! setting {
             heading: $heading,
             help: $help,
             list_flag: None,
+            switch: false,
             set: |settings, text| {
                 settings.$($field)+ = ($parse)(text)?;
                 Ok(())

@@ -307,6 +307,12 @@ pub const SERVER_SETTINGS: &[Setting<ServerSettings>] = &[
         "N", |t| parse_count(t).map(Some), unset, HTTP,
         "Streams the server may reset for a client's protocol errors before it closes the \
          connection [default: 1024]."),
+    setting!(http3: [http.http3] switch, HTTP,
+        "Also serve HTTP/3 (QUIC) on the same port number over UDP, with the same \
+         certificates; TCP responses advertise it with Alt-Svc. Needs TLS."),
+    setting!(http3_max_concurrent_streams: [http.http3_max_concurrent_streams] "N",
+        parse_nonzero_u32, count, HTTP,
+        "The most request streams open at once on one HTTP/3 connection."),
 ];
 
 /// A tenant's limits, each once: flags of `catshost serve` and keys of a
@@ -375,6 +381,11 @@ pub const LIMIT_SETTINGS: &[Setting<TenantLimits>] = &[
 
 /// A reuse count: at least 1, at most `u32::MAX`.
 fn parse_reuse_count(text: &str) -> Result<u32, String> {
+    parse_nonzero_u32(text)
+}
+
+/// At least 1, at most `u32::MAX`.
+fn parse_nonzero_u32(text: &str) -> Result<u32, String> {
     let n = parse_nonzero(text)?;
     u32::try_from(n).map_err(|_| format!("{n} is too large: at most {}", u32::MAX))
 }

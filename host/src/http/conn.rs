@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -96,6 +97,8 @@ pub(crate) struct ConnBuilder {
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     timeouts: Timeouts,
+    /// HTTP/3's settings, for the QUIC side's connections.
+    h3: super::h3::H3Builder,
     /// The runs of every upgraded connection (hooks', WebSockets'): a stop
     /// waits for them.
     upgraded: TaskTracker,
@@ -162,11 +165,17 @@ impl ConnBuilder {
         };
         Self {
             timeouts,
+            h3: super::h3::H3Builder::new(settings),
             upgraded: TaskTracker::new(),
             http1: builder.clone().http1_only(),
             http2: builder.clone().http2_only(),
             detect: builder,
         }
+    }
+
+    /// How HTTP/3 connections are served.
+    pub(crate) fn h3(&self) -> &super::h3::H3Builder {
+        &self.h3
     }
 
     /// The runs of upgraded connections, for a stop to wait on.
@@ -181,13 +190,15 @@ impl ConnBuilder {
     /// hook's, a WebSocket's) are done with it. An upgrade counts as a
     /// request in flight while its run runs; once HTTP/1 hands its
     /// connection over, the watchdog is done and the run owns the
-    /// connection's timeouts.
+    /// connection's timeouts. Every response carries `alt_svc` as its
+    /// `Alt-Svc` header, when given (HTTP/3 served beside).
     pub(crate) async fn serve<I>(
         &self,
         io: I,
         protocol: Protocol,
         dispatch: Arc<Dispatch>,
         conn: ConnInfo,
+        alt_svc: Option<HeaderValue>,
         watcher: Watcher,
     ) -> Option<Cut>
     where
@@ -197,7 +208,7 @@ impl ConnBuilder {
         let io = Tracked::new(io, activity.clone());
         let peer = conn.peer;
         let (upgrades, mut accepted) = tokio::sync::mpsc::unbounded_channel();
-        let service = service(dispatch, conn, activity.clone(), upgrades);
+        let service = service(dispatch, conn, alt_svc, activity.clone(), upgrades);
         let builder = match protocol {
             Protocol::Detect => &self.detect,
             Protocol::Http1 => &self.http1,
@@ -283,8 +294,8 @@ impl ConnBuilder {
 type WatchedResponse = http::Response<Watched<ResponseBody>>;
 
 /// hyper's service for one connection: puts `conn` into every request, has
-/// `dispatch` serve it, and sends the run of an upgrade the response
-/// accepts down `upgrades`.
+/// `dispatch` serve it, adds `alt_svc` to the response, and sends the run
+/// of an upgrade the response accepts down `upgrades`.
 ///
 /// The dispatch returns the response and, apart from it, the upgrade's run
 /// ([`Dispatched`]). A hyper service can return the response only, so the
@@ -295,6 +306,7 @@ type WatchedResponse = http::Response<Watched<ResponseBody>>;
 fn service(
     dispatch: Arc<Dispatch>,
     conn: ConnInfo,
+    alt_svc: Option<HeaderValue>,
     activity: Arc<Activity>,
     upgrades: UnboundedSender<(UpgradeRun, ActiveRequest)>,
 ) -> impl Service<
@@ -310,9 +322,17 @@ fn service(
         let in_flight = activity.request_started();
         let http1 = req.version() < http::Version::HTTP_2;
         let (activity, upgrades) = (activity.clone(), upgrades.clone());
+        let alt_svc = alt_svc.clone();
         async move {
-            let Dispatched { response, upgrade } =
-                dispatch.serve(req.map(IncomingBody::from)).await;
+            let Dispatched {
+                mut response,
+                upgrade,
+            } = dispatch.serve(req.map(IncomingBody::from)).await;
+            if let Some(alt_svc) = alt_svc {
+                response
+                    .headers_mut()
+                    .insert(http::header::ALT_SVC, alt_svc);
+            }
             if let Some(run) = upgrade {
                 // The connection's task is there for as long as its
                 // service is.

@@ -9,6 +9,7 @@ mod body;
 mod conn;
 mod error;
 mod guest;
+mod h3;
 mod host;
 mod internal;
 #[cfg(test)]
@@ -20,10 +21,7 @@ mod watchdog;
 mod websocket;
 
 pub(crate) use access::Recorder;
-#[cfg_attr(
-    not(test),
-    expect(unused_imports, reason = "HTTP/3 and in-process calls enter here next")
-)]
+#[cfg(test)]
 pub(crate) use body::IncomingBody;
 pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};

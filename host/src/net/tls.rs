@@ -163,6 +163,18 @@ impl Tls {
         Ok((tls, fingerprint, pem))
     }
 
+    /// The configuration of HTTP/3 connections: the same certificates
+    /// (the same resolver, so SNI and certificates replaced while serving
+    /// apply to QUIC too), ALPN `h3` only, and no 0-RTT (early data could
+    /// be replayed). QUIC itself allows TLS 1.3 only.
+    pub(crate) fn quic(&self) -> Result<quinn::crypto::rustls::QuicServerConfig, TlsError> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"h3".to_vec()];
+        config.max_early_data_size = 0;
+        quinn::crypto::rustls::QuicServerConfig::try_from(config)
+            .map_err(|error| TlsError::Config(rustls::Error::General(error.to_string())))
+    }
+
     /// The rustls configuration, for serving TLS outside catshost (the
     /// benchmarks' native server).
     pub fn server_config(&self) -> Arc<ServerConfig> {

@@ -428,6 +428,7 @@ impl Builder {
                 clients: crate::net::PerClient::new(settings.max_connections_per_client),
                 account,
                 loader,
+                alt_svc: Default::default(),
                 shed_at: Default::default(),
                 ready: ReadyLatch::new(),
             }),

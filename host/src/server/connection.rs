@@ -125,7 +125,12 @@ impl Inner {
             + 'static,
     {
         let dispatch = self.dispatch.clone();
-        let closed = self.conn.serve(io, protocol, dispatch, conn, watcher).await;
+        // Over TLS, with HTTP/3 beside: its port.
+        let alt_svc = conn.tls.then(|| self.alt_svc.get().cloned()).flatten();
+        let closed = self
+            .conn
+            .serve(io, protocol, dispatch, conn, alt_svc, watcher)
+            .await;
         if let Some(closed) = closed {
             self.builder.metrics.connection_closed(closed.as_str());
         }

@@ -22,6 +22,7 @@ mod builder;
 mod connection;
 pub mod load;
 mod per_core;
+mod quic;
 mod tenant;
 
 pub use builder::{Builder, DEFAULT_TENANT};
@@ -53,6 +54,8 @@ struct Inner {
     loader: Arc<crate::http::Loader>,
     /// The tenants as their guests' internal calls find them.
     internal: crate::http::InternalTenants,
+    /// `Alt-Svc` of TLS responses once HTTP/3 is served: `h3=":PORT"`.
+    alt_svc: std::sync::OnceLock<http::HeaderValue>,
     /// When the overload guard last shed a tenant's sockets.
     shed_at: std::sync::Mutex<Option<std::time::Instant>>,
     ready: ReadyLatch,
@@ -206,13 +209,49 @@ impl Server {
     }
 
     async fn serve(&self, listener: Listener, tls: Option<Tls>) -> Result<(), Error> {
+        let inner = &*self.inner;
+        let addr = listener.local_addr().map_err(Error::Listener)?;
+        // HTTP/3 on the same port number, bound before the server is
+        // ready: readiness counts the UDP socket too.
+        let quic = match (&tls, inner.builder.settings.http.http3) {
+            (_, false) => None,
+            (None, true) => {
+                inner.ready.fail();
+                return Err(Error::Http3("HTTP/3 needs TLS: give a certificate"));
+            }
+            (Some(tls), true) => match inner.bind_quic(addr, tls) {
+                Ok(endpoint) => Some((endpoint, tls.sni.clone())),
+                Err(error) => {
+                    inner.ready.fail();
+                    return Err(error);
+                }
+            },
+        };
         let acceptor = tls.map(|tls| TlsSide {
             acceptor: tokio_rustls::TlsAcceptor::from(tls.config),
             sni: tls.sni,
         });
-        let inner = &*self.inner;
-        let addr = listener.local_addr().map_err(Error::Listener)?;
         inner.ready.open(addr);
+        let tcp = async {
+            let served = self.serve_tcp(listener, acceptor).await;
+            if served.is_err() {
+                // The QUIC side must not serve on alone.
+                self.stop().switch();
+            }
+            served
+        };
+        let (tcp, ()) = tokio::join!(tcp, async {
+            if let Some((endpoint, sni)) = quic {
+                self.inner.serve_quic(endpoint, sni).await;
+            }
+        });
+        tcp
+    }
+
+    /// Accepts and serves TCP connections until the stop switch, then
+    /// drains them.
+    async fn serve_tcp(&self, listener: Listener, acceptor: Option<TlsSide>) -> Result<(), Error> {
+        let inner = &*self.inner;
 
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();

@@ -29,6 +29,11 @@ impl Server {
         tls: Option<Tls>,
         first: impl FnOnce() -> std::io::Result<G> + Send + 'static,
     ) -> Result<(), Error> {
+        if self.inner.builder.settings.http.http3 {
+            return Err(Error::Http3(
+                "HTTP/3 is not served in per-core mode (--reuse-port): serve it without",
+            ));
+        }
         let backlog = self.inner.builder.settings.backlog;
         let bind =
             |addr| net::bind(addr, backlog, true).map_err(|source| Error::Bind { addr, source });
