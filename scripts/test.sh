@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests drive
 # (curl, openssl, a headless Chromium; kubernetes-validate from PyPI for the
-# manifest check, websockets and h2 from PyPI for the WebSocket clients) and
+# manifest check, websockets and h2 from PyPI for the WebSocket clients,
+# aioquic for the HTTP/3 one) and
 # the guest toolchains when missing, builds the guest examples of every
 # language and the Rust tests, then runs every test of the workspace.
 # Prints how long each phase took.
@@ -38,13 +39,15 @@ install_tools() {
     "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.31.0
   fi
 
-  # The WebSocket clients tests/upgrade.rs and tests/websocket.rs drive
-  # (tests/clients): the websockets library, and h2 for raw HTTP/2 frames.
+  # The clients tests/upgrade.rs, tests/websocket.rs and tests/http3.rs
+  # drive (tests/clients): the websockets library, h2 for raw HTTP/2
+  # frames, aioquic for HTTP/3.
   venv=target/guest-toolchains/ws-client
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import websockets, h2' 2>/dev/null; then
-    echo "== installing websockets and h2 (PyPI) into $venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import websockets, h2, aioquic' 2>/dev/null; then
+    echo "== installing websockets, h2 and aioquic (PyPI) into $venv"
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check websockets==15.0.1 h2==4.3.0
+    "$venv/bin/pip" install --quiet --disable-pip-version-check websockets==15.0.1 h2==4.3.0 \
+      aioquic==1.7.2
   fi
 
   guest-examples/build.sh --toolchains

@@ -37,7 +37,12 @@ fn serve(server: &str) -> Process {
 
 /// [`serve`], with `args` given to `catshost serve` too.
 fn serve_with(server: &str, args: &[&str]) -> Process {
-    let dir = folder();
+    serve_in(&folder(), server, args)
+}
+
+/// [`serve_with`], its files in `dir`.
+fn serve_in(dir: &Path, server: &str, args: &[&str]) -> Process {
+    let dir = dir.to_path_buf();
     for name in ["echo", "faults", "slow", "hello"] {
         write(&dir, &format!("{name}.wasm"), &fixture(name));
     }
@@ -496,4 +501,54 @@ fn admin_metrics(server: &Process) -> String {
         .output()
         .unwrap();
     String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_library_serves_http3_beside_tcp_and_refuses_it_without_tls() {
+    let engine = catshost::Engine::new().unwrap();
+    let demo = || engine.load_bytes("demo", catshost::DEMO_COMPONENT).unwrap();
+    let (tls, _, _) = catshost::Tls::self_signed(catshost::config::HttpVersions::Both).unwrap();
+    let mut builder = catshost::Server::builder();
+    builder.http3(true);
+    let server = support::TestServer::serve(builder.build(demo()), Some(tls)).await;
+    let spec = json!({ "port": server.addr.port(), "requests": [get("localhost", "/lib")] });
+    let out = tokio::task::spawn_blocking(move || h3(&["requests", &spec.to_string()]))
+        .await
+        .unwrap();
+    let response = &out["responses"][0];
+    assert_eq!(status(response), 200, "{out}");
+    assert!(
+        response["body"].as_str().unwrap().contains("protocol: HTTP/3"),
+        "{out}"
+    );
+    server.stop().await;
+
+    let refused = builder
+        .build(demo())
+        .serve_clear("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("HTTP/3 needs TLS"), "{refused}");
+}
+
+#[test]
+fn a_reload_s_new_certificate_applies_to_quic_too() {
+    let dir = folder();
+    let server = serve_in(&dir, "", &[]);
+    let port = server.addr.port().to_string();
+    let shop = dir.join("shop.pem");
+    let shown = |pem: &Path| h3(&["cert", &port, "shop.test", pem.to_str().unwrap()]);
+    assert_eq!(shown(&shop)["same"], true, "the shop's certificate by SNI");
+    let old = dir.join("old-shop.pem");
+    std::fs::copy(&shop, &old).unwrap();
+
+    let (cert, key) = certificate(&["shop.test"]);
+    write(&dir, "shop.pem", cert.as_bytes());
+    write(&dir, "shop.key", key.as_bytes());
+    server.signal(libc::SIGHUP);
+    server
+        .wait_for_line(Duration::from_secs(30), |l| l.contains("config reloaded"))
+        .expect("the reload");
+    assert_eq!(shown(&shop)["same"], true, "the new certificate over QUIC");
+    assert_eq!(shown(&old)["same"], false);
 }

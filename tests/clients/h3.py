@@ -6,6 +6,7 @@ self-signed); SNI is the name given.
     python h3.py no-headers PORT STREAMS SECONDS
     python h3.py no-credit PORT AUTHORITY PATH SECONDS
     python h3.py flood PORT GARBAGE INITIALS
+    python h3.py cert PORT SNI PEM  # whether the server shows PEM's certificate
 
 Each prints one JSON line with what it saw.
 """
@@ -221,6 +222,19 @@ def flood(port, garbage, initials):
     print(json.dumps({"garbage": garbage, "initials": initials}), flush=True)
 
 
+async def cert(port, sni, pem):
+    """Whether the certificate the server shows a client asking for `sni`
+    is the one in the file `pem`."""
+    from cryptography import x509
+    with open(pem, "rb") as f:
+        want = x509.load_pem_x509_certificate(f.read())
+    async with connect("127.0.0.1", port, configuration=configuration(sni),
+                       create_protocol=Client) as client:
+        served = client._quic.tls._peer_certificate
+    print(json.dumps({"same": served == want, "served": served.subject.rfc4514_string()}),
+          flush=True)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "requests":
@@ -229,6 +243,8 @@ def main():
         asyncio.run(no_headers(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
     elif mode == "no-credit":
         asyncio.run(no_credit(int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])))
+    elif mode == "cert":
+        asyncio.run(cert(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
     elif mode == "flood":
         flood(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:

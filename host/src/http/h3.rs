@@ -41,8 +41,9 @@ pub(crate) enum H3Cut {
 impl H3Cut {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            H3Cut::FirstRequest => "first_request_timeout",
-            H3Cut::Idle => "idle_timeout",
+            // As the TCP watchdog counts them.
+            H3Cut::FirstRequest => "no_request",
+            H3Cut::Idle => "idle",
         }
     }
 }

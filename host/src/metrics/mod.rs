@@ -194,7 +194,9 @@ impl Metrics {
              memory at its limit (host_memory), no valid PROXY header from a trusted proxy \
              in time (proxy_header), no request within the header read timeout of the start \
              (no_request), no request in flight for the idle timeout (idle), data not taken \
-             for the write timeout (not_reading)",
+             for the write timeout (not_reading); HTTP/3's: sent a Retry to validate its \
+             address while many handshakes were in progress (quic_retry), refused at \
+             --max-connections (max_connections)",
             metrics.connections_closed.clone(),
         );
         registry.register(

@@ -159,6 +159,18 @@ impl Builder {
         self
     }
 
+    /// Sets [`HttpSettings::http3`]: HTTP/3 over QUIC beside whichever
+    /// [`versions`](Self::http_versions) TCP serves, on a UDP socket of the
+    /// TCP listener's port, with the same certificates. Serving then needs
+    /// TLS ([`Server::serve_tls`], or [`Server::serve_listener`] with
+    /// one); per-core mode refuses it.
+    ///
+    /// Default is off.
+    pub fn http3(&mut self, on: bool) -> &mut Self {
+        self.settings.http.http3 = on;
+        self
+    }
+
     /// Sets [`ServerSettings::tls_handshake_timeout`].
     ///
     /// Default is [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
