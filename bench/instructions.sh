@@ -9,6 +9,8 @@
 #   p3      the Rust WASI 0.3 echo, instances shared (WASI 0.3's default)
 #   ws      the Rust chat's WebSocket echo: N 64-byte messages, one after the
 #           other on one socket (bench/ws-messages.py): per message
+#   tls     reuse, over TLS (HTTP/1.1 and h2 by ALPN), a self-signed
+#           certificate
 #
 #   bench/instructions.sh OLD_CATSHOST [NEW_CATSHOST]   # NEW: target/release/catshost
 #   N1=500 N2=2500 MODES="fresh p3" bench/instructions.sh /tmp/old/catshost
@@ -27,6 +29,11 @@ ws_python=target/guest-toolchains/ws-client/bin/python
 case " $MODES " in *" ws "*) [ -x "$ws_python" ] || scripts/test.sh --install-only >/dev/null ;; esac
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+case " $MODES " in *" tls "*)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null ;;
+esac
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
@@ -38,7 +45,8 @@ mode() {
     reuse) echo "target/guest-examples/c-hello.wasm --max-instance-reuse-count 1000" ;;
     p3) echo "target/guest-examples/rust-echo-p3.wasm" ;;
     ws) echo "target/guest-examples/rust-chat.wasm" ;;
-    *) echo "bench/instructions.sh: unknown mode '$1' (fresh, reuse, p3, ws)" >&2; exit 2 ;;
+    tls) echo "target/guest-examples/c-hello.wasm --max-instance-reuse-count 1000 --tls-cert $work/cert.pem --tls-key $work/key.pem" ;;
+    *) echo "bench/instructions.sh: unknown mode '$1' (fresh, reuse, p3, ws, tls)" >&2; exit 2 ;;
   esac
 }
 
@@ -64,7 +72,9 @@ total() {
   if [ "$m" = ws ]; then
     "$ws_python" bench/ws-messages.py "$port" "$n" || { echo "bench/instructions.sh: the WebSocket echo failed" >&2; exit 1; }
   else
-    h2load "$@" -n "$n" -c 4 "http://127.0.0.1:$port/" | grep -q "status codes: $n 2xx" || { echo "bench/instructions.sh: not every request answered 2xx" >&2; exit 1; }
+    local scheme=http
+    [ "$m" != tls ] || scheme=https
+    h2load "$@" -n "$n" -c 4 "$scheme://127.0.0.1:$port/" | grep -q "status codes: $n 2xx" || { echo "bench/instructions.sh: not every request answered 2xx" >&2; exit 1; }
   fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^totals:/ { print $2 }' "$work/cg.out"

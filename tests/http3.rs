@@ -127,10 +127,15 @@ fn h3(args: &[&str]) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|_| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr
+            .get(stderr.len().saturating_sub(2000)..)
+            .unwrap_or(&stderr);
         panic!(
-            "h3.py {args:?}: {:?}\nstdout: {stdout}\nstderr: {}",
+            "h3.py {}: {:?}\nstdout: {}\nstderr: {stderr}",
+            args[0],
             output.status,
-            String::from_utf8_lossy(&output.stderr)
+            stdout.get(..2000).unwrap_or(&stdout)
         )
     })
 }
@@ -263,10 +268,19 @@ fn limits_and_guest_faults_answer_as_over_http2() {
             get("faults.test", "/loop"),
             get("faults.test", "/trap"),
             get("nowhere.test", "/"),
+            // Past --max-header-size (64 KiB): h3's own 431.
+            json!({ "authority": "localhost", "path": "/", "headers": big_headers() }),
         ]),
     );
     let statuses: Vec<_> = responses.iter().map(status).collect();
-    assert_eq!(statuses, [413, 504, 500, 404], "{responses:?}");
+    assert_eq!(statuses, [413, 504, 500, 404, 431], "{responses:?}");
+}
+
+/// Ten headers of 7 KiB: 70 KiB in all (aioquic refuses one that long).
+fn big_headers() -> Value {
+    (0..10)
+        .map(|i| json!([format!("x-big-{i}"), "a".repeat(7 << 10)]))
+        .collect()
 }
 
 #[test]
@@ -329,11 +343,13 @@ fn http3_without_tls_or_in_per_core_mode_is_refused() {
 
 #[test]
 fn a_stop_lets_streams_in_flight_finish() {
-    let server = serve("");
+    let server = serve("shutdown_timeout = \"5m\"");
     let spec = json!({
         "port": server.addr.port(),
         "requests": [get("slow.test", "/1500"), get("slow.test", "/1500")],
         "announce_headers": true,
+        // Kept open after the responses, as a browser would.
+        "hold": 120,
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/h3.py");
     let mut client = Command::new(websockets_python())
@@ -358,6 +374,9 @@ fn a_stop_lets_streams_in_flight_finish() {
         assert_eq!(status(response), 200, "{out}");
         assert_eq!(response["body"], "started\nfinished\n", "{out}");
     }
+    // Once its requests are served, the server closes the connection
+    // itself (H3_NO_ERROR) rather than wait for the client.
+    assert_eq!(out["terminated"], 0x100, "{out}");
     let mut server = server;
     assert_eq!(
         server.wait_exit(Duration::from_secs(30)).unwrap().code(),
@@ -518,7 +537,10 @@ async fn the_library_serves_http3_beside_tcp_and_refuses_it_without_tls() {
     let response = &out["responses"][0];
     assert_eq!(status(response), 200, "{out}");
     assert!(
-        response["body"].as_str().unwrap().contains("protocol: HTTP/3"),
+        response["body"]
+            .as_str()
+            .unwrap()
+            .contains("protocol: HTTP/3"),
         "{out}"
     );
     server.stop().await;
@@ -528,7 +550,10 @@ async fn the_library_serves_http3_beside_tcp_and_refuses_it_without_tls() {
         .serve_clear("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("HTTP/3 needs TLS"), "{refused}");
+    assert!(
+        refused.to_string().contains("HTTP/3 needs TLS"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -44,6 +44,7 @@ class Client(QuicConnectionProtocol):
         self.h3 = H3Connection(self._quic)
         self.streams = {}
         self.terminated = None
+        self.closed = asyncio.get_running_loop().create_future()
 
     def request(self, method, authority, path, headers=(), body=b""):
         stream_id = self._quic.get_next_available_stream_id()
@@ -72,6 +73,8 @@ class Client(QuicConnectionProtocol):
                 stream["done"].set_result(None)
         if isinstance(event, ConnectionTerminated):
             self.terminated = event.error_code
+            if not self.closed.done():
+                self.closed.set_result(None)
             for stream in self.streams.values():
                 if not stream["done"].done():
                     stream["done"].set_result(None)
@@ -115,7 +118,9 @@ def pattern(size):
 
 async def requests(spec):
     """SPEC: {"port", "sni", "requests": [{"method", "authority", "path",
-    "headers": [[k, v]], "body_size"}], "timeout", "announce_headers"}.
+    "headers": [[k, v]], "body_size"}], "timeout", "announce_headers",
+    "hold"}. With hold, the connection is kept open up to that many seconds
+    after the responses, or until the server closes it.
     Every request goes at once on one connection; prints "sent" once they
     are sent, "headers" once every response head came (with
     announce_headers), then the results in order."""
@@ -137,6 +142,11 @@ async def requests(spec):
                                    spec.get("timeout", 60))
         except asyncio.TimeoutError:
             pass
+        if spec.get("hold"):
+            try:
+                await asyncio.wait_for(client.closed, spec["hold"])
+            except asyncio.TimeoutError:
+                pass
         print(json.dumps({"responses": [result(s) for s in streams],
                           "terminated": client.terminated}), flush=True)
 

@@ -25,6 +25,8 @@ use crate::error::BoxError;
 use crate::lifecycle::Stop;
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
+/// The QUIC code of a close without error.
+pub(crate) const H3_NO_ERROR: quinn::VarInt = quinn::VarInt::from_u32(0x100);
 type SendSide = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type RecvSide = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -95,6 +97,12 @@ impl H3Builder {
         let mut served_any = false;
         let mut stopping = false;
         loop {
+            if stopping && streams.is_empty() {
+                // GOAWAY sent and every request taken served: a client
+                // that keeps its connection open is not waited for.
+                quic.close(H3_NO_ERROR, b"");
+                break;
+            }
             // Without a request in flight the connection has a deadline:
             // its first request's, then the idle timeout.
             let deadline = match (streams.is_empty(), served_any) {
@@ -159,8 +167,8 @@ impl H3Builder {
     }
 
     fn cut(&self, quic: &quinn::Connection, cut: H3Cut) -> H3Cut {
-        // H3_NO_ERROR: a client retries on a new connection.
-        quic.close(quinn::VarInt::from_u32(0x100), b"");
+        // A client retries on a new connection.
+        quic.close(H3_NO_ERROR, b"");
         cut
     }
 }

@@ -27,6 +27,7 @@ pub use body::ResponseBody;
 pub(crate) use conn::{ConnBuilder, ConnInfo, Protocol, SniName};
 pub use error::{DefaultErrorHandler, ErrorHandler, Fault, HostError, Level};
 pub(crate) use guest::GuestTasks;
+pub(crate) use h3::H3_NO_ERROR;
 pub(crate) use internal::InternalTenants;
 pub(crate) use service::{Dispatch, TenantTable};
 pub(crate) use tenant::{CarryOver, GuestSource, LiveTenant, Loader, ServerParts};

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::Inner;
 use crate::error::Error;
-use crate::http::{ConnInfo, SniName};
+use crate::http::{ConnInfo, H3_NO_ERROR, SniName};
 use crate::net::{ClientSlot, SniCerts, Tls};
 
 /// Bytes a client may send on one request stream ahead of the guest
@@ -43,8 +43,6 @@ const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
 /// validated is sent a Retry first (a spoofed source never answers it, so
 /// it makes the server hold nothing).
 pub(crate) const RETRY_PAST_HANDSHAKES: usize = 16;
-/// The QUIC code of a close without error (H3_NO_ERROR).
-const H3_NO_ERROR: VarInt = VarInt::from_u32(0x100);
 
 impl Inner {
     /// The QUIC endpoint of HTTP/3, bound to UDP `addr` (the TCP
