@@ -7,6 +7,9 @@
 #     (the Rust WASI 0.3 echo, POST /echo), ECHO_STREAMS in flight on one
 #     connection; ROUNDS rounds of DURATION s, the protocols taking turns,
 #     the median round;
+#   - the server's CPU time per request (user + system over the round):
+#     what a request costs the server, whether or not the client (on one
+#     core, doing QUIC's work too) keeps it busy;
 #   - the server's resident memory per idle connection: IDLE connections
 #     opened, one request on each, the RSS before and after, over IDLE.
 #
@@ -33,7 +36,7 @@ cargo build --release -q -p catshost -p catshost-bench --bin catshost --bin h3-l
 load=target/release/h3-load
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cp target/guest-examples/c-hello.wasm target/guest-examples/rust-echo-p3.wasm "$work/"
 cat >"$work/catshost.toml" <<EOF
@@ -58,20 +61,31 @@ component = "c-hello.wasm"
 routes = ["/"]
 EOF
 
-taskset -c "$SERVER_CPU" target/release/catshost serve --config "$work/catshost.toml" \
-  --workers 1 --no-access-log --ready-file "$work/ready" 2>"$work/server.log" &
-server=$!
-for _ in $(seq 600); do [ -s "$work/ready" ] && break; sleep 0.1; done
-[ -s "$work/ready" ] || { cat "$work/server.log" >&2; exit 1; }
-port=$(head -1 "$work/ready" | sed 's/.*://')
-url="https://localhost:$port"
+# start: a fresh server ($server, $url).
+start() {
+  rm -f "$work/ready"
+  taskset -c "$SERVER_CPU" target/release/catshost serve --config "$work/catshost.toml" \
+    --workers 1 --no-access-log --ready-file "$work/ready" >/dev/null 2>"$work/server.log" &
+  server=$!
+  for _ in $(seq 600); do [ -s "$work/ready" ] && break; sleep 0.1; done
+  [ -s "$work/ready" ] || { cat "$work/server.log" >&2; exit 1; }
+  url="https://localhost:$(head -1 "$work/ready" | sed 's/.*://')"
+}
 
-# run PROTO PATH FLAGS...: one round's line of h3-load.
+stop() { kill "$server"; wait "$server" 2>/dev/null || true; }
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+
+# run PROTO PATH FLAGS...: one round's line of h3-load, and the server's
+# CPU time per request in µs (user + system, 100 ticks a second).
 run() {
-  local proto=$1 path=$2
+  local proto=$1 path=$2 before line
   shift 2
-  taskset -c "$LOAD_CPU" "$load" --proto "$proto" --url "$url$path" --ca "$work/cert.pem" \
-    --seconds "$DURATION" "$@"
+  before=$(ticks)
+  line=$(taskset -c "$LOAD_CPU" "$load" --proto "$proto" --url "$url$path" --ca "$work/cert.pem" \
+    --seconds "$DURATION" "$@")
+  echo "$line $(awk -v t=$(( $(ticks) - before )) -v rps="$(echo "$line" | awk '{ print $2 }')" \
+    -v d="$DURATION" 'BEGIN { printf "%.0f", t * 10000 / (rps * d) }')"
 }
 
 # median FIELD: the median of a column of the rounds' lines on stdin.
@@ -90,17 +104,23 @@ row() { # NAME PATH FLAGS...
   h2rps=$(median 2 <"$work/h2.txt"); h3rps=$(median 2 <"$work/h3.txt")
   h2p50=$(median 5 <"$work/h2.txt"); h3p50=$(median 5 <"$work/h3.txt")
   h2p99=$(median 8 <"$work/h2.txt"); h3p99=$(median 8 <"$work/h3.txt")
-  local errors
+  local errors h2cpu h3cpu
   errors=$(cat "$work/h2.txt" "$work/h3.txt" | awk '{ s += $11 } END { print s }')
-  printf '| %s | %s | %s | %.2fx | %s / %s | %s / %s | %.2fx | %s |\n' "$name" "$h2rps" "$h3rps" \
+  h2cpu=$(median 12 <"$work/h2.txt"); h3cpu=$(median 12 <"$work/h3.txt")
+  printf '| %s | %s | %s | %.2fx | %s / %s | %s / %s | %.2fx | %s / %s | %s |\n' "$name" "$h2rps" "$h3rps" \
     "$(awk -v a="$h3rps" -v b="$h2rps" 'BEGIN { print a / b }')" "$h2p50" "$h3p50" "$h2p99" "$h3p99" \
-    "$(awk -v a="$h3p50" -v b="$h2p50" 'BEGIN { print a / b }')" "$errors"
+    "$(awk -v a="$h3p50" -v b="$h2p50" 'BEGIN { print a / b }')" "$h2cpu" "$h3cpu" "$errors"
 }
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$server/status"; }
 
-idle() { # PROTO: KiB of server RSS per idle connection
+idle() { # PROTO: $idle_kib, KiB of server RSS per idle connection, on a fresh server
   local before after
+  stop
+  start
+  # Its first requests' allocations are not the connections'.
+  "$load" --proto "$1" --url "$url/" --ca "$work/cert.pem" --seconds 1 >/dev/null
+  sleep 1
   before=$(rss_kib)
   coproc HOLD { taskset -c "$LOAD_CPU" "$load" --proto "$1" --url "$url/" --ca "$work/cert.pem" --idle "$IDLE"; }
   read -r line <&"${HOLD[0]}"
@@ -109,23 +129,22 @@ idle() { # PROTO: KiB of server RSS per idle connection
   after=$(rss_kib)
   exec {HOLD[1]}>&-
   wait "$HOLD_PID" 2>/dev/null || true
-  sleep 2
-  awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.1f", (a - b) / n }'
+  idle_kib=$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN { printf "%.1f", (a - b) / n }')
 }
 
+start
 echo "HTTP/2 over TLS and HTTP/3, one catshost (1 worker, CPU $SERVER_CPU), load on CPU $LOAD_CPU, median of $ROUNDS rounds of ${DURATION} s"
 echo
-echo "| row | h2 req/s | h3 req/s | h3 / h2 | p50 ms h2 / h3 | p99 ms h2 / h3 | p50 h3 / h2 | errors |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| row | h2 req/s | h3 req/s | h3 / h2 | p50 ms h2 / h3 | p99 ms h2 / h3 | p50 h3 / h2 | server CPU µs/req h2 / h3 | errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
 row "C hello, $CONNS conns x $STREAMS streams" / --connections "$CONNS" --streams "$STREAMS"
 row "1 MiB echo (Rust p3), 1 conn x $ECHO_STREAMS streams" /echo --post 1048576 --connections 1 --streams "$ECHO_STREAMS"
 echo
-# Each protocol's idle connections twice, the second of each kept (the
-# first warms the allocator's arenas).
-idle h2 >/dev/null
-h2_idle=$(idle h2)
-idle h3 >/dev/null
-h3_idle=$(idle h3)
+idle h2
+h2_idle=$idle_kib
+idle h3
+h3_idle=$idle_kib
+stop
 echo "| idle connections ($IDLE) | server RSS per connection |"
 echo "|---|---|"
 echo "| TLS (HTTP/2) | $h2_idle KiB |"

@@ -186,7 +186,22 @@ enum Conn {
 impl Conn {
     async fn open(target: &Target, proto: &str) -> anyhow::Result<Self> {
         if proto == "h3" {
-            let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+            // Buffers as the server's (server/quic.rs): with the default,
+            // the kernel drops a burst's datagrams.
+            let socket = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
+            socket.set_recv_buffer_size(4 << 20)?;
+            socket.set_send_buffer_size(4 << 20)?;
+            socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+            let mut endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                None,
+                socket.into(),
+                Arc::new(quinn::TokioRuntime),
+            )?;
             let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(target.tls.clone())?;
             endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
             let quic = endpoint.connect(target.addr, &target.name)?.await?;

@@ -39,6 +39,8 @@ const MAX_INCOMING: usize = 1024;
 /// all of them.
 const INCOMING_BUFFER: u64 = 64 << 10;
 const INCOMING_BUFFER_TOTAL: u64 = 8 << 20;
+/// The UDP socket's buffers, each way: what a few streams send in a burst.
+const UDP_BUFFER: usize = 4 << 20;
 /// Handshakes in progress past which a client whose address is not yet
 /// validated is sent a Retry first (a spoofed source never answers it, so
 /// it makes the server hold nothing).
@@ -71,8 +73,15 @@ impl Inner {
             .max_incoming(MAX_INCOMING)
             .incoming_buffer_size(INCOMING_BUFFER)
             .incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
-        let endpoint = quinn::Endpoint::server(config, addr)
-            .map_err(|source| Error::BindUdp { addr, source })?;
+        let socket = udp_socket(addr).map_err(|source| Error::BindUdp { addr, source })?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime,
+        )
+        .map_err(|source| Error::BindUdp { addr, source })?;
         let alt_svc = format!("h3=\":{}\"; ma=86400", addr.port());
         let _ = self
             .alt_svc
@@ -218,6 +227,48 @@ impl Inner {
             metrics.connection_closed(cut.as_str());
         }
     }
+}
+
+/// A UDP socket bound to `addr` with buffers of [`UDP_BUFFER`] each way
+/// (the kernel caps them at `net.core.rmem_max` and `wmem_max`; a warning
+/// says when it did). With the default (208 KiB here), a burst of a few
+/// streams' data overflows the receive buffer: the kernel drops datagrams,
+/// and QUIC takes the loss for congestion.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // As the TCP listener: [::] takes IPv4 too where the system allows.
+        let _ = socket.set_only_v6(false);
+    }
+    for (what, set, get) in [
+        (
+            "receive",
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> std::io::Result<()>,
+            Socket::recv_buffer_size as fn(&Socket) -> std::io::Result<usize>,
+        ),
+        (
+            "send",
+            Socket::set_send_buffer_size,
+            Socket::send_buffer_size,
+        ),
+    ] {
+        let _ = set(&socket, UDP_BUFFER);
+        // Linux reports twice what was set (its bookkeeping).
+        if let Ok(got) = get(&socket)
+            && got < UDP_BUFFER
+        {
+            tracing::warn!(
+                buffer = what,
+                wanted = UDP_BUFFER,
+                got,
+                "HTTP/3's UDP socket buffer is smaller than it should be: raise \
+                 net.core.rmem_max and net.core.wmem_max, or datagrams are dropped under load"
+            );
+        }
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// One handshake in progress, counted until it is dropped.
