@@ -31,8 +31,8 @@ pub use guest::{
     InstanceLimits, Pool, Preopen, Reuse, SocketLimits, WasiAccess,
 };
 pub use http::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_HEADER_SIZE,
-    DEFAULT_WRITE_TIMEOUT, HttpSettings, HttpVersions,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HTTP3_MAX_CONCURRENT_STREAMS, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_HEADER_SIZE, DEFAULT_WRITE_TIMEOUT, HttpSettings, HttpVersions,
 };
 pub use limits::{
     DEFAULT_MAX_WEBSOCKETS_PER_CLIENT, DEFAULT_TENANT_HOST_MEMORY, TenantLimits, memory_available,
