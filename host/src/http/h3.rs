@@ -25,6 +25,9 @@ use crate::error::BoxError;
 use crate::lifecycle::Stop;
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
+/// How long a stopping connection whose requests are served waits, at
+/// least, for its client to take the last responses and close.
+const LINGER: Duration = Duration::from_secs(1);
 /// The QUIC code of a close without error.
 pub(crate) const H3_NO_ERROR: quinn::VarInt = quinn::VarInt::from_u32(0x100);
 type SendSide = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
@@ -98,8 +101,14 @@ impl H3Builder {
         let mut stopping = false;
         loop {
             if stopping && streams.is_empty() {
-                // GOAWAY sent and every request taken served: a client
-                // that keeps its connection open is not waited for.
+                // GOAWAY sent and every request taken served. A close
+                // now would drop response data not yet acknowledged, and
+                // quinn cannot say when it is: the client gets a few
+                // round trips (a second at least) to take it and close;
+                // one that keeps its connection open is not waited for
+                // longer.
+                let linger = (quic.rtt() * 10).max(LINGER);
+                let _ = tokio::time::timeout(linger, quic.closed()).await;
                 quic.close(H3_NO_ERROR, b"");
                 break;
             }
