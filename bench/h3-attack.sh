@@ -58,12 +58,14 @@ row "during the flood ($GARBAGE datagrams, $INITIALS Initials)" "$(good 3)"
 wait "$flood"
 row "after the flood" "$(good 3)"
 
+attackers=()
 for _ in $(seq "$CLIENTS"); do
   "$python" tests/clients/h3.py no-headers "$port" 100 "$((HEADER_TIMEOUT + 20))" >>"$work/no-headers.txt" &
+  attackers+=($!)
 done
 sleep 2
 row "during $CLIENTS x 100 streams without a head" "$(good 3)"
-wait
+wait "${attackers[@]}"
 ended=$(awk -F'"ended": ' '{ split($2, a, ","); s += a[1] } END { print s }' "$work/no-headers.txt")
 row "after them ($ended of $((CLIENTS * 100)) streams ended by the server)" "$(good 3)"
 echo

@@ -93,6 +93,7 @@ echo "|---|---|---|---|---|"
 for m in $MODES; do
   loads=("HTTP/1.1:--h1" "h2c:-m 8")
   [ "$m" != ws ] || loads=("HTTP/1.1:")
+  [ "$m" != tls ] || loads=("HTTP/1.1 over TLS:--h1" "h2 over TLS:-m 8")
   for load in "${loads[@]}"; do
     label=${load%%:*}
     # shellcheck disable=SC2086 # the load's flags are words
