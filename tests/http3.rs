@@ -577,3 +577,24 @@ fn a_reload_s_new_certificate_applies_to_quic_too() {
     assert_eq!(shown(&shop)["same"], true, "the new certificate over QUIC");
     assert_eq!(shown(&old)["same"], false);
 }
+
+#[test]
+fn what_http3_connections_hold_is_given_back_when_they_end() {
+    let server = serve_with("", &["--admin-addr", "127.0.0.1:0"]);
+    let responses = requests(
+        &server,
+        "localhost",
+        json!([
+            post("p2.test", "/", 1 << 20),
+            post("p3.test", "/echo", 1 << 20)
+        ]),
+    );
+    assert!(responses.iter().all(|r| status(r) == 200), "{responses:?}");
+    // The client has closed its connection: its permit, its client slot
+    // and its streams' tasks are given back.
+    let open = wait_for(|| {
+        let metrics = admin_metrics(&server);
+        support::sample(&metrics, "catshost_connections_open").filter(|&open| open == 0.0)
+    });
+    assert_eq!(open, Some(0.0), "{}", admin_metrics(&server));
+}
